@@ -1,0 +1,393 @@
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::JobId;
+use crate::retry::RetryPolicy;
+use crate::validate::{ValidationError, validate_name, validate_queue_name};
+
+/// A job's run timeout when none is given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A valid job name: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`, like a DNS label.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobName(String);
+
+impl JobName {
+    /// Validates `name`.
+    pub fn new(name: impl Into<String>) -> Result<Self, ValidationError> {
+        let name = name.into();
+        validate_name("job", &name)?;
+        Ok(Self(name))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for JobName {
+    type Error = ValidationError;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Self::new(name)
+    }
+}
+
+impl From<JobName> for String {
+    fn from(name: JobName) -> Self {
+        name.0
+    }
+}
+
+impl FromStr for JobName {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Display for JobName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for JobName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What to run: a container image or a local command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RuntimeSpec {
+    /// A container from `image`; `command`, when set, replaces the image's own.
+    Image {
+        /// The image reference (`registry/name:tag` or a digest).
+        image: String,
+        /// Overrides the image's command.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        command: Option<Vec<String>>,
+    },
+    /// A local process, run directly from its argv (no shell unless the argv says `sh -c`).
+    Process {
+        /// Program and arguments.
+        argv: Vec<String>,
+    },
+}
+
+/// Resource limits; `None` means the runtime's default (no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Memory limit in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// CPU limit in cores (1.5 = one and a half).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+}
+
+/// How a job's executions may overlap, as Kubernetes CronJobs define it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcurrencyPolicy {
+    /// At most one execution runs at a time. A scheduled execution that finds another running is
+    /// skipped; any other execution waits in the queue.
+    #[default]
+    Forbid,
+    /// Executions run side by side.
+    Allow,
+    /// A new execution cancels the running one and takes its place.
+    Replace,
+}
+
+impl ConcurrencyPolicy {
+    /// The word used in storage, the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forbid => "forbid",
+            Self::Allow => "allow",
+            Self::Replace => "replace",
+        }
+    }
+}
+
+impl FromStr for ConcurrencyPolicy {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "forbid" => Ok(Self::Forbid),
+            "allow" => Ok(Self::Allow),
+            "replace" => Ok(Self::Replace),
+            other => Err(ValidationError::Field {
+                field: "concurrency",
+                message: format!("{other:?} is not a policy; use forbid, allow or replace"),
+            }),
+        }
+    }
+}
+
+/// Everything a user says about a job: the part of a [`Job`] that create and update take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The job's unique name among live jobs.
+    pub name: JobName,
+    /// What to run.
+    pub runtime: RuntimeSpec,
+    /// Environment given to every execution.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Environment whose values are never shown again and are masked in logs.
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
+    /// Working directory for the process or container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// How long one execution may run before it is stopped as `timed_out`.
+    #[serde(
+        with = "duration_ms",
+        rename = "timeout_ms",
+        default = "default_timeout"
+    )]
+    pub timeout: Duration,
+    /// Retries and backoff.
+    pub retry: RetryPolicy,
+    /// The queue its executions wait in.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// Higher runs first among due executions; default 0, may be negative.
+    #[serde(default)]
+    pub priority: i32,
+    /// Whether executions may overlap.
+    #[serde(default)]
+    pub concurrency: ConcurrencyPolicy,
+    /// Free-form labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Finished executions kept per job; older ones are pruned. `None` keeps the store default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
+}
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+fn default_queue() -> String {
+    "default".to_owned()
+}
+
+impl JobSpec {
+    /// A job with defaults for everything but its name and what it runs.
+    pub fn new(name: JobName, runtime: RuntimeSpec) -> Self {
+        Self {
+            name,
+            runtime,
+            env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
+            workdir: None,
+            limits: Limits::default(),
+            timeout: DEFAULT_TIMEOUT,
+            retry: RetryPolicy::triggered_default(),
+            queue: default_queue(),
+            priority: 0,
+            concurrency: ConcurrencyPolicy::default(),
+            labels: BTreeMap::new(),
+            keep: None,
+        }
+    }
+
+    /// Checks every field that the type system does not already guarantee.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_name("job", self.name.as_str())?;
+        validate_queue_name(&self.queue)?;
+        self.retry.validate()?;
+        match &self.runtime {
+            RuntimeSpec::Image { image, command } => {
+                if image.trim().is_empty() {
+                    return Err(field(
+                        "image",
+                        "is empty; give an image such as busybox:latest",
+                    ));
+                }
+                if command.as_ref().is_some_and(Vec::is_empty) {
+                    return Err(field(
+                        "command",
+                        "is empty; leave it out to run the image's own",
+                    ));
+                }
+            }
+            RuntimeSpec::Process { argv } => {
+                if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                    return Err(field("exec", "is empty; give the program to run"));
+                }
+            }
+        }
+        if self.timeout.is_zero() {
+            return Err(field("timeout", "must be longer than zero, such as 30m"));
+        }
+        for key in self.env.keys().chain(self.secret_env.keys()) {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(ValidationError::Field {
+                    field: "env",
+                    message: format!("{key:?} is not a valid variable name"),
+                });
+            }
+        }
+        if let Some(cpus) = self.limits.cpus
+            && !(cpus.is_finite() && cpus > 0.0)
+        {
+            return Err(field("cpus", "must be a positive number such as 1.5"));
+        }
+        if self.keep == Some(0) {
+            return Err(field("keep", "must keep at least 1 execution"));
+        }
+        Ok(())
+    }
+}
+
+fn field(field: &'static str, message: &str) -> ValidationError {
+    ValidationError::Field {
+        field,
+        message: message.to_owned(),
+    }
+}
+
+/// A stored job definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Stable id; executions point to it, so history survives a delete.
+    pub id: JobId,
+    /// The definition.
+    #[serde(flatten)]
+    pub spec: JobSpec,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Serde for a `Duration` as whole milliseconds.
+pub(crate) mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec::new(
+            JobName::new("generate-reports").expect("valid"),
+            RuntimeSpec::Image {
+                image: "busybox:latest".into(),
+                command: None,
+            },
+        )
+    }
+
+    #[test]
+    fn job_names_are_validated_when_deserialized() {
+        let err = serde_json::from_value::<JobName>(serde_json::json!("bad/name"))
+            .expect_err("slash refused");
+        assert!(err.to_string().contains("bad/name"));
+    }
+
+    #[test]
+    fn spec_round_trips_through_json_with_defaults_filled_in() {
+        let json = serde_json::json!({
+            "name": "generate-reports",
+            "runtime": {"kind": "process", "argv": ["python3", "job.py"]},
+            "retry": {"max_attempts": 1, "backoff_base_ms": 10000, "backoff_cap_ms": 600000},
+        });
+        let parsed: JobSpec = serde_json::from_value(json).expect("parses");
+        assert_eq!(parsed.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(parsed.queue, "default");
+        assert_eq!(parsed.concurrency, ConcurrencyPolicy::Forbid);
+        let again: JobSpec =
+            serde_json::from_value(serde_json::to_value(&parsed).expect("serializes"))
+                .expect("parses");
+        assert_eq!(again, parsed);
+    }
+
+    #[test]
+    fn validate_refuses_what_cannot_run() {
+        assert_eq!(spec().validate(), Ok(()));
+        let cases: Vec<(&str, Box<dyn Fn(&mut JobSpec)>)> = vec![
+            (
+                "image",
+                Box::new(|s| {
+                    s.runtime = RuntimeSpec::Image {
+                        image: " ".into(),
+                        command: None,
+                    }
+                }),
+            ),
+            (
+                "command",
+                Box::new(|s| {
+                    s.runtime = RuntimeSpec::Image {
+                        image: "x".into(),
+                        command: Some(vec![]),
+                    }
+                }),
+            ),
+            (
+                "exec",
+                Box::new(|s| s.runtime = RuntimeSpec::Process { argv: vec![] }),
+            ),
+            ("timeout", Box::new(|s| s.timeout = Duration::ZERO)),
+            ("queue", Box::new(|s| s.queue = "Bad Queue".into())),
+            (
+                "env",
+                Box::new(|s| {
+                    s.env.insert("A=B".into(), "x".into());
+                }),
+            ),
+            ("cpus", Box::new(|s| s.limits.cpus = Some(f64::NAN))),
+            ("keep", Box::new(|s| s.keep = Some(0))),
+            ("max_attempts", Box::new(|s| s.retry.max_attempts = 0)),
+        ];
+        for (what, break_it) in cases {
+            let mut s = spec();
+            break_it(&mut s);
+            let err = s.validate().expect_err(what);
+            assert!(err.to_string().contains(what), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn concurrency_policy_parses_its_words_only() {
+        for p in [
+            ConcurrencyPolicy::Forbid,
+            ConcurrencyPolicy::Allow,
+            ConcurrencyPolicy::Replace,
+        ] {
+            assert_eq!(p.as_str().parse::<ConcurrencyPolicy>(), Ok(p));
+        }
+        assert!("sometimes".parse::<ConcurrencyPolicy>().is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! Panda's vocabulary.
+//!
+//! Everything else in Panda is a loop around the store; this crate names what those loops move
+//! around: [`Job`] definitions, [`Execution`]s and their [`Status`] state machine, the
+//! [`RetryPolicy`], and the [`Clock`] every time-dependent decision reads from.
+//!
+//! Two decisions a newcomer must know:
+//!
+//! - **No I/O, no async.** Everything here is a pure function of its inputs, so the scheduler,
+//!   the retry logic and the state machine are table-tested with fixed instants and a seeded RNG.
+//! - **Time is injected.** Code never calls `Utc::now()` directly; it asks a [`Clock`], which is
+//!   a [`SystemClock`] in production and a [`TestClock`] in tests.
+
+mod clock;
+mod execution;
+mod ids;
+mod job;
+mod retry;
+mod validate;
+
+pub use clock::{Clock, SystemClock, TestClock};
+pub use execution::{Execution, Status, Trigger};
+pub use ids::{ExecutionId, JobId, ParseIdError};
+pub use job::{ConcurrencyPolicy, DEFAULT_TIMEOUT, Job, JobName, JobSpec, Limits, RuntimeSpec};
+pub use retry::RetryPolicy;
+pub use validate::{
+    MAX_IDEMPOTENCY_KEY_BYTES, MAX_PAYLOAD_BYTES, ValidationError, validate_payload,
+    validate_queue_name,
+};
