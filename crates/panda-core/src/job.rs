@@ -336,40 +336,30 @@ mod tests {
     #[test]
     fn validate_refuses_what_cannot_run() {
         assert_eq!(spec().validate(), Ok(()));
-        let cases: Vec<(&str, Box<dyn Fn(&mut JobSpec)>)> = vec![
-            (
-                "image",
-                Box::new(|s| {
-                    s.runtime = RuntimeSpec::Image {
-                        image: " ".into(),
-                        command: None,
-                    }
-                }),
-            ),
-            (
-                "command",
-                Box::new(|s| {
-                    s.runtime = RuntimeSpec::Image {
-                        image: "x".into(),
-                        command: Some(vec![]),
-                    }
-                }),
-            ),
-            (
-                "exec",
-                Box::new(|s| s.runtime = RuntimeSpec::Process { argv: vec![] }),
-            ),
-            ("timeout", Box::new(|s| s.timeout = Duration::ZERO)),
-            ("queue", Box::new(|s| s.queue = "Bad Queue".into())),
-            (
-                "env",
-                Box::new(|s| {
-                    s.env.insert("A=B".into(), "x".into());
-                }),
-            ),
-            ("cpus", Box::new(|s| s.limits.cpus = Some(f64::NAN))),
-            ("keep", Box::new(|s| s.keep = Some(0))),
-            ("max_attempts", Box::new(|s| s.retry.max_attempts = 0)),
+        let cases: Vec<(&str, fn(&mut JobSpec))> = vec![
+            ("image", |s| {
+                s.runtime = RuntimeSpec::Image {
+                    image: " ".into(),
+                    command: None,
+                }
+            }),
+            ("command", |s| {
+                s.runtime = RuntimeSpec::Image {
+                    image: "x".into(),
+                    command: Some(vec![]),
+                }
+            }),
+            ("exec", |s| {
+                s.runtime = RuntimeSpec::Process { argv: vec![] }
+            }),
+            ("timeout", |s| s.timeout = Duration::ZERO),
+            ("queue", |s| s.queue = "Bad Queue".into()),
+            ("env", |s| {
+                s.env.insert("A=B".into(), "x".into());
+            }),
+            ("cpus", |s| s.limits.cpus = Some(f64::NAN)),
+            ("keep", |s| s.keep = Some(0)),
+            ("max_attempts", |s| s.retry.max_attempts = 0),
         ];
         for (what, break_it) in cases {
             let mut s = spec();
