@@ -336,7 +336,8 @@ mod tests {
     #[test]
     fn validate_refuses_what_cannot_run() {
         assert_eq!(spec().validate(), Ok(()));
-        let cases: Vec<(&str, fn(&mut JobSpec))> = vec![
+        type Breaker = fn(&mut JobSpec);
+        let cases: Vec<(&str, Breaker)> = vec![
             ("image", |s| {
                 s.runtime = RuntimeSpec::Image {
                     image: " ".into(),
