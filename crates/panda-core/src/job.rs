@@ -180,6 +180,68 @@ pub struct JobSpec {
     /// Finished executions kept per job; older ones are pruned. `None` keeps the store default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep: Option<u32>,
+    /// When set, the job is a cronjob and fires on this schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// A suspended cronjob records its slots as skipped instead of running them.
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+/// What to do with slots that were missed (server down, suspended, clock jump).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// Run the most recent missed slot if it is within the starting deadline.
+    #[default]
+    Latest,
+    /// Run none; record them all as skipped.
+    None,
+    /// Run every missed slot, up to a cap.
+    All,
+}
+
+/// When a cronjob fires.
+///
+/// The expression is stored as written; parsing it and computing fire times belong to the
+/// scheduler's cron module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// A cron expression (`0 5 * * *`, `@daily`, or six fields with seconds).
+    pub cron: String,
+    /// IANA time zone the expression is read in.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Missed-slot policy.
+    #[serde(default)]
+    pub catch_up: CatchUp,
+    /// A slot that cannot start within this long after its instant is skipped.
+    #[serde(
+        with = "duration_ms",
+        rename = "starting_deadline_ms",
+        default = "default_starting_deadline"
+    )]
+    pub starting_deadline: Duration,
+}
+
+fn default_timezone() -> String {
+    "UTC".to_owned()
+}
+
+fn default_starting_deadline() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Schedule {
+    /// A schedule in UTC with the default catch-up policy and deadline.
+    pub fn new(cron: impl Into<String>) -> Self {
+        Self {
+            cron: cron.into(),
+            timezone: default_timezone(),
+            catch_up: CatchUp::default(),
+            starting_deadline: default_starting_deadline(),
+        }
+    }
 }
 
 fn default_timeout() -> Duration {
@@ -207,6 +269,8 @@ impl JobSpec {
             concurrency: ConcurrencyPolicy::default(),
             labels: BTreeMap::new(),
             keep: None,
+            schedule: None,
+            suspended: false,
         }
     }
 
@@ -251,6 +315,14 @@ impl JobSpec {
             && !(cpus.is_finite() && cpus > 0.0)
         {
             return Err(field("cpus", "must be a positive number such as 1.5"));
+        }
+        if let Some(schedule) = &self.schedule
+            && schedule.cron.trim().is_empty()
+        {
+            return Err(field(
+                "schedule",
+                "is empty; give a cron expression such as \"0 5 * * *\"",
+            ));
         }
         if self.keep == Some(0) {
             return Err(field("keep", "must keep at least 1 execution"));

@@ -44,8 +44,8 @@ pub enum ValidationError {
     },
 }
 
-/// Checks a DNS-label-style name: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`.
-pub(crate) fn validate_name(what: &'static str, name: &str) -> Result<(), ValidationError> {
+/// Checks a DNS-label-style name (`[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`); `what` names it in the error.
+pub fn validate_name(what: &'static str, name: &str) -> Result<(), ValidationError> {
     let fail = |problem| {
         Err(ValidationError::Name {
             what,

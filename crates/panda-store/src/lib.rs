@@ -1,1 +1,203 @@
-pub fn x() {}
+//! Panda's persistent state.
+//!
+//! Storage is the source of truth: the scheduler, the workers and the API are loops around the
+//! [`Store`] trait, implemented here by [`SqliteStore`] (one machine, embedded) and [`PgStore`]
+//! (many machines). The conformance suite in `tests/conformance/` runs every case against both.
+//!
+//! Two decisions a newcomer must know:
+//!
+//! - **Each method is one atomic unit.** No transaction handle crosses the trait; anything that
+//!   must happen together (claim and job lock, finish and retry, slot and execution) happens in
+//!   one method.
+//! - **`now` comes from the caller.** Every time-dependent call takes the engine's clock reading
+//!   instead of the database's `NOW()`, so both backends agree and tests are deterministic.
+
+mod error;
+mod lifecycle;
+mod model;
+mod postgres;
+mod sqlite;
+pub mod testing;
+mod token;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use panda_core::{Execution, ExecutionId, Job, JobId, JobSpec};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+pub use error::{StoreError, StoreResult};
+pub use model::{
+    ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
+    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, Notice, Outcome, Pruned,
+    Retention, Slot, SlotDecision, SlotRecord, TokenScope,
+};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// The default page size of [`Store::execution_list`].
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// The largest page [`Store::execution_list`] returns.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// All of Panda's persistent state.
+///
+/// Method names put the noun first. Errors the caller can act on are typed: `NotFound`,
+/// `Conflict`, `Stale`, `Invalid`, `Unavailable`.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    // ---- jobs ----
+
+    /// Creates a job. `Conflict` if a live job has that name; `Invalid` if the spec is.
+    async fn job_create(&self, spec: &JobSpec, now: DateTime<Utc>) -> StoreResult<Job>;
+
+    /// A live job by name.
+    async fn job_get(&self, name: &str) -> StoreResult<Job>;
+
+    /// A job by id, deleted ones included (a worker may still be running its execution).
+    async fn job_get_by_id(&self, id: JobId) -> StoreResult<Job>;
+
+    /// Live jobs, by name.
+    async fn job_list(&self, kind: JobKind) -> StoreResult<Vec<Job>>;
+
+    /// Replaces the definition of the live job named `spec.name`. Executions already created
+    /// keep the retry and overlap rules they were created with.
+    async fn job_update(&self, spec: &JobSpec, now: DateTime<Utc>) -> StoreResult<Job>;
+
+    /// Deletes a live job: its name is free again, its queued executions are cancelled, its
+    /// running ones are asked to stop, and its history stays readable.
+    async fn job_delete(&self, name: &str, now: DateTime<Utc>) -> StoreResult<()>;
+
+    // ---- executions ----
+
+    /// Queues an execution of a live job. With an idempotency key that this job has seen
+    /// before, returns that execution instead (`created: false`).
+    async fn execution_enqueue(
+        &self,
+        request: &NewExecution,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Enqueued>;
+
+    /// Claims up to `limit` due executions (highest priority first, then earliest due) and
+    /// leases each to the worker. Takes the job lock of `forbid` jobs in the same transaction:
+    /// a queued execution whose job is already running waits, or, when a schedule fired it, is
+    /// recorded as `skipped` ("overlap forbidden"). For `replace` jobs, the running execution
+    /// is asked to stop.
+    async fn execution_claim(
+        &self,
+        request: &ClaimRequest,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Claimed>>;
+
+    /// Renews a lease. `Stale` if the token no longer holds it.
+    async fn execution_heartbeat(
+        &self,
+        execution_id: ExecutionId,
+        token: Uuid,
+        lease_ttl: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Heartbeat>;
+
+    /// Records how runs ended, each fenced by its lease token and each applying the retry
+    /// policy (a failed or timed-out attempt with attempts left queues the next one with
+    /// backoff; the last one is `dead`). One transaction for the batch; one result per item,
+    /// `Stale` for an item whose lease has moved on (that item changes nothing).
+    async fn execution_finish_many(
+        &self,
+        batch: &[Finish],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Finished>>>;
+
+    /// [`Store::execution_finish_many`] for one execution.
+    async fn execution_finish(&self, finish: &Finish, now: DateTime<Utc>) -> StoreResult<Finished> {
+        let mut results = self
+            .execution_finish_many(std::slice::from_ref(finish), now)
+            .await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("finish returned no result".into())))
+    }
+
+    /// Cancels a queued execution at once, or asks a running one to stop (its worker sees
+    /// `cancel_requested` at the next heartbeat). `Conflict` if it has already ended.
+    async fn execution_cancel(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<Execution>;
+
+    /// Marks up to `limit` running executions whose lease expired before `now` as `lost` and
+    /// hands each to its retry policy (or marks it `dead`).
+    async fn execution_rescue(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Finished>>;
+
+    /// One execution.
+    async fn execution_get(&self, id: ExecutionId) -> StoreResult<Execution>;
+
+    /// Executions, newest first, one keyset page at a time.
+    async fn execution_list(&self, filter: &ExecutionFilter) -> StoreResult<ExecutionPage>;
+
+    /// The newest execution of a job (by name) that was not skipped.
+    async fn execution_latest(&self, job: &str) -> StoreResult<Option<Execution>>;
+
+    // ---- cron slots ----
+
+    /// Records the slot (job, `scheduled_at`) and, in the same transaction, its execution:
+    /// queued when fired, `skipped` with the reason otherwise. A slot already recorded is left
+    /// as it is and returned as [`SlotRecord::Duplicate`].
+    async fn slot_record(
+        &self,
+        job_id: JobId,
+        scheduled_at: DateTime<Utc>,
+        decision: &SlotDecision,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SlotRecord>;
+
+    /// A job's recorded slots, newest first.
+    async fn slot_list(&self, job_id: JobId, limit: u32) -> StoreResult<Vec<Slot>>;
+
+    // ---- logs ----
+
+    /// Appends chunks to an execution's log. A chunk whose seq is already stored is ignored,
+    /// so a writer may resend after an error.
+    async fn log_append(&self, execution_id: ExecutionId, chunks: &[LogChunk]) -> StoreResult<()>;
+
+    /// Up to `limit` chunks after seq `after` (from the start when `None`), in order.
+    async fn log_read(
+        &self,
+        execution_id: ExecutionId,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<LogChunk>>;
+
+    /// The last `n` chunks, in order.
+    async fn log_tail(&self, execution_id: ExecutionId, n: u32) -> StoreResult<Vec<LogChunk>>;
+
+    // ---- API tokens ----
+
+    /// Creates a token and returns it with its secret, which is not stored and cannot be shown
+    /// again. `Conflict` if the name is taken.
+    async fn token_create(
+        &self,
+        name: &str,
+        scope: TokenScope,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(ApiToken, String)>;
+
+    /// The live token whose secret this is, if any; notes when it was used (to the minute).
+    async fn token_verify(&self, secret: &str, now: DateTime<Utc>) -> StoreResult<Option<ApiToken>>;
+
+    /// Live tokens, by name.
+    async fn token_list(&self) -> StoreResult<Vec<ApiToken>>;
+
+    /// Revokes a token by name; it stops working at once.
+    async fn token_revoke(&self, name: &str, now: DateTime<Utc>) -> StoreResult<()>;
+
+    // ---- retention ----
+
+    /// Deletes at most `retention.batch` finished executions (with their logs) that are older
+    /// than the maximum age or beyond their job's keep count, and slots older than the maximum
+    /// age. Call again while it returns a full batch.
+    async fn retention_prune(&self, retention: &Retention, now: DateTime<Utc>) -> StoreResult<Pruned>;
+
+    // ---- wake-ups ----
+
+    /// Hints that work may be claimable. Lossy by design: a receiver that lags or a listener
+    /// that reconnects drops notices, so workers poll as well.
+    fn subscribe(&self) -> broadcast::Receiver<Notice>;
+}

@@ -1,1 +1,96 @@
-fn main() {}
+//! `panda`: the server and the command-line client of Panda, in one binary.
+//!
+//! This is the only crate that names concrete backends: it picks SQLite or PostgreSQL from the
+//! configuration and hands the rest of Panda an `Arc<dyn Store>`.
+
+mod bench;
+mod server;
+mod store;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Self-hosted background jobs and cron, from one binary.
+#[derive(Debug, Parser)]
+#[command(name = "panda", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Panda server on this machine.
+    Server(server::ServerArgs),
+    /// Measure Panda's throughput on this machine.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PANDA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&anyhow::Error::new(err).context("start the async runtime")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Bench(command) => bench::run(command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+/// Prints an error the way every command does: one `error:` line, then at most one `hint:`.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+    }
+    eprintln!("error: {message}");
+    if let Some(hint) = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<UserError>())
+        .map(|user| &user.hint)
+    {
+        eprintln!("hint: {hint}");
+    }
+    ExitCode::FAILURE
+}
+
+/// An error the user can fix, with the advice printed as the `hint:` line.
+#[derive(Debug)]
+struct UserError {
+    message: String,
+    hint: String,
+}
+
+impl UserError {
+    fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UserError {}

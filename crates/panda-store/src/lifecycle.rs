@@ -1,0 +1,272 @@
+//! The backend-neutral half of every state change: which rows a request creates and which
+//! status a finished attempt ends in. Each backend only says how to read and write them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use panda_core::{
+    Execution, ExecutionId, Job, MAX_IDEMPOTENCY_KEY_BYTES, Status, Trigger, ValidationError,
+    validate_payload,
+};
+
+use crate::model::{NewExecution, Outcome};
+
+/// Checks an enqueue request before anything is read or written.
+pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), ValidationError> {
+    if let Some(payload) = &request.payload {
+        validate_payload(payload)?;
+    }
+    if let Some(key) = &request.idempotency_key
+        && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES)
+    {
+        return Err(ValidationError::Field {
+            field: "idempotency_key",
+            message: format!(
+                "must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes, got {}",
+                key.len()
+            ),
+        });
+    }
+    if matches!(request.trigger, Trigger::Retry | Trigger::Schedule) {
+        return Err(ValidationError::Field {
+            field: "trigger",
+            message: format!(
+                "{} executions are created by Panda itself; enqueue as api or manual",
+                request.trigger
+            ),
+        });
+    }
+    if let Some(key) = request
+        .env
+        .keys()
+        .find(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+    {
+        return Err(ValidationError::Field {
+            field: "env",
+            message: format!("{key:?} is not a valid variable name"),
+        });
+    }
+    Ok(())
+}
+
+/// A first attempt of `job` in `status`, as of `now`.
+pub(crate) fn first_attempt(
+    job: &Job,
+    trigger: Trigger,
+    status: Status,
+    run_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Execution {
+    let id = ExecutionId::new();
+    Execution {
+        id,
+        root_id: id,
+        job_id: job.id,
+        job_name: job.spec.name.to_string(),
+        queue: job.spec.queue.clone(),
+        priority: job.spec.priority,
+        status,
+        trigger,
+        attempt: 1,
+        retry: job.spec.retry,
+        concurrency: job.spec.concurrency,
+        idempotency_key: None,
+        payload: None,
+        env: BTreeMap::new(),
+        scheduled_at: None,
+        run_at,
+        created_at: now,
+        started_at: None,
+        finished_at: if status.is_terminal() { Some(now) } else { None },
+        worker_id: None,
+        lease_expires_at: None,
+        cancel_requested: false,
+        exit_code: None,
+        reason: None,
+        image_digest: None,
+    }
+}
+
+/// The execution an enqueue request creates.
+pub(crate) fn enqueued(job: &Job, request: &NewExecution, now: DateTime<Utc>) -> Execution {
+    let mut execution = first_attempt(
+        job,
+        request.trigger,
+        Status::Queued,
+        request.run_at.unwrap_or(now),
+        now,
+    );
+    execution.priority = request.priority.unwrap_or(job.spec.priority);
+    execution.idempotency_key = request.idempotency_key.clone();
+    execution.payload = request.payload.clone();
+    execution.env = request.env.clone();
+    execution.scheduled_at = request.scheduled_at;
+    execution
+}
+
+/// How an attempt that ended (or was lost) settles: its final status, and whether another
+/// attempt follows after a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settlement {
+    pub(crate) status: Status,
+    pub(crate) retry_in: Option<std::time::Duration>,
+}
+
+/// Applies the retry policy. `None` as outcome means the lease expired (the attempt is lost).
+pub(crate) fn settle(execution: &Execution, outcome: Option<Outcome>) -> Settlement {
+    let failed_status = match outcome {
+        Some(Outcome::Succeeded) => return final_status(Status::Succeeded),
+        Some(Outcome::Cancelled) => return final_status(Status::Cancelled),
+        Some(Outcome::Failed) => Status::Failed,
+        Some(Outcome::TimedOut) => Status::TimedOut,
+        None => Status::Lost,
+    };
+    match execution
+        .retry
+        .retry_after(execution.attempt, &mut rand::rng())
+    {
+        Some(wait) => Settlement {
+            status: failed_status,
+            retry_in: Some(wait),
+        },
+        None => final_status(Status::Dead),
+    }
+}
+
+fn final_status(status: Status) -> Settlement {
+    Settlement {
+        status,
+        retry_in: None,
+    }
+}
+
+/// The reason recorded on a dead execution, keeping what actually happened to the last attempt.
+pub(crate) fn dead_reason(outcome: Option<Outcome>, reason: Option<&str>) -> String {
+    let what = match outcome {
+        Some(Outcome::TimedOut) => "timed out",
+        None => "lost: lease expired",
+        _ => "failed",
+    };
+    match reason {
+        Some(reason) if !reason.is_empty() => format!("{what} on the last attempt: {reason}"),
+        _ => format!("{what} on the last attempt"),
+    }
+}
+
+/// The next attempt after `failed`, due `retry_in` from `now`.
+pub(crate) fn next_attempt(
+    failed: &Execution,
+    retry_in: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Execution {
+    let wait = chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::MAX);
+    Execution {
+        id: ExecutionId::new(),
+        status: Status::Queued,
+        trigger: Trigger::Retry,
+        attempt: failed.attempt + 1,
+        run_at: now.checked_add_signed(wait).unwrap_or(now),
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        worker_id: None,
+        lease_expires_at: None,
+        cancel_requested: false,
+        exit_code: None,
+        reason: None,
+        image_digest: None,
+        ..failed.clone()
+    }
+}
+
+/// The reason given to a scheduled execution skipped because its job was already running.
+pub(crate) fn overlap_reason(running: &str) -> String {
+    format!("overlap forbidden: execution {running} was still running")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use panda_core::{JobName, JobSpec, RetryPolicy, RuntimeSpec};
+    use std::time::Duration;
+
+    fn job(max_attempts: u32) -> Job {
+        let mut spec = JobSpec::new(
+            JobName::new("j").expect("valid"),
+            RuntimeSpec::Process {
+                argv: vec!["true".into()],
+            },
+        );
+        spec.retry = RetryPolicy {
+            max_attempts,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(4),
+        };
+        Job {
+            id: panda_core::JobId::new(),
+            spec,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn settlement_table() {
+        let now = Utc::now();
+        let first = first_attempt(&job(2), Trigger::Api, Status::Running, now, now);
+        let last = Execution {
+            attempt: 2,
+            ..first.clone()
+        };
+        let cases = [
+            (&first, Some(Outcome::Succeeded), Status::Succeeded, false),
+            (&first, Some(Outcome::Cancelled), Status::Cancelled, false),
+            (&first, Some(Outcome::Failed), Status::Failed, true),
+            (&first, Some(Outcome::TimedOut), Status::TimedOut, true),
+            (&first, None, Status::Lost, true),
+            (&last, Some(Outcome::Succeeded), Status::Succeeded, false),
+            (&last, Some(Outcome::Failed), Status::Dead, false),
+            (&last, Some(Outcome::TimedOut), Status::Dead, false),
+            (&last, None, Status::Dead, false),
+        ];
+        for (execution, outcome, status, retries) in cases {
+            let s = settle(execution, outcome);
+            assert_eq!(s.status, status, "attempt {} {outcome:?}", execution.attempt);
+            assert_eq!(s.retry_in.is_some(), retries, "attempt {} {outcome:?}", execution.attempt);
+            assert!(s.retry_in.is_none_or(|w| w <= Duration::from_secs(1)));
+        }
+    }
+
+    #[test]
+    fn next_attempt_keeps_the_run_and_resets_the_attempt_state() {
+        let now = Utc::now();
+        let mut first = first_attempt(&job(3), Trigger::Schedule, Status::Failed, now, now);
+        first.idempotency_key = Some("k".into());
+        first.exit_code = Some(1);
+        let next = next_attempt(&first, Duration::from_millis(1500), now);
+        assert_ne!(next.id, first.id);
+        assert_eq!(next.root_id, first.id);
+        assert_eq!((next.attempt, next.trigger, next.status), (2, Trigger::Retry, Status::Queued));
+        assert_eq!(next.run_at, now + chrono::Duration::milliseconds(1500));
+        assert_eq!(next.run_key(), first.run_key());
+        assert_eq!(next.exit_code, None);
+    }
+
+    #[test]
+    fn enqueue_requests_are_validated() {
+        let ok = NewExecution::api("j");
+        assert_eq!(validate_new_execution(&ok), Ok(()));
+        let mut retry = ok.clone();
+        retry.trigger = Trigger::Retry;
+        assert!(validate_new_execution(&retry).is_err());
+        let mut long_key = ok.clone();
+        long_key.idempotency_key = Some("k".repeat(MAX_IDEMPOTENCY_KEY_BYTES + 1));
+        assert!(validate_new_execution(&long_key).is_err());
+        let mut big = ok;
+        big.payload = Some(serde_json::Value::String("x".repeat(panda_core::MAX_PAYLOAD_BYTES)));
+        assert!(matches!(
+            validate_new_execution(&big),
+            Err(ValidationError::PayloadTooLarge { .. })
+        ));
+    }
+}

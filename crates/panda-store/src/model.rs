@@ -1,0 +1,361 @@
+//! The values that cross the [`Store`](crate::Store) trait, besides the core types.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use panda_core::{Execution, ExecutionId, JobId, Status, Trigger, ValidationError};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Which jobs [`Store::job_list`](crate::Store::job_list) returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JobKind {
+    /// Every live job.
+    #[default]
+    All,
+    /// Jobs with a schedule (cronjobs).
+    Scheduled,
+    /// Jobs without one (triggered jobs).
+    Triggered,
+}
+
+/// A request to put an execution in the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewExecution {
+    /// The live job to run, by name.
+    pub job: String,
+    /// Why it is enqueued: `Api` or `Manual` here (`Schedule` comes through slots, `Retry`
+    /// from the retry policy).
+    pub trigger: Trigger,
+    /// JSON handed to the job as `PANDA_PAYLOAD`; at most `MAX_PAYLOAD_BYTES`.
+    pub payload: Option<serde_json::Value>,
+    /// Environment overrides for this execution.
+    pub env: BTreeMap<String, String>,
+    /// A second enqueue of the same job with the same key returns the first execution.
+    pub idempotency_key: Option<String>,
+    /// Not claimed before this instant; `None` means now.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Overrides the job's priority.
+    pub priority: Option<i32>,
+    /// The slot this run stands for (a backfill).
+    pub scheduled_at: Option<DateTime<Utc>>,
+}
+
+impl NewExecution {
+    /// A plain API enqueue of `job`, due now.
+    pub fn api(job: impl Into<String>) -> Self {
+        Self {
+            job: job.into(),
+            trigger: Trigger::Api,
+            payload: None,
+            env: BTreeMap::new(),
+            idempotency_key: None,
+            run_at: None,
+            priority: None,
+            scheduled_at: None,
+        }
+    }
+}
+
+/// The answer to an enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enqueued {
+    /// The execution: new, or the one an earlier enqueue with the same key made.
+    pub execution: Execution,
+    /// `false` when the idempotency key matched an existing execution.
+    pub created: bool,
+}
+
+/// A worker asking for work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// Who is asking; recorded on the execution.
+    pub worker_id: String,
+    /// Queues to take from; empty means every queue.
+    pub queues: Vec<String>,
+    /// At most this many executions.
+    pub limit: u32,
+    /// How long the lease lasts without a heartbeat.
+    pub lease_ttl: Duration,
+}
+
+/// The right to write about one running execution.
+///
+/// Every write after the claim carries the token; once the lease has moved on (rescued as lost,
+/// or claimed again) the store refuses it as [`StoreError::Stale`](crate::StoreError::Stale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// The execution it is for.
+    pub execution_id: ExecutionId,
+    /// The fencing token.
+    pub token: Uuid,
+    /// Void after this instant unless renewed by a heartbeat.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An execution a worker now holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The execution, now `running`.
+    pub execution: Execution,
+    /// Its lease.
+    pub lease: Lease,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The lease's new expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Someone asked to cancel the execution: stop it and finish it as cancelled.
+    pub cancel_requested: bool,
+}
+
+/// How a run ended, as the worker saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit code 0.
+    Succeeded,
+    /// Non-zero exit, killed for memory, or could not start: subject to retry.
+    Failed,
+    /// Stopped at its timeout: subject to retry.
+    TimedOut,
+    /// Stopped on request: never retried.
+    Cancelled,
+}
+
+/// A worker's report that a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    /// The lease it ran under; checked before anything is written.
+    pub execution_id: ExecutionId,
+    /// The fencing token from the claim.
+    pub token: Uuid,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The exit code, when there was one.
+    pub exit_code: Option<i32>,
+    /// Why, in words (`OOMKilled`, the engine's error).
+    pub reason: Option<String>,
+    /// The image digest that ran.
+    pub image_digest: Option<String>,
+}
+
+/// What a finish (or a rescue) did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// The execution in its terminal status (`dead` when retries are exhausted).
+    pub execution: Execution,
+    /// The next attempt, queued with backoff, when the policy allows one.
+    pub retry: Option<Execution>,
+}
+
+/// Which executions [`Store::execution_list`](crate::Store::execution_list) returns, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutionFilter {
+    /// Only this job's (by name, so history of a deleted job stays listable).
+    pub job: Option<String>,
+    /// Only these statuses; empty means all.
+    pub statuses: Vec<Status>,
+    /// Keyset cursor: only executions older than this one (the `next` of the previous page).
+    pub before: Option<ExecutionId>,
+    /// Page size; 0 means the default of 50, and at most 1,000.
+    pub limit: u32,
+}
+
+/// One page of executions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionPage {
+    /// Newest first.
+    pub executions: Vec<Execution>,
+    /// Pass as `before` to get the next page; `None` on the last page.
+    pub next: Option<ExecutionId>,
+}
+
+/// Whether a cron slot runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotDecision {
+    /// Enqueue an execution for it, due at once.
+    Fire,
+    /// Record a `skipped` execution with this reason.
+    Skip {
+        /// Why, in words (`missed starting deadline`, `suspended`).
+        reason: String,
+    },
+}
+
+/// One recorded cron slot: (job, scheduled instant) is unique.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// The job it belongs to.
+    pub job_id: JobId,
+    /// The slot's instant.
+    pub scheduled_at: DateTime<Utc>,
+    /// The execution recorded for it (queued or skipped).
+    pub execution_id: ExecutionId,
+    /// `true` when it was fired, `false` when skipped.
+    pub fired: bool,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// The answer to recording a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotRecord {
+    /// The slot is new; its execution was created in the same transaction.
+    Inserted(Slot),
+    /// The slot was already recorded (by this node earlier, or another node): nothing changed.
+    Duplicate(Slot),
+}
+
+impl SlotRecord {
+    /// The slot, whichever way it went.
+    pub fn slot(&self) -> &Slot {
+        match self {
+            SlotRecord::Inserted(slot) | SlotRecord::Duplicate(slot) => slot,
+        }
+    }
+}
+
+/// Which output stream a log chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// Panda's own lines about the execution (pulling, timeout, truncation).
+    System,
+}
+
+impl LogStream {
+    /// The word used in storage and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::System => "system",
+        }
+    }
+}
+
+impl fmt::Display for LogStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LogStream {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "stdout" => Ok(LogStream::Stdout),
+            "stderr" => Ok(LogStream::Stderr),
+            "system" => Ok(LogStream::System),
+            other => Err(ValidationError::Field {
+                field: "stream",
+                message: format!("{other:?} is not a stream; use stdout or stderr"),
+            }),
+        }
+    }
+}
+
+/// A piece of an execution's output, numbered by its writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    /// Position in the execution's log, from 0; appending a seq twice keeps the first.
+    pub seq: u64,
+    /// Where it came from.
+    pub stream: LogStream,
+    /// When it was read from the process.
+    pub at: DateTime<Utc>,
+    /// The bytes (usually one line).
+    pub data: Vec<u8>,
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// Everything.
+    Admin,
+    /// Reads only.
+    ReadOnly,
+}
+
+impl TokenScope {
+    /// The word used in storage and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Admin => "admin",
+            TokenScope::ReadOnly => "read_only",
+        }
+    }
+}
+
+impl FromStr for TokenScope {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(TokenScope::Admin),
+            "read_only" => Ok(TokenScope::ReadOnly),
+            other => Err(ValidationError::Field {
+                field: "scope",
+                message: format!("{other:?} is not a scope; use admin or read_only"),
+            }),
+        }
+    }
+}
+
+/// A stored API token. The secret itself is never stored, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Its id.
+    pub id: Uuid,
+    /// A unique name for people (`admin`, `ci-deploy`).
+    pub name: String,
+    /// What it may do.
+    pub scope: TokenScope,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it was last seen, to the minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// What retention pruning removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished executions older than this go, whatever the count.
+    pub max_age: Option<Duration>,
+    /// Finished executions kept per job when the job does not say (`--keep`).
+    pub keep_per_job: u32,
+    /// At most this many executions per call, so one call never holds the database long.
+    pub batch: u32,
+}
+
+/// What one pruning call removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Executions deleted (with their logs).
+    pub executions: u64,
+    /// Log chunks deleted with them.
+    pub log_chunks: u64,
+    /// Cron slots older than the maximum age deleted.
+    pub slots: u64,
+}
+
+/// A wake-up: something may now be claimable. Only ever a hint; polling remains the truth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// An execution was queued on this queue.
+    Queued {
+        /// The queue's name.
+        queue: String,
+    },
+}

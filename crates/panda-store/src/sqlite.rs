@@ -1,0 +1,1057 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Writes go through a pool of exactly one connection, so writers queue fairly in-process
+//! instead of spinning on SQLite's busy handler, and every write transaction is
+//! `BEGIN IMMEDIATE`, so a second process on the same file waits (`busy_timeout`) rather than
+//! failing on a lock upgrade. Reads use a separate pool and see the last committed state.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use panda_core::{
+    ConcurrencyPolicy, Execution, ExecutionId, Job, JobId, JobSpec, RetryPolicy, Status, Trigger,
+    validate_name,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::lifecycle::{self, Settlement};
+use crate::model::{
+    ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
+    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, Notice, Outcome, Pruned,
+    Retention, Slot, SlotDecision, SlotRecord, TokenScope,
+};
+use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, token};
+
+const EXECUTION_COLUMNS: &str = "id, root_id, job_id, job_name, queue, priority, status, trigger, \
+    attempt, max_attempts, backoff_base_ms, backoff_cap_ms, concurrency, idempotency_key, payload, \
+    env, scheduled_at, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at, \
+    cancel_requested, exit_code, reason, image_digest";
+
+/// [`Store`] on an SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    notices: broadcast::Sender<Notice>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        let (notices, _) = broadcast::channel(1024);
+        Ok(Self {
+            writer,
+            reader,
+            notices,
+        })
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    fn notify_queued(&self, queue: &str) {
+        // No receiver is fine: polling is the truth.
+        let _ = self.notices.send(Notice::Queued {
+            queue: queue.to_owned(),
+        });
+    }
+}
+
+// ---- encoding ----
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn instant(micros: i64) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| StoreError::Corrupt(format!("instant out of range: {micros}")))
+}
+
+fn opt_instant(micros: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
+    micros.map(instant).transpose()
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn parse<T: FromStr>(what: &str, text: &str) -> StoreResult<T> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("{what} {text:?}")))
+}
+
+fn json_text<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|err| StoreError::Corrupt(err.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn job_from_row(row: &SqliteRow) -> StoreResult<Job> {
+    Ok(Job {
+        id: parse("job id", row.try_get("id")?)?,
+        spec: from_json("job spec", row.try_get("spec")?)?,
+        created_at: instant(row.try_get("created_at")?)?,
+        updated_at: instant(row.try_get("updated_at")?)?,
+    })
+}
+
+fn execution_from_row(row: &SqliteRow) -> StoreResult<Execution> {
+    let payload: Option<String> = row.try_get("payload")?;
+    let attempt: i64 = row.try_get("attempt")?;
+    let max_attempts: i64 = row.try_get("max_attempts")?;
+    let base_ms: i64 = row.try_get("backoff_base_ms")?;
+    let cap_ms: i64 = row.try_get("backoff_cap_ms")?;
+    let as_u32 = |what: &str, v: i64| {
+        u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v}")))
+    };
+    let as_ms = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
+    Ok(Execution {
+        id: parse("execution id", row.try_get("id")?)?,
+        root_id: parse("execution id", row.try_get("root_id")?)?,
+        job_id: parse("job id", row.try_get("job_id")?)?,
+        job_name: row.try_get("job_name")?,
+        queue: row.try_get("queue")?,
+        priority: row.try_get("priority")?,
+        status: parse("status", row.try_get("status")?)?,
+        trigger: parse("trigger", row.try_get("trigger")?)?,
+        attempt: as_u32("attempt", attempt)?,
+        retry: RetryPolicy {
+            max_attempts: as_u32("max_attempts", max_attempts)?,
+            backoff_base: as_ms(base_ms),
+            backoff_cap: as_ms(cap_ms),
+        },
+        concurrency: parse::<ConcurrencyPolicy>("concurrency", row.try_get("concurrency")?)?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        payload: payload.map(|p| from_json("payload", &p)).transpose()?,
+        env: from_json("env", row.try_get("env")?)?,
+        scheduled_at: opt_instant(row.try_get("scheduled_at")?)?,
+        run_at: instant(row.try_get("run_at")?)?,
+        created_at: instant(row.try_get("created_at")?)?,
+        started_at: opt_instant(row.try_get("started_at")?)?,
+        finished_at: opt_instant(row.try_get("finished_at")?)?,
+        worker_id: row.try_get("worker_id")?,
+        lease_expires_at: opt_instant(row.try_get("lease_expires_at")?)?,
+        cancel_requested: row.try_get("cancel_requested")?,
+        exit_code: row.try_get("exit_code")?,
+        reason: row.try_get("reason")?,
+        image_digest: row.try_get("image_digest")?,
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> StoreResult<ApiToken> {
+    Ok(ApiToken {
+        id: parse("token id", row.try_get("id")?)?,
+        name: row.try_get("name")?,
+        scope: parse("scope", row.try_get("scope")?)?,
+        created_at: instant(row.try_get("created_at")?)?,
+        last_used_at: opt_instant(row.try_get("last_used_at")?)?,
+    })
+}
+
+fn chunk_from_row(row: &SqliteRow) -> StoreResult<LogChunk> {
+    let seq: i64 = row.try_get("seq")?;
+    Ok(LogChunk {
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq}")))?,
+        stream: parse::<LogStream>("stream", row.try_get("stream")?)?,
+        at: instant(row.try_get("at")?)?,
+        data: row.try_get("data")?,
+    })
+}
+
+fn slot_from_row(row: &SqliteRow) -> StoreResult<Slot> {
+    Ok(Slot {
+        job_id: parse("job id", row.try_get("job_id")?)?,
+        scheduled_at: instant(row.try_get("scheduled_at")?)?,
+        execution_id: parse("execution id", row.try_get("execution_id")?)?,
+        fired: row.try_get("fired")?,
+        recorded_at: instant(row.try_get("recorded_at")?)?,
+    })
+}
+
+// ---- statements used by several methods ----
+
+async fn insert_execution(tx: &mut Transaction<'_, Sqlite>, e: &Execution) -> StoreResult<()> {
+    let sql = "INSERT INTO executions (id, root_id, job_id, job_name, queue, priority, status, \
+        trigger, attempt, max_attempts, backoff_base_ms, backoff_cap_ms, concurrency, \
+        idempotency_key, payload, env, scheduled_at, run_at, created_at, started_at, finished_at, \
+        worker_id, lease_expires_at, cancel_requested, exit_code, reason, image_digest) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let payload = e.payload.as_ref().map(json_text).transpose()?;
+    sqlx::query(sql)
+        .bind(e.id.to_string())
+        .bind(e.root_id.to_string())
+        .bind(e.job_id.to_string())
+        .bind(&e.job_name)
+        .bind(&e.queue)
+        .bind(e.priority)
+        .bind(e.status.as_str())
+        .bind(e.trigger.as_str())
+        .bind(i64::from(e.attempt))
+        .bind(i64::from(e.retry.max_attempts))
+        .bind(duration_ms(e.retry.backoff_base))
+        .bind(duration_ms(e.retry.backoff_cap))
+        .bind(e.concurrency.as_str())
+        .bind(&e.idempotency_key)
+        .bind(payload)
+        .bind(json_text(&e.env)?)
+        .bind(e.scheduled_at.map(micros))
+        .bind(micros(e.run_at))
+        .bind(micros(e.created_at))
+        .bind(e.started_at.map(micros))
+        .bind(e.finished_at.map(micros))
+        .bind(&e.worker_id)
+        .bind(e.lease_expires_at.map(micros))
+        .bind(e.cancel_requested)
+        .bind(e.exit_code)
+        .bind(&e.reason)
+        .bind(&e.image_digest)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn select_execution(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: ExecutionId,
+) -> StoreResult<Option<(Execution, Option<String>)>> {
+    let sql = format!("SELECT {EXECUTION_COLUMNS}, lease_token FROM executions WHERE id = ?");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|row| Ok((execution_from_row(&row)?, row.try_get("lease_token")?)))
+        .transpose()
+}
+
+async fn live_job_by_name(tx: &mut Transaction<'_, Sqlite>, name: &str) -> StoreResult<Job> {
+    let row = sqlx::query("SELECT * FROM jobs WHERE name = ? AND deleted_at IS NULL")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("job {name:?}")))?;
+    job_from_row(&row)
+}
+
+/// Writes the terminal status an attempt settled in, releases its job lock and queues the next
+/// attempt when there is one.
+async fn settle_execution(
+    tx: &mut Transaction<'_, Sqlite>,
+    mut execution: Execution,
+    settlement: Settlement,
+    outcome: Option<Outcome>,
+    report: Option<&Finish>,
+    now: DateTime<Utc>,
+) -> StoreResult<Finished> {
+    let given_reason = report.and_then(|f| f.reason.as_deref());
+    execution.status = settlement.status;
+    execution.finished_at = Some(now);
+    execution.lease_expires_at = None;
+    execution.reason = match settlement.status {
+        Status::Dead => Some(lifecycle::dead_reason(outcome, given_reason)),
+        Status::Lost => Some("lease expired: the worker stopped heartbeating".to_owned()),
+        _ => given_reason.map(str::to_owned),
+    };
+    if let Some(report) = report {
+        execution.exit_code = report.exit_code;
+        execution.image_digest = report.image_digest.clone();
+    }
+    sqlx::query(
+        "UPDATE executions SET status = ?, finished_at = ?, lease_token = NULL, \
+         lease_expires_at = NULL, reason = ?, exit_code = ?, image_digest = ? WHERE id = ?",
+    )
+    .bind(execution.status.as_str())
+    .bind(micros(now))
+    .bind(&execution.reason)
+    .bind(execution.exit_code)
+    .bind(&execution.image_digest)
+    .bind(execution.id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM job_locks WHERE execution_id = ?")
+        .bind(execution.id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    let retry = match settlement.retry_in {
+        Some(wait) => {
+            let next = lifecycle::next_attempt(&execution, wait, now);
+            insert_execution(tx, &next).await?;
+            Some(next)
+        }
+        None => None,
+    };
+    Ok(Finished { execution, retry })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn job_create(&self, spec: &JobSpec, now: DateTime<Utc>) -> StoreResult<Job> {
+        spec.validate()?;
+        let job = Job {
+            id: JobId::new(),
+            spec: spec.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, name, scheduled, spec, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(job.id.to_string())
+        .bind(job.spec.name.as_str())
+        .bind(job.spec.schedule.is_some())
+        .bind(json_text(&job.spec)?)
+        .bind(micros(now))
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(err) if is_unique_violation(&err) => {
+                return Err(StoreError::Conflict(format!(
+                    "a job named {:?} already exists",
+                    spec.name.as_str()
+                )));
+            }
+            other => other?,
+        };
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn job_get(&self, name: &str) -> StoreResult<Job> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE name = ? AND deleted_at IS NULL")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("job {name:?}")))?;
+        job_from_row(&row)
+    }
+
+    async fn job_get_by_id(&self, id: JobId) -> StoreResult<Job> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("job {id}")))?;
+        job_from_row(&row)
+    }
+
+    async fn job_list(&self, kind: JobKind) -> StoreResult<Vec<Job>> {
+        let scheduled = match kind {
+            JobKind::All => None,
+            JobKind::Scheduled => Some(true),
+            JobKind::Triggered => Some(false),
+        };
+        sqlx::query(
+            "SELECT * FROM jobs WHERE deleted_at IS NULL AND (?1 IS NULL OR scheduled = ?1) \
+             ORDER BY name",
+        )
+        .bind(scheduled)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(job_from_row)
+        .collect()
+    }
+
+    async fn job_update(&self, spec: &JobSpec, now: DateTime<Utc>) -> StoreResult<Job> {
+        spec.validate()?;
+        let mut tx = self.begin().await?;
+        let mut job = live_job_by_name(&mut tx, spec.name.as_str()).await?;
+        job.spec = spec.clone();
+        job.updated_at = now;
+        sqlx::query("UPDATE jobs SET spec = ?, scheduled = ?, updated_at = ? WHERE id = ?")
+            .bind(json_text(&job.spec)?)
+            .bind(job.spec.schedule.is_some())
+            .bind(micros(now))
+            .bind(job.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn job_delete(&self, name: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let job = live_job_by_name(&mut tx, name).await?;
+        let id = job.id.to_string();
+        sqlx::query("UPDATE jobs SET deleted_at = ? WHERE id = ?")
+            .bind(micros(now))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE executions SET status = 'cancelled', finished_at = ?, reason = 'job deleted' \
+             WHERE job_id = ? AND status = 'queued'",
+        )
+        .bind(micros(now))
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE executions SET cancel_requested = 1 WHERE job_id = ? AND status = 'running'",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn execution_enqueue(
+        &self,
+        request: &NewExecution,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Enqueued> {
+        lifecycle::validate_new_execution(request)?;
+        let mut tx = self.begin().await?;
+        let job = live_job_by_name(&mut tx, &request.job).await?;
+        if let Some(key) = &request.idempotency_key {
+            let sql = format!(
+                "SELECT {EXECUTION_COLUMNS} FROM executions \
+                 WHERE job_id = ? AND idempotency_key = ? AND attempt = 1"
+            );
+            let existing = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(job.id.to_string())
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = existing {
+                return Ok(Enqueued {
+                    execution: execution_from_row(&row)?,
+                    created: false,
+                });
+            }
+        }
+        let execution = lifecycle::enqueued(&job, request, now);
+        insert_execution(&mut tx, &execution).await?;
+        tx.commit().await?;
+        self.notify_queued(&execution.queue);
+        Ok(Enqueued {
+            execution,
+            created: true,
+        })
+    }
+
+    async fn execution_claim(
+        &self,
+        request: &ClaimRequest,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Claimed>> {
+        let limit = i64::from(request.limit.min(MAX_PAGE_SIZE));
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let queues = json_text(&request.queues)?;
+        let ttl = chrono::Duration::from_std(request.lease_ttl)
+            .map_err(|_| StoreError::Corrupt("lease ttl out of range".into()))?;
+        let expires_at = now + ttl;
+        let mut tx = self.begin().await?;
+
+        // Scheduled runs of forbid jobs that are still running are skipped, not delayed: the
+        // next slot will come.
+        let overlapping = sqlx::query(
+            "SELECT e.id, l.execution_id AS holder FROM executions e \
+             JOIN job_locks l ON l.job_id = e.job_id \
+             WHERE e.status = 'queued' AND e.trigger = 'schedule' AND e.concurrency = 'forbid' \
+               AND e.run_at <= ?1 \
+               AND (?2 = '[]' OR e.queue IN (SELECT value FROM json_each(?2)))",
+        )
+        .bind(micros(now))
+        .bind(&queues)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in overlapping {
+            let holder: String = row.try_get("holder")?;
+            sqlx::query(
+                "UPDATE executions SET status = 'skipped', finished_at = ?, reason = ? WHERE id = ?",
+            )
+            .bind(micros(now))
+            .bind(lifecycle::overlap_reason(&holder))
+            .bind(row.try_get::<String, _>("id")?)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions \
+             WHERE status = 'queued' AND run_at <= ?1 \
+               AND (?2 = '[]' OR queue IN (SELECT value FROM json_each(?2))) \
+               AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
+             ORDER BY priority DESC, run_at, id LIMIT ?3"
+        );
+        let candidates = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(micros(now))
+            .bind(&queues)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+
+        let mut claimed = Vec::with_capacity(candidates.len());
+        for row in candidates {
+            let mut execution = execution_from_row(&row)?;
+            let id = execution.id.to_string();
+            match execution.concurrency {
+                ConcurrencyPolicy::Forbid => {
+                    let locked = sqlx::query(
+                        "INSERT INTO job_locks (job_id, execution_id) VALUES (?, ?) \
+                         ON CONFLICT (job_id) DO NOTHING",
+                    )
+                    .bind(execution.job_id.to_string())
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if locked.rows_affected() == 0 {
+                        // Another execution of this job was claimed earlier in this batch.
+                        continue;
+                    }
+                }
+                ConcurrencyPolicy::Replace => {
+                    sqlx::query(
+                        "UPDATE executions SET cancel_requested = 1 \
+                         WHERE job_id = ? AND status = 'running'",
+                    )
+                    .bind(execution.job_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                ConcurrencyPolicy::Allow => {}
+            }
+            let token = Uuid::new_v4();
+            sqlx::query(
+                "UPDATE executions SET status = 'running', started_at = ?, worker_id = ?, \
+                 lease_token = ?, lease_expires_at = ? WHERE id = ?",
+            )
+            .bind(micros(now))
+            .bind(&request.worker_id)
+            .bind(token.to_string())
+            .bind(micros(expires_at))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            execution.status = Status::Running;
+            execution.started_at = Some(now);
+            execution.worker_id = Some(request.worker_id.clone());
+            execution.lease_expires_at = Some(expires_at);
+            claimed.push(Claimed {
+                lease: Lease {
+                    execution_id: execution.id,
+                    token,
+                    expires_at,
+                },
+                execution,
+            });
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn execution_heartbeat(
+        &self,
+        execution_id: ExecutionId,
+        token: Uuid,
+        lease_ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Heartbeat> {
+        let ttl = chrono::Duration::from_std(lease_ttl)
+            .map_err(|_| StoreError::Corrupt("lease ttl out of range".into()))?;
+        let expires_at = now + ttl;
+        let mut tx = self.begin().await?;
+        let renewed = sqlx::query(
+            "UPDATE executions SET lease_expires_at = ? \
+             WHERE id = ? AND status = 'running' AND lease_token = ? RETURNING cancel_requested",
+        )
+        .bind(micros(expires_at))
+        .bind(execution_id.to_string())
+        .bind(token.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = renewed else {
+            return match select_execution(&mut tx, execution_id).await? {
+                None => Err(StoreError::not_found(format!("execution {execution_id}"))),
+                Some(_) => Err(StoreError::Stale),
+            };
+        };
+        let cancel_requested = row.try_get("cancel_requested")?;
+        tx.commit().await?;
+        Ok(Heartbeat {
+            expires_at,
+            cancel_requested,
+        })
+    }
+
+    async fn execution_finish_many(
+        &self,
+        batch: &[Finish],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Finished>>> {
+        let mut tx = self.begin().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        let mut requeued = Vec::new();
+        for finish in batch {
+            let Some((execution, lease_token)) =
+                select_execution(&mut tx, finish.execution_id).await?
+            else {
+                results.push(Err(StoreError::not_found(format!(
+                    "execution {}",
+                    finish.execution_id
+                ))));
+                continue;
+            };
+            let holds_lease = execution.status == Status::Running
+                && lease_token.as_deref() == Some(finish.token.to_string().as_str());
+            if !holds_lease {
+                results.push(Err(StoreError::Stale));
+                continue;
+            }
+            let settlement = lifecycle::settle(&execution, Some(finish.outcome));
+            let finished = settle_execution(
+                &mut tx,
+                execution,
+                settlement,
+                Some(finish.outcome),
+                Some(finish),
+                now,
+            )
+            .await?;
+            if let Some(retry) = &finished.retry {
+                requeued.push(retry.queue.clone());
+            }
+            results.push(Ok(finished));
+        }
+        tx.commit().await?;
+        for queue in requeued {
+            self.notify_queued(&queue);
+        }
+        Ok(results)
+    }
+
+    async fn execution_cancel(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<Execution> {
+        let mut tx = self.begin().await?;
+        let (mut execution, _) = select_execution(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("execution {id}")))?;
+        match execution.status {
+            Status::Queued => {
+                execution.status = Status::Cancelled;
+                execution.finished_at = Some(now);
+                execution.reason = Some("cancelled by request".to_owned());
+                sqlx::query(
+                    "UPDATE executions SET status = 'cancelled', finished_at = ?, reason = ? \
+                     WHERE id = ?",
+                )
+                .bind(micros(now))
+                .bind(&execution.reason)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            Status::Running => {
+                execution.cancel_requested = true;
+                sqlx::query("UPDATE executions SET cancel_requested = 1 WHERE id = ?")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            ended => {
+                return Err(StoreError::Conflict(format!(
+                    "execution {id} has already ended ({ended}); there is nothing to cancel"
+                )));
+            }
+        }
+        tx.commit().await?;
+        Ok(execution)
+    }
+
+    async fn execution_rescue(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Finished>> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions \
+             WHERE status = 'running' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?"
+        );
+        let expired = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut rescued = Vec::with_capacity(expired.len());
+        for row in expired {
+            let execution = execution_from_row(&row)?;
+            let settlement = lifecycle::settle(&execution, None);
+            rescued.push(settle_execution(&mut tx, execution, settlement, None, None, now).await?);
+        }
+        tx.commit().await?;
+        for retry in rescued.iter().filter_map(|f| f.retry.as_ref()) {
+            self.notify_queued(&retry.queue);
+        }
+        Ok(rescued)
+    }
+
+    async fn execution_get(&self, id: ExecutionId) -> StoreResult<Execution> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("execution {id}")))?;
+        execution_from_row(&row)
+    }
+
+    async fn execution_list(&self, filter: &ExecutionFilter) -> StoreResult<ExecutionPage> {
+        let limit = match filter.limit {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions \
+             WHERE (?1 IS NULL OR job_name = ?1) \
+               AND (?2 = '[]' OR status IN (SELECT value FROM json_each(?2))) \
+               AND (?3 IS NULL OR id < ?3) \
+             ORDER BY id DESC LIMIT ?4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&filter.job)
+            .bind(json_text(&statuses)?)
+            .bind(filter.before.map(|id| id.to_string()))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut executions = rows
+            .iter()
+            .map(execution_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let more = executions.len() > limit as usize;
+        executions.truncate(limit as usize);
+        let next = more.then(|| executions.last().map(|e| e.id)).flatten();
+        Ok(ExecutionPage { executions, next })
+    }
+
+    async fn execution_latest(&self, job: &str) -> StoreResult<Option<Execution>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions \
+             WHERE job_name = ? AND status <> 'skipped' ORDER BY id DESC LIMIT 1"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(job)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(execution_from_row)
+            .transpose()
+    }
+
+    async fn slot_record(
+        &self,
+        job_id: JobId,
+        scheduled_at: DateTime<Utc>,
+        decision: &SlotDecision,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SlotRecord> {
+        let mut tx = self.begin().await?;
+        let existing = sqlx::query("SELECT * FROM slots WHERE job_id = ? AND scheduled_at = ?")
+            .bind(job_id.to_string())
+            .bind(micros(scheduled_at))
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = existing {
+            return Ok(SlotRecord::Duplicate(slot_from_row(&row)?));
+        }
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = ? AND deleted_at IS NULL")
+            .bind(job_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("job {job_id}")))?;
+        let job = job_from_row(&row)?;
+        let fired = matches!(decision, SlotDecision::Fire);
+        let status = if fired { Status::Queued } else { Status::Skipped };
+        let mut execution = lifecycle::first_attempt(&job, Trigger::Schedule, status, now, now);
+        execution.scheduled_at = Some(scheduled_at);
+        if let SlotDecision::Skip { reason } = decision {
+            execution.reason = Some(reason.clone());
+        }
+        insert_execution(&mut tx, &execution).await?;
+        let slot = Slot {
+            job_id,
+            scheduled_at,
+            execution_id: execution.id,
+            fired,
+            recorded_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO slots (job_id, scheduled_at, execution_id, fired, recorded_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(job_id.to_string())
+        .bind(micros(scheduled_at))
+        .bind(execution.id.to_string())
+        .bind(fired)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if fired {
+            self.notify_queued(&execution.queue);
+        }
+        Ok(SlotRecord::Inserted(slot))
+    }
+
+    async fn slot_list(&self, job_id: JobId, limit: u32) -> StoreResult<Vec<Slot>> {
+        sqlx::query("SELECT * FROM slots WHERE job_id = ? ORDER BY scheduled_at DESC LIMIT ?")
+            .bind(job_id.to_string())
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(slot_from_row)
+            .collect()
+    }
+
+    async fn log_append(&self, execution_id: ExecutionId, chunks: &[LogChunk]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM executions WHERE id = ?")
+            .bind(execution_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::not_found(format!("execution {execution_id}")));
+        }
+        for chunk in chunks {
+            let seq = i64::try_from(chunk.seq).map_err(|_| {
+                StoreError::Invalid(panda_core::ValidationError::Field {
+                    field: "seq",
+                    message: format!("{} is too large", chunk.seq),
+                })
+            })?;
+            sqlx::query(
+                "INSERT INTO log_chunks (execution_id, seq, stream, at, data) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (execution_id, seq) DO NOTHING",
+            )
+            .bind(execution_id.to_string())
+            .bind(seq)
+            .bind(chunk.stream.as_str())
+            .bind(micros(chunk.at))
+            .bind(&chunk.data)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn log_read(
+        &self,
+        execution_id: ExecutionId,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<LogChunk>> {
+        let after = after.map_or(-1, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
+        sqlx::query(
+            "SELECT seq, stream, at, data FROM log_chunks \
+             WHERE execution_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(execution_id.to_string())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(chunk_from_row)
+        .collect()
+    }
+
+    async fn log_tail(&self, execution_id: ExecutionId, n: u32) -> StoreResult<Vec<LogChunk>> {
+        let mut chunks = sqlx::query(
+            "SELECT seq, stream, at, data FROM log_chunks \
+             WHERE execution_id = ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(execution_id.to_string())
+        .bind(i64::from(n))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(chunk_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+        chunks.reverse();
+        Ok(chunks)
+    }
+
+    async fn token_create(
+        &self,
+        name: &str,
+        scope: TokenScope,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(ApiToken, String)> {
+        validate_name("token", name)?;
+        let secret = token::generate_secret();
+        let token = ApiToken {
+            id: Uuid::now_v7(),
+            name: name.to_owned(),
+            scope,
+            created_at: now,
+            last_used_at: None,
+        };
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO api_tokens (id, name, scope, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(token.id.to_string())
+        .bind(name)
+        .bind(scope.as_str())
+        .bind(token::hash_secret(&secret))
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(err) if is_unique_violation(&err) => {
+                return Err(StoreError::Conflict(format!(
+                    "a token named {name:?} already exists; revoke it first or pick another name"
+                )));
+            }
+            other => other?,
+        };
+        tx.commit().await?;
+        Ok((token, secret))
+    }
+
+    async fn token_verify(&self, secret: &str, now: DateTime<Utc>) -> StoreResult<Option<ApiToken>> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE hash = ? AND revoked_at IS NULL")
+            .bind(token::hash_secret(secret))
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        if !token::hash_matches(row.try_get("hash")?, secret) {
+            return Ok(None);
+        }
+        let mut token = token_from_row(&row)?;
+        let stale_after = now - chrono::Duration::minutes(1);
+        if token.last_used_at.is_none_or(|t| t < stale_after) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+                .bind(micros(now))
+                .bind(token.id.to_string())
+                .execute(&self.writer)
+                .await?;
+            token.last_used_at = Some(now);
+        }
+        Ok(Some(token))
+    }
+
+    async fn token_list(&self) -> StoreResult<Vec<ApiToken>> {
+        sqlx::query("SELECT * FROM api_tokens WHERE revoked_at IS NULL ORDER BY name")
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(token_from_row)
+            .collect()
+    }
+
+    async fn token_revoke(&self, name: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        let revoked =
+            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
+                .bind(micros(now))
+                .bind(name)
+                .execute(&self.writer)
+                .await?;
+        if revoked.rows_affected() == 0 {
+            return Err(StoreError::not_found(format!("token {name:?}")));
+        }
+        Ok(())
+    }
+
+    async fn retention_prune(&self, retention: &Retention, now: DateTime<Utc>) -> StoreResult<Pruned> {
+        let cutoff = retention
+            .max_age
+            .and_then(|age| chrono::Duration::from_std(age).ok())
+            .map(|age| micros(now - age));
+        let batch = i64::from(retention.batch.max(1));
+        let mut tx = self.begin().await?;
+        // Past the age limit, or beyond the job's keep count; dead executions stay in the
+        // dead-letter queue until they age out.
+        let doomed: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM executions WHERE finished_at IS NOT NULL AND finished_at < ?1 \
+             UNION \
+             SELECT r.id FROM ( \
+                 SELECT e.id, e.job_id, ROW_NUMBER() OVER ( \
+                     PARTITION BY e.job_id ORDER BY e.id DESC) AS rank \
+                 FROM executions e \
+                 WHERE e.finished_at IS NOT NULL AND e.status <> 'dead') r \
+             LEFT JOIN jobs j ON j.id = r.job_id \
+             WHERE r.rank > COALESCE(json_extract(j.spec, '$.keep'), ?2) \
+             LIMIT ?3",
+        )
+        .bind(cutoff)
+        .bind(i64::from(retention.keep_per_job))
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids = json_text(&doomed)?;
+        let log_chunks = sqlx::query(
+            "DELETE FROM log_chunks WHERE execution_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let executions =
+            sqlx::query("DELETE FROM executions WHERE id IN (SELECT value FROM json_each(?))")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        let slots = match cutoff {
+            Some(cutoff) => sqlx::query(
+                "DELETE FROM slots WHERE (job_id, scheduled_at) IN ( \
+                     SELECT job_id, scheduled_at FROM slots WHERE scheduled_at < ? LIMIT ?)",
+            )
+            .bind(cutoff)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            None => 0,
+        };
+        tx.commit().await?;
+        Ok(Pruned {
+            executions,
+            log_chunks,
+            slots,
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+}

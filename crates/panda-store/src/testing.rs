@@ -1,0 +1,56 @@
+//! Fresh, isolated stores for tests and benchmarks: a temp-file SQLite database, or a schema of
+//! its own in the PostgreSQL database named by `PANDA_TEST_DATABASE_URL`.
+
+use std::sync::Arc;
+
+use crate::{PgStore, SqliteStore, Store};
+
+/// The environment variable naming the PostgreSQL database tests may create schemas in.
+pub const DATABASE_URL_ENV: &str = "PANDA_TEST_DATABASE_URL";
+/// When set to `1`, a backend that is not available fails the test instead of skipping it.
+pub const REQUIRE_ALL_ENV: &str = "PANDA_REQUIRE_ALL_BACKENDS";
+
+/// A store that lives as long as this value: the temp dir or schema goes with it.
+#[derive(Debug)]
+pub struct TestStore {
+    /// The store, shareable across tasks.
+    pub store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A fresh SQLite store in a temp dir.
+pub async fn sqlite() -> TestStore {
+    let dir = tempfile::tempdir().expect("create a temp dir for the test database");
+    let store = SqliteStore::open(&dir.path().join("panda.db"))
+        .await
+        .expect("open a fresh SQLite store");
+    TestStore {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    }
+}
+
+/// A fresh PostgreSQL store in a schema of its own, or `None` (with the reason printed) when
+/// `PANDA_TEST_DATABASE_URL` is not set.
+///
+/// # Panics
+///
+/// When the database is required (`PANDA_REQUIRE_ALL_BACKENDS=1`) but not configured, or when it
+/// is configured but cannot be reached: a test that cannot run must not pass.
+pub async fn postgres() -> Option<TestStore> {
+    let Some(url) = std::env::var(DATABASE_URL_ENV).ok().filter(|u| !u.is_empty()) else {
+        if std::env::var(REQUIRE_ALL_ENV).as_deref() == Ok("1") {
+            panic!("{REQUIRE_ALL_ENV}=1 but {DATABASE_URL_ENV} is not set: PostgreSQL tests cannot run");
+        }
+        eprintln!("skipped: {DATABASE_URL_ENV} is not set, so the PostgreSQL case does not run");
+        return None;
+    };
+    let schema = format!("panda_test_{}", uuid::Uuid::now_v7().simple());
+    let store = PgStore::connect_in_schema(&url, &schema, 8)
+        .await
+        .unwrap_or_else(|err| panic!("connect to {DATABASE_URL_ENV} in schema {schema}: {err}"));
+    Some(TestStore {
+        store: Arc::new(store),
+        _dir: None,
+    })
+}

@@ -1,0 +1,84 @@
+//! Opening the store the configuration names: PostgreSQL for a `postgres://` URL, otherwise
+//! SQLite in the data directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use panda_store::{PgStore, SqliteStore, Store};
+
+use crate::UserError;
+
+/// Connections each PostgreSQL-backed process opens.
+const PG_POOL_SIZE: u32 = 16;
+
+/// The data directory when none is given: `$XDG_DATA_HOME/panda` (`~/.local/share/panda`).
+pub(crate) fn default_data_dir() -> anyhow::Result<PathBuf> {
+    use etcetera::BaseStrategy;
+    let base = etcetera::choose_base_strategy().map_err(|err| {
+        UserError::new(
+            format!("cannot find a home directory for Panda's data: {err}"),
+            "pass --data-dir DIR or set PANDA_DATA_DIR",
+        )
+    })?;
+    Ok(base.data_dir().join("panda"))
+}
+
+/// Opens the store: PostgreSQL when `database_url` is given, SQLite at `DATA_DIR/panda.db`
+/// otherwise.
+pub(crate) async fn open(
+    database_url: Option<&str>,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn Store>> {
+    match database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = PgStore::connect(url, PG_POOL_SIZE)
+                .await
+                .with_context(|| format!("connect to PostgreSQL at {}", redact(url)))?;
+            Ok(Arc::new(store))
+        }
+        Some(url) => Err(UserError::new(
+            format!("unsupported database URL {:?}", redact(url)),
+            "use a postgres:// URL, or leave --database-url out to use SQLite in the data dir",
+        )
+        .into()),
+        None => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("create the data directory {}", data_dir.display()))?;
+            let path = data_dir.join("panda.db");
+            let store = SqliteStore::open(&path)
+                .await
+                .with_context(|| format!("open the SQLite store at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// A URL fit for printing: the password, if any, replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("postgres://panda:s3cret@db:5432/panda"),
+            "postgres://panda:***@db:5432/panda"
+        );
+        assert_eq!(redact("postgres://panda@db/panda"), "postgres://panda@db/panda");
+        assert_eq!(redact("not a url"), "not a url");
+    }
+}
