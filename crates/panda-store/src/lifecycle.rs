@@ -119,6 +119,8 @@ pub(crate) fn settle(execution: &Execution, outcome: Option<Outcome>) -> Settlem
         Some(Outcome::Cancelled) => return final_status(Status::Cancelled),
         Some(Outcome::Failed) => Status::Failed,
         Some(Outcome::TimedOut) => Status::TimedOut,
+        // Asked to stop, then its worker vanished: the user's wish stands, no retry.
+        None if execution.cancel_requested => return final_status(Status::Cancelled),
         None => Status::Lost,
     };
     match execution
@@ -140,8 +142,25 @@ fn final_status(status: Status) -> Settlement {
     }
 }
 
+/// The reason recorded on an attempt that settled in `status`: the worker's own words, or what
+/// the store knows when the worker said nothing (it was lost).
+pub(crate) fn settled_reason(
+    status: Status,
+    outcome: Option<Outcome>,
+    given: Option<&str>,
+) -> Option<String> {
+    match (status, outcome) {
+        (Status::Dead, _) => Some(dead_reason(outcome, given)),
+        (Status::Lost, _) => Some("lease expired: the worker stopped heartbeating".to_owned()),
+        (Status::Cancelled, None) => Some(
+            "cancelled by request; the worker stopped heartbeating before it confirmed".to_owned(),
+        ),
+        _ => given.map(str::to_owned),
+    }
+}
+
 /// The reason recorded on a dead execution, keeping what actually happened to the last attempt.
-pub(crate) fn dead_reason(outcome: Option<Outcome>, reason: Option<&str>) -> String {
+fn dead_reason(outcome: Option<Outcome>, reason: Option<&str>) -> String {
     let what = match outcome {
         Some(Outcome::TimedOut) => "timed out",
         None => "lost: lease expired",
@@ -218,12 +237,17 @@ mod tests {
             attempt: 2,
             ..first.clone()
         };
+        let cancelling = Execution {
+            cancel_requested: true,
+            ..first.clone()
+        };
         let cases = [
             (&first, Some(Outcome::Succeeded), Status::Succeeded, false),
             (&first, Some(Outcome::Cancelled), Status::Cancelled, false),
             (&first, Some(Outcome::Failed), Status::Failed, true),
             (&first, Some(Outcome::TimedOut), Status::TimedOut, true),
             (&first, None, Status::Lost, true),
+            (&cancelling, None, Status::Cancelled, false),
             (&last, Some(Outcome::Succeeded), Status::Succeeded, false),
             (&last, Some(Outcome::Failed), Status::Dead, false),
             (&last, Some(Outcome::TimedOut), Status::Dead, false),

@@ -279,11 +279,7 @@ async fn settle_execution(
     execution.status = settlement.status;
     execution.finished_at = Some(now);
     execution.lease_expires_at = None;
-    execution.reason = match settlement.status {
-        Status::Dead => Some(lifecycle::dead_reason(outcome, given_reason)),
-        Status::Lost => Some("lease expired: the worker stopped heartbeating".to_owned()),
-        _ => given_reason.map(str::to_owned),
-    };
+    execution.reason = lifecycle::settled_reason(settlement.status, outcome, given_reason);
     if let Some(report) = report {
         execution.exit_code = report.exit_code;
         execution.image_digest = report.image_digest.clone();
@@ -535,7 +531,25 @@ impl Store for SqliteStore {
                     .execute(&mut *tx)
                     .await?;
                     if locked.rows_affected() == 0 {
-                        // Another execution of this job was claimed earlier in this batch.
+                        // Another execution of this job was claimed earlier in this batch: the
+                        // same rule as the pre-pass, whatever the batch size.
+                        if execution.trigger == Trigger::Schedule {
+                            let holder: String = sqlx::query_scalar(
+                                "SELECT execution_id FROM job_locks WHERE job_id = ?",
+                            )
+                            .bind(execution.job_id.to_string())
+                            .fetch_one(&mut *tx)
+                            .await?;
+                            sqlx::query(
+                                "UPDATE executions SET status = 'skipped', finished_at = ?, \
+                                 reason = ? WHERE id = ?",
+                            )
+                            .bind(micros(now))
+                            .bind(lifecycle::overlap_reason(&holder))
+                            .bind(&id)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
                         continue;
                     }
                 }

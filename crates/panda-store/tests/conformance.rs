@@ -1,0 +1,178 @@
+//! The store conformance suite: every case in `conformance/` runs against every backend.
+//!
+//! A case is a plain `pub async fn case(store: Arc<dyn Store>)` that states one behaviour the
+//! [`Store`](panda_store::Store) trait promises. [`conformance!`] stamps one `#[tokio::test]` per
+//! case per backend, so a failure is named after both, e.g.
+//! `sqlite::claim_skips_executions_scheduled_in_the_future`.
+//!
+//! Cases never sleep: every call takes `now` explicitly, built from a fixed instant
+//! (`cases::support::base()`) and moved by hand. A timeout around an await is a hang guard, never a
+//! timing assertion.
+//!
+//! PostgreSQL cases run when `PANDA_TEST_DATABASE_URL` is set; otherwise each prints why it
+//! skipped (and fails instead with `PANDA_REQUIRE_ALL_BACKENDS=1`).
+
+/// The cases, one file per area, in `tests/conformance/`.
+#[path = "conformance"]
+mod cases {
+    #[macro_use]
+    pub mod support;
+
+    pub mod cancel;
+    pub mod claim;
+    pub mod enqueue;
+    pub mod finish;
+    pub mod jobs;
+    pub mod lease;
+    pub mod listing;
+    pub mod logs;
+    pub mod notices;
+    pub mod overlap;
+    pub mod retention;
+    pub mod slots;
+    pub mod tokens;
+    pub mod validation;
+}
+
+/// Stamps one test per `group::case` for each backend, each with a fresh, isolated store that
+/// lives until the case returns.
+macro_rules! conformance {
+    ($($group:ident :: $case:ident),* $(,)?) => {
+        /// The cases against a temp-file SQLite store.
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let test = panda_store::testing::sqlite().await;
+                    crate::cases::$group::$case(std::sync::Arc::clone(&test.store)).await;
+                }
+            )*
+        }
+
+        /// The cases against a fresh schema in `PANDA_TEST_DATABASE_URL`.
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(test) = panda_store::testing::postgres().await else {
+                        return;
+                    };
+                    crate::cases::$group::$case(std::sync::Arc::clone(&test.store)).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    // jobs
+    jobs::job_create_then_get_returns_the_stored_definition,
+    jobs::job_name_of_63_characters_is_stored_in_full,
+    jobs::job_create_with_a_taken_live_name_is_a_conflict,
+    jobs::job_get_of_an_unknown_job_is_not_found,
+    jobs::job_list_filters_by_kind_and_sorts_by_name,
+    jobs::job_update_replaces_the_definition_and_keeps_id_and_created_at,
+    jobs::job_update_of_an_unknown_or_deleted_job_is_not_found,
+    jobs::job_update_leaves_existing_executions_on_their_retry_policy,
+    jobs::job_update_leaves_existing_executions_on_their_overlap_rule,
+    jobs::job_delete_frees_the_name_for_a_new_job,
+    jobs::job_delete_keeps_history_readable,
+    jobs::job_delete_cancels_queued_executions_and_asks_running_ones_to_stop,
+    jobs::job_delete_of_an_unknown_job_is_not_found,
+    // bad input
+    validation::invalid_job_names_cannot_reach_the_store,
+    validation::job_create_with_an_invalid_spec_is_invalid_and_stores_nothing,
+    validation::job_update_with_an_invalid_spec_is_invalid_and_changes_nothing,
+    validation::enqueue_with_a_payload_over_the_limit_is_payload_too_large,
+    validation::enqueue_with_an_over_long_idempotency_key_is_invalid,
+    validation::enqueue_of_a_malformed_request_is_invalid_and_queues_nothing,
+    validation::enqueue_for_an_unknown_or_deleted_job_is_not_found,
+    validation::execution_get_of_an_unknown_execution_is_not_found,
+    validation::heartbeat_of_an_unknown_execution_is_not_found,
+    validation::finish_of_an_unknown_execution_fails_that_item_only,
+    validation::cancel_of_an_unknown_execution_is_not_found,
+    validation::log_append_to_an_unknown_execution_is_not_found,
+    validation::slot_record_for_an_unknown_job_is_not_found,
+    // enqueue
+    enqueue::enqueue_returns_a_queued_first_attempt_with_the_jobs_queue_and_priority,
+    enqueue::enqueue_applies_priority_run_at_and_scheduled_at_overrides,
+    enqueue::enqueue_with_a_seen_idempotency_key_returns_the_first_execution,
+    enqueue::idempotency_key_still_matches_after_the_first_execution_finished,
+    enqueue::idempotency_keys_are_per_job,
+    enqueue::concurrent_enqueues_with_one_idempotency_key_create_one_execution,
+    // claim
+    claim::claim_returns_running_executions_with_a_lease,
+    claim::claim_takes_at_most_limit_executions,
+    claim::claim_takes_only_from_the_requested_queues,
+    claim::claim_skips_executions_scheduled_in_the_future,
+    claim::claim_orders_by_priority_then_run_at,
+    claim::claimed_executions_are_not_claimed_again,
+    claim::concurrent_claims_take_every_execution_exactly_once,
+    // leases
+    lease::heartbeat_extends_the_lease,
+    lease::heartbeat_with_a_wrong_token_is_stale,
+    lease::finish_with_a_wrong_token_is_stale_and_changes_nothing,
+    lease::rescue_leaves_leases_that_have_not_expired,
+    lease::rescue_marks_an_expired_lease_lost_and_queues_a_retry,
+    lease::rescue_marks_the_last_attempt_dead_without_retry,
+    lease::rescue_of_an_execution_asked_to_cancel_ends_it_cancelled_without_retry,
+    lease::rescue_takes_at_most_limit_executions,
+    lease::rescued_executions_old_worker_is_fenced_off,
+    lease::finish_many_fences_each_item_separately,
+    lease::finished_execution_cannot_be_finished_again,
+    // finish and the retry policy
+    finish::finish_succeeded_records_the_result_without_retry,
+    finish::finish_failed_with_attempts_left_queues_a_retry_with_backoff,
+    finish::retry_backoff_ceiling_doubles_with_each_attempt,
+    finish::finish_failed_on_the_last_attempt_is_dead_without_retry,
+    finish::finish_timed_out_with_attempts_left_queues_a_retry,
+    finish::finish_timed_out_on_the_last_attempt_is_dead_without_retry,
+    finish::finish_cancelled_is_never_retried,
+    finish::retries_keep_the_idempotency_key_payload_and_env_of_the_first_attempt,
+    // cancel
+    cancel::cancel_of_a_queued_execution_cancels_it_at_once,
+    cancel::cancel_of_a_running_execution_asks_its_worker_to_stop,
+    cancel::cancel_of_a_finished_execution_is_a_conflict,
+    // concurrency policies (the job lock)
+    overlap::forbid_job_runs_one_execution_at_a_time,
+    overlap::forbid_job_lock_is_released_when_the_execution_is_rescued,
+    overlap::forbid_job_skips_a_scheduled_execution_that_would_overlap,
+    overlap::forbid_job_skips_a_scheduled_execution_behind_one_claimed_in_the_same_batch,
+    overlap::allow_job_runs_executions_side_by_side,
+    overlap::replace_job_claim_asks_the_running_execution_to_stop,
+    // cron slots
+    slots::slot_fire_queues_a_schedule_execution_for_the_slot,
+    slots::slot_skip_records_a_skipped_execution_with_the_reason,
+    slots::slot_recorded_twice_is_a_duplicate_and_creates_nothing,
+    slots::concurrent_slot_records_insert_the_slot_once,
+    slots::slot_list_is_newest_first_and_limited,
+    // listing
+    listing::execution_list_is_newest_first,
+    listing::execution_list_filters_by_job_and_status,
+    listing::execution_list_limit_zero_is_the_default_page_and_huge_limits_are_capped,
+    listing::execution_list_pages_are_stable_while_new_executions_arrive,
+    listing::execution_latest_is_none_for_a_job_without_executions,
+    listing::execution_latest_returns_the_newest_execution_that_was_not_skipped,
+    // logs
+    logs::log_read_returns_chunks_in_seq_order_after_a_cursor,
+    logs::log_tail_returns_the_last_chunks_in_order,
+    logs::log_append_keeps_the_first_copy_of_a_seq,
+    logs::log_chunks_round_trip_binary_data_and_streams,
+    logs::logs_of_different_executions_are_kept_apart,
+    // API tokens
+    tokens::token_create_returns_a_secret_that_verifies,
+    tokens::token_verify_of_an_unknown_secret_is_none,
+    tokens::token_verify_notes_when_the_token_was_used,
+    tokens::token_list_lists_live_tokens_by_name_without_secrets,
+    tokens::token_revoke_stops_the_secret_at_once_and_frees_the_name,
+    tokens::token_create_with_a_taken_name_is_a_conflict,
+    tokens::token_revoke_of_an_unknown_name_is_not_found,
+    // retention
+    retention::retention_keeps_the_newest_finished_executions_of_each_job,
+    retention::retention_honours_a_jobs_own_keep_count,
+    retention::retention_removes_finished_executions_older_than_max_age,
+    retention::retention_removes_slots_older_than_max_age,
+    retention::retention_deletes_at_most_a_batch_per_call_and_drains,
+    // wake-ups
+    notices::enqueue_notifies_subscribers_of_its_queue,
+}

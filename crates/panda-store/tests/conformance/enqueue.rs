@@ -1,0 +1,168 @@
+//! Enqueue: the first attempt it creates, and idempotency keys.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use panda_core::{ConcurrencyPolicy, Status, Trigger};
+use panda_store::{NewExecution, Outcome, Store};
+
+use super::support::*;
+
+pub async fn enqueue_returns_a_queued_first_attempt_with_the_jobs_queue_and_priority(
+    store: Arc<dyn Store>,
+) {
+    let mut spec = job_spec_with("send-email", ConcurrencyPolicy::Forbid);
+    spec.queue = "emails".into();
+    spec.priority = 5;
+    spec.retry = retry_policy(4);
+    let job = create_job_from(&store, spec).await;
+
+    let mut request = NewExecution::api("send-email");
+    request.trigger = Trigger::Manual;
+    request.payload = Some(serde_json::json!({"to": "ada@example.com", "n": 3}));
+    request.env.insert("LOCALE".into(), "en".into());
+    let enqueued = store
+        .execution_enqueue(&request, at(7))
+        .await
+        .expect("enqueue");
+    assert!(enqueued.created);
+    let e = enqueued.execution;
+
+    assert_eq!(e.root_id, e.id, "a first attempt is its own root");
+    assert_eq!((e.job_id, e.job_name.as_str()), (job.id, "send-email"));
+    assert_eq!((e.queue.as_str(), e.priority), ("emails", 5));
+    assert_eq!(
+        (e.status, e.trigger, e.attempt),
+        (Status::Queued, Trigger::Manual, 1)
+    );
+    assert_eq!(
+        (e.retry, e.concurrency),
+        (retry_policy(4), ConcurrencyPolicy::Forbid)
+    );
+    assert_eq!(
+        (e.run_at, e.created_at),
+        (at(7), at(7)),
+        "due now by default"
+    );
+    assert_eq!(e.payload, request.payload);
+    assert_eq!(e.env, request.env);
+    assert_eq!((e.idempotency_key.as_deref(), e.scheduled_at), (None, None));
+    assert_eq!(
+        (e.started_at, e.finished_at, e.lease_expires_at),
+        (None, None, None)
+    );
+    assert_eq!((e.worker_id.as_deref(), e.cancel_requested), (None, false));
+    assert_eq!(
+        (e.exit_code, e.reason.as_deref(), e.image_digest.as_deref()),
+        (None, None, None)
+    );
+
+    assert_eq!(
+        store.execution_get(e.id).await.expect("get"),
+        e,
+        "stored as returned"
+    );
+}
+
+pub async fn enqueue_applies_priority_run_at_and_scheduled_at_overrides(store: Arc<dyn Store>) {
+    let mut spec = job_spec("send-email");
+    spec.priority = 5;
+    create_job_from(&store, spec).await;
+
+    let mut request = NewExecution::api("send-email");
+    request.priority = Some(-2);
+    request.run_at = Some(at(600));
+    request.scheduled_at = Some(at(-3600));
+    let e = enqueue_request(&store, request, base()).await;
+    assert_eq!(e.priority, -2);
+    assert_eq!((e.run_at, e.created_at), (at(600), base()));
+    assert_eq!(e.scheduled_at, Some(at(-3600)));
+    assert_eq!(store.execution_get(e.id).await.expect("get"), e);
+}
+
+pub async fn enqueue_with_a_seen_idempotency_key_returns_the_first_execution(
+    store: Arc<dyn Store>,
+) {
+    create_job(&store, "charge").await;
+    let mut request = NewExecution::api("charge");
+    request.idempotency_key = Some("order-42".into());
+    request.payload = Some(serde_json::json!({"amount": 100}));
+    let first = enqueue_request(&store, request.clone(), base()).await;
+
+    request.payload = Some(serde_json::json!({"amount": 999}));
+    let again = store
+        .execution_enqueue(&request, at(5))
+        .await
+        .expect("second enqueue");
+    assert!(!again.created);
+    assert_eq!(again.execution, first, "the first execution, unchanged");
+    assert_eq!(executions_of(&store, "charge").await, [first]);
+}
+
+pub async fn idempotency_key_still_matches_after_the_first_execution_finished(
+    store: Arc<dyn Store>,
+) {
+    create_job(&store, "charge").await;
+    let mut request = NewExecution::api("charge");
+    request.idempotency_key = Some("order-42".into());
+    let first = enqueue_request(&store, request.clone(), base()).await;
+    let claimed = claim_one(&store, at(1)).await;
+    finish(&store, &claimed, Outcome::Succeeded, at(2)).await;
+
+    let again = store
+        .execution_enqueue(&request, at(3))
+        .await
+        .expect("enqueue again");
+    assert!(!again.created);
+    assert_eq!(again.execution.id, first.id);
+    assert_eq!(again.execution.status, Status::Succeeded);
+    assert_eq!(executions_of(&store, "charge").await.len(), 1);
+}
+
+pub async fn idempotency_keys_are_per_job(store: Arc<dyn Store>) {
+    create_job(&store, "charge").await;
+    create_job(&store, "refund").await;
+    let mut charge = NewExecution::api("charge");
+    charge.idempotency_key = Some("order-42".into());
+    let mut refund = charge.clone();
+    refund.job = "refund".into();
+
+    let charged = enqueue_request(&store, charge, base()).await;
+    let refunded = enqueue_request(&store, refund, at(1)).await;
+    assert_ne!(charged.id, refunded.id);
+    assert_eq!(refunded.job_name, "refund");
+}
+
+pub async fn concurrent_enqueues_with_one_idempotency_key_create_one_execution(
+    store: Arc<dyn Store>,
+) {
+    create_job(&store, "charge").await;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut request = NewExecution::api("charge");
+                request.idempotency_key = Some("order-42".into());
+                store.execution_enqueue(&request, base()).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(
+            task.await
+                .expect("enqueue task")
+                .expect("every racing enqueue gets an answer, not an error"),
+        );
+    }
+
+    let stored = executions_of(&store, "charge").await;
+    assert_eq!(stored.len(), 1, "exactly one execution: {stored:?}");
+    let answered: BTreeSet<_> = answers.iter().map(|a| a.execution.id).collect();
+    assert_eq!(answered, ids(&stored), "every answer carries its id");
+    assert_eq!(
+        answers.iter().filter(|a| a.created).count(),
+        1,
+        "exactly one enqueue created it"
+    );
+}

@@ -1,0 +1,198 @@
+//! Reading history: execution_list (newest first, keyset pages) and execution_latest.
+
+use std::sync::Arc;
+
+use panda_core::{ExecutionId, Status};
+use panda_store::{DEFAULT_PAGE_SIZE, ExecutionFilter, Outcome, SlotDecision, Store};
+
+use super::support::*;
+
+fn id_list(executions: &[panda_core::Execution]) -> Vec<ExecutionId> {
+    executions.iter().map(|e| e.id).collect()
+}
+
+pub async fn execution_list_is_newest_first(store: Arc<dyn Store>) {
+    create_job(&store, "resize").await;
+    let mut queued = Vec::new();
+    for i in 0..5 {
+        queued.push(enqueue(&store, "resize", at(i)).await);
+    }
+    let page = store
+        .execution_list(&ExecutionFilter::default())
+        .await
+        .expect("list");
+    queued.reverse();
+    assert_eq!(page.executions, queued);
+    assert_eq!(page.next, None, "one page holds them all");
+}
+
+pub async fn execution_list_filters_by_job_and_status(store: Arc<dyn Store>) {
+    create_job(&store, "alpha").await;
+    create_job(&store, "beta").await;
+    let a1 = run_to_success(&store, "alpha", at(0)).await;
+    let b1 = enqueue(&store, "beta", at(1)).await;
+    let a2 = enqueue(&store, "alpha", at(2)).await;
+    store.execution_cancel(a2.id, at(3)).await.expect("cancel");
+    let a3 = enqueue(&store, "alpha", at(4)).await;
+
+    let list = |filter: ExecutionFilter| {
+        let store = Arc::clone(&store);
+        async move {
+            let page = store.execution_list(&filter).await.expect("list");
+            (id_list(&page.executions), page.next)
+        }
+    };
+    let (all, _) = list(ExecutionFilter::default()).await;
+    assert_eq!(all, [a3.id, a2.id, b1.id, a1.id]);
+
+    let (alpha, _) = list(ExecutionFilter {
+        job: Some("alpha".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(alpha, [a3.id, a2.id, a1.id]);
+
+    let (queued, _) = list(ExecutionFilter {
+        statuses: vec![Status::Queued],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(queued, [a3.id, b1.id]);
+
+    let (ended, _) = list(ExecutionFilter {
+        job: Some("alpha".into()),
+        statuses: vec![Status::Succeeded, Status::Cancelled],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ended, [a2.id, a1.id]);
+
+    let (first_two, next) = list(ExecutionFilter {
+        limit: 2,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(first_two, [a3.id, a2.id]);
+    assert!(next.is_some(), "more to come");
+
+    let (none, next) = list(ExecutionFilter {
+        job: Some("gamma".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!((none, next), (vec![], None));
+}
+
+pub async fn execution_list_limit_zero_is_the_default_page_and_huge_limits_are_capped(
+    store: Arc<dyn Store>,
+) {
+    create_job(&store, "resize").await;
+    for i in 0..60 {
+        enqueue(&store, "resize", at(i)).await;
+    }
+    let default = store
+        .execution_list(&ExecutionFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(default.executions.len(), DEFAULT_PAGE_SIZE as usize);
+    assert!(default.next.is_some());
+
+    let huge = store
+        .execution_list(&ExecutionFilter {
+            limit: u32::MAX,
+            ..Default::default()
+        })
+        .await
+        .expect("a huge limit is capped, not refused");
+    assert_eq!((huge.executions.len(), huge.next), (60, None));
+}
+
+pub async fn execution_list_pages_are_stable_while_new_executions_arrive(store: Arc<dyn Store>) {
+    create_job(&store, "resize").await;
+    let mut originals = Vec::new();
+    for i in 0..120 {
+        originals.push(enqueue(&store, "resize", at(i)).await.id);
+    }
+    originals.reverse();
+
+    let mut seen = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .execution_list(&ExecutionFilter {
+                job: Some("resize".into()),
+                before,
+                limit: 25,
+                ..Default::default()
+            })
+            .await
+            .expect("list a page");
+        pages += 1;
+        assert!(page.executions.len() <= 25);
+        seen.extend(id_list(&page.executions));
+        // Newcomers are newer than the cursor, so they must not appear on later pages.
+        enqueue(&store, "resize", at(1000 + pages)).await;
+        match page.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "the pages never end");
+    }
+    assert_eq!(seen, originals, "every original once, in order");
+    assert_eq!(pages, 5, "25 + 25 + 25 + 25 + 20");
+}
+
+pub async fn execution_latest_is_none_for_a_job_without_executions(store: Arc<dyn Store>) {
+    create_job(&store, "resize").await;
+    create_job(&store, "other").await;
+    enqueue(&store, "other", base()).await;
+    assert_eq!(
+        store.execution_latest("resize").await.expect("latest"),
+        None
+    );
+}
+
+pub async fn execution_latest_returns_the_newest_execution_that_was_not_skipped(
+    store: Arc<dyn Store>,
+) {
+    let job = create_job_from(&store, cronjob_spec("nightly", "* * * * *")).await;
+    let manual = run_to_success(&store, "nightly", base()).await;
+    assert_eq!(
+        store.execution_latest("nightly").await.expect("latest"),
+        Some(manual)
+    );
+
+    let fired = store
+        .slot_record(job.id, at(60), &SlotDecision::Fire, at(60))
+        .await
+        .expect("fire");
+    store
+        .slot_record(
+            job.id,
+            at(120),
+            &SlotDecision::Skip {
+                reason: "suspended".into(),
+            },
+            at(120),
+        )
+        .await
+        .expect("skip");
+    let latest = store
+        .execution_latest("nightly")
+        .await
+        .expect("latest")
+        .expect("one");
+    assert_eq!(latest.id, fired.slot().execution_id);
+    assert_eq!(latest.status, Status::Queued);
+
+    // A retry is a new execution, so it becomes the newest.
+    let claimed = claim_one(&store, at(121)).await;
+    finish(&store, &claimed, Outcome::Failed, at(122)).await;
+    let retry = executions_of(&store, "nightly").await[0].clone();
+    assert_eq!(retry.attempt, 2);
+    assert_eq!(
+        store.execution_latest("nightly").await.expect("latest"),
+        Some(retry)
+    );
+}
