@@ -9,7 +9,7 @@ use panda_core::{
     validate_payload,
 };
 
-use crate::model::{NewExecution, Outcome};
+use crate::model::{Finish, Finished, NewExecution, Outcome};
 
 /// Checks an enqueue request before anything is read or written.
 pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), ValidationError> {
@@ -77,7 +77,11 @@ pub(crate) fn first_attempt(
         run_at,
         created_at: now,
         started_at: None,
-        finished_at: if status.is_terminal() { Some(now) } else { None },
+        finished_at: if status.is_terminal() {
+            Some(now)
+        } else {
+            None
+        },
         worker_id: None,
         lease_expires_at: None,
         cancel_requested: false,
@@ -140,6 +144,30 @@ fn final_status(status: Status) -> Settlement {
         status,
         retry_in: None,
     }
+}
+
+/// The attempt as it ends, and the next attempt when the policy allows one: applies
+/// [`settle`] and the worker's report (`None` when the lease expired) to the execution.
+pub(crate) fn settled(
+    mut execution: Execution,
+    report: Option<&Finish>,
+    now: DateTime<Utc>,
+) -> Finished {
+    let outcome = report.map(|f| f.outcome);
+    let settlement = settle(&execution, outcome);
+    let given_reason = report.and_then(|f| f.reason.as_deref());
+    execution.status = settlement.status;
+    execution.finished_at = Some(now);
+    execution.lease_expires_at = None;
+    execution.reason = settled_reason(settlement.status, outcome, given_reason);
+    if let Some(report) = report {
+        execution.exit_code = report.exit_code;
+        execution.image_digest = report.image_digest.clone();
+    }
+    let retry = settlement
+        .retry_in
+        .map(|wait| next_attempt(&execution, wait, now));
+    Finished { execution, retry }
 }
 
 /// The reason recorded on an attempt that settled in `status`: the worker's own words, or what
@@ -255,8 +283,17 @@ mod tests {
         ];
         for (execution, outcome, status, retries) in cases {
             let s = settle(execution, outcome);
-            assert_eq!(s.status, status, "attempt {} {outcome:?}", execution.attempt);
-            assert_eq!(s.retry_in.is_some(), retries, "attempt {} {outcome:?}", execution.attempt);
+            assert_eq!(
+                s.status, status,
+                "attempt {} {outcome:?}",
+                execution.attempt
+            );
+            assert_eq!(
+                s.retry_in.is_some(),
+                retries,
+                "attempt {} {outcome:?}",
+                execution.attempt
+            );
             assert!(s.retry_in.is_none_or(|w| w <= Duration::from_secs(1)));
         }
     }
@@ -270,7 +307,10 @@ mod tests {
         let next = next_attempt(&first, Duration::from_millis(1500), now);
         assert_ne!(next.id, first.id);
         assert_eq!(next.root_id, first.id);
-        assert_eq!((next.attempt, next.trigger, next.status), (2, Trigger::Retry, Status::Queued));
+        assert_eq!(
+            (next.attempt, next.trigger, next.status),
+            (2, Trigger::Retry, Status::Queued)
+        );
         assert_eq!(next.run_at, now + chrono::Duration::milliseconds(1500));
         assert_eq!(next.run_key(), first.run_key());
         assert_eq!(next.exit_code, None);
@@ -287,7 +327,9 @@ mod tests {
         long_key.idempotency_key = Some("k".repeat(MAX_IDEMPOTENCY_KEY_BYTES + 1));
         assert!(validate_new_execution(&long_key).is_err());
         let mut big = ok;
-        big.payload = Some(serde_json::Value::String("x".repeat(panda_core::MAX_PAYLOAD_BYTES)));
+        big.payload = Some(serde_json::Value::String(
+            "x".repeat(panda_core::MAX_PAYLOAD_BYTES),
+        ));
         assert!(matches!(
             validate_new_execution(&big),
             Err(ValidationError::PayloadTooLarge { .. })

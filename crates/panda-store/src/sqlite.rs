@@ -5,6 +5,7 @@
 //! `BEGIN IMMEDIATE`, so a second process on the same file waits (`busy_timeout`) rather than
 //! failing on a lock upgrade. Reads use a separate pool and see the last committed state.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,11 +24,11 @@ use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::lifecycle::{self, Settlement};
+use crate::lifecycle;
 use crate::model::{
     ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
-    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, Notice, Outcome, Pruned,
-    Retention, Slot, SlotDecision, SlotRecord, TokenScope,
+    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, Notice, Pruned, Retention, Slot,
+    SlotDecision, SlotRecord, TokenScope,
 };
 use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, token};
 
@@ -265,50 +266,44 @@ async fn live_job_by_name(tx: &mut Transaction<'_, Sqlite>, name: &str) -> Store
     job_from_row(&row)
 }
 
-/// Writes the terminal status an attempt settled in, releases its job lock and queues the next
-/// attempt when there is one.
-async fn settle_execution(
-    tx: &mut Transaction<'_, Sqlite>,
-    mut execution: Execution,
-    settlement: Settlement,
-    outcome: Option<Outcome>,
-    report: Option<&Finish>,
-    now: DateTime<Utc>,
-) -> StoreResult<Finished> {
-    let given_reason = report.and_then(|f| f.reason.as_deref());
-    execution.status = settlement.status;
-    execution.finished_at = Some(now);
-    execution.lease_expires_at = None;
-    execution.reason = lifecycle::settled_reason(settlement.status, outcome, given_reason);
-    if let Some(report) = report {
-        execution.exit_code = report.exit_code;
-        execution.image_digest = report.image_digest.clone();
+/// Writes the terminal status of each settled attempt, releases their job locks and queues
+/// their next attempts: one statement each for the whole batch, plus one insert per retry.
+async fn write_settled(tx: &mut Transaction<'_, Sqlite>, settled: &[Finished]) -> StoreResult<()> {
+    if settled.is_empty() {
+        return Ok(());
     }
+    let rows: Vec<serde_json::Value> = settled
+        .iter()
+        .map(|f| {
+            let e = &f.execution;
+            serde_json::json!([
+                e.id.to_string(),
+                e.status.as_str(),
+                e.finished_at.map(micros),
+                e.reason,
+                e.exit_code,
+                e.image_digest,
+            ])
+        })
+        .collect();
     sqlx::query(
-        "UPDATE executions SET status = ?, finished_at = ?, lease_token = NULL, \
-         lease_expires_at = NULL, reason = ?, exit_code = ?, image_digest = ? WHERE id = ?",
+        "UPDATE executions SET status = s.value ->> 1, finished_at = s.value ->> 2, \
+             lease_token = NULL, lease_expires_at = NULL, reason = s.value ->> 3, \
+             exit_code = s.value ->> 4, image_digest = s.value ->> 5 \
+         FROM json_each(?) AS s WHERE executions.id = s.value ->> 0",
     )
-    .bind(execution.status.as_str())
-    .bind(micros(now))
-    .bind(&execution.reason)
-    .bind(execution.exit_code)
-    .bind(&execution.image_digest)
-    .bind(execution.id.to_string())
+    .bind(json_text(&rows)?)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("DELETE FROM job_locks WHERE execution_id = ?")
-        .bind(execution.id.to_string())
+    let ids: Vec<String> = settled.iter().map(|f| f.execution.id.to_string()).collect();
+    sqlx::query("DELETE FROM job_locks WHERE execution_id IN (SELECT value FROM json_each(?))")
+        .bind(json_text(&ids)?)
         .execute(&mut **tx)
         .await?;
-    let retry = match settlement.retry_in {
-        Some(wait) => {
-            let next = lifecycle::next_attempt(&execution, wait, now);
-            insert_execution(tx, &next).await?;
-            Some(next)
-        }
-        None => None,
-    };
-    Ok(Finished { execution, retry })
+    for retry in settled.iter().filter_map(|f| f.retry.as_ref()) {
+        insert_execution(tx, retry).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -480,8 +475,9 @@ impl Store for SqliteStore {
         // Scheduled runs of forbid jobs that are still running are skipped, not delayed: the
         // next slot will come.
         let overlapping = sqlx::query(
-            "SELECT e.id, l.execution_id AS holder FROM executions e \
-             JOIN job_locks l ON l.job_id = e.job_id \
+            // CROSS JOIN keeps job_locks (a row per running forbid job) as the outer loop.
+            "SELECT e.id, l.execution_id AS holder FROM job_locks l \
+             CROSS JOIN executions e ON e.job_id = l.job_id \
              WHERE e.status = 'queued' AND e.trigger = 'schedule' AND e.concurrency = 'forbid' \
                AND e.run_at <= ?1 \
                AND (?2 = '[]' OR e.queue IN (SELECT value FROM json_each(?2)))",
@@ -503,7 +499,7 @@ impl Store for SqliteStore {
         }
 
         let sql = format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions \
+            "SELECT {EXECUTION_COLUMNS} FROM executions INDEXED BY executions_claim \
              WHERE status = 'queued' AND run_at <= ?1 \
                AND (?2 = '[]' OR queue IN (SELECT value FROM json_each(?2))) \
                AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
@@ -565,17 +561,6 @@ impl Store for SqliteStore {
                 ConcurrencyPolicy::Allow => {}
             }
             let token = Uuid::new_v4();
-            sqlx::query(
-                "UPDATE executions SET status = 'running', started_at = ?, worker_id = ?, \
-                 lease_token = ?, lease_expires_at = ? WHERE id = ?",
-            )
-            .bind(micros(now))
-            .bind(&request.worker_id)
-            .bind(token.to_string())
-            .bind(micros(expires_at))
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
             execution.status = Status::Running;
             execution.started_at = Some(now);
             execution.worker_id = Some(request.worker_id.clone());
@@ -589,6 +574,21 @@ impl Store for SqliteStore {
                 execution,
             });
         }
+        let leases: Vec<[String; 2]> = claimed
+            .iter()
+            .map(|c| [c.execution.id.to_string(), c.lease.token.to_string()])
+            .collect();
+        sqlx::query(
+            "UPDATE executions SET status = 'running', started_at = ?, worker_id = ?, \
+                 lease_token = l.value ->> 1, lease_expires_at = ? \
+             FROM json_each(?) AS l WHERE executions.id = l.value ->> 0",
+        )
+        .bind(micros(now))
+        .bind(&request.worker_id)
+        .bind(micros(expires_at))
+        .bind(json_text(&leases)?)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -632,48 +632,61 @@ impl Store for SqliteStore {
         batch: &[Finish],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<StoreResult<Finished>>> {
+        let ids: Vec<String> = batch.iter().map(|f| f.execution_id.to_string()).collect();
         let mut tx = self.begin().await?;
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS}, lease_token FROM executions \
+             WHERE id IN (SELECT value FROM json_each(?))"
+        );
+        let mut current = HashMap::with_capacity(batch.len());
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(json_text(&ids)?)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let lease_token: Option<String> = row.try_get("lease_token")?;
+            let execution = execution_from_row(&row)?;
+            current.insert(execution.id, (execution, lease_token));
+        }
         let mut results = Vec::with_capacity(batch.len());
-        let mut requeued = Vec::new();
+        let mut settled = Vec::with_capacity(batch.len());
         for finish in batch {
-            let Some((execution, lease_token)) =
-                select_execution(&mut tx, finish.execution_id).await?
-            else {
-                results.push(Err(StoreError::not_found(format!(
+            let result = match current.remove(&finish.execution_id) {
+                Some((execution, Some(token)))
+                    if execution.status == Status::Running && token == finish.token.to_string() =>
+                {
+                    let finished = lifecycle::settled(execution, Some(finish), now);
+                    settled.push(finished.clone());
+                    Ok(finished)
+                }
+                // Ended, leased to someone else, or already settled earlier in this batch.
+                Some(_) => Err(StoreError::Stale),
+                None if settled
+                    .iter()
+                    .any(|f| f.execution.id == finish.execution_id) =>
+                {
+                    Err(StoreError::Stale)
+                }
+                None => Err(StoreError::not_found(format!(
                     "execution {}",
                     finish.execution_id
-                ))));
-                continue;
+                ))),
             };
-            let holds_lease = execution.status == Status::Running
-                && lease_token.as_deref() == Some(finish.token.to_string().as_str());
-            if !holds_lease {
-                results.push(Err(StoreError::Stale));
-                continue;
-            }
-            let settlement = lifecycle::settle(&execution, Some(finish.outcome));
-            let finished = settle_execution(
-                &mut tx,
-                execution,
-                settlement,
-                Some(finish.outcome),
-                Some(finish),
-                now,
-            )
-            .await?;
-            if let Some(retry) = &finished.retry {
-                requeued.push(retry.queue.clone());
-            }
-            results.push(Ok(finished));
+            results.push(result);
         }
+        write_settled(&mut tx, &settled).await?;
         tx.commit().await?;
-        for queue in requeued {
-            self.notify_queued(&queue);
+        for retry in settled.iter().filter_map(|f| f.retry.as_ref()) {
+            self.notify_queued(&retry.queue);
         }
         Ok(results)
     }
 
-    async fn execution_cancel(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<Execution> {
+    async fn execution_cancel(
+        &self,
+        id: ExecutionId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Execution> {
         let mut tx = self.begin().await?;
         let (mut execution, _) = select_execution(&mut tx, id)
             .await?
@@ -721,12 +734,11 @@ impl Store for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&mut *tx)
             .await?;
-        let mut rescued = Vec::with_capacity(expired.len());
-        for row in expired {
-            let execution = execution_from_row(&row)?;
-            let settlement = lifecycle::settle(&execution, None);
-            rescued.push(settle_execution(&mut tx, execution, settlement, None, None, now).await?);
-        }
+        let rescued = expired
+            .iter()
+            .map(|row| Ok(lifecycle::settled(execution_from_row(row)?, None, now)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        write_settled(&mut tx, &rescued).await?;
         tx.commit().await?;
         for retry in rescued.iter().filter_map(|f| f.retry.as_ref()) {
             self.notify_queued(&retry.queue);
@@ -811,7 +823,11 @@ impl Store for SqliteStore {
             .ok_or_else(|| StoreError::not_found(format!("job {job_id}")))?;
         let job = job_from_row(&row)?;
         let fired = matches!(decision, SlotDecision::Fire);
-        let status = if fired { Status::Queued } else { Status::Skipped };
+        let status = if fired {
+            Status::Queued
+        } else {
+            Status::Skipped
+        };
         let mut execution = lifecycle::first_attempt(&job, Trigger::Schedule, status, now, now);
         execution.scheduled_at = Some(scheduled_at);
         if let SlotDecision::Skip { reason } = decision {
@@ -961,7 +977,11 @@ impl Store for SqliteStore {
         Ok((token, secret))
     }
 
-    async fn token_verify(&self, secret: &str, now: DateTime<Utc>) -> StoreResult<Option<ApiToken>> {
+    async fn token_verify(
+        &self,
+        secret: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ApiToken>> {
         let row = sqlx::query("SELECT * FROM api_tokens WHERE hash = ? AND revoked_at IS NULL")
             .bind(token::hash_secret(secret))
             .fetch_optional(&self.reader)
@@ -993,19 +1013,24 @@ impl Store for SqliteStore {
     }
 
     async fn token_revoke(&self, name: &str, now: DateTime<Utc>) -> StoreResult<()> {
-        let revoked =
-            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
-                .bind(micros(now))
-                .bind(name)
-                .execute(&self.writer)
-                .await?;
+        let revoked = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+        )
+        .bind(micros(now))
+        .bind(name)
+        .execute(&self.writer)
+        .await?;
         if revoked.rows_affected() == 0 {
             return Err(StoreError::not_found(format!("token {name:?}")));
         }
         Ok(())
     }
 
-    async fn retention_prune(&self, retention: &Retention, now: DateTime<Utc>) -> StoreResult<Pruned> {
+    async fn retention_prune(
+        &self,
+        retention: &Retention,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Pruned> {
         let cutoff = retention
             .max_age
             .and_then(|age| chrono::Duration::from_std(age).ok())

@@ -49,8 +49,11 @@ CREATE TABLE executions (
 CREATE UNIQUE INDEX executions_idempotency
     ON executions (job_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL AND attempt = 1;
--- The claim: due queued executions, highest priority first, then earliest due.
-CREATE INDEX executions_claim ON executions (queue, priority DESC, run_at, id) WHERE status = 'queued';
+-- The claim walks this index in order and stops at its limit (queries name it with INDEXED BY:
+-- without statistics the planner would pick executions_status and sort every queued row).
+CREATE INDEX executions_claim ON executions (priority DESC, run_at, id) WHERE status = 'queued';
+-- A job's executions by status: the overlap pre-pass of the claim, job delete.
+CREATE INDEX executions_job_id ON executions (job_id, status);
 -- The rescuer: running executions by lease expiry.
 CREATE INDEX executions_lease ON executions (lease_expires_at) WHERE status = 'running';
 -- History by job, newest first (keyset on id).
