@@ -33,7 +33,12 @@ enum Backend {
 pub(crate) struct StoreBench {
     /// PostgreSQL database to measure in (a fresh schema is made and dropped); without it only
     /// SQLite is measured
-    #[arg(long, env = "PANDA_BENCH_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PANDA_BENCH_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     /// Executions per backend
     #[arg(long, default_value_t = 20_000)]
@@ -72,7 +77,10 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             .with_context(|| format!("connect to {}", crate::store::redact(url)))?;
         let store = Arc::new(store);
         let measured = bench_store(Backend::Postgres, store.clone(), &args).await;
-        store.drop_schema().await.context("drop the benchmark schema")?;
+        store
+            .drop_schema()
+            .await
+            .context("drop the benchmark schema")?;
         results.extend(measured?);
     } else {
         eprintln!("PostgreSQL not measured: pass --database-url or set PANDA_BENCH_DATABASE_URL");

@@ -26,7 +26,12 @@ pub(crate) struct ServerArgs {
     #[arg(long, env = "PANDA_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// A postgres:// URL to keep state in PostgreSQL instead of SQLite
-    #[arg(long, env = "PANDA_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PANDA_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
 }
 
@@ -40,10 +45,14 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     ensure_admin_token(store.as_ref(), &token_path).await?;
     match &args.database_url {
         Some(url) => tracing::info!(database = %store::redact(url), "store ready on PostgreSQL"),
-        None => tracing::info!(path = %data_dir.join("panda.db").display(), "store ready on SQLite"),
+        None => {
+            tracing::info!(path = %data_dir.join("panda.db").display(), "store ready on SQLite")
+        }
     }
     tracing::info!(path = %token_path.display(), "admin token");
-    tracing::warn!("the HTTP API, scheduler and workers are not built yet; this server only keeps the store");
+    tracing::warn!(
+        "the HTTP API, scheduler and workers are not built yet; this server only keeps the store"
+    );
     shutdown_signal().await?;
     tracing::info!("stopped");
     Ok(())
@@ -54,7 +63,10 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
 /// replaced.
 async fn ensure_admin_token(store: &dyn Store, path: &Path) -> anyhow::Result<()> {
     if let Ok(existing) = std::fs::read_to_string(path)
-        && store.token_verify(existing.trim(), Utc::now()).await?.is_some()
+        && store
+            .token_verify(existing.trim(), Utc::now())
+            .await?
+            .is_some()
     {
         return Ok(());
     }

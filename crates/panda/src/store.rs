@@ -78,7 +78,10 @@ mod tests {
             redact("postgres://panda:s3cret@db:5432/panda"),
             "postgres://panda:***@db:5432/panda"
         );
-        assert_eq!(redact("postgres://panda@db/panda"), "postgres://panda@db/panda");
+        assert_eq!(
+            redact("postgres://panda@db/panda"),
+            "postgres://panda@db/panda"
+        );
         assert_eq!(redact("not a url"), "not a url");
     }
 }
