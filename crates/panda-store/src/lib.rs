@@ -120,7 +120,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Cancels a queued execution at once, or asks a running one to stop (its worker sees
     /// `cancel_requested` at the next heartbeat). `Conflict` if it has already ended.
-    async fn execution_cancel(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<Execution>;
+    async fn execution_cancel(&self, id: ExecutionId, now: DateTime<Utc>)
+    -> StoreResult<Execution>;
 
     /// Marks up to `limit` running executions whose lease expired before `now` as `lost` and
     /// hands each to its retry policy (or marks it `dead`).
@@ -180,7 +181,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<(ApiToken, String)>;
 
     /// The live token whose secret this is, if any; notes when it was used (to the minute).
-    async fn token_verify(&self, secret: &str, now: DateTime<Utc>) -> StoreResult<Option<ApiToken>>;
+    async fn token_verify(&self, secret: &str, now: DateTime<Utc>)
+    -> StoreResult<Option<ApiToken>>;
 
     /// Live tokens, by name.
     async fn token_list(&self) -> StoreResult<Vec<ApiToken>>;
@@ -193,7 +195,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes at most `retention.batch` finished executions (with their logs) that are older
     /// than the maximum age or beyond their job's keep count, and slots older than the maximum
     /// age. Call again while it returns a full batch.
-    async fn retention_prune(&self, retention: &Retention, now: DateTime<Utc>) -> StoreResult<Pruned>;
+    async fn retention_prune(
+        &self,
+        retention: &Retention,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Pruned>;
 
     // ---- wake-ups ----
 

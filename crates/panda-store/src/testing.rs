@@ -38,9 +38,14 @@ pub async fn sqlite() -> TestStore {
 /// When the database is required (`PANDA_REQUIRE_ALL_BACKENDS=1`) but not configured, or when it
 /// is configured but cannot be reached: a test that cannot run must not pass.
 pub async fn postgres() -> Option<TestStore> {
-    let Some(url) = std::env::var(DATABASE_URL_ENV).ok().filter(|u| !u.is_empty()) else {
+    let Some(url) = std::env::var(DATABASE_URL_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
         if std::env::var(REQUIRE_ALL_ENV).as_deref() == Ok("1") {
-            panic!("{REQUIRE_ALL_ENV}=1 but {DATABASE_URL_ENV} is not set: PostgreSQL tests cannot run");
+            panic!(
+                "{REQUIRE_ALL_ENV}=1 but {DATABASE_URL_ENV} is not set: PostgreSQL tests cannot run"
+            );
         }
         eprintln!("skipped: {DATABASE_URL_ENV} is not set, so the PostgreSQL case does not run");
         return None;

@@ -20,7 +20,10 @@ pub(crate) fn hash_secret(secret: &str) -> String {
 /// Compares a stored hash with a presented secret's hash in constant time.
 pub(crate) fn hash_matches(stored: &str, secret: &str) -> bool {
     use subtle::ConstantTimeEq;
-    stored.as_bytes().ct_eq(hash_secret(secret).as_bytes()).into()
+    stored
+        .as_bytes()
+        .ct_eq(hash_secret(secret).as_bytes())
+        .into()
 }
 
 #[cfg(test)]
