@@ -38,11 +38,11 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
-use crate::lifecycle::{self, Settlement};
+use crate::lifecycle;
 use crate::model::{
     ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
-    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, Notice, Outcome, Pruned,
-    Retention, Slot, SlotDecision, SlotRecord, TokenScope,
+    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, Notice, Pruned, Retention, Slot,
+    SlotDecision, SlotRecord, TokenScope,
 };
 use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, token};
 
@@ -638,16 +638,20 @@ impl JobLock {
     }
 }
 
-/// An attempt that ended (or was lost) and how it settles.
-struct Settling<'a> {
-    execution: Execution,
-    /// The lease the write is fenced by: it must still hold when the row is written.
+/// An attempt that ended (or was lost), settled by [`lifecycle::settled`], and the lease its
+/// write is fenced by: the lease must still hold when the row is written.
+struct Settling {
+    finished: Finished,
     token: Uuid,
-    settlement: Settlement,
-    /// `None` when the lease expired.
-    outcome: Option<Outcome>,
-    /// The worker's report, when there was one.
-    report: Option<&'a Finish>,
+}
+
+/// The worker's report with the text PostgreSQL cannot store made storable.
+fn storable_report(report: &Finish) -> Finish {
+    Finish {
+        reason: report.reason.as_deref().map(storable),
+        image_digest: report.image_digest.as_deref().map(storable),
+        ..report.clone()
+    }
 }
 
 /// Writes the terminal status each attempt settled in, releases their job locks and queues the
@@ -658,36 +662,16 @@ struct Settling<'a> {
 /// moved on since it was read) is left as it is and answered with `None`, in the item's place.
 async fn settle_executions(
     tx: &mut Transaction<'_, Postgres>,
-    items: Vec<Settling<'_>>,
+    items: Vec<Settling>,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<Option<Finished>>> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let mut settled = Vec::with_capacity(items.len());
-    for item in items {
-        let Settling {
-            mut execution,
-            token,
-            settlement,
-            outcome,
-            report,
-        } = item;
-        let given_reason = report.and_then(|f| f.reason.as_deref()).map(storable);
-        execution.status = settlement.status;
-        execution.finished_at = Some(now);
-        execution.lease_expires_at = None;
-        execution.reason =
-            lifecycle::settled_reason(settlement.status, outcome, given_reason.as_deref());
-        if let Some(report) = report {
-            execution.exit_code = report.exit_code;
-            execution.image_digest = report.image_digest.as_deref().map(storable);
-        }
-        let retry = settlement
-            .retry_in
-            .map(|wait| lifecycle::next_attempt(&execution, wait, now));
-        settled.push((token, Finished { execution, retry }));
-    }
+    let settled: Vec<(Uuid, Finished)> = items
+        .into_iter()
+        .map(|item| (item.token, item.finished))
+        .collect();
 
     // Rows are written in id order, as every batch write here, so that two transactions
     // that touch the same rows wait for each other instead of deadlocking.
@@ -1268,17 +1252,15 @@ impl Store for PgStore {
             if !holds_lease {
                 continue;
             }
-            let settlement = lifecycle::settle(execution, Some(finish.outcome));
+            let finished =
+                lifecycle::settled(execution.clone(), Some(&storable_report(finish)), now);
+            execution.status = finished.execution.status;
+            *lease_token = None;
             settling.push(Settling {
-                execution: execution.clone(),
+                finished,
                 token: finish.token,
-                settlement,
-                outcome: Some(finish.outcome),
-                report: Some(finish),
             });
             settling_at.push(i);
-            execution.status = settlement.status;
-            *lease_token = None;
         }
         let settled = settle_executions(&mut tx, settling, now).await?;
         for (i, finished) in settling_at.into_iter().zip(settled) {
@@ -1347,15 +1329,11 @@ impl Store for PgStore {
         let mut settling = Vec::with_capacity(expired.len());
         for row in expired {
             let execution = execution_from_row(&row)?;
-            let settlement = lifecycle::settle(&execution, None);
             settling.push(Settling {
-                execution,
+                finished: lifecycle::settled(execution, None, now),
                 token: row
                     .try_get::<Option<Uuid>, _>("lease_token")?
                     .unwrap_or_default(),
-                settlement,
-                outcome: None,
-                report: None,
             });
         }
         // The rows are locked, so every write holds.
@@ -1758,6 +1736,7 @@ mod tests {
     use panda_core::{ConcurrencyPolicy, JobName, JobSpec, RuntimeSpec, Status};
 
     use super::*;
+    use crate::Outcome;
     use crate::testing::{DATABASE_URL_ENV, REQUIRE_ALL_ENV};
 
     async fn store() -> Option<PgStore> {

@@ -10,12 +10,30 @@ pub const DATABASE_URL_ENV: &str = "PANDA_TEST_DATABASE_URL";
 /// When set to `1`, a backend that is not available fails the test instead of skipping it.
 pub const REQUIRE_ALL_ENV: &str = "PANDA_REQUIRE_ALL_BACKENDS";
 
-/// A store that lives as long as this value: the temp dir or schema goes with it.
+/// A store that lives as long as this value. A SQLite store's temp dir goes when it is dropped; a
+/// PostgreSQL store's schema goes with [`TestStore::close`], and stays for a look after a case
+/// that panicked before closing it.
 #[derive(Debug)]
 pub struct TestStore {
     /// The store, shareable across tasks.
     pub store: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
+    pg: Option<Arc<PgStore>>,
+}
+
+impl TestStore {
+    /// Throws the store away: drops a PostgreSQL store's schema, with everything in it.
+    ///
+    /// # Panics
+    ///
+    /// When the schema cannot be dropped: a test database that fills with leftovers is a fault.
+    pub async fn close(self) {
+        if let Some(pg) = self.pg {
+            pg.drop_schema()
+                .await
+                .unwrap_or_else(|err| panic!("drop the test schema: {err}"));
+        }
+    }
 }
 
 /// A fresh SQLite store in a temp dir.
@@ -27,6 +45,7 @@ pub async fn sqlite() -> TestStore {
     TestStore {
         store: Arc::new(store),
         _dir: Some(dir),
+        pg: None,
     }
 }
 
@@ -54,8 +73,10 @@ pub async fn postgres() -> Option<TestStore> {
     let store = PgStore::connect_in_schema(&url, &schema, 8)
         .await
         .unwrap_or_else(|err| panic!("connect to {DATABASE_URL_ENV} in schema {schema}: {err}"));
+    let pg = Arc::new(store);
     Some(TestStore {
-        store: Arc::new(store),
+        store: Arc::clone(&pg) as Arc<dyn Store>,
         _dir: None,
+        pg: Some(pg),
     })
 }

@@ -35,7 +35,7 @@ mod cases {
 }
 
 /// Stamps one test per `group::case` for each backend, each with a fresh, isolated store that
-/// lives until the case returns.
+/// is thrown away when the case returns (a failed case's PostgreSQL schema stays for a look).
 macro_rules! conformance {
     ($($group:ident :: $case:ident),* $(,)?) => {
         /// The cases against a temp-file SQLite store.
@@ -45,6 +45,7 @@ macro_rules! conformance {
                 async fn $case() {
                     let test = panda_store::testing::sqlite().await;
                     crate::cases::$group::$case(std::sync::Arc::clone(&test.store)).await;
+                    test.close().await;
                 }
             )*
         }
@@ -58,6 +59,7 @@ macro_rules! conformance {
                         return;
                     };
                     crate::cases::$group::$case(std::sync::Arc::clone(&test.store)).await;
+                    test.close().await;
                 }
             )*
         }
