@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::JobId;
 use crate::retry::RetryPolicy;
-use crate::validate::{ValidationError, validate_name, validate_queue_name};
+use crate::validate::{
+    ValidationError, reject_nul, reject_nul_in_json, validate_name, validate_queue_name,
+};
 
 /// A job's run timeout when none is given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -327,7 +329,20 @@ impl JobSpec {
         if self.keep == Some(0) {
             return Err(field("keep", "must keep at least 1 execution"));
         }
-        Ok(())
+        for value in self.env.values() {
+            reject_nul("env", value)?;
+        }
+        for value in self.secret_env.values() {
+            reject_nul("secret_env", value)?;
+        }
+        // Every other string in the definition, whatever field it is in.
+        match serde_json::to_value(self) {
+            Ok(json) => reject_nul_in_json("spec", &json),
+            Err(err) => Err(ValidationError::Field {
+                field: "spec",
+                message: format!("cannot be represented as JSON: {err}"),
+            }),
+        }
     }
 }
 

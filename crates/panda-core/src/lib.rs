@@ -24,6 +24,6 @@ pub use ids::{ExecutionId, JobId, ParseIdError};
 pub use job::{ConcurrencyPolicy, DEFAULT_TIMEOUT, Job, JobName, JobSpec, Limits, RuntimeSpec};
 pub use retry::RetryPolicy;
 pub use validate::{
-    MAX_IDEMPOTENCY_KEY_BYTES, MAX_PAYLOAD_BYTES, ValidationError, validate_name, validate_payload,
-    validate_queue_name,
+    MAX_IDEMPOTENCY_KEY_BYTES, MAX_PAYLOAD_BYTES, ValidationError, reject_nul, reject_nul_in_json,
+    validate_name, validate_payload, validate_queue_name,
 };

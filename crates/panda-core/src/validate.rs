@@ -87,12 +87,66 @@ pub fn validate_payload(payload: &serde_json::Value) -> Result<(), ValidationErr
             limit: MAX_PAYLOAD_BYTES,
         });
     }
+    reject_nul_in_json("payload", payload)
+}
+
+/// Refuses text holding a NUL character (U+0000): no process can receive it in its argv or
+/// environment, and PostgreSQL cannot store it, so it is refused the same way on every backend.
+pub fn reject_nul(field: &'static str, text: &str) -> Result<(), ValidationError> {
+    if text.contains('\0') {
+        return Err(ValidationError::Field {
+            field,
+            message: "contains a NUL character (\\u0000); remove it".into(),
+        });
+    }
     Ok(())
+}
+
+/// [`reject_nul`] for every string and object key in a JSON value.
+pub fn reject_nul_in_json(
+    field: &'static str,
+    value: &serde_json::Value,
+) -> Result<(), ValidationError> {
+    match value {
+        serde_json::Value::String(s) => reject_nul(field, s),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .try_for_each(|item| reject_nul_in_json(field, item)),
+        serde_json::Value::Object(map) => map.iter().try_for_each(|(key, item)| {
+            reject_nul(field, key)?;
+            reject_nul_in_json(field, item)
+        }),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_characters_are_refused_anywhere_in_a_payload() {
+        for payload in [
+            serde_json::json!("a\u{0}b"),
+            serde_json::json!({"k": ["ok", "bad\u{0}"]}),
+            serde_json::json!({"k\u{0}": 1}),
+        ] {
+            assert!(
+                matches!(
+                    validate_payload(&payload),
+                    Err(ValidationError::Field {
+                        field: "payload",
+                        ..
+                    })
+                ),
+                "{payload}"
+            );
+        }
+        assert_eq!(
+            validate_payload(&serde_json::json!({"k": ["ok", 1]})),
+            Ok(())
+        );
+    }
 
     #[test]
     fn names_follow_the_dns_label_rule() {

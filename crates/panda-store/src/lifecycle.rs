@@ -6,15 +6,21 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use panda_core::{
     Execution, ExecutionId, Job, MAX_IDEMPOTENCY_KEY_BYTES, Status, Trigger, ValidationError,
-    validate_payload,
+    reject_nul, validate_payload,
 };
 
-use crate::model::{Finish, Finished, NewExecution, Outcome};
+use crate::model::{Finish, Finished, NewExecution, Outcome, SlotDecision};
 
 /// Checks an enqueue request before anything is read or written.
 pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), ValidationError> {
     if let Some(payload) = &request.payload {
         validate_payload(payload)?;
+    }
+    if let Some(key) = &request.idempotency_key {
+        reject_nul("idempotency_key", key)?;
+    }
+    for value in request.env.values() {
+        reject_nul("env", value)?;
     }
     if let Some(key) = &request.idempotency_key
         && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES)
@@ -47,6 +53,14 @@ pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), Valid
         });
     }
     Ok(())
+}
+
+/// Checks a slot decision before anything is read or written.
+pub(crate) fn validate_slot_decision(decision: &SlotDecision) -> Result<(), ValidationError> {
+    match decision {
+        SlotDecision::Fire => Ok(()),
+        SlotDecision::Skip { reason } => reject_nul("reason", reason),
+    }
 }
 
 /// A first attempt of `job` in `status`, as of `now`.

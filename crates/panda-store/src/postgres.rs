@@ -295,39 +295,6 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-/// PostgreSQL cannot store U+0000 in `text` or in a `jsonb` string, so input holding one is
-/// refused as `Invalid` instead of failing as a database error.
-fn reject_nul_in_json(field: &'static str, value: &serde_json::Value) -> StoreResult<()> {
-    fn has_nul(value: &serde_json::Value) -> bool {
-        match value {
-            serde_json::Value::String(s) => s.contains('\0'),
-            serde_json::Value::Array(items) => items.iter().any(has_nul),
-            serde_json::Value::Object(map) => {
-                map.iter().any(|(k, v)| k.contains('\0') || has_nul(v))
-            }
-            _ => false,
-        }
-    }
-    if has_nul(value) {
-        return Err(nul_error(field));
-    }
-    Ok(())
-}
-
-fn reject_nul(field: &'static str, text: &str) -> StoreResult<()> {
-    if text.contains('\0') {
-        return Err(nul_error(field));
-    }
-    Ok(())
-}
-
-fn nul_error(field: &'static str) -> StoreError {
-    StoreError::Invalid(ValidationError::Field {
-        field,
-        message: "contains a NUL character (\\u0000), which cannot be stored".into(),
-    })
-}
-
 /// Whether a name looked up can be stored at all; one that cannot (it holds a NUL character)
 /// names nothing, and PostgreSQL would refuse the query.
 fn storable_name(name: &str) -> bool {
@@ -768,7 +735,6 @@ impl Store for PgStore {
     async fn job_create(&self, spec: &JobSpec, now: DateTime<Utc>) -> StoreResult<Job> {
         spec.validate()?;
         let spec_json = to_json(spec)?;
-        reject_nul_in_json("spec", &spec_json)?;
         let job = Job {
             id: JobId::new(),
             spec: spec.clone(),
@@ -842,7 +808,6 @@ impl Store for PgStore {
     async fn job_update(&self, spec: &JobSpec, now: DateTime<Utc>) -> StoreResult<Job> {
         spec.validate()?;
         let spec_json = to_json(spec)?;
-        reject_nul_in_json("spec", &spec_json)?;
         let mut tx = self.begin().await?;
         let mut job = live_job_by_name(&mut tx, spec.name.as_str(), JobLock::Update).await?;
         job.spec = spec.clone();
@@ -892,15 +857,6 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Enqueued> {
         lifecycle::validate_new_execution(request)?;
-        if let Some(payload) = &request.payload {
-            reject_nul_in_json("payload", payload)?;
-        }
-        if let Some(key) = &request.idempotency_key {
-            reject_nul("idempotency_key", key)?;
-        }
-        if request.env.values().any(|v| v.contains('\0')) {
-            return Err(nul_error("env"));
-        }
         let mut tx = self.begin().await?;
         let job = live_job_by_name(&mut tx, &request.job, JobLock::Share).await?;
         let execution = lifecycle::enqueued(&job, request, now);
@@ -1422,9 +1378,7 @@ impl Store for PgStore {
         decision: &SlotDecision,
         now: DateTime<Utc>,
     ) -> StoreResult<SlotRecord> {
-        if let SlotDecision::Skip { reason } = decision {
-            reject_nul("reason", reason)?;
-        }
+        lifecycle::validate_slot_decision(decision)?;
         let mut tx = self.begin().await?;
         let select_slot = "SELECT * FROM slots WHERE job_id = $1 AND scheduled_at = $2";
         let existing = sqlx::query(select_slot)

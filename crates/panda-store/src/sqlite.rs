@@ -512,7 +512,7 @@ impl Store for SqliteStore {
             .fetch_all(&mut *tx)
             .await?;
 
-        let mut claimed = Vec::with_capacity(candidates.len());
+        let mut claimed: Vec<Claimed> = Vec::with_capacity(candidates.len());
         for row in candidates {
             let mut execution = execution_from_row(&row)?;
             let id = execution.id.to_string();
@@ -557,6 +557,14 @@ impl Store for SqliteStore {
                     .bind(execution.job_id.to_string())
                     .execute(&mut *tx)
                     .await?;
+                    // And so is every one of the job this batch started before it, as if the
+                    // batch were claimed one at a time.
+                    for earlier in claimed
+                        .iter_mut()
+                        .filter(|c| c.execution.job_id == execution.job_id)
+                    {
+                        earlier.execution.cancel_requested = true;
+                    }
                 }
                 ConcurrencyPolicy::Allow => {}
             }
@@ -574,13 +582,20 @@ impl Store for SqliteStore {
                 execution,
             });
         }
-        let leases: Vec<[String; 2]> = claimed
+        let leases: Vec<(String, String, bool)> = claimed
             .iter()
-            .map(|c| [c.execution.id.to_string(), c.lease.token.to_string()])
+            .map(|c| {
+                (
+                    c.execution.id.to_string(),
+                    c.lease.token.to_string(),
+                    c.execution.cancel_requested,
+                )
+            })
             .collect();
         sqlx::query(
             "UPDATE executions SET status = 'running', started_at = ?, worker_id = ?, \
-                 lease_token = l.value ->> 1, lease_expires_at = ? \
+                 lease_token = l.value ->> 1, lease_expires_at = ?, \
+                 cancel_requested = cancel_requested OR (l.value ->> 2) \
              FROM json_each(?) AS l WHERE executions.id = l.value ->> 0",
         )
         .bind(micros(now))
@@ -807,6 +822,7 @@ impl Store for SqliteStore {
         decision: &SlotDecision,
         now: DateTime<Utc>,
     ) -> StoreResult<SlotRecord> {
+        lifecycle::validate_slot_decision(decision)?;
         let mut tx = self.begin().await?;
         let existing = sqlx::query("SELECT * FROM slots WHERE job_id = ? AND scheduled_at = ?")
             .bind(job_id.to_string())

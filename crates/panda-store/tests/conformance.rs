@@ -95,6 +95,7 @@ conformance! {
     validation::cancel_of_an_unknown_execution_is_not_found,
     validation::log_append_to_an_unknown_execution_is_not_found,
     validation::slot_record_for_an_unknown_job_is_not_found,
+    validation::nul_characters_are_invalid_on_every_backend_and_store_nothing,
     // enqueue
     enqueue::enqueue_returns_a_queued_first_attempt_with_the_jobs_queue_and_priority,
     enqueue::enqueue_applies_priority_run_at_and_scheduled_at_overrides,
@@ -142,6 +143,7 @@ conformance! {
     overlap::forbid_job_skips_a_scheduled_execution_behind_one_claimed_in_the_same_batch,
     overlap::allow_job_runs_executions_side_by_side,
     overlap::replace_job_claim_asks_the_running_execution_to_stop,
+    overlap::replace_job_claimed_twice_in_one_batch_asks_the_earlier_to_stop,
     // cron slots
     slots::slot_fire_queues_a_schedule_execution_for_the_slot,
     slots::slot_skip_records_a_skipped_execution_with_the_reason,

@@ -201,3 +201,27 @@ pub async fn replace_job_claim_asks_the_running_execution_to_stop(store: Arc<dyn
     let current = store.execution_get(new.id).await.expect("get");
     assert!(!current.cancel_requested);
 }
+
+pub async fn replace_job_claimed_twice_in_one_batch_asks_the_earlier_to_stop(
+    store: Arc<dyn Store>,
+) {
+    create_job_from(&store, job_spec_with("sync", ConcurrencyPolicy::Replace)).await;
+    let older = enqueue(&store, "sync", base()).await;
+    let newer = enqueue(&store, "sync", at(1)).await;
+
+    let claimed = claim(&store, 10, at(2)).await;
+    let flags: Vec<_> = claimed
+        .iter()
+        .map(|c| (c.execution.id, c.execution.cancel_requested))
+        .collect();
+    assert_eq!(
+        flags,
+        [(older.id, true), (newer.id, false)],
+        "as if claimed one at a time: the newer replaces the older"
+    );
+    for (id, asked) in [(older.id, true), (newer.id, false)] {
+        let stored = store.execution_get(id).await.expect("get");
+        assert_eq!(stored.status, Status::Running);
+        assert_eq!(stored.cancel_requested, asked, "stored flag of {id}");
+    }
+}

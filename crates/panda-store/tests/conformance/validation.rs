@@ -262,3 +262,55 @@ pub async fn slot_record_for_an_unknown_job_is_not_found(store: Arc<dyn Store>) 
         StoreError::NotFound { .. }
     );
 }
+
+/// U+0000 cannot reach a process (argv and environment strings end at it) and PostgreSQL cannot
+/// store it, so every backend refuses it the same way, wherever it hides.
+pub async fn nul_characters_are_invalid_on_every_backend_and_store_nothing(store: Arc<dyn Store>) {
+    let mut in_env = job_spec("nul-env");
+    in_env.env.insert("A".into(), "x\0y".into());
+    let mut in_secret = job_spec("nul-secret");
+    in_secret.secret_env.insert("TOKEN".into(), "\0".into());
+    let mut in_argv = job_spec("nul-argv");
+    in_argv.runtime = RuntimeSpec::Process {
+        argv: vec!["echo".into(), "a\0b".into()],
+    };
+    for spec in [in_env, in_secret, in_argv] {
+        assert_err!(
+            store.job_create(&spec, base()).await,
+            StoreError::Invalid(ValidationError::Field { .. })
+        );
+    }
+    assert!(store.job_list(JobKind::All).await.expect("list").is_empty());
+
+    let job = create_job(&store, "resize").await;
+    let mut broken = job_spec("resize");
+    broken.env.insert("A".into(), "\0".into());
+    assert_err!(
+        store.job_update(&broken, at(1)).await,
+        StoreError::Invalid(ValidationError::Field { .. })
+    );
+    assert_eq!(store.job_get("resize").await.expect("get"), job);
+
+    let mut in_payload = NewExecution::api("resize");
+    in_payload.payload = Some(serde_json::json!({"path": ["a", "b\u{0}"]}));
+    let mut in_key = NewExecution::api("resize");
+    in_key.idempotency_key = Some("key\0".into());
+    let mut in_override = NewExecution::api("resize");
+    in_override.env.insert("A".into(), "\0".into());
+    for request in [in_payload, in_key, in_override] {
+        assert_err!(
+            store.execution_enqueue(&request, at(2)).await,
+            StoreError::Invalid(ValidationError::Field { .. })
+        );
+    }
+    assert!(executions_of(&store, "resize").await.is_empty());
+
+    let skip = SlotDecision::Skip {
+        reason: "suspended\0".into(),
+    };
+    assert_err!(
+        store.slot_record(job.id, base(), &skip, at(3)).await,
+        StoreError::Invalid(ValidationError::Field { .. })
+    );
+    assert!(store.slot_list(job.id, 10).await.expect("slots").is_empty());
+}
