@@ -90,6 +90,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Vec<Claimed>>;
 
     /// Renews a lease. `Stale` if the token no longer holds it.
+    ///
+    /// A lease past its expiry still holds until the rescuer has marked the execution `lost`:
+    /// a worker that heartbeats late keeps its execution if it gets there first. Fencing is by
+    /// token, not by clock, so either way exactly one of them wins.
     async fn execution_heartbeat(
         &self,
         execution_id: ExecutionId,

@@ -92,7 +92,8 @@ pub struct Lease {
     pub execution_id: ExecutionId,
     /// The fencing token.
     pub token: Uuid,
-    /// Void after this instant unless renewed by a heartbeat.
+    /// After this instant the rescuer may take it (until then nobody may); renewed by a
+    /// heartbeat.
     pub expires_at: DateTime<Utc>,
 }
 

@@ -105,6 +105,34 @@ pub async fn rescue_leaves_leases_that_have_not_expired(store: Arc<dyn Store>) {
     assert_eq!(stored.status, Status::Running);
 }
 
+/// Fencing is by token, not by clock: a heartbeat that comes late, before the rescuer, still
+/// holds the lease, and renews it so the rescuer leaves it alone.
+pub async fn heartbeat_after_expiry_but_before_rescue_renews_the_lease(store: Arc<dyn Store>) {
+    create_job(&store, "resize").await;
+    enqueue(&store, "resize", base()).await;
+    let claimed = claim_one(&store, at(1)).await;
+    assert_eq!(claimed.lease.expires_at, at(31));
+
+    let beat = store
+        .execution_heartbeat(claimed.execution.id, claimed.lease.token, LEASE_TTL, at(40))
+        .await
+        .expect("a late heartbeat before any rescue");
+    assert_eq!(beat.expires_at, at(70));
+    assert!(
+        store
+            .execution_rescue(at(45), 10)
+            .await
+            .expect("rescue")
+            .is_empty(),
+        "the renewed lease is not rescued"
+    );
+    let finished = store
+        .execution_finish(&finish_of(&claimed, Outcome::Succeeded), at(50))
+        .await
+        .expect("finish under the renewed lease");
+    assert_eq!(finished.execution.status, Status::Succeeded);
+}
+
 pub async fn rescue_marks_an_expired_lease_lost_and_queues_a_retry(store: Arc<dyn Store>) {
     create_job(&store, "resize").await;
     let first = enqueue(&store, "resize", base()).await;
