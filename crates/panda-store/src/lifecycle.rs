@@ -9,7 +9,7 @@ use panda_core::{
     reject_nul, validate_payload,
 };
 
-use crate::model::{Finish, Finished, NewExecution, Outcome, SlotDecision};
+use crate::model::{Finish, Finished, NewExecution, Outcome, Slot, SlotDecision};
 
 /// Checks an enqueue request before anything is read or written.
 pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), ValidationError> {
@@ -61,6 +61,31 @@ pub(crate) fn validate_slot_decision(decision: &SlotDecision) -> Result<(), Vali
         SlotDecision::Fire => Ok(()),
         SlotDecision::Skip { reason } => reject_nul("reason", reason),
     }
+}
+
+/// The execution a cron slot of `job` at `scheduled_at` records, `queued` when it fires and
+/// `skipped` (with the reason) when it does not, and the slot row that points at it.
+pub(crate) fn slot_execution(
+    job: &Job,
+    scheduled_at: DateTime<Utc>,
+    decision: &SlotDecision,
+    now: DateTime<Utc>,
+) -> (Execution, Slot) {
+    let (status, reason) = match decision {
+        SlotDecision::Fire => (Status::Queued, None),
+        SlotDecision::Skip { reason } => (Status::Skipped, Some(reason.clone())),
+    };
+    let mut execution = first_attempt(job, Trigger::Schedule, status, now, now);
+    execution.scheduled_at = Some(scheduled_at);
+    execution.reason = reason;
+    let slot = Slot {
+        job_id: job.id,
+        scheduled_at,
+        execution_id: execution.id,
+        fired: status == Status::Queued,
+        recorded_at: now,
+    };
+    (execution, slot)
 }
 
 /// A first attempt of `job` in `status`, as of `now`.

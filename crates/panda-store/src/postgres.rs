@@ -1395,24 +1395,7 @@ impl Store for PgStore {
             .await?
             .ok_or_else(|| StoreError::not_found(format!("job {job_id}")))?;
         let job = job_from_row(&row)?;
-        let fired = matches!(decision, SlotDecision::Fire);
-        let status = if fired {
-            Status::Queued
-        } else {
-            Status::Skipped
-        };
-        let mut execution = lifecycle::first_attempt(&job, Trigger::Schedule, status, now, now);
-        execution.scheduled_at = Some(scheduled_at);
-        if let SlotDecision::Skip { reason } = decision {
-            execution.reason = Some(reason.clone());
-        }
-        let slot = Slot {
-            job_id,
-            scheduled_at,
-            execution_id: execution.id,
-            fired,
-            recorded_at: now,
-        };
+        let (execution, slot) = lifecycle::slot_execution(&job, scheduled_at, decision, now);
         // The slot first: of racing recorders, one inserts it; the others wait for it to
         // commit, insert nothing, and answer with the slot it recorded.
         let inserted = sqlx::query(
@@ -1422,7 +1405,7 @@ impl Store for PgStore {
         .bind(job_id.as_uuid())
         .bind(scheduled_at)
         .bind(execution.id.as_uuid())
-        .bind(fired)
+        .bind(slot.fired)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -1435,7 +1418,7 @@ impl Store for PgStore {
             return Ok(SlotRecord::Duplicate(slot_from_row(&row)?));
         }
         insert_execution(&mut tx, &execution).await?;
-        if fired {
+        if slot.fired {
             notify_queued(&mut tx, &[&execution.queue]).await?;
         }
         tx.commit().await?;

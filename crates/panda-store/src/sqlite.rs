@@ -838,25 +838,8 @@ impl Store for SqliteStore {
             .await?
             .ok_or_else(|| StoreError::not_found(format!("job {job_id}")))?;
         let job = job_from_row(&row)?;
-        let fired = matches!(decision, SlotDecision::Fire);
-        let status = if fired {
-            Status::Queued
-        } else {
-            Status::Skipped
-        };
-        let mut execution = lifecycle::first_attempt(&job, Trigger::Schedule, status, now, now);
-        execution.scheduled_at = Some(scheduled_at);
-        if let SlotDecision::Skip { reason } = decision {
-            execution.reason = Some(reason.clone());
-        }
+        let (execution, slot) = lifecycle::slot_execution(&job, scheduled_at, decision, now);
         insert_execution(&mut tx, &execution).await?;
-        let slot = Slot {
-            job_id,
-            scheduled_at,
-            execution_id: execution.id,
-            fired,
-            recorded_at: now,
-        };
         sqlx::query(
             "INSERT INTO slots (job_id, scheduled_at, execution_id, fired, recorded_at) \
              VALUES (?, ?, ?, ?, ?)",
@@ -864,12 +847,12 @@ impl Store for SqliteStore {
         .bind(job_id.to_string())
         .bind(micros(scheduled_at))
         .bind(execution.id.to_string())
-        .bind(fired)
+        .bind(slot.fired)
         .bind(micros(now))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        if fired {
+        if slot.fired {
             self.notify_queued(&execution.queue);
         }
         Ok(SlotRecord::Inserted(slot))
