@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::cron::CronSchedule;
 use crate::ids::JobId;
 use crate::retry::RetryPolicy;
 use crate::validate::{
@@ -318,13 +319,8 @@ impl JobSpec {
         {
             return Err(field("cpus", "must be a positive number such as 1.5"));
         }
-        if let Some(schedule) = &self.schedule
-            && schedule.cron.trim().is_empty()
-        {
-            return Err(field(
-                "schedule",
-                "is empty; give a cron expression such as \"0 5 * * *\"",
-            ));
+        if let Some(schedule) = &self.schedule {
+            CronSchedule::parse(&schedule.cron, &schedule.timezone)?;
         }
         if self.keep == Some(0) {
             return Err(field("keep", "must keep at least 1 execution"));

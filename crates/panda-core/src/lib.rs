@@ -12,6 +12,8 @@
 //!   a [`SystemClock`] in production and a [`TestClock`] in tests.
 
 mod clock;
+mod cron;
+mod due;
 mod execution;
 mod ids;
 mod job;
@@ -19,9 +21,16 @@ mod retry;
 mod validate;
 
 pub use clock::{Clock, SystemClock, TestClock};
+pub use cron::{CronError, CronSchedule, Slots};
+pub use due::{
+    CATCH_UP_ALL_CAP, Decision, MAX_SLOTS_PER_DECISION, ON_TIME_GRACE, SkipReason, Verdict, decide,
+};
 pub use execution::{Execution, Status, Trigger};
 pub use ids::{ExecutionId, JobId, ParseIdError};
-pub use job::{ConcurrencyPolicy, DEFAULT_TIMEOUT, Job, JobName, JobSpec, Limits, RuntimeSpec};
+pub use job::{
+    CatchUp, ConcurrencyPolicy, DEFAULT_TIMEOUT, Job, JobName, JobSpec, Limits, RuntimeSpec,
+    Schedule,
+};
 pub use retry::RetryPolicy;
 pub use validate::{
     MAX_IDEMPOTENCY_KEY_BYTES, MAX_PAYLOAD_BYTES, ValidationError, reject_nul, reject_nul_in_json,

@@ -24,6 +24,9 @@ pub enum ValidationError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// A schedule that cannot be used: its expression or its time zone.
+    #[error("invalid schedule: {0}")]
+    Schedule(#[from] crate::cron::CronError),
     /// A payload larger than [`MAX_PAYLOAD_BYTES`].
     #[error(
         "payload is {size} bytes, over the limit of {limit} bytes; pass a reference (an id or a URL) instead of the data"
