@@ -29,7 +29,7 @@ use uuid::Uuid;
 pub use error::{StoreError, StoreResult};
 pub use model::{
     ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
-    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, Notice, Outcome, Pruned,
+    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot, Notice, Outcome, Pruned,
     Retention, Slot, SlotDecision, SlotRecord, TokenScope,
 };
 pub use postgres::PgStore;
@@ -152,6 +152,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         decision: &SlotDecision,
         now: DateTime<Utc>,
     ) -> StoreResult<SlotRecord>;
+
+    /// [`Store::slot_record`] for many slots, one result per item in order: an item that fails
+    /// (its job was deleted) does not stop the others.
+    async fn slot_record_many(
+        &self,
+        slots: &[NewSlot],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<SlotRecord>>> {
+        let mut results = Vec::with_capacity(slots.len());
+        for slot in slots {
+            results.push(
+                self.slot_record(slot.job_id, slot.scheduled_at, &slot.decision, now)
+                    .await,
+            );
+        }
+        Ok(results)
+    }
 
     /// A job's recorded slots, newest first.
     async fn slot_list(&self, job_id: JobId, limit: u32) -> StoreResult<Vec<Slot>>;

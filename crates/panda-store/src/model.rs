@@ -203,6 +203,17 @@ pub struct Slot {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// A slot to record, for [`Store::slot_record_many`](crate::Store::slot_record_many).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSlot {
+    /// The job it belongs to.
+    pub job_id: JobId,
+    /// The slot's instant.
+    pub scheduled_at: DateTime<Utc>,
+    /// Fire it, or skip it with a reason.
+    pub decision: SlotDecision,
+}
+
 /// The answer to recording a slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotRecord {

@@ -19,9 +19,38 @@ pub struct TestStore {
     pub store: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
     pg: Option<Arc<PgStore>>,
+    /// How to open the same database again: the SQLite file, or the PostgreSQL URL and schema.
+    reopen: Reopen,
+}
+
+#[derive(Debug, Clone)]
+enum Reopen {
+    Sqlite(std::path::PathBuf),
+    Postgres { url: String, schema: String },
 }
 
 impl TestStore {
+    /// A second, independent store on the same database (its own connections), as another
+    /// process or node would open it.
+    ///
+    /// # Panics
+    ///
+    /// When the database cannot be opened again.
+    pub async fn reopen(&self) -> Arc<dyn Store> {
+        match &self.reopen {
+            Reopen::Sqlite(path) => Arc::new(
+                SqliteStore::open(path)
+                    .await
+                    .unwrap_or_else(|err| panic!("reopen {}: {err}", path.display())),
+            ),
+            Reopen::Postgres { url, schema } => Arc::new(
+                PgStore::connect_in_schema(url, schema, 8)
+                    .await
+                    .unwrap_or_else(|err| panic!("reopen schema {schema}: {err}")),
+            ),
+        }
+    }
+
     /// Throws the store away: drops a PostgreSQL store's schema, with everything in it.
     ///
     /// # Panics
@@ -39,13 +68,15 @@ impl TestStore {
 /// A fresh SQLite store in a temp dir.
 pub async fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().expect("create a temp dir for the test database");
-    let store = SqliteStore::open(&dir.path().join("panda.db"))
+    let path = dir.path().join("panda.db");
+    let store = SqliteStore::open(&path)
         .await
         .expect("open a fresh SQLite store");
     TestStore {
         store: Arc::new(store),
         _dir: Some(dir),
         pg: None,
+        reopen: Reopen::Sqlite(path),
     }
 }
 
@@ -78,5 +109,6 @@ pub async fn postgres() -> Option<TestStore> {
         store: Arc::clone(&pg) as Arc<dyn Store>,
         _dir: None,
         pg: Some(pg),
+        reopen: Reopen::Postgres { url, schema },
     })
 }
