@@ -23,8 +23,9 @@ pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// How long the loop waits after a store error before it tries again.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 
-/// Slots recorded per store call.
-const RECORD_BATCH: usize = 500;
+/// Slots recorded per store call (one transaction). Larger batches write each index page once
+/// for many slots; 2,000 keep a batch to a few hundred milliseconds on SQLite's one writer.
+const RECORD_BATCH: usize = 2000;
 
 /// The Scheduler service. See the module docs.
 #[derive(Debug)]

@@ -142,32 +142,34 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     // ---- cron slots ----
 
-    /// Records the slot (job, `scheduled_at`) and, in the same transaction, its execution:
-    /// queued when fired, `skipped` with the reason otherwise. A slot already recorded is left
-    /// as it is and returned as [`SlotRecord::Duplicate`].
+    /// Records slots and, in the same transaction, their executions: queued when fired,
+    /// `skipped` with the reason otherwise. A slot already recorded (by this batch, an earlier
+    /// call, or another node) is left as it is and answered with [`SlotRecord::Duplicate`].
+    /// One result per item, in order: an item that fails (its job was deleted) does not stop
+    /// the others.
+    async fn slot_record_many(
+        &self,
+        slots: &[NewSlot],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<SlotRecord>>>;
+
+    /// [`Store::slot_record_many`] for one slot.
     async fn slot_record(
         &self,
         job_id: JobId,
         scheduled_at: DateTime<Utc>,
         decision: &SlotDecision,
         now: DateTime<Utc>,
-    ) -> StoreResult<SlotRecord>;
-
-    /// [`Store::slot_record`] for many slots, one result per item in order: an item that fails
-    /// (its job was deleted) does not stop the others.
-    async fn slot_record_many(
-        &self,
-        slots: &[NewSlot],
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<StoreResult<SlotRecord>>> {
-        let mut results = Vec::with_capacity(slots.len());
-        for slot in slots {
-            results.push(
-                self.slot_record(slot.job_id, slot.scheduled_at, &slot.decision, now)
-                    .await,
-            );
-        }
-        Ok(results)
+    ) -> StoreResult<SlotRecord> {
+        let slot = NewSlot {
+            job_id,
+            scheduled_at,
+            decision: decision.clone(),
+        };
+        self.slot_record_many(std::slice::from_ref(&slot), now)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("slot record returned no result".into())))
     }
 
     /// A job's recorded slots, newest first.

@@ -1,15 +1,16 @@
 //! The backend-neutral half of every state change: which rows a request creates and which
 //! status a finished attempt ends in. Each backend only says how to read and write them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use panda_core::{
-    Execution, ExecutionId, Job, MAX_IDEMPOTENCY_KEY_BYTES, Status, Trigger, ValidationError,
-    reject_nul, validate_payload,
+    Execution, ExecutionId, Job, JobId, MAX_IDEMPOTENCY_KEY_BYTES, Status, Trigger,
+    ValidationError, reject_nul, validate_payload,
 };
 
-use crate::model::{Finish, Finished, NewExecution, Outcome, Slot, SlotDecision};
+use crate::StoreError;
+use crate::model::{Finish, Finished, NewExecution, NewSlot, Outcome, Slot, SlotDecision};
 
 /// Checks an enqueue request before anything is read or written.
 pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), ValidationError> {
@@ -86,6 +87,46 @@ pub(crate) fn slot_execution(
         recorded_at: now,
     };
     (execution, slot)
+}
+
+/// What recording one item of a slot batch comes to, before anything is written.
+#[derive(Debug)]
+pub(crate) enum SlotPlan {
+    /// Refused: bad input, or its job does not exist (any more).
+    Refused(StoreError),
+    /// Already recorded (before this batch, or earlier in it): nothing to write.
+    Recorded(Slot),
+    /// New: write the slot and its execution.
+    New(Box<Execution>, Slot),
+}
+
+/// Plans a batch of slots, item by item as if recorded one at a time: `jobs` holds the live
+/// jobs among the items', `recorded` the slots already stored among theirs.
+pub(crate) fn plan_slots(
+    items: &[NewSlot],
+    jobs: &HashMap<JobId, Job>,
+    recorded: &HashMap<(JobId, DateTime<Utc>), Slot>,
+    now: DateTime<Utc>,
+) -> Vec<SlotPlan> {
+    let mut planned: HashMap<(JobId, DateTime<Utc>), Slot> = HashMap::new();
+    items
+        .iter()
+        .map(|item| {
+            let key = (item.job_id, item.scheduled_at);
+            if let Err(err) = validate_slot_decision(&item.decision) {
+                return SlotPlan::Refused(err.into());
+            }
+            if let Some(slot) = recorded.get(&key).or_else(|| planned.get(&key)) {
+                return SlotPlan::Recorded(slot.clone());
+            }
+            let Some(job) = jobs.get(&item.job_id) else {
+                return SlotPlan::Refused(StoreError::not_found(format!("job {}", item.job_id)));
+            };
+            let (execution, slot) = slot_execution(job, item.scheduled_at, &item.decision, now);
+            planned.insert(key, slot.clone());
+            SlotPlan::New(Box::new(execution), slot)
+        })
+        .collect()
 }
 
 /// A first attempt of `job` in `status`, as of `now`.

@@ -38,11 +38,11 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
-use crate::lifecycle;
+use crate::lifecycle::{self, SlotPlan};
 use crate::model::{
     ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
-    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, Notice, Pruned, Retention, Slot,
-    SlotDecision, SlotRecord, TokenScope,
+    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot, Notice, Pruned,
+    Retention, Slot, SlotRecord, TokenScope,
 };
 use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, token};
 
@@ -1371,58 +1371,132 @@ impl Store for PgStore {
             .transpose()
     }
 
-    async fn slot_record(
+    async fn slot_record_many(
         &self,
-        job_id: JobId,
-        scheduled_at: DateTime<Utc>,
-        decision: &SlotDecision,
+        slots: &[NewSlot],
         now: DateTime<Utc>,
-    ) -> StoreResult<SlotRecord> {
-        lifecycle::validate_slot_decision(decision)?;
+    ) -> StoreResult<Vec<StoreResult<SlotRecord>>> {
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key_ids: Vec<Uuid> = slots.iter().map(|s| s.job_id.as_uuid()).collect();
+        let key_ats: Vec<DateTime<Utc>> = slots.iter().map(|s| s.scheduled_at).collect();
+        let select_recorded = "SELECT s.* FROM slots s \
+             JOIN UNNEST($1::uuid[], $2::timestamptz[]) AS k(job_id, scheduled_at) \
+             USING (job_id, scheduled_at)";
         let mut tx = self.begin().await?;
-        let select_slot = "SELECT * FROM slots WHERE job_id = $1 AND scheduled_at = $2";
-        let existing = sqlx::query(select_slot)
-            .bind(job_id.as_uuid())
-            .bind(scheduled_at)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = existing {
-            return Ok(SlotRecord::Duplicate(slot_from_row(&row)?));
-        }
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1 AND deleted_at IS NULL FOR SHARE")
-            .bind(job_id.as_uuid())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::not_found(format!("job {job_id}")))?;
-        let job = job_from_row(&row)?;
-        let (execution, slot) = lifecycle::slot_execution(&job, scheduled_at, decision, now);
-        // The slot first: of racing recorders, one inserts it; the others wait for it to
-        // commit, insert nothing, and answer with the slot it recorded.
-        let inserted = sqlx::query(
-            "INSERT INTO slots (job_id, scheduled_at, execution_id, fired, recorded_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id, scheduled_at) DO NOTHING",
+        // FOR SHARE: a job deleted meanwhile waits for this batch, or this batch for it.
+        let mut job_ids = key_ids.clone();
+        job_ids.sort();
+        job_ids.dedup();
+        let mut jobs = HashMap::new();
+        for row in sqlx::query(
+            "SELECT * FROM jobs WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR SHARE",
         )
-        .bind(job_id.as_uuid())
-        .bind(scheduled_at)
-        .bind(execution.id.as_uuid())
-        .bind(slot.fired)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            let row = sqlx::query(select_slot)
-                .bind(job_id.as_uuid())
-                .bind(scheduled_at)
-                .fetch_one(&mut *tx)
-                .await?;
-            return Ok(SlotRecord::Duplicate(slot_from_row(&row)?));
+        .bind(&job_ids)
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            let job = job_from_row(&row)?;
+            jobs.insert(job.id, job);
         }
-        insert_execution(&mut tx, &execution).await?;
-        if slot.fired {
-            notify_queued(&mut tx, &[&execution.queue]).await?;
+        let mut recorded = HashMap::new();
+        for row in sqlx::query(select_recorded)
+            .bind(&key_ids)
+            .bind(&key_ats)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let slot = slot_from_row(&row)?;
+            recorded.insert((slot.job_id, slot.scheduled_at), slot);
+        }
+        let mut plans = lifecycle::plan_slots(slots, &jobs, &recorded, now);
+
+        // The slots first: of racing recorders, one inserts each; the others wait for it to
+        // commit, insert nothing, and answer with the slot it recorded. In key order, so that
+        // two batches wait for each other instead of deadlocking.
+        let mut new: Vec<(&Execution, &Slot)> = plans
+            .iter()
+            .filter_map(|plan| match plan {
+                SlotPlan::New(execution, slot) => Some((&**execution, slot)),
+                _ => None,
+            })
+            .collect();
+        new.sort_by_key(|(_, slot)| (slot.job_id, slot.scheduled_at));
+        let inserted: HashSet<(Uuid, DateTime<Utc>)> = sqlx::query_as(
+            "INSERT INTO slots (job_id, scheduled_at, execution_id, fired, recorded_at) \
+             SELECT *, $5::timestamptz FROM UNNEST($1::uuid[], $2::timestamptz[], $3::uuid[], \
+                 $4::boolean[]) \
+             ON CONFLICT (job_id, scheduled_at) DO NOTHING \
+             RETURNING job_id, scheduled_at",
+        )
+        .bind(
+            new.iter()
+                .map(|(_, s)| s.job_id.as_uuid())
+                .collect::<Vec<_>>(),
+        )
+        .bind(new.iter().map(|(_, s)| s.scheduled_at).collect::<Vec<_>>())
+        .bind(new.iter().map(|(e, _)| e.id.as_uuid()).collect::<Vec<_>>())
+        .bind(new.iter().map(|(_, s)| s.fired).collect::<Vec<_>>())
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let executions: Vec<Execution> = new
+            .iter()
+            .filter(|(_, s)| inserted.contains(&(s.job_id.as_uuid(), s.scheduled_at)))
+            .map(|(e, _)| (*e).clone())
+            .collect();
+        insert_executions(&mut tx, &executions).await?;
+        let queues: Vec<&str> = new
+            .iter()
+            .filter(|(_, s)| s.fired && inserted.contains(&(s.job_id.as_uuid(), s.scheduled_at)))
+            .map(|(e, _)| e.queue.as_str())
+            .collect();
+        if !queues.is_empty() {
+            notify_queued(&mut tx, &queues).await?;
+        }
+
+        // Slots another recorder inserted first are theirs: answer with what they recorded.
+        let lost_race = plans.iter().any(|plan| {
+            matches!(plan, SlotPlan::New(_, s)
+                if !inserted.contains(&(s.job_id.as_uuid(), s.scheduled_at)))
+        });
+        if lost_race {
+            let mut theirs = HashMap::new();
+            for row in sqlx::query(select_recorded)
+                .bind(&key_ids)
+                .bind(&key_ats)
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                let slot = slot_from_row(&row)?;
+                theirs.insert((slot.job_id, slot.scheduled_at), slot);
+            }
+            for plan in &mut plans {
+                if let SlotPlan::New(_, slot) = plan
+                    && !inserted.contains(&(slot.job_id.as_uuid(), slot.scheduled_at))
+                {
+                    *plan = match theirs.remove(&(slot.job_id, slot.scheduled_at)) {
+                        Some(recorded) => SlotPlan::Recorded(recorded),
+                        None => SlotPlan::Refused(StoreError::Corrupt(format!(
+                            "slot of job {} at {} neither inserted nor found",
+                            slot.job_id, slot.scheduled_at
+                        ))),
+                    };
+                }
+            }
         }
         tx.commit().await?;
-        Ok(SlotRecord::Inserted(slot))
+        Ok(plans
+            .into_iter()
+            .map(|plan| match plan {
+                SlotPlan::Refused(err) => Err(err),
+                SlotPlan::Recorded(slot) => Ok(SlotRecord::Duplicate(slot)),
+                SlotPlan::New(_, slot) => Ok(SlotRecord::Inserted(slot)),
+            })
+            .collect())
     }
 
     async fn slot_list(&self, job_id: JobId, limit: u32) -> StoreResult<Vec<Slot>> {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,15 +21,16 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{ConnectOptions, Connection, Row, Sqlite, Transaction};
 use tokio::sync::broadcast;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
-use crate::lifecycle;
+use crate::lifecycle::{self, SlotPlan};
 use crate::model::{
     ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
-    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, Notice, Pruned, Retention, Slot,
-    SlotDecision, SlotRecord, TokenScope,
+    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot, Notice, Pruned,
+    Retention, Slot, SlotRecord, TokenScope,
 };
 use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, token};
 
@@ -43,6 +45,42 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     notices: broadcast::Sender<Notice>,
+    /// Stops the WAL checkpointer when the last clone of the store is dropped.
+    _checkpointer: Arc<DropGuard>,
+}
+
+/// How often the checkpointer copies the WAL back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Checkpoints the WAL from a connection of its own, so that the writer's commits never stop to
+/// copy the WAL back into the database file (SQLite's automatic checkpoint runs inside the
+/// commit that crosses 1,000 pages). PASSIVE: it never waits for, nor blocks, readers or the
+/// writer.
+async fn spawn_checkpointer(options: &SqliteConnectOptions) -> StoreResult<DropGuard> {
+    let mut connection = options.connect().await?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stopped.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut connection)
+                .await
+            {
+                tracing::warn!(%err, "SQLite WAL checkpoint failed; retrying");
+            }
+        }
+        // The last connection to close checkpoints what is left.
+        if let Err(err) = connection.close().await {
+            tracing::warn!(%err, "closing the SQLite checkpoint connection");
+        }
+    });
+    Ok(stop.drop_guard())
 }
 
 impl SqliteStore {
@@ -57,18 +95,20 @@ impl SqliteStore {
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
+        let checkpointer = spawn_checkpointer(&options).await?;
         let (notices, _) = broadcast::channel(1024);
         Ok(Self {
             writer,
             reader,
             notices,
+            _checkpointer: Arc::new(checkpointer),
         })
     }
 
@@ -205,40 +245,61 @@ fn slot_from_row(row: &SqliteRow) -> StoreResult<Slot> {
 // ---- statements used by several methods ----
 
 async fn insert_execution(tx: &mut Transaction<'_, Sqlite>, e: &Execution) -> StoreResult<()> {
-    let sql = "INSERT INTO executions (id, root_id, job_id, job_name, queue, priority, status, \
-        trigger, attempt, max_attempts, backoff_base_ms, backoff_cap_ms, concurrency, \
-        idempotency_key, payload, env, scheduled_at, run_at, created_at, started_at, finished_at, \
-        worker_id, lease_expires_at, cancel_requested, exit_code, reason, image_digest) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    let payload = e.payload.as_ref().map(json_text).transpose()?;
-    sqlx::query(sql)
-        .bind(e.id.to_string())
-        .bind(e.root_id.to_string())
-        .bind(e.job_id.to_string())
-        .bind(&e.job_name)
-        .bind(&e.queue)
-        .bind(e.priority)
-        .bind(e.status.as_str())
-        .bind(e.trigger.as_str())
-        .bind(i64::from(e.attempt))
-        .bind(i64::from(e.retry.max_attempts))
-        .bind(duration_ms(e.retry.backoff_base))
-        .bind(duration_ms(e.retry.backoff_cap))
-        .bind(e.concurrency.as_str())
-        .bind(&e.idempotency_key)
-        .bind(payload)
-        .bind(json_text(&e.env)?)
-        .bind(e.scheduled_at.map(micros))
-        .bind(micros(e.run_at))
-        .bind(micros(e.created_at))
-        .bind(e.started_at.map(micros))
-        .bind(e.finished_at.map(micros))
-        .bind(&e.worker_id)
-        .bind(e.lease_expires_at.map(micros))
-        .bind(e.cancel_requested)
-        .bind(e.exit_code)
-        .bind(&e.reason)
-        .bind(&e.image_digest)
+    insert_executions(tx, std::slice::from_ref(e)).await
+}
+
+/// Inserts executions, all in one statement.
+async fn insert_executions(tx: &mut Transaction<'_, Sqlite>, es: &[Execution]) -> StoreResult<()> {
+    if es.is_empty() {
+        return Ok(());
+    }
+    let rows = es
+        .iter()
+        .map(|e| {
+            Ok(serde_json::json!([
+                e.id.to_string(),
+                e.root_id.to_string(),
+                e.job_id.to_string(),
+                e.job_name,
+                e.queue,
+                e.priority,
+                e.status.as_str(),
+                e.trigger.as_str(),
+                e.attempt,
+                e.retry.max_attempts,
+                duration_ms(e.retry.backoff_base),
+                duration_ms(e.retry.backoff_cap),
+                e.concurrency.as_str(),
+                e.idempotency_key,
+                e.payload.as_ref().map(json_text).transpose()?,
+                json_text(&e.env)?,
+                e.scheduled_at.map(micros),
+                micros(e.run_at),
+                micros(e.created_at),
+                e.started_at.map(micros),
+                e.finished_at.map(micros),
+                e.worker_id,
+                e.lease_expires_at.map(micros),
+                e.cancel_requested,
+                e.exit_code,
+                e.reason,
+                e.image_digest,
+            ]))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    let columns = (0..27)
+        .map(|i| format!("r.value ->> {i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO executions (id, root_id, job_id, job_name, queue, priority, status, \
+         trigger, attempt, max_attempts, backoff_base_ms, backoff_cap_ms, concurrency, \
+         idempotency_key, payload, env, scheduled_at, run_at, created_at, started_at, \
+         finished_at, worker_id, lease_expires_at, cancel_requested, exit_code, reason, \
+         image_digest) SELECT {columns} FROM json_each(?) AS r"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(json_text(&rows)?)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -815,47 +876,83 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn slot_record(
+    async fn slot_record_many(
         &self,
-        job_id: JobId,
-        scheduled_at: DateTime<Utc>,
-        decision: &SlotDecision,
+        slots: &[NewSlot],
         now: DateTime<Utc>,
-    ) -> StoreResult<SlotRecord> {
-        lifecycle::validate_slot_decision(decision)?;
-        let mut tx = self.begin().await?;
-        let existing = sqlx::query("SELECT * FROM slots WHERE job_id = ? AND scheduled_at = ?")
-            .bind(job_id.to_string())
-            .bind(micros(scheduled_at))
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = existing {
-            return Ok(SlotRecord::Duplicate(slot_from_row(&row)?));
+    ) -> StoreResult<Vec<StoreResult<SlotRecord>>> {
+        if slots.is_empty() {
+            return Ok(Vec::new());
         }
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = ? AND deleted_at IS NULL")
-            .bind(job_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::not_found(format!("job {job_id}")))?;
-        let job = job_from_row(&row)?;
-        let (execution, slot) = lifecycle::slot_execution(&job, scheduled_at, decision, now);
-        insert_execution(&mut tx, &execution).await?;
+        let job_ids: Vec<String> = slots.iter().map(|s| s.job_id.to_string()).collect();
+        let keys: Vec<(String, i64)> = slots
+            .iter()
+            .map(|s| (s.job_id.to_string(), micros(s.scheduled_at)))
+            .collect();
+        let mut tx = self.begin().await?;
+        let mut jobs = HashMap::new();
+        for row in sqlx::query(
+            "SELECT * FROM jobs WHERE id IN (SELECT value FROM json_each(?)) \
+             AND deleted_at IS NULL",
+        )
+        .bind(json_text(&job_ids)?)
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            let job = job_from_row(&row)?;
+            jobs.insert(job.id, job);
+        }
+        let mut recorded = HashMap::new();
+        for row in sqlx::query(
+            "SELECT s.* FROM json_each(?) k CROSS JOIN slots s \
+             ON s.job_id = k.value ->> 0 AND s.scheduled_at = k.value ->> 1",
+        )
+        .bind(json_text(&keys)?)
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            let slot = slot_from_row(&row)?;
+            recorded.insert((slot.job_id, slot.scheduled_at), slot);
+        }
+
+        let plans = lifecycle::plan_slots(slots, &jobs, &recorded, now);
+        let mut executions = Vec::new();
+        let mut rows = Vec::new();
+        for plan in &plans {
+            if let SlotPlan::New(execution, slot) = plan {
+                executions.push((**execution).clone());
+                rows.push(serde_json::json!([
+                    slot.job_id.to_string(),
+                    micros(slot.scheduled_at),
+                    execution.id.to_string(),
+                    slot.fired,
+                ]));
+            }
+        }
+        insert_executions(&mut tx, &executions).await?;
         sqlx::query(
             "INSERT INTO slots (job_id, scheduled_at, execution_id, fired, recorded_at) \
-             VALUES (?, ?, ?, ?, ?)",
+             SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, ? \
+             FROM json_each(?) AS r",
         )
-        .bind(job_id.to_string())
-        .bind(micros(scheduled_at))
-        .bind(execution.id.to_string())
-        .bind(slot.fired)
         .bind(micros(now))
+        .bind(json_text(&rows)?)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        if slot.fired {
-            self.notify_queued(&execution.queue);
-        }
-        Ok(SlotRecord::Inserted(slot))
+        Ok(plans
+            .into_iter()
+            .map(|plan| match plan {
+                SlotPlan::Refused(err) => Err(err),
+                SlotPlan::Recorded(slot) => Ok(SlotRecord::Duplicate(slot)),
+                SlotPlan::New(execution, slot) => {
+                    if slot.fired {
+                        self.notify_queued(&execution.queue);
+                    }
+                    Ok(SlotRecord::Inserted(slot))
+                }
+            })
+            .collect())
     }
 
     async fn slot_list(&self, job_id: JobId, limit: u32) -> StoreResult<Vec<Slot>> {

@@ -151,6 +151,7 @@ conformance! {
     slots::slot_recorded_twice_is_a_duplicate_and_creates_nothing,
     slots::concurrent_slot_records_insert_the_slot_once,
     slots::slot_list_is_newest_first_and_limited,
+    slots::slot_record_many_answers_each_item_as_if_recorded_one_at_a_time,
     // listing
     listing::execution_list_is_newest_first,
     listing::execution_list_filters_by_job_and_status,

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use panda_core::{Status, Trigger};
-use panda_store::{SlotDecision, SlotRecord, Store};
+use panda_core::{JobId, Status, Trigger};
+use panda_store::{NewSlot, SlotDecision, SlotRecord, Store, StoreError};
 
 use super::support::*;
 
@@ -150,4 +150,85 @@ pub async fn slot_list_is_newest_first_and_limited(store: Arc<dyn Store>) {
     assert_eq!(instants, [at(240), at(180), at(120)]);
     assert!(slots.iter().all(|s| s.job_id == job.id));
     assert_eq!(store.slot_list(job.id, 10).await.expect("slots").len(), 5);
+}
+
+/// A batch answers item by item, as if recorded one at a time: new slots are inserted, a slot
+/// recorded before or earlier in the batch is a duplicate, and a refused item (unknown job,
+/// bad reason) fails alone.
+pub async fn slot_record_many_answers_each_item_as_if_recorded_one_at_a_time(
+    store: Arc<dyn Store>,
+) {
+    let job = create_job_from(&store, cronjob_spec("nightly", "0 5 * * *")).await;
+    let earlier = store
+        .slot_record(job.id, base(), &SlotDecision::Fire, at(1))
+        .await
+        .expect("record")
+        .slot()
+        .clone();
+    let item = |job_id, scheduled_at, decision| NewSlot {
+        job_id,
+        scheduled_at,
+        decision,
+    };
+    let skip = SlotDecision::Skip {
+        reason: "suspended".into(),
+    };
+    let batch = [
+        item(job.id, base(), SlotDecision::Fire),
+        item(job.id, at(60), SlotDecision::Fire),
+        item(JobId::new(), at(60), SlotDecision::Fire),
+        item(job.id, at(120), skip.clone()),
+        item(job.id, at(60), skip),
+        item(
+            job.id,
+            at(180),
+            SlotDecision::Skip {
+                reason: "bad\0".into(),
+            },
+        ),
+    ];
+    let results = store
+        .slot_record_many(&batch, at(200))
+        .await
+        .expect("batch");
+    assert_eq!(results.len(), batch.len());
+    let mut results = results.into_iter();
+    let mut next = || results.next().expect("one result per item");
+
+    assert_eq!(next().expect("duplicate"), SlotRecord::Duplicate(earlier));
+    let SlotRecord::Inserted(fired) = next().expect("new") else {
+        panic!("a new slot")
+    };
+    assert!(fired.fired);
+    assert_err!(next(), StoreError::NotFound { .. });
+    let SlotRecord::Inserted(skipped) = next().expect("new") else {
+        panic!("a new skipped slot")
+    };
+    assert!(!skipped.fired);
+    assert_eq!(
+        next().expect("duplicate within the batch"),
+        SlotRecord::Duplicate(fired.clone())
+    );
+    assert_err!(next(), StoreError::Invalid(_));
+
+    let recorded: Vec<_> = store
+        .slot_list(job.id, 10)
+        .await
+        .expect("slots")
+        .into_iter()
+        .map(|s| (s.scheduled_at, s.fired))
+        .collect();
+    assert_eq!(recorded, [(at(120), false), (at(60), true), (base(), true)]);
+    let runs = executions_of(&store, "nightly").await;
+    assert_eq!(runs.len(), 3, "one execution per recorded slot");
+    let fired_run = store.execution_get(fired.execution_id).await.expect("get");
+    assert_eq!(fired_run.status, Status::Queued);
+    let skipped_run = store
+        .execution_get(skipped.execution_id)
+        .await
+        .expect("get");
+    assert_eq!(
+        (skipped_run.status, skipped_run.reason.as_deref()),
+        (Status::Skipped, Some("suspended"))
+    );
 }

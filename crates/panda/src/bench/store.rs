@@ -1,29 +1,16 @@
-//! `panda bench`: throughput measurements that go into BENCHMARKS.md.
-//!
-//! Benchmarks live here, not in tests: absolute times on a shared machine drift, so a result is
-//! only read next to the other backends measured in the same run.
+//! `panda bench store`: enqueue, then claim and finish, on each backend.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::Utc;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::Args;
 use comfy_table::{CellAlignment, Table, presets};
 use panda_core::{ConcurrencyPolicy, JobName, JobSpec, RuntimeSpec};
-use panda_store::{ClaimRequest, Finish, NewExecution, Outcome, PgStore, SqliteStore, Store};
+use panda_store::{ClaimRequest, Finish, NewExecution, Outcome, Store};
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum BenchCommand {
-    /// Enqueue, then claim and finish, executions on each store backend.
-    Store(StoreBench),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
+use super::{Backend, Scratch};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -39,7 +26,7 @@ pub(crate) struct StoreBench {
         value_name = "URL",
         hide_env_values = true
     )]
-    database_url: Option<String>,
+    pub(super) database_url: Option<String>,
     /// Executions per backend
     #[arg(long, default_value_t = 20_000)]
     executions: u32,
@@ -59,31 +46,17 @@ struct Measurement {
     elapsed: Duration,
 }
 
-pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Store(args) = command;
+pub(super) async fn run(args: StoreBench) -> anyhow::Result<()> {
     if args.executions == 0 || args.batch == 0 || args.workers == 0 {
         bail!("--executions, --batch and --workers must be at least 1");
     }
     let mut results = Vec::new();
-    {
-        let dir = tempfile::tempdir().context("create a temp dir for the SQLite database")?;
-        let store = SqliteStore::open(&dir.path().join("bench.db")).await?;
-        results.extend(bench_store(Backend::Sqlite, Arc::new(store), &args).await?);
-    }
-    if let Some(url) = &args.database_url {
-        let schema = format!("panda_bench_{}", uuid::Uuid::now_v7().simple());
-        let store = PgStore::connect_in_schema(url, &schema, args.workers * 2)
-            .await
-            .with_context(|| format!("connect to {}", crate::store::redact(url)))?;
-        let store = Arc::new(store);
-        let measured = bench_store(Backend::Postgres, store.clone(), &args).await;
-        store
-            .drop_schema()
-            .await
-            .context("drop the benchmark schema")?;
+    for backend in Backend::requested(args.database_url.as_deref()) {
+        let scratch =
+            Scratch::open(backend, args.database_url.as_deref(), args.workers * 2).await?;
+        let measured = bench_store(backend, scratch.store(), &args).await;
+        scratch.close().await?;
         results.extend(measured?);
-    } else {
-        eprintln!("PostgreSQL not measured: pass --database-url or set PANDA_BENCH_DATABASE_URL");
     }
     print_table(&results, args.workers);
     Ok(())
@@ -207,7 +180,7 @@ fn print_table(results: &[Measurement], workers: u32) {
     for m in results {
         let seconds = m.elapsed.as_secs_f64();
         table.add_row([
-            format!("{:?}", m.backend).to_lowercase(),
+            m.backend.name().to_owned(),
             m.phase.to_owned(),
             m.executions.to_string(),
             m.batch.to_string(),

@@ -1,0 +1,109 @@
+//! `panda bench`: measurements that go into BENCHMARKS.md.
+//!
+//! Benchmarks live here, not in tests: absolute times on a shared machine drift, so a result is
+//! only read next to the other backends measured in the same run.
+
+mod schedule;
+mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Subcommand;
+use panda_store::{PgStore, SqliteStore, Store};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Enqueue, then claim and finish, executions on each store backend.
+    Store(store::StoreBench),
+    /// The scheduler: a minute's slots of many cronjobs, and the lag of an every-second one.
+    Schedule(schedule::ScheduleBench),
+}
+
+pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Store(args) => store::run(args).await,
+        BenchCommand::Schedule(args) => schedule::run(args).await,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// SQLite always; PostgreSQL when a database was given (and a note when it was not).
+    fn requested(database_url: Option<&str>) -> Vec<Self> {
+        if database_url.is_some() {
+            vec![Self::Sqlite, Self::Postgres]
+        } else {
+            eprintln!(
+                "PostgreSQL not measured: pass --database-url or set PANDA_BENCH_DATABASE_URL"
+            );
+            vec![Self::Sqlite]
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// A throwaway store for one measurement: a temp-file SQLite database, or a fresh schema in
+/// the given PostgreSQL database that [`Scratch::close`] drops.
+enum Scratch {
+    Sqlite {
+        store: Arc<SqliteStore>,
+        _dir: tempfile::TempDir,
+    },
+    Postgres(Arc<PgStore>),
+}
+
+impl Scratch {
+    async fn open(
+        backend: Backend,
+        database_url: Option<&str>,
+        max_connections: u32,
+    ) -> anyhow::Result<Self> {
+        match (backend, database_url) {
+            (Backend::Postgres, Some(url)) => {
+                let schema = format!("panda_bench_{}", uuid::Uuid::now_v7().simple());
+                let store = PgStore::connect_in_schema(url, &schema, max_connections)
+                    .await
+                    .with_context(|| format!("connect to {}", crate::store::redact(url)))?;
+                Ok(Self::Postgres(Arc::new(store)))
+            }
+            _ => {
+                let dir =
+                    tempfile::tempdir().context("create a temp dir for the SQLite database")?;
+                let store = SqliteStore::open(&dir.path().join("bench.db")).await?;
+                Ok(Self::Sqlite {
+                    store: Arc::new(store),
+                    _dir: dir,
+                })
+            }
+        }
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite { store, .. } => Arc::clone(store) as Arc<dyn Store>,
+            Self::Postgres(store) => Arc::clone(store) as Arc<dyn Store>,
+        }
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        if let Self::Postgres(store) = self {
+            store
+                .drop_schema()
+                .await
+                .context("drop the benchmark schema")?;
+        }
+        Ok(())
+    }
+}
