@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use panda_core::{
-    Execution, ExecutionId, Job, JobId, MAX_IDEMPOTENCY_KEY_BYTES, Status, Trigger,
-    ValidationError, reject_nul, validate_payload,
+    ConcurrencyPolicy, CronSchedule, Execution, ExecutionId, Job, JobId, MAX_IDEMPOTENCY_KEY_BYTES,
+    Status, Trigger, ValidationError, reject_nul, validate_payload,
 };
 
 use crate::StoreError;
@@ -185,7 +185,53 @@ pub(crate) fn enqueued(job: &Job, request: &NewExecution, now: DateTime<Utc>) ->
     execution.payload = request.payload.clone();
     execution.env = request.env.clone();
     execution.scheduled_at = request.scheduled_at;
+    if request.force {
+        execution.concurrency = ConcurrencyPolicy::Allow;
+    }
     execution
+}
+
+/// Checks that `at` is a past slot of `job`'s schedule, which a run may stand for.
+pub(crate) fn validate_backfill(
+    job: &Job,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), ValidationError> {
+    let refuse = |message: String| ValidationError::Field {
+        field: "scheduled_at",
+        message,
+    };
+    let Some(schedule) = &job.spec.schedule else {
+        return Err(refuse(format!(
+            "job {} has no schedule; only a cronjob's slot can be backfilled",
+            job.spec.name
+        )));
+    };
+    if at > now {
+        return Err(refuse(format!(
+            "{at} is in the future; a backfill stands for a past slot"
+        )));
+    }
+    let cron = CronSchedule::parse(&schedule.cron, &schedule.timezone)?;
+    match cron.latest_at_or_before(at) {
+        Some(slot) if slot == at => Ok(()),
+        Some(slot) => Err(refuse(format!(
+            "{at} is not a slot of {:?} in {}; the slot before it is {slot}",
+            schedule.cron, schedule.timezone
+        ))),
+        None => Err(refuse(format!(
+            "{at} is not a slot of {:?} in {}",
+            schedule.cron, schedule.timezone
+        ))),
+    }
+}
+
+/// The error for a backfill of a slot that was already recorded.
+pub(crate) fn slot_taken(job: &Job, slot: &Slot) -> StoreError {
+    StoreError::Conflict(format!(
+        "slot {} of {} was already recorded (execution {}); a slot runs once",
+        slot.scheduled_at, job.spec.name, slot.execution_id
+    ))
 }
 
 /// How an attempt that ended (or was lost) settles: its final status, and whether another

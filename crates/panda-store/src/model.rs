@@ -40,8 +40,12 @@ pub struct NewExecution {
     pub run_at: Option<DateTime<Utc>>,
     /// Overrides the job's priority.
     pub priority: Option<i32>,
-    /// The slot this run stands for (a backfill).
+    /// The past slot of the job's schedule this run stands for (a backfill): the slot is
+    /// recorded with this execution, so it counts as that slot and runs once.
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// Run beside the job's other executions whatever its concurrency policy (`--force`):
+    /// this execution neither waits for a running one nor replaces it.
+    pub force: bool,
 }
 
 impl NewExecution {
@@ -56,6 +60,7 @@ impl NewExecution {
             run_at: None,
             priority: None,
             scheduled_at: None,
+            force: false,
         }
     }
 }

@@ -859,6 +859,9 @@ impl Store for PgStore {
         lifecycle::validate_new_execution(request)?;
         let mut tx = self.begin().await?;
         let job = live_job_by_name(&mut tx, &request.job, JobLock::Share).await?;
+        if let Some(at) = request.scheduled_at {
+            lifecycle::validate_backfill(&job, at, now)?;
+        }
         let execution = lifecycle::enqueued(&job, request, now);
         // With a key, the unique index decides between racing enqueues: the loser's insert
         // waits for the winner to commit, then does nothing, and it returns the winner's row.
@@ -882,6 +885,28 @@ impl Store for PgStore {
                 execution: execution_from_row(&row)?,
                 created: false,
             });
+        }
+        if let Some(at) = request.scheduled_at {
+            // Of racing recorders of the slot (the scheduler, another backfill), one inserts it.
+            let slot = sqlx::query(
+                "INSERT INTO slots (job_id, scheduled_at, execution_id, fired, recorded_at) \
+                 VALUES ($1, $2, $3, true, $4) ON CONFLICT (job_id, scheduled_at) DO NOTHING",
+            )
+            .bind(job.id.as_uuid())
+            .bind(at)
+            .bind(execution.id.as_uuid())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if slot.rows_affected() == 0 {
+                let row =
+                    sqlx::query("SELECT * FROM slots WHERE job_id = $1 AND scheduled_at = $2")
+                        .bind(job.id.as_uuid())
+                        .bind(at)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                return Err(lifecycle::slot_taken(&job, &slot_from_row(&row)?));
+            }
         }
         notify_queued(&mut tx, &[&execution.queue]).await?;
         tx.commit().await?;

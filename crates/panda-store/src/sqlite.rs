@@ -508,8 +508,31 @@ impl Store for SqliteStore {
                 });
             }
         }
+        if let Some(at) = request.scheduled_at {
+            lifecycle::validate_backfill(&job, at, now)?;
+        }
         let execution = lifecycle::enqueued(&job, request, now);
         insert_execution(&mut tx, &execution).await?;
+        if let Some(at) = request.scheduled_at {
+            let slot = sqlx::query(
+                "INSERT INTO slots (job_id, scheduled_at, execution_id, fired, recorded_at) \
+                 VALUES (?, ?, ?, 1, ?) ON CONFLICT (job_id, scheduled_at) DO NOTHING",
+            )
+            .bind(job.id.to_string())
+            .bind(micros(at))
+            .bind(execution.id.to_string())
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await?;
+            if slot.rows_affected() == 0 {
+                let row = sqlx::query("SELECT * FROM slots WHERE job_id = ? AND scheduled_at = ?")
+                    .bind(job.id.to_string())
+                    .bind(micros(at))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                return Err(lifecycle::slot_taken(&job, &slot_from_row(&row)?));
+            }
+        }
         tx.commit().await?;
         self.notify_queued(&execution.queue);
         Ok(Enqueued {

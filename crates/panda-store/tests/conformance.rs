@@ -31,6 +31,7 @@ mod cases {
     pub mod retention;
     pub mod slots;
     pub mod tokens;
+    pub mod trigger;
     pub mod validation;
 }
 
@@ -152,6 +153,12 @@ conformance! {
     slots::concurrent_slot_records_insert_the_slot_once,
     slots::slot_list_is_newest_first_and_limited,
     slots::slot_record_many_answers_each_item_as_if_recorded_one_at_a_time,
+    // manual triggers
+    trigger::forced_trigger_runs_beside_a_running_forbid_execution,
+    trigger::forced_trigger_does_not_replace_a_running_execution,
+    trigger::backfill_of_a_past_slot_counts_as_that_slot,
+    trigger::backfill_of_a_recorded_slot_is_a_conflict_and_queues_nothing,
+    trigger::backfill_of_a_future_instant_a_non_slot_or_a_plain_job_is_invalid,
     // listing
     listing::execution_list_is_newest_first,
     listing::execution_list_filters_by_job_and_status,

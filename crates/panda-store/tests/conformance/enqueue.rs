@@ -65,7 +65,8 @@ pub async fn enqueue_returns_a_queued_first_attempt_with_the_jobs_queue_and_prio
 }
 
 pub async fn enqueue_applies_priority_run_at_and_scheduled_at_overrides(store: Arc<dyn Store>) {
-    let mut spec = job_spec("send-email");
+    // Hourly, so that an hour before `base` is a slot the run can stand for.
+    let mut spec = cronjob_spec("send-email", "0 * * * *");
     spec.priority = 5;
     create_job_from(&store, spec).await;
 
