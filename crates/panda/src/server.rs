@@ -4,11 +4,15 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
+use panda_core::SystemClock;
+use panda_engine::Scheduler;
 use panda_store::{Store, StoreError, TokenScope};
+use tokio_util::sync::CancellationToken;
 
 use crate::store;
 
@@ -50,10 +54,17 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     tracing::info!(path = %token_path.display(), "admin token");
+    let shutdown = CancellationToken::new();
+    let scheduler = Scheduler::new(Arc::clone(&store), Arc::new(SystemClock));
+    let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
+    tracing::info!("scheduler running");
     tracing::warn!(
-        "the HTTP API, scheduler and workers are not built yet; this server only keeps the store"
+        "the HTTP API and the workers are not built yet: cron slots are recorded and queued, \
+         but nothing runs them"
     );
     shutdown_signal().await?;
+    shutdown.cancel();
+    scheduler.await.context("the scheduler task")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -112,3 +112,55 @@ fn an_unsupported_database_url_is_one_error_line_with_a_hint() {
     );
     assert!(lines[1].starts_with("hint: "), "{stderr}");
 }
+
+/// The server runs the scheduler: a cronjob already in the store gets its slots recorded, on
+/// the real clock, and a restart picks up where the last run stopped.
+#[test]
+fn the_server_records_the_slots_of_a_cronjob_in_its_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let db = dir.path().join("panda.db");
+    let job = runtime.block_on(async {
+        let store = panda_store::SqliteStore::open(&db).await.expect("open");
+        let mut spec = panda_core::JobSpec::new(
+            panda_core::JobName::new("every-second").expect("name"),
+            panda_core::RuntimeSpec::Process {
+                argv: vec!["true".into()],
+            },
+        );
+        spec.schedule = Some(panda_core::Schedule::new("* * * * * *"));
+        panda_store::Store::job_create(&store, &spec, chrono::Utc::now())
+            .await
+            .expect("create")
+    });
+
+    let slots = |at_least: usize| {
+        runtime.block_on(async {
+            let store = panda_store::SqliteStore::open(&db).await.expect("open");
+            // Waiting for the real clock: up to 30 s for slots that come every second.
+            for _ in 0..300 {
+                let slots = panda_store::Store::slot_list(&store, job.id, 1000)
+                    .await
+                    .expect("slots");
+                if slots.len() >= at_least {
+                    return slots;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("fewer than {at_least} slots recorded in 30 s");
+        })
+    };
+
+    let server = start_server(dir.path());
+    let first = slots(2);
+    stop(server);
+    assert!(first.iter().all(|s| s.fired));
+
+    let server = start_server(dir.path());
+    let later = slots(first.len() + 2);
+    stop(server);
+    let mut instants: Vec<_> = later.iter().map(|s| s.scheduled_at).collect();
+    instants.sort();
+    instants.dedup();
+    assert_eq!(instants.len(), later.len(), "no slot recorded twice");
+}
