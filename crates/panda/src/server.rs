@@ -40,6 +40,7 @@ pub(crate) struct ServerArgs {
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let stop = ShutdownSignal::install()?;
     let data_dir = match args.data_dir {
         Some(dir) => dir,
         None => store::default_data_dir()?,
@@ -62,7 +63,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "the HTTP API and the workers are not built yet: cron slots are recorded and queued, \
          but nothing runs them"
     );
-    shutdown_signal().await?;
+    stop.received().await;
     shutdown.cancel();
     scheduler.await.context("the scheduler task")?;
     tracing::info!("stopped");
@@ -104,12 +105,26 @@ async fn ensure_admin_token(store: &dyn Store, path: &Path) -> anyhow::Result<()
     Ok(())
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("listen for Ctrl-C")?,
-        _ = terminate.recv() => {}
+/// SIGTERM and SIGINT (Ctrl-C), listened for from the moment this is made: a signal that comes
+/// while the server is still starting is not lost (nor does it kill the process unclean).
+struct ShutdownSignal {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("listen for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("listen for SIGINT")?,
+        })
     }
-    Ok(())
+
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
