@@ -314,7 +314,7 @@ impl Field {
     fn matches(&self, value: u32, min: u32) -> bool {
         match *self {
             Self::Any => true,
-            Self::Step(n) => (value - min) % n == 0,
+            Self::Step(n) => (value - min).is_multiple_of(n),
             Self::Value(v) => value == v,
             Self::Range(a, b) => (a..=b).contains(&value),
             Self::List(a, b) => value == a || value == b,
