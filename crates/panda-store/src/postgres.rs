@@ -719,6 +719,26 @@ async fn settle_executions(
     Ok(settled)
 }
 
+/// The slots already recorded among the keys `(job_ids[i], instants[i])`.
+async fn recorded_slots(
+    tx: &mut Transaction<'_, Postgres>,
+    job_ids: &[Uuid],
+    instants: &[DateTime<Utc>],
+) -> StoreResult<HashMap<(JobId, DateTime<Utc>), Slot>> {
+    let rows = sqlx::query(
+        "SELECT s.* FROM slots s \
+         JOIN UNNEST($1::uuid[], $2::timestamptz[]) AS k(job_id, scheduled_at) \
+         USING (job_id, scheduled_at)",
+    )
+    .bind(job_ids)
+    .bind(instants)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|row| slot_from_row(row).map(|slot| ((slot.job_id, slot.scheduled_at), slot)))
+        .collect()
+}
+
 /// What a claim does with one candidate it selected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
@@ -1406,9 +1426,6 @@ impl Store for PgStore {
         }
         let key_ids: Vec<Uuid> = slots.iter().map(|s| s.job_id.as_uuid()).collect();
         let key_ats: Vec<DateTime<Utc>> = slots.iter().map(|s| s.scheduled_at).collect();
-        let select_recorded = "SELECT s.* FROM slots s \
-             JOIN UNNEST($1::uuid[], $2::timestamptz[]) AS k(job_id, scheduled_at) \
-             USING (job_id, scheduled_at)";
         let mut tx = self.begin().await?;
         // FOR SHARE: a job deleted meanwhile waits for this batch, or this batch for it.
         let mut job_ids = key_ids.clone();
@@ -1425,16 +1442,7 @@ impl Store for PgStore {
             let job = job_from_row(&row)?;
             jobs.insert(job.id, job);
         }
-        let mut recorded = HashMap::new();
-        for row in sqlx::query(select_recorded)
-            .bind(&key_ids)
-            .bind(&key_ats)
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let slot = slot_from_row(&row)?;
-            recorded.insert((slot.job_id, slot.scheduled_at), slot);
-        }
+        let recorded = recorded_slots(&mut tx, &key_ids, &key_ats).await?;
         let mut plans = lifecycle::plan_slots(slots, &jobs, &recorded, now);
 
         // The slots first: of racing recorders, one inserts each; the others wait for it to
@@ -1489,16 +1497,7 @@ impl Store for PgStore {
                 if !inserted.contains(&(s.job_id.as_uuid(), s.scheduled_at)))
         });
         if lost_race {
-            let mut theirs = HashMap::new();
-            for row in sqlx::query(select_recorded)
-                .bind(&key_ids)
-                .bind(&key_ats)
-                .fetch_all(&mut *tx)
-                .await?
-            {
-                let slot = slot_from_row(&row)?;
-                theirs.insert((slot.job_id, slot.scheduled_at), slot);
-            }
+            let mut theirs = recorded_slots(&mut tx, &key_ids, &key_ats).await?;
             for plan in &mut plans {
                 if let SlotPlan::New(_, slot) = plan
                     && !inserted.contains(&(slot.job_id.as_uuid(), slot.scheduled_at))
