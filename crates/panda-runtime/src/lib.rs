@@ -1,0 +1,143 @@
+//! Runtimes run one execution each: a local process ([`ProcessRuntime`]) or, to come, a Docker
+//! container. Both stream the output into a [`LogSink`], which batches it into the store, caps
+//! it, masks secrets and broadcasts it live; both honour a timeout and cancellation.
+//!
+//! A job that fails is an outcome ([`RunOutcome::Failed`], [`RunOutcome::TimedOut`], …), not an
+//! error: a [`RuntimeError`] means the execution could not run at all, and says whether trying
+//! again can help.
+
+mod logs;
+mod process;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use panda_core::{ExecutionId, JobSpec, Limits, RuntimeSpec};
+use tokio_util::sync::CancellationToken;
+
+pub use logs::{DEFAULT_LOG_CAP, LogConfig, LogSink, LogSummary};
+pub use process::ProcessRuntime;
+
+/// How long a job asked to stop (timeout, cancel) gets before it is killed.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything a runtime needs to run one execution.
+#[derive(Clone, PartialEq)]
+pub struct RunSpec {
+    /// The execution, for labels and log lines.
+    pub execution_id: ExecutionId,
+    /// What to run.
+    pub runtime: RuntimeSpec,
+    /// The environment, on top of a clean one: the job's, the execution's overrides and the
+    /// `PANDA_*` variables.
+    pub env: BTreeMap<String, String>,
+    /// Secret environment: set like `env`, and masked in the logs.
+    pub secret_env: BTreeMap<String, String>,
+    /// The working directory; `None` for the runtime's default.
+    pub workdir: Option<String>,
+    /// Resource limits (containers).
+    pub limits: Limits,
+    /// Stopped after this long, as [`RunOutcome::TimedOut`].
+    pub timeout: Duration,
+    /// How long a stop request is given before the kill.
+    pub kill_grace: Duration,
+}
+
+impl fmt::Debug for RunSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunSpec")
+            .field("execution_id", &self.execution_id)
+            .field("runtime", &self.runtime)
+            .field("env", &self.env)
+            .field("secret_env", &self.secret_env.keys().collect::<Vec<_>>())
+            .field("workdir", &self.workdir)
+            .field("limits", &self.limits)
+            .field("timeout", &self.timeout)
+            .field("kill_grace", &self.kill_grace)
+            .finish()
+    }
+}
+
+impl RunSpec {
+    /// The run of `job` as execution `execution_id`, with `env` added to the job's own.
+    pub fn for_job(
+        job: &JobSpec,
+        execution_id: ExecutionId,
+        env: &BTreeMap<String, String>,
+    ) -> Self {
+        let mut all = job.env.clone();
+        all.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Self {
+            execution_id,
+            runtime: job.runtime.clone(),
+            env: all,
+            secret_env: job.secret_env.clone(),
+            workdir: job.workdir.clone(),
+            limits: job.limits,
+            timeout: job.timeout,
+            kill_grace: DEFAULT_KILL_GRACE,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Exit code 0.
+    Succeeded,
+    /// A non-zero exit; a process killed by a signal reports 128 + the signal's number, as a
+    /// shell does (and a log line names the signal).
+    Failed {
+        /// The exit code.
+        exit_code: i32,
+    },
+    /// Stopped at its timeout.
+    TimedOut,
+    /// Killed by the kernel for using more memory than its limit.
+    OomKilled,
+    /// Stopped on request.
+    Cancelled,
+}
+
+/// What a run reports besides its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// The image digest that ran (containers).
+    pub image_digest: Option<String>,
+}
+
+/// Why an execution could not run at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// Trying again will not help: a bad spec, a missing image or program. The message is the
+    /// engine's or the system's own.
+    #[error("{0}")]
+    Permanent(String),
+    /// Trying again may help: the engine is down or out of resources.
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl RuntimeError {
+    /// Whether a retry may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+}
+
+/// Runs executions. See the crate docs.
+#[async_trait]
+pub trait Runtime: Send + Sync + fmt::Debug {
+    /// Runs `spec` to its end, its output into `logs`, stopping it when `cancel` fires. The
+    /// logs are flushed to the store before this returns.
+    async fn run(
+        &self,
+        spec: &RunSpec,
+        logs: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<RunReport, RuntimeError>;
+}

@@ -1,0 +1,425 @@
+//! The runtime conformance suite: every case runs against every runtime, stamped as
+//! `<runtime>::<case>`. A case describes its job as a shell script, which each runtime runs its
+//! own way (`sh -c` as a local process; in a container, the same through the image's `sh`).
+//!
+//! Logs go into a real SQLite store; a case reads them back from there.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use panda_core::{ExecutionId, JobName, JobSpec, RuntimeSpec};
+use panda_runtime::{
+    LogConfig, LogSink, ProcessRuntime, RunOutcome, RunReport, RunSpec, Runtime, RuntimeError,
+};
+use panda_store::testing::TestStore;
+use panda_store::{LogChunk, LogStream, NewExecution};
+use tokio_util::sync::CancellationToken;
+
+/// A store with one execution to log into, and the runtime's way of running a script.
+struct Kit {
+    test: TestStore,
+    execution: ExecutionId,
+    /// Turns a script into what the runtime runs.
+    wrap: fn(&str) -> RuntimeSpec,
+}
+
+impl Kit {
+    async fn new(wrap: fn(&str) -> RuntimeSpec) -> Self {
+        let test = panda_store::testing::sqlite().await;
+        let spec = JobSpec::new(
+            JobName::new("conformance").expect("name"),
+            RuntimeSpec::Process {
+                argv: vec!["true".into()],
+            },
+        );
+        test.store.job_create(&spec, Utc::now()).await.expect("job");
+        let execution = test
+            .store
+            .execution_enqueue(&NewExecution::api("conformance"), Utc::now())
+            .await
+            .expect("enqueue")
+            .execution
+            .id;
+        Self {
+            test,
+            execution,
+            wrap,
+        }
+    }
+
+    fn spec(&self, script: &str) -> RunSpec {
+        RunSpec {
+            execution_id: self.execution,
+            runtime: (self.wrap)(script),
+            env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
+            workdir: None,
+            limits: panda_core::Limits::default(),
+            timeout: Duration::from_secs(60),
+            kill_grace: Duration::from_secs(2),
+        }
+    }
+
+    fn sink(&self, config: LogConfig, spec: &RunSpec) -> LogSink {
+        LogSink::new(
+            Arc::clone(&self.test.store),
+            self.execution,
+            config,
+            spec.secret_env.values(),
+        )
+    }
+
+    async fn run_with(
+        &self,
+        runtime: &dyn Runtime,
+        spec: &RunSpec,
+        config: LogConfig,
+    ) -> Result<RunReport, RuntimeError> {
+        let sink = self.sink(config, spec);
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            runtime.run(spec, sink, CancellationToken::new()),
+        )
+        .await
+        .expect("the run ends (hang guard)")
+    }
+
+    async fn run(&self, runtime: &dyn Runtime, spec: &RunSpec) -> RunReport {
+        self.run_with(runtime, spec, LogConfig::default())
+            .await
+            .expect("the run starts")
+    }
+
+    /// Every stored chunk, in order.
+    async fn chunks(&self) -> Vec<LogChunk> {
+        let mut all: Vec<LogChunk> = Vec::new();
+        loop {
+            let after = all.last().map(|c| c.seq);
+            let page = self
+                .test
+                .store
+                .log_read(self.execution, after, 1000)
+                .await
+                .expect("read logs");
+            if page.is_empty() {
+                return all;
+            }
+            all.extend(page);
+        }
+    }
+
+    /// The stored output of one stream, as text.
+    async fn output(&self, stream: LogStream) -> String {
+        let bytes: Vec<u8> = self
+            .chunks()
+            .await
+            .into_iter()
+            .filter(|c| c.stream == stream)
+            .flat_map(|c| c.data)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// Whether a process is gone (or a zombie nobody reaps, which runs nothing).
+fn process_is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+macro_rules! runtimes {
+    ($($case:ident),* $(,)?) => {
+        /// Local processes: the script runs as `sh -c SCRIPT`.
+        mod process {
+            use super::*;
+            fn wrap(script: &str) -> RuntimeSpec {
+                RuntimeSpec::Process {
+                    argv: vec!["sh".into(), "-c".into(), script.into()],
+                }
+            }
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let kit = Kit::new(wrap).await;
+                    super::$case(&ProcessRuntime, &kit).await;
+                    kit.test.close().await;
+                }
+            )*
+        }
+    };
+}
+
+runtimes! {
+    success_is_succeeded_and_its_output_is_stored,
+    a_non_zero_exit_is_failed_with_its_code,
+    stdout_and_stderr_are_told_apart_and_kept_in_order,
+    env_is_clean_plus_the_jobs_and_workdir_is_honoured,
+    secret_values_are_masked_in_the_logs,
+    a_partial_last_line_is_kept,
+    an_over_long_line_is_split_at_the_bound,
+    output_over_the_cap_is_cut_exactly_at_the_cap_with_a_marker,
+    a_hundred_megabytes_arrive_complete_under_a_raised_cap,
+    timeout_kills_the_job_and_everything_it_started,
+    a_background_process_is_not_left_behind_when_the_job_exits,
+    cancel_stops_the_job_as_cancelled,
+    live_followers_see_the_output_as_it_comes,
+}
+
+async fn success_is_succeeded_and_its_output_is_stored(runtime: &dyn Runtime, kit: &Kit) {
+    let report = kit.run(runtime, &kit.spec("echo hello; echo world")).await;
+    assert_eq!(report.outcome, RunOutcome::Succeeded);
+    assert_eq!(kit.output(LogStream::Stdout).await, "hello\nworld\n");
+}
+
+async fn a_non_zero_exit_is_failed_with_its_code(runtime: &dyn Runtime, kit: &Kit) {
+    let report = kit
+        .run(runtime, &kit.spec("echo about to fail; exit 3"))
+        .await;
+    assert_eq!(report.outcome, RunOutcome::Failed { exit_code: 3 });
+    assert_eq!(kit.output(LogStream::Stdout).await, "about to fail\n");
+}
+
+async fn stdout_and_stderr_are_told_apart_and_kept_in_order(runtime: &dyn Runtime, kit: &Kit) {
+    let script = "echo out1; sleep 0.1; echo err1 >&2; sleep 0.1; echo out2; sleep 0.1; \
+                  echo err2 >&2";
+    kit.run(runtime, &kit.spec(script)).await;
+    let lines: Vec<(LogStream, String)> = kit
+        .chunks()
+        .await
+        .into_iter()
+        .map(|c| (c.stream, String::from_utf8_lossy(&c.data).into_owned()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (LogStream::Stdout, "out1\n".to_owned()),
+            (LogStream::Stderr, "err1\n".to_owned()),
+            (LogStream::Stdout, "out2\n".to_owned()),
+            (LogStream::Stderr, "err2\n".to_owned()),
+        ]
+    );
+}
+
+async fn env_is_clean_plus_the_jobs_and_workdir_is_honoured(runtime: &dyn Runtime, kit: &Kit) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut spec = kit.spec("echo \"$GREETING|${HOME:-unset}|$PATH|$(pwd)\"");
+    spec.env.insert("GREETING".into(), "hi there".into());
+    spec.workdir = Some(dir.path().display().to_string());
+    let report = kit.run(runtime, &spec).await;
+    assert_eq!(report.outcome, RunOutcome::Succeeded);
+    let cwd = dir.path().canonicalize().expect("canonical");
+    assert_eq!(
+        kit.output(LogStream::Stdout).await,
+        format!(
+            "hi there|unset|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin|{}\n",
+            cwd.display()
+        ),
+        "the server's own environment (its HOME, its PATH) does not leak in"
+    );
+}
+
+async fn secret_values_are_masked_in_the_logs(runtime: &dyn Runtime, kit: &Kit) {
+    let mut spec = kit.spec("echo \"token=$API_TOKEN\"; echo \"$API_TOKEN\" >&2");
+    spec.secret_env
+        .insert("API_TOKEN".into(), "s3cr3t-value".into());
+    kit.run(runtime, &spec).await;
+    assert_eq!(kit.output(LogStream::Stdout).await, "token=****\n");
+    assert_eq!(kit.output(LogStream::Stderr).await, "****\n");
+}
+
+async fn a_partial_last_line_is_kept(runtime: &dyn Runtime, kit: &Kit) {
+    kit.run(runtime, &kit.spec("printf 'one\\ntwo'")).await;
+    assert_eq!(kit.output(LogStream::Stdout).await, "one\ntwo");
+}
+
+async fn an_over_long_line_is_split_at_the_bound(runtime: &dyn Runtime, kit: &Kit) {
+    let spec = kit.spec("printf '%s\\n' abcdefghijklmnopqrstuvwxy");
+    let config = LogConfig {
+        max_line: 10,
+        ..LogConfig::default()
+    };
+    kit.run_with(runtime, &spec, config).await.expect("runs");
+    let chunks: Vec<String> = kit
+        .chunks()
+        .await
+        .into_iter()
+        .map(|c| String::from_utf8_lossy(&c.data).into_owned())
+        .collect();
+    assert_eq!(chunks.concat(), "abcdefghijklmnopqrstuvwxy\n");
+    assert!(chunks.iter().all(|c| c.len() <= 10), "{chunks:?}");
+}
+
+async fn output_over_the_cap_is_cut_exactly_at_the_cap_with_a_marker(
+    runtime: &dyn Runtime,
+    kit: &Kit,
+) {
+    // 5,000 lines of 10 bytes on stdout; a cap of 1,234 bytes.
+    let spec = kit.spec("i=0; while [ $i -lt 5000 ]; do echo 123456789; i=$((i+1)); done");
+    let config = LogConfig {
+        cap_bytes: 1234,
+        ..LogConfig::default()
+    };
+    let report = kit.run_with(runtime, &spec, config).await.expect("runs");
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Succeeded,
+        "the job is not stopped"
+    );
+    let stdout = kit.output(LogStream::Stdout).await;
+    assert_eq!(stdout.len(), 1234);
+    assert_eq!(stdout, "123456789\n".repeat(124)[..1234]);
+    let system = kit.output(LogStream::System).await;
+    assert!(
+        system.contains("output truncated at the cap of 1234 bytes"),
+        "{system}"
+    );
+    assert!(
+        system.contains(&format!(
+            "{} more bytes of output were discarded",
+            50_000 - 1234
+        )),
+        "{system}"
+    );
+}
+
+async fn a_hundred_megabytes_arrive_complete_under_a_raised_cap(runtime: &dyn Runtime, kit: &Kit) {
+    // 100,000,000 bytes: 1,000,000 lines of 99 characters and a newline.
+    let spec = kit.spec(
+        "yes 012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678 \
+         | head -n 1000000",
+    );
+    let config = LogConfig {
+        cap_bytes: 200_000_000,
+        ..LogConfig::default()
+    };
+    let report = kit.run_with(runtime, &spec, config).await.expect("runs");
+    assert_eq!(report.outcome, RunOutcome::Succeeded);
+    let chunks = kit.chunks().await;
+    let total: usize = chunks
+        .iter()
+        .filter(|c| c.stream == LogStream::Stdout)
+        .map(|c| c.data.len())
+        .sum();
+    assert_eq!(total, 100_000_000);
+    assert!(
+        chunks.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+        "no gap"
+    );
+    assert!(
+        chunks.iter().all(|c| c.stream != LogStream::System),
+        "nothing truncated"
+    );
+}
+
+async fn timeout_kills_the_job_and_everything_it_started(runtime: &dyn Runtime, kit: &Kit) {
+    let mut spec = kit.spec("sleep 1000 & echo $!; sleep 1000");
+    spec.timeout = Duration::from_millis(500);
+    spec.kill_grace = Duration::from_millis(500);
+    let report = kit.run(runtime, &spec).await;
+    assert_eq!(report.outcome, RunOutcome::TimedOut);
+    let stdout = kit.output(LogStream::Stdout).await;
+    let background: u32 = stdout.trim().parse().expect("the background pid");
+    assert!(
+        process_is_gone(background),
+        "pid {background} is still running"
+    );
+    let system = kit.output(LogStream::System).await;
+    assert!(system.contains("timed out after 500ms"), "{system}");
+}
+
+async fn a_background_process_is_not_left_behind_when_the_job_exits(
+    runtime: &dyn Runtime,
+    kit: &Kit,
+) {
+    let report = kit.run(runtime, &kit.spec("sleep 1000 & echo $!")).await;
+    assert_eq!(report.outcome, RunOutcome::Succeeded);
+    let background: u32 = kit
+        .output(LogStream::Stdout)
+        .await
+        .trim()
+        .parse()
+        .expect("the background pid");
+    assert!(
+        process_is_gone(background),
+        "pid {background} is still running"
+    );
+}
+
+async fn cancel_stops_the_job_as_cancelled(runtime: &dyn Runtime, kit: &Kit) {
+    let spec = kit.spec("echo started; sleep 1000");
+    let sink = kit.sink(LogConfig::default(), &spec);
+    let cancel = CancellationToken::new();
+    let mut follow = sink.subscribe();
+    let run = runtime.run(&spec, sink, cancel.clone());
+    let cancel_once_started = async {
+        // Cancel once the job has visibly started.
+        let chunk = follow.recv().await.expect("a first chunk");
+        assert_eq!(chunk.data, b"started\n");
+        cancel.cancel();
+    };
+    let (report, ()) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(run, cancel_once_started)
+    })
+    .await
+    .expect("the run ends (hang guard)");
+    assert_eq!(report.expect("runs").outcome, RunOutcome::Cancelled);
+}
+
+async fn live_followers_see_the_output_as_it_comes(runtime: &dyn Runtime, kit: &Kit) {
+    let spec = kit.spec("for i in 1 2 3; do echo line $i; sleep 0.05; done");
+    let sink = kit.sink(LogConfig::default(), &spec);
+    let mut follow = sink.subscribe();
+    let report = runtime
+        .run(&spec, sink, CancellationToken::new())
+        .await
+        .expect("runs");
+    assert_eq!(report.outcome, RunOutcome::Succeeded);
+    let mut seen = Vec::new();
+    while let Ok(chunk) = follow.try_recv() {
+        seen.push(String::from_utf8_lossy(&chunk.data).into_owned());
+    }
+    assert_eq!(seen, ["line 1\n", "line 2\n", "line 3\n"]);
+}
+
+// ---- errors, which need no script ----
+
+#[tokio::test]
+async fn process_a_missing_program_is_a_permanent_error_naming_it() {
+    let kit = Kit::new(|_| RuntimeSpec::Process {
+        argv: vec!["/nonexistent/panda-no-such-program".into()],
+    })
+    .await;
+    let spec = kit.spec("");
+    let err = kit
+        .run_with(&ProcessRuntime, &spec, LogConfig::default())
+        .await
+        .expect_err("cannot start");
+    assert!(!err.is_transient());
+    let message = err.to_string();
+    assert!(
+        message.contains("/nonexistent/panda-no-such-program") && message.contains("No such file"),
+        "{message}"
+    );
+    kit.test.close().await;
+}
+
+#[tokio::test]
+async fn process_an_image_job_is_a_permanent_error() {
+    let kit = Kit::new(|_| RuntimeSpec::Image {
+        image: "busybox".into(),
+        command: None,
+    })
+    .await;
+    let err = kit
+        .run_with(&ProcessRuntime, &kit.spec(""), LogConfig::default())
+        .await
+        .expect_err("not a process");
+    assert!(!err.is_transient(), "{err}");
+    kit.test.close().await;
+}
