@@ -1,11 +1,12 @@
-//! Runtimes run one execution each: a local process ([`ProcessRuntime`]) or, to come, a Docker
-//! container. Both stream the output into a [`LogSink`], which batches it into the store, caps
+//! Runtimes run one execution each: a local process ([`ProcessRuntime`]) or a Docker container
+//! ([`DockerRuntime`]). Both stream the output into a [`LogSink`], which batches it into the store, caps
 //! it, masks secrets and broadcasts it live; both honour a timeout and cancellation.
 //!
 //! A job that fails is an outcome ([`RunOutcome::Failed`], [`RunOutcome::TimedOut`], …), not an
 //! error: a [`RuntimeError`] means the execution could not run at all, and says whether trying
 //! again can help.
 
+mod docker;
 mod logs;
 mod process;
 
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 use panda_core::{ExecutionId, JobSpec, Limits, RuntimeSpec};
 use tokio_util::sync::CancellationToken;
 
+pub use docker::{DockerRuntime, EXECUTION_LABEL, PullPolicy};
 pub use logs::{DEFAULT_LOG_CAP, LogConfig, LogSink, LogSummary};
 pub use process::ProcessRuntime;
 

@@ -17,16 +17,28 @@ use panda_store::testing::TestStore;
 use panda_store::{LogChunk, LogStream, NewExecution};
 use tokio_util::sync::CancellationToken;
 
+/// Which runtime a case runs under, where the two differ in what they can observe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Process,
+    Docker,
+}
+
 /// A store with one execution to log into, and the runtime's way of running a script.
 struct Kit {
     test: TestStore,
     execution: ExecutionId,
     /// Turns a script into what the runtime runs.
     wrap: fn(&str) -> RuntimeSpec,
+    kind: Kind,
 }
 
 impl Kit {
     async fn new(wrap: fn(&str) -> RuntimeSpec) -> Self {
+        Self::of(Kind::Process, wrap).await
+    }
+
+    async fn of(kind: Kind, wrap: fn(&str) -> RuntimeSpec) -> Self {
         let test = panda_store::testing::sqlite().await;
         let spec = JobSpec::new(
             JobName::new("conformance").expect("name"),
@@ -46,6 +58,16 @@ impl Kit {
             test,
             execution,
             wrap,
+            kind,
+        }
+    }
+
+    /// Whether the job left nothing running: the process `pid` (as the job saw it) is gone,
+    /// or for a container, no container of this execution exists any more.
+    async fn nothing_left_behind(&self, pid: u32) -> bool {
+        match self.kind {
+            Kind::Process => process_is_gone(pid),
+            Kind::Docker => docker::containers_of(self.execution).await.is_empty(),
         }
     }
 
@@ -146,8 +168,30 @@ macro_rules! runtimes {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let kit = Kit::new(wrap).await;
+                    let kit = Kit::of(Kind::Process, wrap).await;
                     super::$case(&ProcessRuntime, &kit).await;
+                    kit.test.close().await;
+                }
+            )*
+        }
+
+        /// Containers on the real engine: the script runs as `sh -c SCRIPT` in a busybox image
+        /// built for the tests.
+        mod docker_runtime {
+            use super::*;
+            fn wrap(script: &str) -> RuntimeSpec {
+                RuntimeSpec::Image {
+                    image: docker::TEST_IMAGE.into(),
+                    command: Some(vec!["sh".into(), "-c".into(), script.into()]),
+                }
+            }
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(runtime) = docker::runtime().await else { return };
+                    let _shared = docker::LOCK.read().await;
+                    let kit = Kit::of(Kind::Docker, wrap).await;
+                    super::$case(&runtime, &kit).await;
                     kit.test.close().await;
                 }
             )*
@@ -210,15 +254,25 @@ async fn env_is_clean_plus_the_jobs_and_workdir_is_honoured(runtime: &dyn Runtim
     let dir = tempfile::tempdir().expect("temp dir");
     let mut spec = kit.spec("echo \"$GREETING|${HOME:-unset}|$PATH|$(pwd)\"");
     spec.env.insert("GREETING".into(), "hi there".into());
-    spec.workdir = Some(dir.path().display().to_string());
+    // A container has its own file system: the engine makes the directory there.
+    let (workdir, home) = match kit.kind {
+        Kind::Process => (
+            dir.path()
+                .canonicalize()
+                .expect("canonical")
+                .display()
+                .to_string(),
+            "unset",
+        ),
+        Kind::Docker => ("/srv/work".to_owned(), "/"),
+    };
+    spec.workdir = Some(workdir.clone());
     let report = kit.run(runtime, &spec).await;
     assert_eq!(report.outcome, RunOutcome::Succeeded);
-    let cwd = dir.path().canonicalize().expect("canonical");
     assert_eq!(
         kit.output(LogStream::Stdout).await,
         format!(
-            "hi there|unset|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin|{}\n",
-            cwd.display()
+            "hi there|{home}|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin|{workdir}\n"
         ),
         "the server's own environment (its HOME, its PATH) does not leak in"
     );
@@ -326,11 +380,11 @@ async fn timeout_kills_the_job_and_everything_it_started(runtime: &dyn Runtime, 
     let stdout = kit.output(LogStream::Stdout).await;
     let background: u32 = stdout.trim().parse().expect("the background pid");
     assert!(
-        process_is_gone(background),
+        kit.nothing_left_behind(background).await,
         "pid {background} is still running"
     );
     let system = kit.output(LogStream::System).await;
-    assert!(system.contains("timed out after 500ms"), "{system}");
+    assert!(system.contains("timed out after"), "{system}");
 }
 
 async fn a_background_process_is_not_left_behind_when_the_job_exits(
@@ -346,7 +400,7 @@ async fn a_background_process_is_not_left_behind_when_the_job_exits(
         .parse()
         .expect("the background pid");
     assert!(
-        process_is_gone(background),
+        kit.nothing_left_behind(background).await,
         "pid {background} is still running"
     );
 }
@@ -422,4 +476,169 @@ async fn process_an_image_job_is_a_permanent_error() {
         .expect_err("not a process");
     assert!(!err.is_transient(), "{err}");
     kit.test.close().await;
+}
+
+// ---- Docker: the test image, and what only a container runtime has ----
+
+mod docker {
+    use std::collections::HashMap;
+
+    use bollard::Docker;
+    use bollard::query_parameters::{
+        BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    };
+    use futures::StreamExt;
+    use panda_core::ExecutionId;
+    use panda_runtime::{DockerRuntime, EXECUTION_LABEL, PullPolicy};
+    use tokio::sync::{OnceCell, RwLock};
+
+    /// A busybox image built from Debian's static busybox; nothing can be pulled here.
+    pub const TEST_IMAGE: &str = "panda-test/busybox:latest";
+
+    /// Cases hold it shared; the reaping case, which removes every Panda container on the
+    /// engine, holds it alone.
+    pub static LOCK: RwLock<()> = RwLock::const_new(());
+
+    static BUILT: OnceCell<()> = OnceCell::const_new();
+
+    async fn engine() -> Docker {
+        Docker::connect_with_local_defaults()
+            .expect("the local Docker socket")
+            .negotiate_version()
+            .await
+            .expect("the Docker engine answers")
+    }
+
+    /// The runtime, with the test image built; `None` (with the reason printed) when there is
+    /// no engine here, and a failure when all backends are required.
+    pub async fn runtime() -> Option<DockerRuntime> {
+        match DockerRuntime::connect().await {
+            Ok(runtime) => {
+                BUILT.get_or_init(build_test_image).await;
+                Some(runtime.with_pull_policy(PullPolicy::Never))
+            }
+            Err(err) if std::env::var("PANDA_REQUIRE_ALL_BACKENDS").as_deref() == Ok("1") => {
+                panic!("PANDA_REQUIRE_ALL_BACKENDS=1 but Docker is not available: {err}")
+            }
+            Err(err) => {
+                eprintln!("skipped: Docker is not available: {err}");
+                None
+            }
+        }
+    }
+
+    async fn build_test_image() {
+        let busybox = std::fs::read("/bin/busybox").expect(
+            "Debian's static busybox at /bin/busybox, to build the test image \
+             (apt-get install busybox-static)",
+        );
+        let dockerfile = "FROM scratch\nCOPY busybox /bin/busybox\n\
+                          RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n";
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, bytes, mode) in [
+            ("Dockerfile", dockerfile.as_bytes(), 0o644),
+            ("busybox", busybox.as_slice(), 0o755),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(mode);
+            header.set_cksum();
+            tar.append_data(&mut header, name, bytes).expect("tar");
+        }
+        let context = tar.into_inner().expect("tar");
+        let docker = engine().await;
+        let options = BuildImageOptionsBuilder::new()
+            .t(TEST_IMAGE)
+            .rm(true)
+            .build();
+        let mut build = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+        while let Some(step) = build.next().await {
+            let step = step.expect("building the test image");
+            if let Some(error) = step.error_detail.and_then(|d| d.message) {
+                panic!("building the test image: {error}");
+            }
+        }
+    }
+
+    /// The containers of an execution that still exist.
+    pub async fn containers_of(execution: ExecutionId) -> Vec<String> {
+        let label = format!("{EXECUTION_LABEL}={execution}");
+        let filters = HashMap::from([("label", vec![label.as_str()])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        engine()
+            .await
+            .list_containers(Some(options))
+            .await
+            .expect("list containers")
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_image_that_is_not_there_is_a_permanent_error_with_the_engines_message() {
+        let Some(runtime) = runtime().await else {
+            return;
+        };
+        let _shared = LOCK.read().await;
+        let kit = super::Kit::of(super::Kind::Docker, |_| panda_core::RuntimeSpec::Image {
+            image: "panda-test/no-such-image:latest".into(),
+            command: None,
+        })
+        .await;
+        let err = kit
+            .run_with(&runtime, &kit.spec(""), panda_runtime::LogConfig::default())
+            .await
+            .expect_err("no such image");
+        assert!(!err.is_transient(), "{err}");
+        assert!(err.to_string().contains("No such image"), "{err}");
+        kit.test.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_engine_is_a_transient_error() {
+        // A local port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let err = DockerRuntime::connect_to(&format!("tcp://127.0.0.1:{port}"))
+            .await
+            .expect_err("nothing listens there");
+        assert!(err.is_transient(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn containers_a_crashed_server_left_behind_are_reaped() {
+        let Some(runtime) = runtime().await else {
+            return;
+        };
+        let _alone = LOCK.write().await;
+        let execution = ExecutionId::new();
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(TEST_IMAGE.into()),
+            cmd: Some(vec!["sleep".into(), "1000".into()]),
+            labels: Some(HashMap::from([(
+                EXECUTION_LABEL.to_owned(),
+                execution.to_string(),
+            )])),
+            ..Default::default()
+        };
+        let docker = engine().await;
+        let created = docker
+            .create_container(Some(CreateContainerOptionsBuilder::new().build()), body)
+            .await
+            .expect("create");
+        docker
+            .start_container(&created.id, None)
+            .await
+            .expect("start");
+        assert_eq!(containers_of(execution).await.len(), 1);
+        let reaped = runtime.reap_leftovers().await.expect("reap");
+        assert!(reaped >= 1);
+        assert!(containers_of(execution).await.is_empty());
+    }
 }

@@ -1,0 +1,464 @@
+//! Containers through the Docker Engine API (bollard), never the `docker` CLI.
+//!
+//! A run: make sure the image is there (the pull policy, progress in the logs), create the
+//! container (env, limits, working dir, the `panda.execution` label, no TTY so stdout and
+//! stderr stay apart), attach to its output and start it within the start deadline, stream the
+//! output, wait for it (the end
+//! of the log stream is not the exit), map the exit (OOMKilled included), store the logs, then
+//! remove it. A timeout or a cancel stops it with a grace period, then kills it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
+};
+use futures::StreamExt;
+use panda_core::RuntimeSpec;
+use panda_store::LogStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::{LogSink, RunOutcome, RunReport, RunSpec, Runtime, RuntimeError};
+
+/// A container's attached output.
+type Output = std::pin::Pin<Box<dyn futures::Stream<Item = Result<LogOutput, DockerError>> + Send>>;
+
+/// The label every container Panda creates carries, with the execution's id.
+pub const EXECUTION_LABEL: &str = "panda.execution";
+
+/// When an image is pulled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull only when the image is not there.
+    #[default]
+    IfNotPresent,
+    /// Pull before every run.
+    Always,
+    /// Never pull: an image that is not there is an error.
+    Never,
+}
+
+/// Runs jobs as Docker containers. See the module docs.
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+    pull: PullPolicy,
+    start_deadline: Duration,
+}
+
+/// Requests that stream for as long as a job runs (logs, wait) must not time out.
+const NO_REQUEST_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+impl DockerRuntime {
+    /// Connects to the engine `DOCKER_HOST` names (the local socket by default) and agrees on
+    /// an API version with it.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Transient`] when the engine does not answer.
+    pub async fn connect() -> Result<Self, RuntimeError> {
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        Self::connect_to(&host).await
+    }
+
+    /// [`DockerRuntime::connect`] to the engine at `host` (`unix:///…` or `tcp://…`).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Transient`] when the engine does not answer; `Permanent` for an address
+    /// that cannot be one.
+    pub async fn connect_to(host: &str) -> Result<Self, RuntimeError> {
+        let docker = Docker::connect_with_host(host)
+            .map_err(|err| RuntimeError::Permanent(format!("Docker host {host:?}: {err}")))?
+            .with_timeout(NO_REQUEST_TIMEOUT);
+        let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
+            .await
+            .map_err(|_| {
+                RuntimeError::Transient(format!(
+                    "the Docker engine at {host} did not answer in 10s"
+                ))
+            })?
+            .map_err(|err| {
+                RuntimeError::Transient(format!(
+                    "the Docker engine at {host} is unreachable: {err}"
+                ))
+            })?;
+        Ok(Self {
+            docker,
+            pull: PullPolicy::default(),
+            start_deadline: Duration::from_secs(300),
+        })
+    }
+
+    /// Sets the pull policy (default [`PullPolicy::IfNotPresent`]).
+    #[must_use]
+    pub fn with_pull_policy(mut self, pull: PullPolicy) -> Self {
+        self.pull = pull;
+        self
+    }
+
+    /// A container that is not started within this long (pull included) is given up as a
+    /// transient error, apart from the run's own timeout. Default 5 minutes.
+    #[must_use]
+    pub fn with_start_deadline(mut self, deadline: Duration) -> Self {
+        self.start_deadline = deadline;
+        self
+    }
+
+    /// Removes the containers a crashed server left behind (any carrying
+    /// [`EXECUTION_LABEL`]), and returns how many. Call it at start-up, before running
+    /// anything.
+    ///
+    /// # Errors
+    ///
+    /// The engine's, classed.
+    pub async fn reap_leftovers(&self) -> Result<usize, RuntimeError> {
+        let filters = HashMap::from([("label", vec![EXECUTION_LABEL])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let leftovers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(classify)?;
+        let mut removed = 0;
+        for container in leftovers {
+            let Some(id) = container.id else { continue };
+            self.remove(&id).await?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
+    /// Makes sure `image` is there, under the pull policy, reporting the pull in the logs.
+    async fn ensure_image(&self, image: &str, logs: &LogSink) -> Result<(), RuntimeError> {
+        let present = match self.docker.inspect_image(image).await {
+            Ok(_) => true,
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) => {
+                if self.pull == PullPolicy::Never {
+                    return Err(RuntimeError::Permanent(format!(
+                        "image {image} is not present and the pull policy is never: {message}"
+                    )));
+                }
+                false
+            }
+            Err(err) => return Err(classify(err)),
+        };
+        if present && self.pull != PullPolicy::Always {
+            return Ok(());
+        }
+        logs.system(&format!("pulling image {image}"));
+        let options = CreateImageOptionsBuilder::new().from_image(image).build();
+        let mut progress = self.docker.create_image(Some(options), None, None);
+        let mut last_status = String::new();
+        while let Some(item) = progress.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                        return Err(pull_error(image, &detail));
+                    }
+                    let status = info.status.unwrap_or_default();
+                    // One line per change of status, not one per progress tick.
+                    if !status.is_empty() && status != last_status {
+                        logs.system(&format!("pull: {status}"));
+                        last_status = status;
+                    }
+                }
+                Err(DockerError::DockerStreamError { error }) => {
+                    return Err(pull_error(image, &error));
+                }
+                Err(DockerError::DockerResponseServerError { message, .. }) => {
+                    return Err(pull_error(image, &message));
+                }
+                Err(err) => return Err(classify(err)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the container, attaches to its output, then starts it: attached before the
+    /// start, no output is missed, and the stream comes from the container itself, not from
+    /// the engine's log files (which a fast writer can rotate away before they are read).
+    async fn create_and_start(
+        &self,
+        spec: &RunSpec,
+        image: &str,
+        command: Option<&Vec<String>>,
+        logs: &LogSink,
+    ) -> Result<(String, Output), RuntimeError> {
+        self.ensure_image(image, logs).await?;
+        let env: Vec<String> = spec
+            .env
+            .iter()
+            .chain(&spec.secret_env)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let host_config = HostConfig {
+            memory: spec.limits.memory_bytes.and_then(|m| i64::try_from(m).ok()),
+            // Whole nano-CPUs: 1.5 cores is 1.5e9.
+            #[allow(clippy::cast_possible_truncation)]
+            nano_cpus: spec.limits.cpus.map(|c| (c * 1e9) as i64),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            cmd: command.cloned(),
+            env: Some(env),
+            working_dir: spec.workdir.clone(),
+            labels: Some(HashMap::from([(
+                EXECUTION_LABEL.to_owned(),
+                spec.execution_id.to_string(),
+            )])),
+            tty: Some(false),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let name = format!("panda-{}", spec.execution_id);
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(classify)?;
+        let attach = AttachContainerOptionsBuilder::new()
+            .stream(true)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let attached = match self
+            .docker
+            .attach_container(&created.id, Some(attach))
+            .await
+        {
+            Ok(attached) => attached,
+            Err(err) => {
+                let _ = self.remove(&created.id).await;
+                return Err(classify(err));
+            }
+        };
+        if let Err(err) = self.docker.start_container(&created.id, None).await {
+            let _ = self.remove(&created.id).await;
+            return Err(classify(err));
+        }
+        Ok((created.id, attached.output))
+    }
+
+    /// Waits for the container to stop and returns its exit code.
+    async fn wait(&self, id: &str) -> Result<i64, RuntimeError> {
+        let options = WaitContainerOptionsBuilder::new()
+            .condition("not-running")
+            .build();
+        let mut wait = self.docker.wait_container(id, Some(options));
+        match wait.next().await {
+            Some(Ok(response)) => Ok(response.status_code),
+            // bollard reports a non-zero exit as an error: it is an exit code.
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(err)) => Err(classify(err)),
+            None => Err(RuntimeError::Transient(format!(
+                "the engine stopped answering about container {id}"
+            ))),
+        }
+    }
+
+    async fn stop(&self, id: &str, grace: Duration) {
+        let seconds = i32::try_from(grace.as_secs().max(1)).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::new().t(seconds).build();
+        if let Err(err) = self.docker.stop_container(id, Some(options)).await {
+            tracing::warn!(container = id, %err, "stopping a container failed");
+        }
+    }
+
+    async fn image_digest(&self, image: &str) -> Option<String> {
+        let inspected = self.docker.inspect_image(image).await.ok()?;
+        inspected
+            .repo_digests
+            .and_then(|d| d.into_iter().next())
+            .or(inspected.id)
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    async fn run(
+        &self,
+        spec: &RunSpec,
+        logs: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<RunReport, RuntimeError> {
+        let RuntimeSpec::Image { image, command } = &spec.runtime else {
+            return Err(RuntimeError::Permanent(
+                "this job runs a local program; the Docker runtime runs images (--image)".into(),
+            ));
+        };
+        let started = tokio::select! {
+            started = tokio::time::timeout(
+                self.start_deadline,
+                self.create_and_start(spec, image, command.as_ref(), &logs),
+            ) => started,
+            () = cancel.cancelled() => {
+                logs.system("cancelled before the container started");
+                finish_logs(logs).await?;
+                return Ok(RunReport { outcome: RunOutcome::Cancelled, image_digest: None });
+            }
+        };
+        let (id, mut stream) = match started {
+            Ok(Ok(started)) => started,
+            Ok(Err(err)) => {
+                logs.system(&err.to_string());
+                finish_logs(logs).await?;
+                return Err(err);
+            }
+            Err(_) => {
+                let err = RuntimeError::Transient(format!(
+                    "the container did not start within the start deadline of {}s",
+                    self.start_deadline.as_secs()
+                ));
+                logs.system(&err.to_string());
+                finish_logs(logs).await?;
+                return Err(err);
+            }
+        };
+
+        let reader_logs = logs.clone();
+        let reader = tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(LogOutput::StdOut { message }) => {
+                        reader_logs.write(LogStream::Stdout, &message);
+                    }
+                    Ok(LogOutput::StdErr { message }) => {
+                        reader_logs.write(LogStream::Stderr, &message);
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        reader_logs.system(&format!("reading the container's logs failed: {err}"));
+                        return;
+                    }
+                }
+            }
+        });
+
+        let stopped = tokio::select! {
+            code = self.wait(&id) => Ok(code),
+            () = tokio::time::sleep(spec.timeout) => Err(RunOutcome::TimedOut),
+            () = cancel.cancelled() => Err(RunOutcome::Cancelled),
+        };
+        let outcome = match stopped {
+            Ok(code) => {
+                let code = code?;
+                let oom = self
+                    .docker
+                    .inspect_container(&id, None)
+                    .await
+                    .ok()
+                    .and_then(|c| c.state)
+                    .and_then(|s| s.oom_killed)
+                    .unwrap_or(false);
+                if oom {
+                    logs.system("killed for using more memory than its limit (OOMKilled)");
+                    RunOutcome::OomKilled
+                } else if code == 0 {
+                    RunOutcome::Succeeded
+                } else {
+                    RunOutcome::Failed {
+                        exit_code: i32::try_from(code).unwrap_or(i32::MAX),
+                    }
+                }
+            }
+            Err(outcome) => {
+                let why = if outcome == RunOutcome::TimedOut {
+                    format!("timed out after {}s", spec.timeout.as_secs_f64())
+                } else {
+                    "cancelled".to_owned()
+                };
+                logs.system(&format!(
+                    "{why}: stopping the container (SIGTERM, then SIGKILL after {}s)",
+                    spec.kill_grace.as_secs().max(1)
+                ));
+                self.stop(&id, spec.kill_grace).await;
+                outcome
+            }
+        };
+        if let Err(err) = reader.await {
+            tracing::warn!(%err, "the container log reader failed");
+        }
+        let image_digest = self.image_digest(image).await;
+        finish_logs(logs).await?;
+        // Its logs are stored: the container has nothing left to give.
+        self.remove(&id).await?;
+        Ok(RunReport {
+            outcome,
+            image_digest,
+        })
+    }
+}
+
+async fn finish_logs(logs: LogSink) -> Result<(), RuntimeError> {
+    logs.finish().await.map(drop).map_err(|err| {
+        RuntimeError::Transient(format!(
+            "the run ended but its logs could not be stored: {err}"
+        ))
+    })
+}
+
+/// An engine error, classed: what the engine refused is permanent (400, 404, 409), what it
+/// could not do or a lost connection is transient.
+fn classify(err: DockerError) -> RuntimeError {
+    match err {
+        DockerError::DockerResponseServerError {
+            status_code: 400 | 404 | 409,
+            message,
+        } => RuntimeError::Permanent(message),
+        DockerError::DockerResponseServerError { message, .. } => RuntimeError::Transient(message),
+        other => RuntimeError::Transient(format!("the Docker engine: {other}")),
+    }
+}
+
+/// A failed pull: the image does not exist (permanent), or the registry cannot be reached
+/// (transient).
+fn pull_error(image: &str, message: &str) -> RuntimeError {
+    let lower = message.to_lowercase();
+    let missing = [
+        "not found",
+        "does not exist",
+        "manifest unknown",
+        "pull access denied",
+    ]
+    .iter()
+    .any(|m| lower.contains(m));
+    let text = format!("pulling image {image} failed: {message}");
+    if missing {
+        RuntimeError::Permanent(text)
+    } else {
+        RuntimeError::Transient(text)
+    }
+}
