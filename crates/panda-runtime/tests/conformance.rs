@@ -599,6 +599,39 @@ mod docker {
     }
 
     #[tokio::test]
+    async fn a_container_over_its_memory_limit_is_oom_killed() {
+        let Some(runtime) = runtime().await else {
+            return;
+        };
+        let _shared = LOCK.read().await;
+        let kit = super::Kit::of(super::Kind::Docker, |_| panda_core::RuntimeSpec::Image {
+            image: TEST_IMAGE.into(),
+            // A 200 MB buffer, filled: far over 32 MiB.
+            command: Some(vec![
+                "dd".into(),
+                "if=/dev/zero".into(),
+                "of=/dev/null".into(),
+                "bs=200M".into(),
+                "count=1".into(),
+            ]),
+        })
+        .await;
+        let mut spec = kit.spec("");
+        spec.limits.memory_bytes = Some(32 * 1024 * 1024);
+        let report = kit.run(&runtime, &spec).await;
+        assert_eq!(report.outcome, panda_runtime::RunOutcome::OomKilled);
+        assert!(
+            report
+                .image_digest
+                .is_some_and(|d| d.starts_with("sha256:")),
+            "the image that ran is recorded"
+        );
+        let system = kit.output(panda_store::LogStream::System).await;
+        assert!(system.contains("OOMKilled"), "{system}");
+        kit.test.close().await;
+    }
+
+    #[tokio::test]
     async fn an_unreachable_engine_is_a_transient_error() {
         // A local port nothing listens on.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
