@@ -16,9 +16,9 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
+    CreateImageOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use panda_core::RuntimeSpec;
@@ -111,6 +111,55 @@ impl DockerRuntime {
     pub fn with_start_deadline(mut self, deadline: Duration) -> Self {
         self.start_deadline = deadline;
         self
+    }
+
+    /// Builds an image tagged `tag` holding only a static busybox (every applet on `/bin`),
+    /// from the binary at `busybox`, through the engine's build API: the image the tests and
+    /// `panda bench runtime` run where no registry can be reached.
+    ///
+    /// # Errors
+    ///
+    /// Reading the binary, or the engine's, classed.
+    pub async fn build_busybox_image(
+        &self,
+        tag: &str,
+        busybox: &std::path::Path,
+    ) -> Result<(), RuntimeError> {
+        let binary = std::fs::read(busybox).map_err(|err| {
+            RuntimeError::Permanent(format!(
+                "reading {} (Debian's busybox-static): {err}",
+                busybox.display()
+            ))
+        })?;
+        let dockerfile = "FROM scratch\nCOPY busybox /bin/busybox\n\
+                          RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n";
+        let mut context = tar::Builder::new(Vec::new());
+        for (name, bytes, mode) in [
+            ("Dockerfile", dockerfile.as_bytes(), 0o644),
+            ("busybox", binary.as_slice(), 0o755),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(mode);
+            header.set_cksum();
+            context
+                .append_data(&mut header, name, bytes)
+                .map_err(|err| RuntimeError::Permanent(format!("building the context: {err}")))?;
+        }
+        let context = context
+            .into_inner()
+            .map_err(|err| RuntimeError::Permanent(format!("building the context: {err}")))?;
+        let options = BuildImageOptionsBuilder::new().t(tag).rm(true).build();
+        let mut build =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(context.into())));
+        while let Some(step) = build.next().await {
+            let step = step.map_err(classify)?;
+            if let Some(error) = step.error_detail.and_then(|d| d.message) {
+                return Err(RuntimeError::Permanent(format!("building {tag}: {error}")));
+            }
+        }
+        Ok(())
     }
 
     /// Removes the containers a crashed server left behind (any carrying

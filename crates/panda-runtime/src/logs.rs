@@ -259,7 +259,9 @@ impl LogSink {
         state.next_seq += 1;
         state.queued_bytes += chunk.data.len();
         // No follower is fine; a slow one lags, never the job.
-        let _ = self.shared.live.send(chunk.clone());
+        if self.shared.live.receiver_count() > 0 {
+            let _ = self.shared.live.send(chunk.clone());
+        }
         state.queue.push(chunk);
         if state.queued_bytes >= self.shared.config.flush_bytes {
             self.shared.queued.notify_one();

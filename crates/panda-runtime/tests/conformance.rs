@@ -484,10 +484,7 @@ mod docker {
     use std::collections::HashMap;
 
     use bollard::Docker;
-    use bollard::query_parameters::{
-        BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    };
-    use futures::StreamExt;
+    use bollard::query_parameters::{CreateContainerOptionsBuilder, ListContainersOptionsBuilder};
     use panda_core::ExecutionId;
     use panda_runtime::{DockerRuntime, EXECUTION_LABEL, PullPolicy};
     use tokio::sync::{OnceCell, RwLock};
@@ -514,7 +511,14 @@ mod docker {
     pub async fn runtime() -> Option<DockerRuntime> {
         match DockerRuntime::connect().await {
             Ok(runtime) => {
-                BUILT.get_or_init(build_test_image).await;
+                BUILT
+                    .get_or_init(|| async {
+                        runtime
+                            .build_busybox_image(TEST_IMAGE, std::path::Path::new("/bin/busybox"))
+                            .await
+                            .expect("build the test image (apt-get install busybox-static)");
+                    })
+                    .await;
                 Some(runtime.with_pull_policy(PullPolicy::Never))
             }
             Err(err) if std::env::var("PANDA_REQUIRE_ALL_BACKENDS").as_deref() == Ok("1") => {
@@ -523,39 +527,6 @@ mod docker {
             Err(err) => {
                 eprintln!("skipped: Docker is not available: {err}");
                 None
-            }
-        }
-    }
-
-    async fn build_test_image() {
-        let busybox = std::fs::read("/bin/busybox").expect(
-            "Debian's static busybox at /bin/busybox, to build the test image \
-             (apt-get install busybox-static)",
-        );
-        let dockerfile = "FROM scratch\nCOPY busybox /bin/busybox\n\
-                          RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n";
-        let mut tar = tar::Builder::new(Vec::new());
-        for (name, bytes, mode) in [
-            ("Dockerfile", dockerfile.as_bytes(), 0o644),
-            ("busybox", busybox.as_slice(), 0o755),
-        ] {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(bytes.len() as u64);
-            header.set_mode(mode);
-            header.set_cksum();
-            tar.append_data(&mut header, name, bytes).expect("tar");
-        }
-        let context = tar.into_inner().expect("tar");
-        let docker = engine().await;
-        let options = BuildImageOptionsBuilder::new()
-            .t(TEST_IMAGE)
-            .rm(true)
-            .build();
-        let mut build = docker.build_image(options, None, Some(bollard::body_full(context.into())));
-        while let Some(step) = build.next().await {
-            let step = step.expect("building the test image");
-            if let Some(error) = step.error_detail.and_then(|d| d.message) {
-                panic!("building the test image: {error}");
             }
         }
     }

@@ -79,14 +79,16 @@ CREATE TABLE job_locks (
     execution_id  TEXT NOT NULL
 ) STRICT, WITHOUT ROWID;
 
+-- A rowid table: chunks run to 64 KiB, and a WITHOUT ROWID table keeps its rows in the key's
+-- B-tree, where rows larger than a fraction of a page make every lookup walk overflow pages.
 CREATE TABLE log_chunks (
     execution_id  TEXT NOT NULL,
     seq           INTEGER NOT NULL,
     stream        TEXT NOT NULL,
     at            INTEGER NOT NULL,
     data          BLOB NOT NULL,
-    PRIMARY KEY (execution_id, seq)
-) STRICT, WITHOUT ROWID;
+    UNIQUE (execution_id, seq)
+) STRICT;
 
 CREATE TABLE api_tokens (
     id            TEXT PRIMARY KEY,

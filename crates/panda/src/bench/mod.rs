@@ -3,6 +3,7 @@
 //! Benchmarks live here, not in tests: absolute times on a shared machine drift, so a result is
 //! only read next to the other backends measured in the same run.
 
+mod runtime;
 mod schedule;
 mod store;
 
@@ -18,12 +19,15 @@ pub(crate) enum BenchCommand {
     Store(store::StoreBench),
     /// The scheduler: a minute's slots of many cronjobs, and the lag of an every-second one.
     Schedule(schedule::ScheduleBench),
+    /// The runtimes against their baselines, and log capture.
+    Runtime(runtime::RuntimeBench),
 }
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Store(args) => store::run(args).await,
         BenchCommand::Schedule(args) => schedule::run(args).await,
+        BenchCommand::Runtime(args) => runtime::run(args).await,
     }
 }
 
