@@ -203,9 +203,17 @@ impl DockerRuntime {
         }
     }
 
-    /// Makes sure `image` is there, under the pull policy, reporting the pull in the logs.
-    async fn ensure_image(&self, image: &str, logs: &LogSink) -> Result<(), RuntimeError> {
+    /// Makes sure `image` is there, under the pull policy, reporting the pull in the logs, and
+    /// returns its digest (the digest the registry knows it by, or its own id).
+    async fn ensure_image(
+        &self,
+        image: &str,
+        logs: &LogSink,
+    ) -> Result<Option<String>, RuntimeError> {
         let present = match self.docker.inspect_image(image).await {
+            Ok(inspected) if self.pull != PullPolicy::Always => {
+                return Ok(digest_of(inspected));
+            }
             Ok(_) => true,
             Err(DockerError::DockerResponseServerError {
                 status_code: 404,
@@ -220,10 +228,10 @@ impl DockerRuntime {
             }
             Err(err) => return Err(classify(err)),
         };
-        if present && self.pull != PullPolicy::Always {
-            return Ok(());
-        }
-        logs.system(&format!("pulling image {image}"));
+        logs.system(&format!(
+            "pulling image {image}{}",
+            if present { " (pull policy always)" } else { "" }
+        ));
         let options = CreateImageOptionsBuilder::new().from_image(image).build();
         let mut progress = self.docker.create_image(Some(options), None, None);
         let mut last_status = String::new();
@@ -249,7 +257,8 @@ impl DockerRuntime {
                 Err(err) => return Err(classify(err)),
             }
         }
-        Ok(())
+        let inspected = self.docker.inspect_image(image).await.map_err(classify)?;
+        Ok(digest_of(inspected))
     }
 
     /// Creates the container, attaches to its output, then starts it: attached before the
@@ -261,8 +270,8 @@ impl DockerRuntime {
         image: &str,
         command: Option<&Vec<String>>,
         logs: &LogSink,
-    ) -> Result<(String, Output), RuntimeError> {
-        self.ensure_image(image, logs).await?;
+    ) -> Result<(String, Output, Option<String>), RuntimeError> {
+        let digest = self.ensure_image(image, logs).await?;
         let env: Vec<String> = spec
             .env
             .iter()
@@ -318,7 +327,7 @@ impl DockerRuntime {
             let _ = self.remove(&created.id).await;
             return Err(classify(err));
         }
-        Ok((created.id, attached.output))
+        Ok((created.id, attached.output, digest))
     }
 
     /// Waits for the container to stop and returns its exit code.
@@ -344,14 +353,6 @@ impl DockerRuntime {
         if let Err(err) = self.docker.stop_container(id, Some(options)).await {
             tracing::warn!(container = id, %err, "stopping a container failed");
         }
-    }
-
-    async fn image_digest(&self, image: &str) -> Option<String> {
-        let inspected = self.docker.inspect_image(image).await.ok()?;
-        inspected
-            .repo_digests
-            .and_then(|d| d.into_iter().next())
-            .or(inspected.id)
     }
 }
 
@@ -379,7 +380,7 @@ impl Runtime for DockerRuntime {
                 return Ok(RunReport { outcome: RunOutcome::Cancelled, image_digest: None });
             }
         };
-        let (id, mut stream) = match started {
+        let (id, mut stream, image_digest) = match started {
             Ok(Ok(started)) => started,
             Ok(Err(err)) => {
                 logs.system(&err.to_string());
@@ -424,14 +425,16 @@ impl Runtime for DockerRuntime {
         let outcome = match stopped {
             Ok(code) => {
                 let code = code?;
-                let oom = self
-                    .docker
-                    .inspect_container(&id, None)
-                    .await
-                    .ok()
-                    .and_then(|c| c.state)
-                    .and_then(|s| s.oom_killed)
-                    .unwrap_or(false);
+                // The kernel's OOM kill is a SIGKILL: only then is there anything to ask.
+                let oom = code == 137
+                    && self
+                        .docker
+                        .inspect_container(&id, None)
+                        .await
+                        .ok()
+                        .and_then(|c| c.state)
+                        .and_then(|s| s.oom_killed)
+                        .unwrap_or(false);
                 if oom {
                     logs.system("killed for using more memory than its limit (OOMKilled)");
                     RunOutcome::OomKilled
@@ -460,7 +463,6 @@ impl Runtime for DockerRuntime {
         if let Err(err) = reader.await {
             tracing::warn!(%err, "the container log reader failed");
         }
-        let image_digest = self.image_digest(image).await;
         finish_logs(logs).await?;
         // Its logs are stored: the container has nothing left to give.
         self.remove(&id).await?;
@@ -469,6 +471,13 @@ impl Runtime for DockerRuntime {
             image_digest,
         })
     }
+}
+
+fn digest_of(inspected: bollard::models::ImageInspect) -> Option<String> {
+    inspected
+        .repo_digests
+        .and_then(|d| d.into_iter().next())
+        .or(inspected.id)
 }
 
 async fn finish_logs(logs: LogSink) -> Result<(), RuntimeError> {
