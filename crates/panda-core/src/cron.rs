@@ -3,16 +3,18 @@
 //!
 //! Matching is croner's: 5-field Vixie syntax (day-of-month OR day-of-week when both are
 //! restricted), names, ranges, steps, lists, `@yearly`…`@hourly`, an optional leading seconds
-//! field. Across DST, croner treats a schedule whose second, minute and hour are single values as
-//! *fixed-time*: a wall time in the spring-forward gap fires once at the first instant after the
-//! gap, and a wall time that occurs twice fires once, at its first occurrence. Every other
-//! schedule is an *interval*: it fires at every real instant whose wall time matches, so
-//! `*/15 * * * *` keeps 15 real minutes across both changes.
+//! field. Across DST, a schedule whose second, minute and hour fields name wall times (no `*`:
+//! `30 2 * * *`, `30 1,2 * * *`) is *fixed-time*: a wall time in the spring-forward gap fires
+//! once at the first instant after the gap, and a wall time that occurs twice fires once, at its
+//! first occurrence. Every other schedule is an *interval*: it fires at every real instant whose
+//! wall time matches, so `*/15 * * * *` keeps 15 real minutes across both changes. croner
+//! counts only single values as fixed-time, so lists and ranges of wall times are searched here,
+//! wall time by wall time.
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
@@ -51,6 +53,9 @@ pub struct CronSchedule {
     expression: String,
     cron: Cron,
     timezone: Tz,
+    /// Its second, minute and hour fields name wall times (no `*`), so each wall time fires
+    /// once a day across DST, though croner counts only single values as fixed-time.
+    wall_times: bool,
 }
 
 impl fmt::Debug for CronSchedule {
@@ -118,6 +123,7 @@ impl CronSchedule {
             .map_err(|err| CronError::Expression(format!("{trimmed:?}: {err}")))?;
         let schedule = Self {
             expression: trimmed.to_owned(),
+            wall_times: names_wall_times(trimmed),
             cron,
             timezone,
         };
@@ -141,29 +147,86 @@ impl CronSchedule {
         self.timezone
     }
 
-    /// Whether the schedule fires at one wall time a day (its second, minute and hour are
-    /// single values), which decides how it crosses DST (see the module docs).
+    /// Whether the schedule names wall times (its second, minute and hour fields have no `*`:
+    /// `30 2 * * *`, `30 1,2 * * *`, `0 9-17 * * *`), which decides how it crosses DST: each
+    /// wall time fires once, at its first occurrence, or at the end of a gap it falls in. Any
+    /// other schedule is an interval and fires at every real instant whose wall time matches.
     pub fn is_fixed_time(&self) -> bool {
-        self.cron.determine_job_type() == croner::JobType::FixedTime
+        self.wall_times
+    }
+
+    /// Whether croner's own search applies: croner treats only single values as fixed-time.
+    fn croner_decides(&self) -> bool {
+        !self.wall_times || self.cron.determine_job_type() == croner::JobType::FixedTime
     }
 
     /// The first fire time strictly after `after`, or `None` when there is none before the
     /// search limit (year 5000).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = after.with_timezone(&self.timezone);
-        self.cron
-            .find_next_occurrence(&local, false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        if self.croner_decides() {
+            let local = after.with_timezone(&self.timezone);
+            return self
+                .cron
+                .find_next_occurrence(&local, false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc));
+        }
+        // Wall times in order; each stands for its first instant, which only grows with it,
+        // so the first one past `after` is the answer.
+        let mut wall = after.with_timezone(&self.timezone).naive_local();
+        loop {
+            wall = self.cron.find_next_occurrence(&wall, false).ok()?;
+            let instant = self.instant_of(wall)?;
+            if instant > after {
+                return Some(instant);
+            }
+        }
     }
 
     /// The last fire time at or before `at`, or `None`.
     pub fn latest_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = at.with_timezone(&self.timezone);
-        self.cron
-            .find_previous_occurrence(&local, true)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        self.previous(at, true)
+    }
+
+    /// The last fire time before `at` (or at it, when `inclusive`).
+    fn previous(&self, at: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+        if self.croner_decides() {
+            let local = at.with_timezone(&self.timezone);
+            return self
+                .cron
+                .find_previous_occurrence(&local, inclusive)
+                .ok()
+                .map(|t| t.with_timezone(&Utc));
+        }
+        // In a repeated hour a wall time later than `at`'s own may have its first instant
+        // before `at`: start the walk back past any clock change (none is over 3 hours).
+        let mut wall = at.with_timezone(&self.timezone).naive_local() + chrono::Duration::hours(3);
+        loop {
+            wall = self.cron.find_previous_occurrence(&wall, false).ok()?;
+            let instant = self.instant_of(wall)?;
+            if instant < at || (inclusive && instant == at) {
+                return Some(instant);
+            }
+        }
+    }
+
+    /// The instant a wall time fires at: its first occurrence, or, in a spring-forward gap,
+    /// the first instant after the gap.
+    fn instant_of(&self, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
+        let mut probe = wall;
+        // A gap ends at a whole minute; no clock jumps forward by a day.
+        for _ in 0..=24 * 60 {
+            match self.timezone.from_local_datetime(&probe) {
+                LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => {
+                    return Some(t.with_timezone(&Utc));
+                }
+                LocalResult::None => {
+                    probe =
+                        probe.with_second(0)?.with_nanosecond(0)? + chrono::Duration::minutes(1);
+                }
+            }
+        }
+        None
     }
 
     /// The fire times in `(after, until]`, newest last, at most `cap` of them: when there are
@@ -178,12 +241,7 @@ impl CronSchedule {
                 break;
             }
             newest_first.push(slot);
-            let local = slot.with_timezone(&self.timezone);
-            cursor = self
-                .cron
-                .find_previous_occurrence(&local, false)
-                .ok()
-                .map(|t| t.with_timezone(&Utc));
+            cursor = self.previous(slot, false);
         }
         newest_first.reverse();
         Slots {
@@ -191,6 +249,21 @@ impl CronSchedule {
             older_left_out,
         }
     }
+}
+
+/// Whether an expression's second, minute and hour fields name wall times: none of them has a
+/// `*` (or `?`). Macros: `@hourly` is an interval; the others are one wall time a day.
+fn names_wall_times(expression: &str) -> bool {
+    if expression.starts_with('@') {
+        return !expression.eq_ignore_ascii_case("@hourly");
+    }
+    let parts: Vec<&str> = expression.split_whitespace().collect();
+    let times = if parts.len() == 6 {
+        &parts[..3]
+    } else {
+        &parts[..2]
+    };
+    times.iter().all(|field| !field.contains(['*', '?']))
 }
 
 /// Slots enumerated by [`CronSchedule::slots_between`].

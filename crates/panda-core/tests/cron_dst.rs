@@ -319,9 +319,6 @@ fn a_daily_wall_time_fires_once_on_each_clock_change_day() {
 /// A wall time listed with another one is not a fixed time, but the rule names no exception for
 /// it: 02:30 in the gap should still fire once, and 01:30 in the repeated hour only once.
 #[test]
-#[ignore = "DESIGN §2 is not met: `30 1,2 * * *` in America/New_York skips 02:30 on \
-            2026-03-08 and fires 01:30 twice on 2026-11-01 (croner treats any schedule with \
-            more than one hour or minute as an interval)"]
 fn each_of_several_daily_wall_times_fires_once_on_a_clock_change_day() {
     let cases: &[(&str, &str, &str, &[&str])] = &[
         (
@@ -754,14 +751,9 @@ impl Field {
         }
     }
 
-    /// A single value, written without a step: what makes a minute or hour field fixed.
-    fn is_single(&self) -> bool {
-        match self {
-            Self::Value(_) => true,
-            Self::Range(a, b) => a == b,
-            Self::List(values) => values.windows(2).all(|w| w[0] == w[1]),
-            Self::Any | Self::Step(_) | Self::RangeStep(..) => false,
-        }
+    /// The field names wall-clock values (no `*`), as a fixed-time schedule's fields do.
+    fn names_values(&self) -> bool {
+        !matches!(self, Self::Any | Self::Step(_))
     }
 }
 
@@ -806,7 +798,7 @@ impl Expression {
     }
 
     fn is_fixed_time(&self) -> bool {
-        self.minute.is_single() && self.hour.is_single()
+        self.minute.names_values() && self.hour.names_values()
     }
 
     /// The date matches. Vixie: when both day fields are restricted (not `*`), either one
