@@ -249,6 +249,7 @@ pub(crate) fn settle(execution: &Execution, outcome: Option<Outcome>) -> Settlem
         Some(Outcome::Cancelled) => return final_status(Status::Cancelled),
         Some(Outcome::Failed) => Status::Failed,
         Some(Outcome::TimedOut) => Status::TimedOut,
+        Some(Outcome::Rejected) => return final_status(Status::Dead),
         // Asked to stop, then its worker vanished: the user's wish stands, no retry.
         None if execution.cancel_requested => return final_status(Status::Cancelled),
         None => Status::Lost,
@@ -316,6 +317,14 @@ pub(crate) fn settled_reason(
 /// The reason recorded on a dead execution, keeping what actually happened to the last attempt.
 fn dead_reason(outcome: Option<Outcome>, reason: Option<&str>) -> String {
     let what = match outcome {
+        Some(Outcome::Rejected) => {
+            return match reason {
+                Some(reason) if !reason.is_empty() => {
+                    format!("could not run (not retried): {reason}")
+                }
+                _ => "could not run (not retried)".to_owned(),
+            };
+        }
         Some(Outcome::TimedOut) => "timed out",
         None => "lost: lease expired",
         _ => "failed",
@@ -400,6 +409,7 @@ mod tests {
             (&first, Some(Outcome::Cancelled), Status::Cancelled, false),
             (&first, Some(Outcome::Failed), Status::Failed, true),
             (&first, Some(Outcome::TimedOut), Status::TimedOut, true),
+            (&first, Some(Outcome::Rejected), Status::Dead, false),
             (&first, None, Status::Lost, true),
             (&cancelling, None, Status::Cancelled, false),
             (&last, Some(Outcome::Succeeded), Status::Succeeded, false),

@@ -131,6 +131,10 @@ pub enum Outcome {
     TimedOut,
     /// Stopped on request: never retried.
     Cancelled,
+    /// Could not run at all, and trying again will not help (a missing image or program, a bad
+    /// spec): never retried. The execution is `dead`, in the dead-letter queue, from where it
+    /// can be run again once the cause is fixed.
+    Rejected,
 }
 
 /// A worker's report that a run ended.
