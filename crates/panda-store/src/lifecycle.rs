@@ -242,7 +242,8 @@ pub(crate) struct Settlement {
     pub(crate) retry_in: Option<std::time::Duration>,
 }
 
-/// Applies the retry policy. `None` as outcome means the lease expired (the attempt is lost).
+/// Applies the retry policy. `None` as outcome means the lease expired (the attempt is lost);
+/// a lost attempt with attempts left is retried at once, without backoff.
 pub(crate) fn settle(execution: &Execution, outcome: Option<Outcome>) -> Settlement {
     let failed_status = match outcome {
         Some(Outcome::Succeeded) => return final_status(Status::Succeeded),
@@ -258,6 +259,12 @@ pub(crate) fn settle(execution: &Execution, outcome: Option<Outcome>) -> Settlem
         .retry
         .retry_after(execution.attempt, &mut rand::rng())
     {
+        // A lost attempt is retried at once: its worker died, not the job, and a crash already
+        // cost the lease expiry; a backoff on top would only delay the rescue.
+        Some(_) if failed_status == Status::Lost => Settlement {
+            status: failed_status,
+            retry_in: Some(std::time::Duration::ZERO),
+        },
         Some(wait) => Settlement {
             status: failed_status,
             retry_in: Some(wait),

@@ -133,6 +133,7 @@ conformance! {
     finish::finish_timed_out_with_attempts_left_queues_a_retry,
     finish::finish_timed_out_on_the_last_attempt_is_dead_without_retry,
     finish::finish_cancelled_is_never_retried,
+    finish::finish_rejected_is_dead_at_once_with_its_cause,
     finish::retries_keep_the_idempotency_key_payload_and_env_of_the_first_attempt,
     // cancel
     cancel::cancel_of_a_queued_execution_cancels_it_at_once,

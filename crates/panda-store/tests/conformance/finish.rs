@@ -148,6 +148,26 @@ pub async fn finish_timed_out_on_the_last_attempt_is_dead_without_retry(store: A
     assert_eq!(executions_of(&store, "resize").await.len(), 1);
 }
 
+pub async fn finish_rejected_is_dead_at_once_with_its_cause(store: Arc<dyn Store>) {
+    let (_, claimed) = one_running(&store, 3).await;
+    let mut report = finish_of(&claimed, Outcome::Rejected);
+    report.reason = Some("no such image: acme/report:latest".into());
+    let finished = store
+        .execution_finish(&report, at(5))
+        .await
+        .expect("finish");
+    assert_eq!(finished.execution.status, Status::Dead);
+    assert_eq!(
+        finished.execution.reason.as_deref(),
+        Some("could not run (not retried): no such image: acme/report:latest")
+    );
+    assert_eq!(
+        finished.retry, None,
+        "attempts were left, but retrying cannot help"
+    );
+    assert_eq!(executions_of(&store, "resize").await.len(), 1);
+}
+
 pub async fn finish_cancelled_is_never_retried(store: Arc<dyn Store>) {
     let (_, claimed) = one_running(&store, 3).await;
     let mut report = finish_of(&claimed, Outcome::Cancelled);

@@ -155,7 +155,7 @@ pub fn finish_of(claimed: &Claimed, outcome: Outcome) -> Finish {
         exit_code: match outcome {
             Outcome::Succeeded => Some(0),
             Outcome::Failed => Some(1),
-            Outcome::TimedOut | Outcome::Cancelled => None,
+            Outcome::TimedOut | Outcome::Cancelled | Outcome::Rejected => None,
         },
         reason: None,
         image_digest: None,
