@@ -59,6 +59,7 @@ impl Status {
     ];
 
     /// The one rule for which transitions are legal; the store refuses every other.
+    /// `Running → Queued` is a release: a worker that shuts down puts the execution back.
     pub fn can_transition_to(self, next: Status) -> bool {
         use Status::*;
         matches!(
@@ -66,7 +67,7 @@ impl Status {
             (Queued, Running | Cancelled | Skipped)
                 | (
                     Running,
-                    Succeeded | Failed | TimedOut | Cancelled | Lost | Dead
+                    Queued | Succeeded | Failed | TimedOut | Cancelled | Lost | Dead
                 )
         )
     }
@@ -250,6 +251,7 @@ mod tests {
             (Queued, Running),
             (Queued, Cancelled),
             (Queued, Skipped),
+            (Running, Queued),
             (Running, Succeeded),
             (Running, Failed),
             (Running, TimedOut),

@@ -122,6 +122,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
             .unwrap_or_else(|| Err(StoreError::Corrupt("finish returned no result".into())))
     }
 
+    /// Puts running executions back in the queue as if they had never been claimed (their
+    /// attempt is not used up), due at `now`: for a worker that shuts down before they finish.
+    /// Fenced like a finish: one result per item, `Stale` for an item whose lease has moved on
+    /// (that item changes nothing). Releases the job lock of `forbid` executions and wakes their
+    /// queues. An execution whose cancellation was asked for ends `cancelled` instead: the
+    /// user's wish stands.
+    async fn execution_release_many(
+        &self,
+        leases: &[(ExecutionId, Uuid)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Execution>>>;
+
     /// Cancels a queued execution at once, or asks a running one to stop (its worker sees
     /// `cancel_requested` at the next heartbeat). `Conflict` if it has already ended.
     async fn execution_cancel(&self, id: ExecutionId, now: DateTime<Utc>)

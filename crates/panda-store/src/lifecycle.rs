@@ -368,6 +368,33 @@ pub(crate) fn next_attempt(
     }
 }
 
+/// A running execution put back in the queue by its worker (see
+/// [`Store::execution_release_many`](crate::Store::execution_release_many)): queued again, due
+/// at `now`, the same attempt, as if never claimed.
+pub(crate) fn released(execution: &Execution, now: DateTime<Utc>) -> Execution {
+    Execution {
+        status: Status::Queued,
+        run_at: now,
+        started_at: None,
+        worker_id: None,
+        lease_expires_at: None,
+        ..execution.clone()
+    }
+}
+
+/// The report that ends a released execution whose cancellation was asked for: it is not
+/// queued again.
+pub(crate) fn released_cancelled(execution_id: ExecutionId, token: uuid::Uuid) -> Finish {
+    Finish {
+        execution_id,
+        token,
+        outcome: Outcome::Cancelled,
+        exit_code: None,
+        reason: Some("cancelled by request while its worker shut down".to_owned()),
+        image_digest: None,
+    }
+}
+
 /// The reason given to a scheduled execution skipped because its job was already running.
 pub(crate) fn overlap_reason(running: &str) -> String {
     format!("overlap forbidden: execution {running} was still running")

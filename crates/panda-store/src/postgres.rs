@@ -1273,6 +1273,66 @@ impl Store for PgStore {
         Ok(results)
     }
 
+    async fn execution_release_many(
+        &self,
+        leases: &[(ExecutionId, Uuid)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Execution>>> {
+        let mut tx = self.begin().await?;
+        // Rows in id order, as every batch write here, so two transactions never deadlock.
+        let mut order: Vec<usize> = (0..leases.len()).collect();
+        order.sort_by_key(|&i| leases[i].0);
+        let mut results: Vec<StoreResult<Execution>> =
+            leases.iter().map(|_| Err(StoreError::Stale)).collect();
+        let mut woken = Vec::new();
+        for i in order {
+            let (id, token) = leases[i];
+            results[i] = match select_execution(&mut tx, id).await? {
+                None => Err(StoreError::not_found(format!("execution {id}"))),
+                Some((execution, Some(held)))
+                    if execution.status == Status::Running && held == token =>
+                {
+                    if execution.cancel_requested {
+                        let finish = lifecycle::released_cancelled(id, token);
+                        let finished = lifecycle::settled(execution, Some(&finish), now);
+                        let settled =
+                            settle_executions(&mut tx, vec![Settling { finished, token }], now)
+                                .await?;
+                        settled
+                            .into_iter()
+                            .flatten()
+                            .next()
+                            .map(|f| f.execution)
+                            .ok_or(StoreError::Stale)
+                    } else {
+                        let released = lifecycle::released(&execution, now);
+                        sqlx::query(
+                            "UPDATE executions SET status = 'queued', run_at = $1, \
+                                 started_at = NULL, worker_id = NULL, lease_token = NULL, \
+                                 lease_expires_at = NULL \
+                             WHERE id = $2",
+                        )
+                        .bind(now)
+                        .bind(id.as_uuid())
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query("DELETE FROM job_locks WHERE execution_id = $1")
+                            .bind(id.as_uuid())
+                            .execute(&mut *tx)
+                            .await?;
+                        woken.push(released.queue.clone());
+                        Ok(released)
+                    }
+                }
+                Some(_) => Err(StoreError::Stale),
+            };
+        }
+        let woken: Vec<&str> = woken.iter().map(String::as_str).collect();
+        notify_queued(&mut tx, &woken).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
     async fn execution_cancel(
         &self,
         id: ExecutionId,

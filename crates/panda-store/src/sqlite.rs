@@ -781,6 +781,56 @@ impl Store for SqliteStore {
         Ok(results)
     }
 
+    async fn execution_release_many(
+        &self,
+        leases: &[(ExecutionId, Uuid)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Execution>>> {
+        let mut tx = self.begin().await?;
+        let mut results = Vec::with_capacity(leases.len());
+        let mut woken = Vec::new();
+        for (id, token) in leases {
+            let result = match select_execution(&mut tx, *id).await? {
+                None => Err(StoreError::not_found(format!("execution {id}"))),
+                Some((execution, Some(held)))
+                    if execution.status == Status::Running && held == token.to_string() =>
+                {
+                    if execution.cancel_requested {
+                        let finish = lifecycle::released_cancelled(*id, *token);
+                        let finished = lifecycle::settled(execution, Some(&finish), now);
+                        write_settled(&mut tx, std::slice::from_ref(&finished)).await?;
+                        Ok(finished.execution)
+                    } else {
+                        let released = lifecycle::released(&execution, now);
+                        sqlx::query(
+                            "UPDATE executions SET status = 'queued', run_at = ?, \
+                                 started_at = NULL, worker_id = NULL, lease_token = NULL, \
+                                 lease_expires_at = NULL \
+                             WHERE id = ?",
+                        )
+                        .bind(micros(now))
+                        .bind(id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query("DELETE FROM job_locks WHERE execution_id = ?")
+                            .bind(id.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                        woken.push(released.queue.clone());
+                        Ok(released)
+                    }
+                }
+                Some(_) => Err(StoreError::Stale),
+            };
+            results.push(result);
+        }
+        tx.commit().await?;
+        for queue in woken {
+            self.notify_queued(&queue);
+        }
+        Ok(results)
+    }
+
     async fn execution_cancel(
         &self,
         id: ExecutionId,

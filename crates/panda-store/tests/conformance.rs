@@ -28,6 +28,7 @@ mod cases {
     pub mod logs;
     pub mod notices;
     pub mod overlap;
+    pub mod release;
     pub mod retention;
     pub mod slots;
     pub mod tokens;
@@ -135,6 +136,11 @@ conformance! {
     finish::finish_cancelled_is_never_retried,
     finish::finish_rejected_is_dead_at_once_with_its_cause,
     finish::retries_keep_the_idempotency_key_payload_and_env_of_the_first_attempt,
+    // release
+    release::release_puts_a_running_execution_back_with_its_attempt_unused,
+    release::release_with_a_stale_token_changes_nothing,
+    release::release_frees_the_job_lock_of_a_forbid_job,
+    release::release_of_an_execution_asked_to_cancel_ends_it_cancelled,
     // cancel
     cancel::cancel_of_a_queued_execution_cancels_it_at_once,
     cancel::cancel_of_a_running_execution_asks_its_worker_to_stop,
