@@ -74,6 +74,8 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct State {
+    /// The seq of this sink's first chunk: 0, or after an earlier run's chunks.
+    first_seq: u64,
     next_seq: u64,
     queue: Vec<LogChunk>,
     queued_bytes: usize,
@@ -119,6 +121,22 @@ impl LogSink {
         let flusher = tokio::spawn(flush_loop(Arc::clone(&shared), store));
         *lock(&shared.flusher) = Some(flusher);
         Self { shared }
+    }
+
+    /// Numbers this sink's chunks from `seq` on instead of 0: for an execution that ran before
+    /// (released by a worker that shut down) and runs again under the same id, so its second
+    /// run's output follows the first's instead of colliding with it (the store keeps the first
+    /// chunk of each seq). Takes effect only before anything is written.
+    #[must_use]
+    pub fn starting_at(self, seq: u64) -> Self {
+        {
+            let mut state = lock(&self.shared.state);
+            if state.next_seq == state.first_seq && state.queue.is_empty() {
+                state.first_seq = seq;
+                state.next_seq = seq;
+            }
+        }
+        self
     }
 
     /// Follows the output live, from now on: every chunk as it is captured. A follower that
@@ -217,7 +235,7 @@ impl LogSink {
         Ok(LogSummary {
             stored_bytes: state.stored_bytes,
             discarded_bytes: state.discarded_bytes,
-            chunks: state.next_seq,
+            chunks: state.next_seq - state.first_seq,
         })
     }
 

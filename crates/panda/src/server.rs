@@ -1,20 +1,31 @@
-//! `panda server`: opens the store, makes sure the admin token exists, and runs until told to
-//! stop.
+//! `panda server`: opens the store, makes sure the admin token exists, runs the Scheduler, the
+//! Dispatcher (this node's workers) and the Rescuer, and on SIGTERM or Ctrl-C drains: nothing
+//! new starts, running executions get a grace period, the rest go back to the queue.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use panda_core::SystemClock;
-use panda_engine::Scheduler;
+use panda_engine::{
+    DEFAULT_DRAIN_GRACE, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LEASE_TTL, Dispatcher,
+    DispatcherConfig, QueueLimit, Rescuer, Runtimes, Scheduler,
+};
+
+// The flags' defaults, written out for clap, are these.
+const _: () = assert!(DEFAULT_LEASE_TTL.as_secs() == 15);
+const _: () = assert!(DEFAULT_HEARTBEAT_INTERVAL.as_secs() == 5);
+const _: () = assert!(DEFAULT_DRAIN_GRACE.as_secs() == 30);
+use panda_runtime::{DockerRuntime, ProcessRuntime, Runtime};
 use panda_store::{Store, StoreError, TokenScope};
 use tokio_util::sync::CancellationToken;
 
-use crate::store;
+use crate::{UserError, store};
 
 /// The token file the local CLI reads when no token is given.
 const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -37,10 +48,56 @@ pub(crate) struct ServerArgs {
         hide_env_values = true
     )]
     database_url: Option<String>,
+    /// Which runtimes this node offers: `auto` runs images on the Docker engine when one
+    /// answers, and local processes always
+    #[arg(long, env = "PANDA_RUNTIME", value_enum, default_value_t = RuntimeChoice::Auto)]
+    runtime: RuntimeChoice,
+    /// Executions run at once on this node
+    #[arg(long, env = "PANDA_CONCURRENCY", default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    concurrency: u32,
+    /// Queues to take work from, comma-separated, each with an optional limit of its own
+    /// (`reports=2`); every queue when left out
+    #[arg(
+        long,
+        env = "PANDA_QUEUES",
+        value_delimiter = ',',
+        value_name = "QUEUE[=N],..."
+    )]
+    queues: Vec<QueueLimit>,
+    /// How long a lease lasts without a heartbeat: after that, another node runs the execution
+    /// again
+    #[arg(long, env = "PANDA_LEASE_TTL", value_parser = humantime::parse_duration,
+          default_value = "15s", value_name = "DURATION")]
+    lease_ttl: Duration,
+    /// How often a running execution's lease is renewed (well under --lease-ttl)
+    #[arg(long, env = "PANDA_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration,
+          default_value = "5s", value_name = "DURATION")]
+    heartbeat_interval: Duration,
+    /// On SIGTERM, how long running executions may go on before they are stopped and put back
+    /// in the queue
+    #[arg(long, env = "PANDA_SHUTDOWN_GRACE", value_parser = humantime::parse_duration,
+          default_value = "30s", value_name = "DURATION")]
+    shutdown_grace: Duration,
+    /// This node's name on the executions it runs [default: HOSTNAME-PID]
+    #[arg(long, env = "PANDA_WORKER_ID", value_name = "NAME")]
+    worker_id: Option<String>,
+}
+
+/// Which runtimes a node offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RuntimeChoice {
+    /// Docker when an engine answers, and local processes.
+    Auto,
+    /// Docker only; the server does not start without an engine.
+    Docker,
+    /// Local processes only.
+    Process,
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let stop = ShutdownSignal::install()?;
+    let config = dispatcher_config(&args)?;
     let data_dir = match args.data_dir {
         Some(dir) => dir,
         None => store::default_data_dir()?,
@@ -55,19 +112,114 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     tracing::info!(path = %token_path.display(), "admin token");
+    let runtimes = runtimes(args.runtime).await?;
+    let clock = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
-    let scheduler = Scheduler::new(Arc::clone(&store), Arc::new(SystemClock));
+    let scheduler = Scheduler::new(Arc::clone(&store), clock.clone());
     let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
-    tracing::info!("scheduler running");
-    tracing::warn!(
-        "the HTTP API and the workers are not built yet: cron slots are recorded and queued, \
-         but nothing runs them"
+    let rescuer = Rescuer::new(Arc::clone(&store), clock.clone());
+    let rescuer = tokio::spawn(rescuer.run(shutdown.clone()));
+    tracing::info!(
+        worker = %config.worker_id,
+        concurrency = config.concurrency,
+        queues = %queue_list(&config.queues),
+        docker = runtimes.docker.is_some(),
+        process = runtimes.process.is_some(),
+        "workers running"
     );
+    let dispatcher = Dispatcher::new(Arc::clone(&store), clock, runtimes, config);
+    let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
+    tracing::info!("scheduler running");
     stop.received().await;
+    tracing::info!("shutting down");
     shutdown.cancel();
     scheduler.await.context("the scheduler task")?;
-    tracing::info!("stopped");
+    rescuer.await.context("the rescuer task")?;
+    let drained = dispatcher.await.context("the dispatcher task")?;
+    tracing::info!(
+        finished = drained.finished,
+        released = drained.released,
+        "stopped"
+    );
     Ok(())
+}
+
+fn dispatcher_config(args: &ServerArgs) -> anyhow::Result<DispatcherConfig> {
+    if args.heartbeat_interval.is_zero() || args.heartbeat_interval >= args.lease_ttl {
+        return Err(UserError::new(
+            format!(
+                "--heartbeat-interval {} must be above 0 and shorter than --lease-ttl {}",
+                humantime::format_duration(args.heartbeat_interval),
+                humantime::format_duration(args.lease_ttl)
+            ),
+            "a lease should outlive about three heartbeats, e.g. --heartbeat-interval 5s --lease-ttl 15s",
+        )
+        .into());
+    }
+    let worker_id = match &args.worker_id {
+        Some(id) => id.clone(),
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "panda".to_owned());
+            format!("{host}-{}", std::process::id())
+        }
+    };
+    let concurrency = usize::try_from(args.concurrency).unwrap_or(usize::MAX);
+    let mut config = DispatcherConfig::new(worker_id, concurrency);
+    config.queues = args.queues.clone();
+    config.lease_ttl = args.lease_ttl;
+    config.heartbeat_every = args.heartbeat_interval;
+    config.drain_grace = args.shutdown_grace;
+    Ok(config)
+}
+
+fn queue_list(queues: &[QueueLimit]) -> String {
+    if queues.is_empty() {
+        return "all".to_owned();
+    }
+    queues
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The runtimes `choice` asks for. A Docker engine that answers is cleared of the containers
+/// this node left behind when it last stopped uncleanly.
+async fn runtimes(choice: RuntimeChoice) -> anyhow::Result<Runtimes> {
+    let process: Option<Arc<dyn Runtime>> = match choice {
+        RuntimeChoice::Auto | RuntimeChoice::Process => Some(Arc::new(ProcessRuntime)),
+        RuntimeChoice::Docker => None,
+    };
+    let docker: Option<Arc<dyn Runtime>> = match choice {
+        RuntimeChoice::Process => None,
+        RuntimeChoice::Auto | RuntimeChoice::Docker => match DockerRuntime::connect().await {
+            Ok(docker) => {
+                match docker.reap_leftovers().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        containers = n,
+                        "removed containers a crashed run left behind"
+                    ),
+                    Err(err) => tracing::warn!(%err, "could not look for leftover containers"),
+                }
+                Some(Arc::new(docker))
+            }
+            Err(err) if choice == RuntimeChoice::Auto => {
+                tracing::info!(%err, "no Docker engine: image jobs fail until one answers; local processes run");
+                None
+            }
+            Err(err) => {
+                return Err(UserError::new(
+                    format!("--runtime docker, but {err}"),
+                    "start the Docker engine (or set DOCKER_HOST), or use --runtime auto",
+                )
+                .into());
+            }
+        },
+    };
+    Ok(Runtimes { docker, process })
 }
 
 /// Creates the admin token on first start and writes it, readable by its owner only, where the

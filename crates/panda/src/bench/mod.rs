@@ -3,6 +3,7 @@
 //! Benchmarks live here, not in tests: absolute times on a shared machine drift, so a result is
 //! only read next to the other backends measured in the same run.
 
+mod queue;
 mod runtime;
 mod schedule;
 mod store;
@@ -21,6 +22,8 @@ pub(crate) enum BenchCommand {
     Schedule(schedule::ScheduleBench),
     /// The runtimes against their baselines, and log capture.
     Runtime(runtime::RuntimeBench),
+    /// The workers end to end: throughput, enqueue-to-start latency, rescue time.
+    Queue(queue::QueueBench),
 }
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -28,6 +31,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Store(args) => store::run(args).await,
         BenchCommand::Schedule(args) => schedule::run(args).await,
         BenchCommand::Runtime(args) => runtime::run(args).await,
+        BenchCommand::Queue(args) => queue::run(args).await,
     }
 }
 

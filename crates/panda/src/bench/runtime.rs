@@ -50,12 +50,13 @@ pub(crate) struct RuntimeBench {
     no_docker: bool,
 }
 
-struct Row {
-    what: String,
-    value: f64,
-    unit: &'static str,
-    baseline: Option<f64>,
-    target: &'static str,
+/// One line of a benchmark's table.
+pub(super) struct Row {
+    pub(super) what: String,
+    pub(super) value: f64,
+    pub(super) unit: &'static str,
+    pub(super) baseline: Option<f64>,
+    pub(super) target: &'static str,
 }
 
 pub(super) async fn run(args: RuntimeBench) -> anyhow::Result<()> {
@@ -354,7 +355,8 @@ async fn follower_latencies(store: &Arc<dyn Store>, lines: u32) -> anyhow::Resul
     Ok(latencies)
 }
 
-fn print_table(rows: &[Row]) {
+/// Prints the rows with each value's ratio to its baseline.
+pub(super) fn print_table(rows: &[Row]) {
     let mut table = Table::new();
     table.load_preset(presets::NOTHING);
     table.set_header(["MEASURE", "VALUE", "UNIT", "BASELINE", "RATIO", "TARGET"]);

@@ -1,0 +1,489 @@
+//! Crash tests through the real binary: `panda server` is killed with SIGKILL (or stopped with
+//! SIGTERM) while it runs executions, and the store is checked for what the queue promises:
+//! nothing lost, the interrupted runs run again, no stale worker writes a result, and a drain
+//! leaves nothing `running`.
+//!
+//! Each test runs on SQLite (a temp data dir) and on PostgreSQL (a schema of its own in the
+//! database `PANDA_TEST_DATABASE_URL` names; the case skips without it unless
+//! `PANDA_REQUIRE_ALL_BACKENDS=1`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use panda_core::{
+    ConcurrencyPolicy, Execution, ExecutionId, JobName, JobSpec, RetryPolicy, RuntimeSpec, Status,
+};
+use panda_store::testing::{DATABASE_URL_ENV, REQUIRE_ALL_ENV};
+use panda_store::{ExecutionFilter, NewExecution, PgStore, SqliteStore, Store};
+
+/// How long any one wait may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Where a test's state lives, and how a server is pointed at it.
+struct Backend {
+    store: Arc<dyn Store>,
+    /// `--database-url`, for PostgreSQL.
+    url: Option<String>,
+    pg: Option<Arc<PgStore>>,
+    dir: tempfile::TempDir,
+}
+
+impl Backend {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("panda.db"))
+            .await
+            .expect("open SQLite");
+        Self {
+            store: Arc::new(store),
+            url: None,
+            pg: None,
+            dir,
+        }
+    }
+
+    async fn postgres() -> Option<Self> {
+        let Some(url) = std::env::var(DATABASE_URL_ENV)
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            assert!(
+                std::env::var(REQUIRE_ALL_ENV).as_deref() != Ok("1"),
+                "{REQUIRE_ALL_ENV}=1 but {DATABASE_URL_ENV} is not set"
+            );
+            eprintln!("skipped: {DATABASE_URL_ENV} is not set");
+            return None;
+        };
+        let schema = format!("panda_crash_{}", uuid::Uuid::now_v7().simple());
+        let pg = Arc::new(
+            PgStore::connect_in_schema(&url, &schema, 4)
+                .await
+                .expect("connect to PostgreSQL"),
+        );
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let server_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+        Some(Self {
+            store: Arc::clone(&pg) as Arc<dyn Store>,
+            url: Some(server_url),
+            pg: Some(pg),
+            dir: tempfile::tempdir().expect("temp dir"),
+        })
+    }
+
+    /// A data dir of its own for each node (the admin token file), the shared database.
+    fn node_dir(&self, node: &str) -> PathBuf {
+        match self.url {
+            Some(_) => self.dir.path().join(node),
+            None => self.dir.path().to_path_buf(),
+        }
+    }
+
+    async fn close(self) {
+        if let Some(pg) = self.pg {
+            pg.drop_schema().await.expect("drop the test schema");
+        }
+    }
+}
+
+/// A running `panda server`.
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    /// Starts a node and returns once its workers run.
+    fn start(backend: &Backend, node: &str, extra: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_panda"));
+        command
+            .env_remove("PANDA_DATABASE_URL")
+            .env_remove("PANDA_DATA_DIR")
+            .env("PANDA_LOG", "info")
+            .args(["server", "--runtime", "process", "--worker-id", node])
+            .arg("--data-dir")
+            .arg(backend.node_dir(node))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(url) = &backend.url {
+            command.arg("--database-url").arg(url);
+        }
+        let mut child = command.spawn().expect("start panda server");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("workers running") => break,
+                Some(Ok(line)) => seen.push(line),
+                _ => panic!("panda server {node} stopped before it was ready: {seen:#?}"),
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    fn kill(mut self) {
+        self.signal("KILL");
+        self.child.wait().expect("wait for the killed server");
+    }
+
+    fn terminate(mut self) {
+        self.signal("TERM");
+        let status = self.child.wait().expect("wait for the server");
+        assert!(status.success(), "SIGTERM is a clean stop, got {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn job(name: &str, script: &str, max_attempts: u32) -> JobSpec {
+    let mut spec = JobSpec::new(
+        JobName::new(name).expect("name"),
+        RuntimeSpec::Process {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+        },
+    );
+    spec.concurrency = ConcurrencyPolicy::Allow;
+    spec.retry = RetryPolicy {
+        max_attempts,
+        backoff_base: Duration::from_millis(100),
+        backoff_cap: Duration::from_millis(500),
+    };
+    spec
+}
+
+async fn enqueue_many(store: &Arc<dyn Store>, job: &str, n: usize) -> Vec<ExecutionId> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let enqueued = store
+            .execution_enqueue(&NewExecution::api(job), Utc::now())
+            .await
+            .expect("enqueue");
+        ids.push(enqueued.execution.id);
+    }
+    ids
+}
+
+/// Every execution of `job`.
+async fn all_of(store: &Arc<dyn Store>, job: &str) -> Vec<Execution> {
+    let mut all = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .execution_list(&ExecutionFilter {
+                job: Some(job.into()),
+                before,
+                limit: 1000,
+                ..ExecutionFilter::default()
+            })
+            .await
+            .expect("list");
+        all.extend(page.executions);
+        match page.next {
+            Some(next) => before = Some(next),
+            None => return all,
+        }
+    }
+}
+
+/// Polls until `done` holds for the executions of `job`; returns them.
+async fn wait_until(
+    store: &Arc<dyn Store>,
+    job: &str,
+    what: &str,
+    done: impl Fn(&[Execution]) -> bool,
+) -> Vec<Execution> {
+    let started = Instant::now();
+    loop {
+        let all = all_of(store, job).await;
+        if done(&all) {
+            return all;
+        }
+        let counts = status_counts(&all);
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{job}: never {what}; statuses {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn status_counts(all: &[Execution]) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for e in all {
+        *counts.entry(e.status.as_str()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn count(all: &[Execution], status: Status) -> usize {
+    all.iter().filter(|e| e.status == status).count()
+}
+
+// ---- a: SIGKILL mid-batch, then restart ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_sigkill_mid_batch_loses_nothing_and_reruns_the_interrupted() {
+    sigkill_mid_batch(Backend::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sigkill_mid_batch_loses_nothing_and_reruns_the_interrupted() {
+    if let Some(backend) = Backend::postgres().await {
+        sigkill_mid_batch(backend).await;
+    }
+}
+
+async fn sigkill_mid_batch(backend: Backend) {
+    const N: usize = 500;
+    let store = &backend.store;
+    let ran = backend.dir.path().join("ran.log");
+    // Each run appends its execution id (one short O_APPEND write, so lines never interleave).
+    let script = format!(
+        "sleep 0.05; echo \"$PANDA_EXECUTION_ID\" >> {}",
+        ran.display()
+    );
+    store
+        .job_create(&job("batch", &script, 3), Utc::now())
+        .await
+        .expect("create");
+    let roots: HashSet<ExecutionId> = enqueue_many(store, "batch", N).await.into_iter().collect();
+    let node_args = [
+        "--concurrency",
+        "8",
+        "--lease-ttl",
+        "2s",
+        "--heartbeat-interval",
+        "500ms",
+    ];
+
+    let server = Server::start(&backend, "node-a", &node_args);
+    let before_kill = wait_until(store, "batch", "half done", |all| {
+        count(all, Status::Succeeded) >= N / 2 && count(all, Status::Running) > 0
+    })
+    .await;
+    server.kill();
+    let killed_at = Utc::now();
+    assert!(before_kill.iter().any(|e| e.status == Status::Running));
+
+    let server = Server::start(&backend, "node-a", &node_args);
+    let all = wait_until(store, "batch", "all succeeded", |all| {
+        count(all, Status::Succeeded) >= N && all.iter().all(|e| e.status.is_terminal())
+    })
+    .await;
+    server.terminate();
+
+    // Every run ended succeeded, exactly once; the only other attempts are lost ones.
+    let mut by_root: HashMap<ExecutionId, Vec<&Execution>> = HashMap::new();
+    for e in &all {
+        by_root.entry(e.root_id).or_default().push(e);
+    }
+    assert_eq!(
+        by_root.keys().copied().collect::<HashSet<_>>(),
+        roots,
+        "no run lost, none made up"
+    );
+    for (root, attempts) in &by_root {
+        let succeeded = attempts
+            .iter()
+            .filter(|e| e.status == Status::Succeeded)
+            .count();
+        assert_eq!(succeeded, 1, "run {root}: {attempts:#?}");
+        for e in attempts.iter().filter(|e| e.status != Status::Succeeded) {
+            assert_eq!(e.status, Status::Lost, "run {root}: {attempts:#?}");
+            // Fenced: nothing the killed worker had in flight was written after the rescue.
+            assert_eq!(e.exit_code, None, "a lost attempt has no result: {e:#?}");
+        }
+    }
+    // The executions the kill interrupted were lost, and each ran again.
+    let lost: Vec<&Execution> = all.iter().filter(|e| e.status == Status::Lost).collect();
+    assert!(!lost.is_empty(), "the kill interrupted running executions");
+    for lost in lost {
+        let id = lost.id;
+        assert!(
+            lost.started_at.expect("started") < killed_at,
+            "only executions the killed server held were lost: {lost:#?}"
+        );
+        assert!(
+            all.iter().any(|e| e.root_id == lost.root_id
+                && e.attempt == lost.attempt + 1
+                && e.status == Status::Succeeded),
+            "lost {id} ran again and succeeded"
+        );
+    }
+    // Each succeeded execution's process really ran.
+    let log = std::fs::read_to_string(&ran).expect("read the run log");
+    let ran_ids: HashSet<&str> = log.lines().collect();
+    for e in all.iter().filter(|e| e.status == Status::Succeeded) {
+        assert!(ran_ids.contains(e.id.to_string().as_str()), "{} ran", e.id);
+    }
+    backend.close().await;
+}
+
+// ---- b: two nodes on PostgreSQL, SIGKILL one ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_surviving_node_finishes_the_killed_nodes_work() {
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let store = &backend.store;
+    store
+        .job_create(&job("work", "sleep 2", 3), Utc::now())
+        .await
+        .expect("create");
+    let lease_ttl = chrono::Duration::seconds(3);
+    let node_args = [
+        "--concurrency",
+        "4",
+        "--lease-ttl",
+        "3s",
+        "--heartbeat-interval",
+        "1s",
+    ];
+    let a = Server::start(&backend, "node-a", &node_args);
+    let b = Server::start(&backend, "node-b", &node_args);
+    // As much work as both nodes run at once: each holds four executions.
+    enqueue_many(store, "work", 8).await;
+    let running = wait_until(store, "work", "running on both nodes", |all| {
+        let on = |node: &str| {
+            all.iter()
+                .filter(|e| e.status == Status::Running && e.worker_id.as_deref() == Some(node))
+                .count()
+        };
+        on("node-a") == 4 && on("node-b") == 4
+    })
+    .await;
+    a.kill();
+    let killed_at = Utc::now();
+    let held_by_a: Vec<ExecutionId> = running
+        .iter()
+        .filter(|e| e.worker_id.as_deref() == Some("node-a"))
+        .map(|e| e.id)
+        .collect();
+
+    let all = wait_until(store, "work", "all succeeded", |all| {
+        count(all, Status::Succeeded) == 8 && all.iter().all(|e| e.status.is_terminal())
+    })
+    .await;
+    b.terminate();
+
+    assert_eq!(held_by_a.len(), 4);
+    for id in held_by_a {
+        let lost = all.iter().find(|e| e.id == id).expect("listed");
+        assert_eq!(lost.status, Status::Lost, "{lost:#?}");
+        let retry = all
+            .iter()
+            .find(|e| e.root_id == lost.root_id && e.attempt == lost.attempt + 1)
+            .expect("a retry");
+        assert_eq!(
+            (retry.status, retry.worker_id.as_deref()),
+            (Status::Succeeded, Some("node-b"))
+        );
+        let restarted = retry.started_at.expect("started") - killed_at;
+        eprintln!(
+            "execution {id}: restarted on node-b {} ms after the kill (lease {} ms)",
+            restarted.num_milliseconds(),
+            lease_ttl.num_milliseconds()
+        );
+        // Not before A's last lease could expire (A heartbeat at most 1 s before the kill)...
+        assert!(
+            restarted >= lease_ttl - chrono::Duration::seconds(1),
+            "taken while node-a's lease still held: {restarted}"
+        );
+        // ...and soon after: a liveness bound with room for a loaded machine. The tight figure
+        // (lease + 1 s) is measured by `panda bench queue`.
+        assert!(
+            restarted <= lease_ttl + chrono::Duration::seconds(10),
+            "node-b took {restarted} to take over"
+        );
+    }
+    backend.close().await;
+}
+
+// ---- c: SIGTERM drains ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_sigterm_drains_and_leaves_nothing_running() {
+    sigterm_drains(Backend::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sigterm_drains_and_leaves_nothing_running() {
+    if let Some(backend) = Backend::postgres().await {
+        sigterm_drains(backend).await;
+    }
+}
+
+async fn sigterm_drains(backend: Backend) {
+    let store = &backend.store;
+    store
+        .job_create(&job("short", "sleep 0.5", 1), Utc::now())
+        .await
+        .expect("create");
+    store
+        .job_create(&job("long", "exec sleep 60", 1), Utc::now())
+        .await
+        .expect("create");
+    let server = Server::start(
+        &backend,
+        "node-a",
+        &["--concurrency", "6", "--shutdown-grace", "2s"],
+    );
+    let short = enqueue_many(store, "short", 3).await;
+    let long = enqueue_many(store, "long", 3).await;
+    wait_until(store, "long", "running", |all| {
+        count(all, Status::Running) == 3
+    })
+    .await;
+    wait_until(store, "short", "running or done", |all| {
+        all.iter().all(|e| e.status != Status::Queued)
+    })
+    .await;
+    let asked = Instant::now();
+    server.terminate();
+    let took = asked.elapsed();
+
+    for id in short {
+        let e = store.execution_get(id).await.expect("get");
+        assert_eq!(
+            e.status,
+            Status::Succeeded,
+            "finished within the grace: {e:#?}"
+        );
+    }
+    for id in long {
+        let e = store.execution_get(id).await.expect("get");
+        assert_eq!(
+            (e.status, e.attempt, e.worker_id.as_deref()),
+            (Status::Queued, 1, None),
+            "released at the end of the grace, its attempt not used up: {e:#?}"
+        );
+    }
+    assert!(
+        took < Duration::from_secs(50),
+        "the drain ended the sleeps, it did not wait for them: {took:?}"
+    );
+    let leftovers = all_of(store, "long").await;
+    assert_eq!(count(&leftovers, Status::Running), 0);
+    backend.close().await;
+}
