@@ -224,7 +224,8 @@ pub struct Execution {
     pub cancel_requested: bool,
     /// The process or container exit code.
     pub exit_code: Option<i32>,
-    /// Why it ended as it did or was skipped, in words (`OOMKilled`, `lease expired`).
+    /// Why it ended as it did or was skipped, in words (`OOMKilled`, `lease expired`); on a
+    /// queued execution, that its worker released it at shutdown.
     pub reason: Option<String>,
     /// The image digest that actually ran.
     pub image_digest: Option<String>,

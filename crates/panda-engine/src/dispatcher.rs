@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use panda_core::{Clock, Execution, ExecutionId, Job, JobId, RuntimeSpec};
 use panda_runtime::{LogConfig, LogSink, RunOutcome, RunReport, RunSpec, Runtime, RuntimeError};
 use panda_store::{ClaimRequest, Claimed, Finish, Finished, Lease, Outcome, Store, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -175,7 +175,7 @@ struct Context {
     clock: Arc<dyn Clock>,
     runtimes: Runtimes,
     config: DispatcherConfig,
-    finishes: mpsc::Sender<(Finish, oneshot::Sender<Written>)>,
+    finishes: mpsc::Sender<Finish>,
 }
 
 /// One execution this node is running.
@@ -233,6 +233,11 @@ impl Dispatcher {
                 () = shutdown.cancelled() => break,
                 Some(done) = pool.tasks.join_next_with_id() => {
                     pool.ended(done);
+                    // Finishes are written in batches, so runs end in bursts: one claim for
+                    // the whole burst instead of one per run.
+                    while let Some(done) = pool.tasks.try_join_next_with_id() {
+                        pool.ended(done);
+                    }
                     claim_now = true;
                 }
                 notice = notices.recv() => {
@@ -496,10 +501,14 @@ async fn execute(
         spec.secret_env.values(),
     )
     .starting_at(first_log_seq(&context, &execution).await);
-    logs.system(&format!(
-        "attempt {} of {} on {}",
-        execution.attempt, execution.retry.max_attempts, context.config.worker_id
-    ));
+    if execution.attempt > 1 {
+        // Said of retries only: a first attempt's log holds the job's own output alone, and
+        // costs no write when the job prints nothing.
+        logs.system(&format!(
+            "attempt {} of {} on {}",
+            execution.attempt, execution.retry.max_attempts, context.config.worker_id
+        ));
+    }
     let cancel = CancellationToken::new();
     let run = runtime.run(&spec, logs, cancel.clone());
     tokio::pin!(run);
@@ -549,9 +558,12 @@ async fn execute(
     }
 }
 
-/// Where this run's log starts: after the chunks of an earlier run of the same execution (one
-/// released at a shutdown), which only an execution that ran before can have.
+/// Where this run's log starts: after the chunks of an earlier run of the same execution. Only
+/// a released execution ran before, and only a released one comes to a claim with a reason.
 async fn first_log_seq(context: &Context, execution: &Execution) -> u64 {
+    if execution.reason.is_none() {
+        return 0;
+    }
     match context.store.log_tail(execution.id, 1).await {
         Ok(last) => last.last().map_or(0, |chunk| chunk.seq + 1),
         Err(err) => {
@@ -694,15 +706,18 @@ impl From<Result<Finished, StoreError>> for Written {
     }
 }
 
-/// Writes a finish through the batching writer and logs what became of it.
+/// Hands a finish to the batching writer, which records it and logs what became of it. The
+/// run's slot is free once this returns: the next claim does not wait for the write.
 async fn record(context: &Context, execution: &Execution, finish: Finish) {
-    let (tx, rx) = oneshot::channel();
-    if context.finishes.send((finish, tx)).await.is_err() {
+    if context.finishes.send(finish).await.is_err() {
         tracing::error!(execution = %execution.id, "the finish writer is gone; the lease will expire and the execution run again");
-        return;
     }
-    match rx.await {
-        Ok(Written::Done(finished)) => {
+}
+
+/// Logs what became of one finish.
+fn log_written(execution_id: ExecutionId, written: Written) {
+    match written {
+        Written::Done(finished) => {
             let done = &finished.execution;
             tracing::info!(
                 execution = %done.id,
@@ -713,16 +728,15 @@ async fn record(context: &Context, execution: &Execution, finish: Finish) {
                 "execution ended"
             );
         }
-        Ok(Written::Stale) => tracing::warn!(
-            execution = %execution.id,
+        Written::Stale => tracing::warn!(
+            execution = %execution_id,
             "the lease moved on before the result was written: the result is not recorded"
         ),
-        Ok(Written::Failed(err)) => tracing::error!(
-            execution = %execution.id,
+        Written::Failed(err) => tracing::error!(
+            execution = %execution_id,
             %err,
             "the result could not be written; the lease will expire and the execution run again"
         ),
-        Err(_) => tracing::error!(execution = %execution.id, "the finish writer stopped"),
     }
 }
 
@@ -764,11 +778,11 @@ async fn release_execution(context: &Context, execution: &Execution, lease: &Lea
 async fn write_finishes(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    mut incoming: mpsc::Receiver<(Finish, oneshot::Sender<Written>)>,
+    mut incoming: mpsc::Receiver<Finish>,
 ) {
     let mut batch = Vec::with_capacity(FINISH_BATCH);
     while incoming.recv_many(&mut batch, FINISH_BATCH).await > 0 {
-        let (finishes, replies): (Vec<Finish>, Vec<_>) = batch.drain(..).unzip();
+        let finishes: Vec<Finish> = std::mem::take(&mut batch);
         let started = Instant::now();
         let mut wait = Duration::from_millis(50);
         let results: Vec<Written> = loop {
@@ -788,8 +802,8 @@ async fn write_finishes(
                 }
             }
         };
-        for (result, reply) in results.into_iter().zip(replies) {
-            let _ = reply.send(result);
+        for (finish, result) in finishes.iter().zip(results) {
+            log_written(finish.execution_id, result);
         }
     }
 }

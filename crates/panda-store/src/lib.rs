@@ -126,8 +126,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// attempt is not used up), due at `now`: for a worker that shuts down before they finish.
     /// Fenced like a finish: one result per item, `Stale` for an item whose lease has moved on
     /// (that item changes nothing). Releases the job lock of `forbid` executions and wakes their
-    /// queues. An execution whose cancellation was asked for ends `cancelled` instead: the
-    /// user's wish stands.
+    /// queues. A released execution's `reason` says so until its next run ends (the only way
+    /// a queued execution has a reason). An execution whose cancellation was asked for ends
+    /// `cancelled` instead: the user's wish stands.
     async fn execution_release_many(
         &self,
         leases: &[(ExecutionId, Uuid)],

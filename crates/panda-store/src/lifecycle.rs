@@ -368,12 +368,17 @@ pub(crate) fn next_attempt(
     }
 }
 
+/// The reason a released execution carries while it waits to run again (the next run's
+/// outcome replaces it).
+pub const RELEASED: &str = "released: its worker shut down before it finished; it runs again";
+
 /// A running execution put back in the queue by its worker (see
 /// [`Store::execution_release_many`](crate::Store::execution_release_many)): queued again, due
 /// at `now`, the same attempt, as if never claimed.
 pub(crate) fn released(execution: &Execution, now: DateTime<Utc>) -> Execution {
     Execution {
         status: Status::Queued,
+        reason: Some(RELEASED.to_owned()),
         run_at: now,
         started_at: None,
         worker_id: None,

@@ -1307,13 +1307,14 @@ impl Store for PgStore {
                     } else {
                         let released = lifecycle::released(&execution, now);
                         sqlx::query(
-                            "UPDATE executions SET status = 'queued', run_at = $1, \
+                            "UPDATE executions SET status = 'queued', run_at = $1, reason = $3, \
                                  started_at = NULL, worker_id = NULL, lease_token = NULL, \
                                  lease_expires_at = NULL \
                              WHERE id = $2",
                         )
                         .bind(now)
                         .bind(id.as_uuid())
+                        .bind(lifecycle::RELEASED)
                         .execute(&mut *tx)
                         .await?;
                         sqlx::query("DELETE FROM job_locks WHERE execution_id = $1")

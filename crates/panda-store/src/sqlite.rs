@@ -803,12 +803,13 @@ impl Store for SqliteStore {
                     } else {
                         let released = lifecycle::released(&execution, now);
                         sqlx::query(
-                            "UPDATE executions SET status = 'queued', run_at = ?, \
+                            "UPDATE executions SET status = 'queued', run_at = ?, reason = ?, \
                                  started_at = NULL, worker_id = NULL, lease_token = NULL, \
                                  lease_expires_at = NULL \
                              WHERE id = ?",
                         )
                         .bind(micros(now))
+                        .bind(lifecycle::RELEASED)
                         .bind(id.to_string())
                         .execute(&mut *tx)
                         .await?;

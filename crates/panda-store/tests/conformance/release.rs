@@ -29,6 +29,14 @@ pub async fn release_puts_a_running_execution_back_with_its_attempt_unused(store
         ),
         (Status::Queued, 1, at(5), None, None, None)
     );
+    assert!(
+        released
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("released")),
+        "says why it is queued again: {:?}",
+        released.reason
+    );
     assert_eq!(
         store.execution_get(queued.id).await.expect("get"),
         released,
