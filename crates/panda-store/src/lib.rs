@@ -153,6 +153,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The newest execution of a job (by name) that was not skipped.
     async fn execution_latest(&self, job: &str) -> StoreResult<Option<Execution>>;
 
+    // ---- the dead-letter queue ----
+
+    /// Runs a dead execution again: queues a new attempt (trigger `retry`, the same run and
+    /// idempotency key, attempt = the dead one's + 1, due at `now`, the same retry policy, so
+    /// if it fails it is dead again) and takes the dead one out of the dead-letter queue; it
+    /// stays `dead` in the history. `NotFound`; `Conflict` if it is not dead, already left the
+    /// queue, or its job was deleted.
+    async fn dlq_retry(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<Execution>;
+
+    /// [`Store::dlq_retry`] for every execution of the live job `job` in the dead-letter queue,
+    /// in one transaction; returns the new attempts (none when the queue holds none of its).
+    async fn dlq_retry_job(&self, job: &str, now: DateTime<Utc>) -> StoreResult<Vec<Execution>>;
+
+    /// Takes a dead execution out of the dead-letter queue without running it again; it stays
+    /// `dead` in the history. `NotFound`; `Conflict` if it is not dead or already left the
+    /// queue.
+    async fn dlq_discard(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<()>;
+
     // ---- cron slots ----
 
     /// Records slots and, in the same transaction, their executions: queued when fired,

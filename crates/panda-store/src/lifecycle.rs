@@ -400,6 +400,49 @@ pub(crate) fn released_cancelled(execution_id: ExecutionId, token: uuid::Uuid) -
     }
 }
 
+/// How a dead execution left the dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DlqResolution {
+    Retried,
+    Discarded,
+}
+
+impl DlqResolution {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Retried => "retried",
+            Self::Discarded => "discarded",
+        }
+    }
+}
+
+/// Checks that `execution` is in the dead-letter queue: dead, and not yet retried or discarded
+/// (`resolved` is how it left, when it did).
+pub(crate) fn check_dead_letter(
+    execution: &Execution,
+    resolved: Option<&str>,
+) -> Result<(), StoreError> {
+    if execution.status != Status::Dead {
+        return Err(StoreError::Conflict(format!(
+            "execution {} is {}, not dead; only the dead-letter queue can be retried or discarded",
+            execution.id, execution.status
+        )));
+    }
+    if let Some(how) = resolved {
+        return Err(StoreError::Conflict(format!(
+            "execution {} already left the dead-letter queue: it was {how}",
+            execution.id
+        )));
+    }
+    Ok(())
+}
+
+/// The attempt that runs a dead execution again, due at `now`: the next attempt of its run,
+/// under the same retry policy (so failing again makes it dead again).
+pub(crate) fn dead_letter_retry(dead: &Execution, now: DateTime<Utc>) -> Execution {
+    next_attempt(dead, std::time::Duration::ZERO, now)
+}
+
 /// The reason given to a scheduled execution skipped because its job was already running.
 pub(crate) fn overlap_reason(running: &str) -> String {
     format!("overlap forbidden: execution {running} was still running")

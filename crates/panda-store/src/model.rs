@@ -170,6 +170,8 @@ pub struct ExecutionFilter {
     pub job: Option<String>,
     /// Only these statuses; empty means all.
     pub statuses: Vec<Status>,
+    /// Only the dead-letter queue: `dead` executions not yet retried or discarded from it.
+    pub dead_letter: bool,
     /// Keyset cursor: only executions older than this one (the `next` of the previous page).
     pub before: Option<ExecutionId>,
     /// Page size; 0 means the default of 50, and at most 1,000.

@@ -750,6 +750,86 @@ enum Verdict {
     Skip(Uuid),
 }
 
+/// How a dead execution left the dead-letter queue, if it did.
+async fn dlq_resolution(
+    tx: &mut Transaction<'_, Postgres>,
+    id: ExecutionId,
+) -> StoreResult<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT resolution FROM dlq_resolutions WHERE execution_id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
+/// Records that a dead execution left the dead-letter queue.
+async fn dlq_resolve(
+    tx: &mut Transaction<'_, Postgres>,
+    id: ExecutionId,
+    resolution: lifecycle::DlqResolution,
+    retry: Option<ExecutionId>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO dlq_resolutions (execution_id, resolution, retry_id, resolved_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.as_uuid())
+    .bind(resolution.as_str())
+    .bind(retry.map(|r| r.as_uuid()))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A dead execution checked to be in the dead-letter queue, locked until the transaction ends
+/// (so two retries of it wait for each other, and the second finds it gone from the queue).
+async fn dead_letter(
+    tx: &mut Transaction<'_, Postgres>,
+    id: ExecutionId,
+) -> StoreResult<Execution> {
+    let (dead, _) = select_execution(tx, id)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("execution {id}")))?;
+    let resolved = dlq_resolution(tx, id).await?;
+    lifecycle::check_dead_letter(&dead, resolved.as_deref())?;
+    Ok(dead)
+}
+
+/// Queues the attempt that runs a dead execution again and takes it out of the queue.
+async fn dlq_retry_one(
+    tx: &mut Transaction<'_, Postgres>,
+    id: ExecutionId,
+    now: DateTime<Utc>,
+) -> StoreResult<Execution> {
+    let dead = dead_letter(tx, id).await?;
+    // Shared lock: a delete of the job waits until the new attempt is in.
+    let live: Option<bool> =
+        sqlx::query_scalar("SELECT deleted_at IS NULL FROM jobs WHERE id = $1 FOR SHARE")
+            .bind(dead.job_id.as_uuid())
+            .fetch_optional(&mut **tx)
+            .await?;
+    if live != Some(true) {
+        return Err(StoreError::Conflict(format!(
+            "job {} of execution {id} was deleted; there is nothing to run it again",
+            dead.job_name
+        )));
+    }
+    let retry = lifecycle::dead_letter_retry(&dead, now);
+    insert_execution(tx, &retry).await?;
+    dlq_resolve(
+        tx,
+        id,
+        lifecycle::DlqResolution::Retried,
+        Some(retry.id),
+        now,
+    )
+    .await?;
+    Ok(retry)
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn job_create(&self, spec: &JobSpec, now: DateTime<Utc>) -> StoreResult<Job> {
@@ -1408,6 +1488,44 @@ impl Store for PgStore {
         Ok(rescued)
     }
 
+    async fn dlq_retry(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<Execution> {
+        let mut tx = self.begin().await?;
+        let retry = dlq_retry_one(&mut tx, id, now).await?;
+        notify_queued(&mut tx, &[retry.queue.as_str()]).await?;
+        tx.commit().await?;
+        Ok(retry)
+    }
+
+    async fn dlq_retry_job(&self, job: &str, now: DateTime<Utc>) -> StoreResult<Vec<Execution>> {
+        let mut tx = self.begin().await?;
+        let job = live_job_by_name(&mut tx, job, JobLock::Share).await?;
+        let dead: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM executions e WHERE job_id = $1 AND status = 'dead' \
+               AND NOT EXISTS (SELECT 1 FROM dlq_resolutions r WHERE r.execution_id = e.id) \
+             ORDER BY id",
+        )
+        .bind(job.id.as_uuid())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut retries = Vec::with_capacity(dead.len());
+        for id in dead {
+            retries.push(dlq_retry_one(&mut tx, ExecutionId::from_uuid(id), now).await?);
+        }
+        if let Some(retry) = retries.first() {
+            notify_queued(&mut tx, &[retry.queue.as_str()]).await?;
+        }
+        tx.commit().await?;
+        Ok(retries)
+    }
+
+    async fn dlq_discard(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        dead_letter(&mut tx, id).await?;
+        dlq_resolve(&mut tx, id, lifecycle::DlqResolution::Discarded, None, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn execution_get(&self, id: ExecutionId) -> StoreResult<Execution> {
         let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -1445,6 +1563,12 @@ impl Store for PgStore {
         }
         if let Some(before) = filter.before {
             query.push(" AND id < ").push_bind(before.as_uuid());
+        }
+        if filter.dead_letter {
+            query.push(
+                " AND status = 'dead' AND NOT EXISTS ( \
+                     SELECT 1 FROM dlq_resolutions r WHERE r.execution_id = executions.id)",
+            );
         }
         query
             .push(" ORDER BY id DESC LIMIT ")

@@ -367,6 +367,80 @@ async fn write_settled(tx: &mut Transaction<'_, Sqlite>, settled: &[Finished]) -
     Ok(())
 }
 
+/// How a dead execution left the dead-letter queue, if it did.
+async fn dlq_resolution(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: ExecutionId,
+) -> StoreResult<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT resolution FROM dlq_resolutions WHERE execution_id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
+/// Records that a dead execution left the dead-letter queue.
+async fn dlq_resolve(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: ExecutionId,
+    resolution: lifecycle::DlqResolution,
+    retry: Option<ExecutionId>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO dlq_resolutions (execution_id, resolution, retry_id, resolved_at) \
+         VALUES (?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(resolution.as_str())
+    .bind(retry.map(|r| r.to_string()))
+    .bind(micros(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A dead execution checked to be in the dead-letter queue.
+async fn dead_letter(tx: &mut Transaction<'_, Sqlite>, id: ExecutionId) -> StoreResult<Execution> {
+    let (dead, _) = select_execution(tx, id)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("execution {id}")))?;
+    let resolved = dlq_resolution(tx, id).await?;
+    lifecycle::check_dead_letter(&dead, resolved.as_deref())?;
+    Ok(dead)
+}
+
+/// Queues the attempt that runs a dead execution again and takes it out of the queue.
+async fn dlq_retry_one(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: ExecutionId,
+    now: DateTime<Utc>,
+) -> StoreResult<Execution> {
+    let dead = dead_letter(tx, id).await?;
+    let live: Option<bool> = sqlx::query_scalar("SELECT deleted_at IS NULL FROM jobs WHERE id = ?")
+        .bind(dead.job_id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    if live != Some(true) {
+        return Err(StoreError::Conflict(format!(
+            "job {} of execution {id} was deleted; there is nothing to run it again",
+            dead.job_name
+        )));
+    }
+    let retry = lifecycle::dead_letter_retry(&dead, now);
+    insert_execution(tx, &retry).await?;
+    dlq_resolve(
+        tx,
+        id,
+        lifecycle::DlqResolution::Retried,
+        Some(retry.id),
+        now,
+    )
+    .await?;
+    Ok(retry)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn job_create(&self, spec: &JobSpec, now: DateTime<Utc>) -> StoreResult<Job> {
@@ -896,6 +970,47 @@ impl Store for SqliteStore {
         Ok(rescued)
     }
 
+    async fn dlq_retry(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<Execution> {
+        let mut tx = self.begin().await?;
+        let retry = dlq_retry_one(&mut tx, id, now).await?;
+        tx.commit().await?;
+        self.notify_queued(&retry.queue);
+        Ok(retry)
+    }
+
+    async fn dlq_retry_job(&self, job: &str, now: DateTime<Utc>) -> StoreResult<Vec<Execution>> {
+        let mut tx = self.begin().await?;
+        let job = live_job_by_name(&mut tx, job).await?;
+        let dead: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM executions e WHERE job_id = ? AND status = 'dead' \
+               AND NOT EXISTS (SELECT 1 FROM dlq_resolutions r WHERE r.execution_id = e.id) \
+             ORDER BY id",
+        )
+        .bind(job.id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut retries = Vec::with_capacity(dead.len());
+        for id in dead {
+            let id: ExecutionId = id
+                .parse()
+                .map_err(|err| StoreError::Corrupt(format!("execution id {id:?}: {err}")))?;
+            retries.push(dlq_retry_one(&mut tx, id, now).await?);
+        }
+        tx.commit().await?;
+        if let Some(retry) = retries.first() {
+            self.notify_queued(&retry.queue);
+        }
+        Ok(retries)
+    }
+
+    async fn dlq_discard(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        dead_letter(&mut tx, id).await?;
+        dlq_resolve(&mut tx, id, lifecycle::DlqResolution::Discarded, None, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn execution_get(&self, id: ExecutionId) -> StoreResult<Execution> {
         let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -917,6 +1032,8 @@ impl Store for SqliteStore {
              WHERE (?1 IS NULL OR job_name = ?1) \
                AND (?2 = '[]' OR status IN (SELECT value FROM json_each(?2))) \
                AND (?3 IS NULL OR id < ?3) \
+               AND (?5 = 0 OR (status = 'dead' AND NOT EXISTS ( \
+                   SELECT 1 FROM dlq_resolutions r WHERE r.execution_id = executions.id))) \
              ORDER BY id DESC LIMIT ?4"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -924,6 +1041,7 @@ impl Store for SqliteStore {
             .bind(json_text(&statuses)?)
             .bind(filter.before.map(|id| id.to_string()))
             .bind(i64::from(limit) + 1)
+            .bind(filter.dead_letter)
             .fetch_all(&self.reader)
             .await?;
         let mut executions = rows

@@ -20,6 +20,7 @@ mod cases {
 
     pub mod cancel;
     pub mod claim;
+    pub mod dlq;
     pub mod enqueue;
     pub mod finish;
     pub mod jobs;
@@ -141,6 +142,13 @@ conformance! {
     release::release_with_a_stale_token_changes_nothing,
     release::release_frees_the_job_lock_of_a_forbid_job,
     release::release_of_an_execution_asked_to_cancel_ends_it_cancelled,
+    // the dead-letter queue
+    dlq::dlq_holds_dead_executions_until_retried_or_discarded,
+    dlq::a_dead_letter_retry_that_fails_again_is_dead_again,
+    dlq::dlq_operations_refuse_what_is_not_in_the_queue,
+    dlq::dlq_retry_job_retries_every_dead_execution_of_that_job_only,
+    dlq::dlq_retry_of_a_deleted_jobs_execution_is_a_conflict,
+    dlq::concurrent_dlq_retries_of_one_execution_make_one_attempt,
     // cancel
     cancel::cancel_of_a_queued_execution_cancels_it_at_once,
     cancel::cancel_of_a_running_execution_asks_its_worker_to_stop,
