@@ -649,6 +649,8 @@ fn finish_of(
     match result {
         Ok(report) => {
             finish.image_digest = report.image_digest;
+            // Said in the reason, which a success otherwise leaves empty.
+            finish.reason = report.log_error;
             match report.outcome {
                 RunOutcome::Succeeded => finish.exit_code = Some(0),
                 RunOutcome::Failed { exit_code } => {
@@ -657,19 +659,22 @@ fn finish_of(
                 }
                 RunOutcome::TimedOut => {
                     finish.outcome = Outcome::TimedOut;
-                    finish.reason = Some(format!(
-                        "timed out after {}",
-                        humantime::format_duration(spec.timeout)
-                    ));
+                    finish.reason = joined(
+                        format!(
+                            "timed out after {}",
+                            humantime::format_duration(spec.timeout)
+                        ),
+                        finish.reason,
+                    );
                 }
                 RunOutcome::OomKilled => {
                     finish.outcome = Outcome::Failed;
                     finish.exit_code = Some(137);
-                    finish.reason = Some("OOMKilled".to_owned());
+                    finish.reason = joined("OOMKilled".to_owned(), finish.reason);
                 }
                 RunOutcome::Cancelled => {
                     finish.outcome = Outcome::Cancelled;
-                    finish.reason = Some("cancelled by request".to_owned());
+                    finish.reason = joined("cancelled by request".to_owned(), finish.reason);
                 }
             }
         }
@@ -704,6 +709,14 @@ impl From<Result<Finished, StoreError>> for Written {
             Err(err) => Written::Failed(err.to_string()),
         }
     }
+}
+
+/// `first`, then `more` when there is more to say.
+fn joined(first: String, more: Option<String>) -> Option<String> {
+    Some(match more {
+        Some(more) => format!("{first}; {more}"),
+        None => first,
+    })
 }
 
 /// Hands a finish to the batching writer, which records it and logs what became of it. The

@@ -189,6 +189,14 @@ impl DockerRuntime {
         Ok(removed)
     }
 
+    /// Removes a container (by id or name) if it exists; a failure is logged and left to the
+    /// start-up reaper.
+    async fn remove_quietly(&self, id: &str) {
+        if let Err(err) = self.remove(id).await {
+            tracing::warn!(container = id, %err, "removing a container failed; the next start removes it");
+        }
+    }
+
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)
@@ -300,13 +308,25 @@ impl DockerRuntime {
             host_config: Some(host_config),
             ..Default::default()
         };
-        let name = format!("panda-{}", spec.execution_id);
+        let name = container_name(spec);
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let created = self
+        let created = match self
             .docker
-            .create_container(Some(options), body)
+            .create_container(Some(options.clone()), body.clone())
             .await
-            .map_err(classify)?;
+        {
+            // A container of this execution is left from an earlier run of it (a node that
+            // died, a start given up): it is this execution's own, so it goes.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                logs.system(&format!("removing container {name} left by an earlier run"));
+                self.remove(&name).await?;
+                self.docker.create_container(Some(options), body).await
+            }
+            other => other,
+        }
+        .map_err(classify)?;
         let attach = AttachContainerOptionsBuilder::new()
             .stream(true)
             .stdout(true)
@@ -376,15 +396,17 @@ impl Runtime for DockerRuntime {
             ) => started,
             () = cancel.cancelled() => {
                 logs.system("cancelled before the container started");
-                finish_logs(logs).await?;
-                return Ok(RunReport { outcome: RunOutcome::Cancelled, image_digest: None });
+                // It may have been created already: nothing of it may stay behind.
+                self.remove_quietly(&container_name(spec)).await;
+                let log_error = finish_logs(logs).await;
+                return Ok(RunReport { outcome: RunOutcome::Cancelled, image_digest: None, log_error });
             }
         };
         let (id, mut stream, image_digest) = match started {
             Ok(Ok(started)) => started,
             Ok(Err(err)) => {
                 logs.system(&err.to_string());
-                finish_logs(logs).await?;
+                finish_logs(logs).await;
                 return Err(err);
             }
             Err(_) => {
@@ -393,7 +415,8 @@ impl Runtime for DockerRuntime {
                     self.start_deadline.as_secs()
                 ));
                 logs.system(&err.to_string());
-                finish_logs(logs).await?;
+                self.remove_quietly(&container_name(spec)).await;
+                finish_logs(logs).await;
                 return Err(err);
             }
         };
@@ -423,8 +446,15 @@ impl Runtime for DockerRuntime {
             () = cancel.cancelled() => Err(RunOutcome::Cancelled),
         };
         let outcome = match stopped {
-            Ok(code) => {
-                let code = code?;
+            Ok(Err(err)) => {
+                // Lost track of it: stop it, so an error never leaves a job running unwatched.
+                logs.system(&format!(
+                    "waiting for the container failed: {err}; stopping it"
+                ));
+                self.stop(&id, spec.kill_grace).await;
+                Err(err)
+            }
+            Ok(Ok(code)) => {
                 // The kernel's OOM kill is a SIGKILL: only then is there anything to ask.
                 let oom = code == 137
                     && self
@@ -437,13 +467,13 @@ impl Runtime for DockerRuntime {
                         .unwrap_or(false);
                 if oom {
                     logs.system("killed for using more memory than its limit (OOMKilled)");
-                    RunOutcome::OomKilled
+                    Ok(RunOutcome::OomKilled)
                 } else if code == 0 {
-                    RunOutcome::Succeeded
+                    Ok(RunOutcome::Succeeded)
                 } else {
-                    RunOutcome::Failed {
+                    Ok(RunOutcome::Failed {
                         exit_code: i32::try_from(code).unwrap_or(i32::MAX),
-                    }
+                    })
                 }
             }
             Err(outcome) => {
@@ -457,20 +487,28 @@ impl Runtime for DockerRuntime {
                     spec.kill_grace.as_secs().max(1)
                 ));
                 self.stop(&id, spec.kill_grace).await;
-                outcome
+                Ok(outcome)
             }
         };
         if let Err(err) = reader.await {
             tracing::warn!(%err, "the container log reader failed");
         }
-        finish_logs(logs).await?;
-        // Its logs are stored: the container has nothing left to give.
-        self.remove(&id).await?;
+        let log_error = finish_logs(logs).await;
+        // Its logs are stored: the container has nothing left to give. A container that
+        // cannot be removed now is the start-up reaper's.
+        self.remove_quietly(&id).await;
         Ok(RunReport {
-            outcome,
+            outcome: outcome?,
             image_digest,
+            log_error,
         })
     }
+}
+
+/// The name of an execution's container: one per execution, so a second create of it finds
+/// the first.
+fn container_name(spec: &RunSpec) -> String {
+    format!("panda-{}", spec.execution_id)
 }
 
 fn digest_of(inspected: bollard::models::ImageInspect) -> Option<String> {
@@ -480,11 +518,12 @@ fn digest_of(inspected: bollard::models::ImageInspect) -> Option<String> {
         .or(inspected.id)
 }
 
-async fn finish_logs(logs: LogSink) -> Result<(), RuntimeError> {
-    logs.finish().await.map(drop).map_err(|err| {
-        RuntimeError::Transient(format!(
-            "the run ended but its logs could not be stored: {err}"
-        ))
+/// Flushes the logs; says what went wrong when some could not be stored (the run's outcome
+/// stands either way).
+async fn finish_logs(logs: LogSink) -> Option<String> {
+    logs.finish().await.err().map(|err| {
+        tracing::warn!(%err, "the run's logs could not all be stored");
+        format!("some output could not be stored: {err}")
     })
 }
 

@@ -110,6 +110,9 @@ pub struct RunReport {
     pub outcome: RunOutcome,
     /// The image digest that ran (containers).
     pub image_digest: Option<String>,
+    /// Set when some of the output could not be stored (the store failed past every retry):
+    /// the run itself ended as `outcome`, and must not be run again for this.
+    pub log_error: Option<String>,
 }
 
 /// Why an execution could not run at all.

@@ -31,6 +31,9 @@ pub struct LogConfig {
     pub flush_every: Duration,
     /// The flusher is woken early once this much is queued.
     pub flush_bytes: usize,
+    /// How long a batch of output is retried while the store fails, before it is given up
+    /// (and the run reports it in [`RunReport::log_error`](crate::RunReport::log_error)).
+    pub store_patience: Duration,
 }
 
 impl Default for LogConfig {
@@ -40,6 +43,7 @@ impl Default for LogConfig {
             max_line: 64 * 1024,
             flush_every: Duration::from_millis(200),
             flush_bytes: 1024 * 1024,
+            store_patience: Duration::from_secs(60),
         }
     }
 }
@@ -323,28 +327,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Writes the queue to the store until the sink is finished and the queue empty. A failed
 /// write is retried (the store ignores a seq it has), with a growing pause.
 async fn flush_loop(shared: Arc<Shared>, store: Arc<dyn Store>) -> StoreResult<()> {
-    let mut failures = 0u32;
     loop {
+        // Every sink handle gone without `finish` (a runtime that returned early): write what
+        // is queued and stop, instead of waiting forever for output that cannot come.
+        let abandoned = Arc::strong_count(&shared) == 1;
         let (batch, finished) = {
             let mut state = lock(&shared.state);
             state.queued_bytes = 0;
-            (std::mem::take(&mut state.queue), state.finished)
+            (
+                std::mem::take(&mut state.queue),
+                state.finished || abandoned,
+            )
         };
         if !batch.is_empty() {
-            loop {
-                match store.log_append(shared.execution_id, &batch).await {
-                    Ok(()) => {
-                        failures = 0;
-                        break;
-                    }
-                    Err(err) if failures < 5 => {
-                        failures += 1;
-                        tracing::warn!(execution = %shared.execution_id, %err, "storing logs failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(100 * u64::from(failures))).await;
-                    }
-                    Err(err) => return Err(err),
-                }
-            }
+            append_patiently(
+                &store,
+                shared.execution_id,
+                &batch,
+                shared.config.store_patience,
+            )
+            .await?;
         }
         if finished && lock(&shared.state).queue.is_empty() {
             return Ok(());
@@ -354,6 +356,29 @@ async fn flush_loop(shared: Arc<Shared>, store: Arc<dyn Store>) -> StoreResult<(
                 () = shared.queued.notified() => {}
                 () = tokio::time::sleep(shared.config.flush_every) => {}
             }
+        }
+    }
+}
+
+/// Writes one batch, retrying with a growing pause while the store fails (the store ignores a
+/// seq it already has, so a retry never doubles a chunk); gives up after `patience`.
+async fn append_patiently(
+    store: &Arc<dyn Store>,
+    execution_id: ExecutionId,
+    batch: &[LogChunk],
+    patience: Duration,
+) -> StoreResult<()> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match store.log_append(execution_id, batch).await {
+            Ok(()) => return Ok(()),
+            Err(err) if started.elapsed() + pause < patience => {
+                tracing::warn!(execution = %execution_id, %err, retry_in = ?pause, "storing logs failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err),
         }
     }
 }

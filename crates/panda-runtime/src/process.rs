@@ -23,6 +23,11 @@ const CLEAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 /// Bytes read from a pipe at a time.
 const READ_BUFFER: usize = 64 * 1024;
 
+/// How long the output is still read after the job's process group is gone. A descendant that
+/// left the group (`setsid`) can hold the pipes open forever; its output after this is not
+/// collected, and the run ends anyway.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
 /// Runs jobs as local processes. See the module docs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcessRuntime;
@@ -82,7 +87,7 @@ impl Runtime for ProcessRuntime {
             () = cancel.cancelled() => Ended::Stopped(RunOutcome::Cancelled),
         };
         let outcome = match outcome {
-            Ended::Exited(status) => exit_outcome(status, &logs)?,
+            Ended::Exited(status) => exit_outcome(status, &logs),
             Ended::Stopped(outcome) => {
                 let why = if outcome == RunOutcome::TimedOut {
                     format!("timed out after {}", humanize(spec.timeout))
@@ -94,25 +99,38 @@ impl Runtime for ProcessRuntime {
                     humanize(spec.kill_grace)
                 ));
                 stop(&mut child, group, spec.kill_grace).await;
-                outcome
+                Ok(outcome)
             }
         };
         // Whatever the job left running in its group goes with it; this also closes the
         // pipes those processes held, so the readers see their end.
         signal_group(group, Signal::SIGKILL);
-        for reader in readers.into_iter().flatten() {
-            if let Err(err) = reader.await {
-                tracing::warn!(%err, "a log reader failed");
+        let deadline = tokio::time::Instant::now() + OUTPUT_DRAIN;
+        let mut held_open = false;
+        for mut reader in readers.into_iter().flatten() {
+            match tokio::time::timeout_at(deadline, &mut reader).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(%err, "a log reader failed"),
+                Err(_) => {
+                    reader.abort();
+                    held_open = true;
+                }
             }
         }
-        logs.finish().await.map_err(|err| {
-            RuntimeError::Transient(format!(
-                "the run ended but its logs could not be stored: {err}"
-            ))
-        })?;
+        if held_open {
+            logs.system(
+                "output after the job ended was not collected: a process it started outside \
+                 its process group (setsid) still holds the output open",
+            );
+        }
+        let log_error = logs.finish().await.err().map(|err| {
+            tracing::warn!(execution = %spec.execution_id, %err, "the run's logs could not all be stored");
+            format!("some output could not be stored: {err}")
+        });
         Ok(RunReport {
-            outcome,
+            outcome: outcome?,
             image_digest: None,
+            log_error,
         })
     }
 }

@@ -114,6 +114,14 @@ impl Kit {
             .expect("the run starts")
     }
 
+    /// The SQLite file the store lives in.
+    fn db_path(&self) -> std::path::PathBuf {
+        self.test
+            .sqlite_path()
+            .expect("the runtime cases use SQLite")
+            .to_path_buf()
+    }
+
     /// Every stored chunk, in order.
     async fn chunks(&self) -> Vec<LogChunk> {
         let mut all: Vec<LogChunk> = Vec::new();
@@ -478,6 +486,123 @@ async fn process_an_image_job_is_a_permanent_error() {
     kit.test.close().await;
 }
 
+// ---- what only the process runtime can get wrong ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_a_descendant_that_leaves_the_group_does_not_hold_the_run_open() {
+    let kit = Kit::new(|script| RuntimeSpec::Process {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pid_file = dir.path().join("escaped.pid");
+    // The descendant starts a session of its own (out of reach of the group kill) and keeps
+    // the output pipes open for 60 s.
+    let script = format!(
+        "setsid sh -c 'echo $$ > {pid}; exec sleep 60' & \
+         while [ ! -s {pid} ]; do sleep 0.01; done; echo started",
+        pid = pid_file.display()
+    );
+    let started = std::time::Instant::now();
+    let report = kit.run(&ProcessRuntime, &kit.spec(&script)).await;
+    let took = started.elapsed();
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Succeeded,
+        "{:?}",
+        kit.chunks().await
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "the run ended without waiting for the escaped sleep 60: {took:?}"
+    );
+    assert_eq!(kit.output(LogStream::Stdout).await, "started\n");
+    let system = kit.output(LogStream::System).await;
+    assert!(
+        system.contains("setsid"),
+        "the log says why output stopped ({took:?}): {system}"
+    );
+    kit.test.close().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_log_sink_dropped_without_finish_stops_its_flusher_and_keeps_its_lines() {
+    let kit = Kit::new(|_| RuntimeSpec::Process { argv: vec![] }).await;
+    // The store's own tasks settle first, so the count moves only with the sink's.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let config = LogConfig {
+        flush_every: Duration::from_millis(20),
+        ..LogConfig::default()
+    };
+    let sink = kit.sink(config, &kit.spec(""));
+    assert_eq!(metrics.num_alive_tasks(), before + 1, "the flusher runs");
+    sink.write(LogStream::Stdout, b"kept\n");
+    drop(sink);
+    for _ in 0..100 {
+        if metrics.num_alive_tasks() == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metrics.num_alive_tasks(), before, "the flusher ended");
+    assert_eq!(kit.output(LogStream::Stdout).await, "kept\n");
+    kit.test.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_store_failure_is_reported_beside_the_outcome_not_instead_of_it() {
+    let kit = Kit::new(|script| RuntimeSpec::Process {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+    })
+    .await;
+    // The store loses its log table: every append fails, as a broken disk would make it.
+    let path = kit.db_path();
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('DROP TABLE log_chunks'); c.commit()",
+        ])
+        .arg(&path)
+        .status()
+        .expect("run python3");
+    assert!(status.success(), "drop the log table");
+    let config = LogConfig {
+        store_patience: Duration::from_millis(300),
+        ..LogConfig::default()
+    };
+    let report = kit
+        .run_with(&ProcessRuntime, &kit.spec("echo lost; exit 4"), config)
+        .await
+        .expect("the run itself ran");
+    assert_eq!(report.outcome, RunOutcome::Failed { exit_code: 4 });
+    let error = report.log_error.expect("the log failure is reported");
+    assert!(error.contains("log_chunks"), "{error}");
+    kit.test.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_of_an_execution_appends_after_the_first_runs_output() {
+    let kit = Kit::new(|script| RuntimeSpec::Process {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+    })
+    .await;
+    kit.run(&ProcessRuntime, &kit.spec("echo first")).await;
+    let last = kit.chunks().await.last().map(|c| c.seq).expect("a chunk");
+    let spec = kit.spec("echo second");
+    let sink = kit.sink(LogConfig::default(), &spec).starting_at(last + 1);
+    ProcessRuntime
+        .run(&spec, sink, CancellationToken::new())
+        .await
+        .expect("runs");
+    assert_eq!(kit.output(LogStream::Stdout).await, "first\nsecond\n");
+    kit.test.close().await;
+}
+
 // ---- Docker: the test image, and what only a container runtime has ----
 
 mod docker {
@@ -599,6 +724,47 @@ mod docker {
         );
         let system = kit.output(panda_store::LogStream::System).await;
         assert!(system.contains("OOMKilled"), "{system}");
+        kit.test.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_container_an_earlier_run_of_the_execution_left_is_replaced() {
+        let Some(runtime) = runtime().await else {
+            return;
+        };
+        let _shared = LOCK.read().await;
+        let kit = super::Kit::of(super::Kind::Docker, |script| {
+            panda_core::RuntimeSpec::Image {
+                image: TEST_IMAGE.into(),
+                command: Some(vec!["sh".into(), "-c".into(), script.into()]),
+            }
+        })
+        .await;
+        // What a run given up during its start leaves: a container under the execution's name.
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(TEST_IMAGE.into()),
+            cmd: Some(vec!["sleep".into(), "1000".into()]),
+            labels: Some(HashMap::from([(
+                EXECUTION_LABEL.to_owned(),
+                kit.execution.to_string(),
+            )])),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&format!("panda-{}", kit.execution))
+            .build();
+        engine()
+            .await
+            .create_container(Some(options), body)
+            .await
+            .expect("create the leftover");
+        let report = kit.run(&runtime, &kit.spec("echo again")).await;
+        assert_eq!(report.outcome, panda_runtime::RunOutcome::Succeeded);
+        assert_eq!(kit.output(panda_store::LogStream::Stdout).await, "again\n");
+        assert!(
+            containers_of(kit.execution).await.is_empty(),
+            "both are gone"
+        );
         kit.test.close().await;
     }
 

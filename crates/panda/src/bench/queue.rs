@@ -162,6 +162,7 @@ impl Runtime for NoopRuntime {
         Ok(RunReport {
             outcome: RunOutcome::Succeeded,
             image_digest: None,
+            log_error: None,
         })
     }
 }
