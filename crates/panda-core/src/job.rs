@@ -321,6 +321,13 @@ impl JobSpec {
         }
         if let Some(schedule) = &self.schedule {
             CronSchedule::parse(&schedule.cron, &schedule.timezone)?;
+            if schedule.starting_deadline < Duration::from_secs(1) {
+                return Err(field(
+                    "starting_deadline",
+                    "must be at least 1s, such as 10m: a shorter one would skip slots that are \
+                     merely a moment late",
+                ));
+            }
         }
         if self.keep == Some(0) {
             return Err(field("keep", "must keep at least 1 execution"));
@@ -444,6 +451,12 @@ mod tests {
             ("cpus", |s| s.limits.cpus = Some(f64::NAN)),
             ("keep", |s| s.keep = Some(0)),
             ("max_attempts", |s| s.retry.max_attempts = 0),
+            ("starting_deadline", |s| {
+                s.schedule = Some(Schedule {
+                    starting_deadline: Duration::from_millis(500),
+                    ..Schedule::new("* * * * *")
+                });
+            }),
         ];
         for (what, break_it) in cases {
             let mut s = spec();

@@ -177,7 +177,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `skipped` with the reason otherwise. A slot already recorded (by this batch, an earlier
     /// call, or another node) is left as it is and answered with [`SlotRecord::Duplicate`].
     /// One result per item, in order: an item that fails (its job was deleted) does not stop
-    /// the others.
+    /// the others. The job as stored decides over the caller's view: a slot to fire of a job
+    /// suspended since is recorded skipped as `suspended`, and one of a job whose schedule was
+    /// removed is recorded skipped with that reason.
     async fn slot_record_many(
         &self,
         slots: &[NewSlot],

@@ -122,7 +122,18 @@ pub(crate) fn plan_slots(
             let Some(job) = jobs.get(&item.job_id) else {
                 return SlotPlan::Refused(StoreError::not_found(format!("job {}", item.job_id)));
             };
-            let (execution, slot) = slot_execution(job, item.scheduled_at, &item.decision, now);
+            // The job as it is now, locked, decides over the scheduler's view of it, which may
+            // be seconds old: a job suspended or unscheduled since does not fire.
+            let decision = match (&item.decision, &job.spec.schedule) {
+                (SlotDecision::Fire, None) => SlotDecision::Skip {
+                    reason: "schedule removed: the job no longer runs on a schedule".to_owned(),
+                },
+                (SlotDecision::Fire, Some(_)) if job.spec.suspended => SlotDecision::Skip {
+                    reason: panda_core::SkipReason::Suspended.to_string(),
+                },
+                (decision, _) => decision.clone(),
+            };
+            let (execution, slot) = slot_execution(job, item.scheduled_at, &decision, now);
             planned.insert(key, slot.clone());
             SlotPlan::New(Box::new(execution), slot)
         })

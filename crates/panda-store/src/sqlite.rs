@@ -49,6 +49,9 @@ pub struct SqliteStore {
     _checkpointer: Arc<DropGuard>,
 }
 
+/// The size the WAL file is cut back to when it starts over, in bytes.
+const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// How often the checkpointer copies the WAL back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -92,7 +95,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Once a checkpoint lets the writer start the WAL over, the file is cut back to
+            // this size: a burst of writes does not leave a WAL of its size on disk for good.
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
@@ -1380,5 +1386,71 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.notices.subscribe()
+    }
+}
+
+/// What only SQLite can get wrong: the conformance suite in `tests/` covers the contract.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LogChunk, LogStream};
+    use panda_core::{JobName, JobSpec, RuntimeSpec};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_is_cut_back_after_a_burst_of_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("panda.db"))
+            .await
+            .expect("open");
+        let spec = JobSpec::new(
+            JobName::new("burst").expect("name"),
+            RuntimeSpec::Process {
+                argv: vec!["true".into()],
+            },
+        );
+        store.job_create(&spec, Utc::now()).await.expect("job");
+        let execution = store
+            .execution_enqueue(&crate::NewExecution::api("burst"), Utc::now())
+            .await
+            .expect("enqueue")
+            .execution
+            .id;
+        // 96 MiB of output in 1 MiB transactions: more WAL than the limit.
+        let line = vec![b'x'; 64 * 1024];
+        for batch in 0..96u64 {
+            let chunks: Vec<LogChunk> = (0..16u64)
+                .map(|i| LogChunk {
+                    seq: batch * 16 + i,
+                    stream: LogStream::Stdout,
+                    at: Utc::now(),
+                    data: line.clone(),
+                })
+                .collect();
+            store.log_append(execution, &chunks).await.expect("append");
+        }
+        let wal = dir.path().join("panda.db-wal");
+        let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size() > WAL_SIZE_LIMIT,
+            "the burst grew the WAL: {}",
+            size()
+        );
+        // After a checkpoint the next write starts the WAL over, and cuts the file back.
+        let mut seq = 96 * 16;
+        for _ in 0..50 {
+            tokio::time::sleep(CHECKPOINT_EVERY).await;
+            let chunk = LogChunk {
+                seq,
+                stream: LogStream::Stdout,
+                at: Utc::now(),
+                data: b"after\n".to_vec(),
+            };
+            seq += 1;
+            store.log_append(execution, &[chunk]).await.expect("append");
+            if size() <= WAL_SIZE_LIMIT {
+                return;
+            }
+        }
+        panic!("the WAL stayed at {} bytes", size());
     }
 }

@@ -168,6 +168,7 @@ conformance! {
     slots::concurrent_slot_records_insert_the_slot_once,
     slots::slot_list_is_newest_first_and_limited,
     slots::slot_record_many_answers_each_item_as_if_recorded_one_at_a_time,
+    slots::a_slot_to_fire_of_a_job_suspended_or_unscheduled_since_is_skipped,
     // manual triggers
     trigger::forced_trigger_runs_beside_a_running_forbid_execution,
     trigger::forced_trigger_does_not_replace_a_running_execution,

@@ -232,3 +232,31 @@ pub async fn slot_record_many_answers_each_item_as_if_recorded_one_at_a_time(
         (Status::Skipped, Some("suspended"))
     );
 }
+
+pub async fn a_slot_to_fire_of_a_job_suspended_or_unscheduled_since_is_skipped(
+    store: Arc<dyn Store>,
+) {
+    let paused = create_job_from(&store, cronjob_spec("paused", "0 5 * * *")).await;
+    let plain = create_job_from(&store, cronjob_spec("plain", "0 5 * * *")).await;
+    // Changed after the scheduler read them: one suspended, one no longer a cronjob.
+    let mut spec = cronjob_spec("paused", "0 5 * * *");
+    spec.suspended = true;
+    store.job_update(&spec, at(1)).await.expect("suspend");
+    let mut spec = cronjob_spec("plain", "0 5 * * *");
+    spec.schedule = None;
+    store.job_update(&spec, at(1)).await.expect("unschedule");
+
+    for (job, reason) in [(paused.id, "suspended"), (plain.id, "schedule removed")] {
+        let record = store
+            .slot_record(job, base(), &SlotDecision::Fire, at(2))
+            .await
+            .expect("record");
+        let slot = record.slot();
+        assert!(!slot.fired, "not fired: {record:?}");
+        let e = store.execution_get(slot.execution_id).await.expect("get");
+        assert_eq!(e.status, Status::Skipped);
+        let said = e.reason.unwrap_or_default();
+        assert!(said.starts_with(reason), "{said}");
+    }
+    assert!(claim(&store, 10, at(3)).await.is_empty(), "nothing runs");
+}
