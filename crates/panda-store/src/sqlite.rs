@@ -1436,8 +1436,7 @@ mod tests {
             size()
         );
         // After a checkpoint the next write starts the WAL over, and cuts the file back.
-        let mut seq = 96 * 16;
-        for _ in 0..50 {
+        for seq in (96 * 16..).take(50) {
             tokio::time::sleep(CHECKPOINT_EVERY).await;
             let chunk = LogChunk {
                 seq,
@@ -1445,7 +1444,6 @@ mod tests {
                 at: Utc::now(),
                 data: b"after\n".to_vec(),
             };
-            seq += 1;
             store.log_append(execution, &[chunk]).await.expect("append");
             if size() <= WAL_SIZE_LIMIT {
                 return;
