@@ -167,11 +167,16 @@ impl LogSink {
         }
         let mut pending = std::mem::take(&mut state.partial[index]);
         pending.extend_from_slice(bytes);
+        // Secrets are masked in the stream before it is cut, so one that spans lines, reads or
+        // a cut at the bound is still caught; the tail that could be the start of a secret waits
+        // for the bytes that tell.
+        let pending = mask(pending, &self.shared.secrets);
+        let safe = pending.len() - secret_prefix_at_end(&pending, &self.shared.secrets);
         // Complete lines go out together; a line cut at the bound goes out alone, piece by
         // piece; the unfinished rest waits for more.
         let mut pieces: Vec<std::ops::Range<usize>> = Vec::new();
         let (mut chunk_start, mut line_start, mut out_end) = (0, 0, 0);
-        for (i, byte) in pending.iter().enumerate() {
+        for (i, byte) in pending[..safe].iter().enumerate() {
             if *byte == b'\n' {
                 line_start = i + 1;
                 out_end = i + 1;
@@ -243,9 +248,9 @@ impl LogSink {
         })
     }
 
-    /// Masks, caps and enqueues output.
+    /// Caps and enqueues output (masked already, by `write`).
     fn push(&self, state: &mut State, stream: LogStream, bytes: Vec<u8>) {
-        let mut bytes = mask(bytes, &self.shared.secrets);
+        let mut bytes = bytes;
         let cap = self.shared.config.cap_bytes;
         if state.truncated {
             state.discarded_bytes += bytes.len() as u64;
@@ -312,6 +317,20 @@ fn mask(bytes: Vec<u8>, secrets: &[Vec<u8>]) -> Vec<u8> {
         bytes = out;
     }
     bytes
+}
+
+/// How many bytes at the end of `bytes` could be the start of a secret (a proper prefix of
+/// one): they are held back until what follows shows whether to mask them.
+fn secret_prefix_at_end(bytes: &[u8], secrets: &[Vec<u8>]) -> usize {
+    secrets
+        .iter()
+        .filter_map(|secret| {
+            (1..secret.len().min(bytes.len() + 1))
+                .rev()
+                .find(|&n| bytes.ends_with(&secret[..n]))
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -395,5 +414,20 @@ mod tests {
             b"a **** b **** c\n".to_vec()
         );
         assert_eq!(mask(b"nothing\n".to_vec(), &secrets), b"nothing\n".to_vec());
+    }
+
+    #[test]
+    fn the_tail_that_could_start_a_secret_is_held_back() {
+        let secrets = vec![b"hunter2".to_vec(), b"abc".to_vec()];
+        assert_eq!(secret_prefix_at_end(b"x hunt", &secrets), 4);
+        assert_eq!(secret_prefix_at_end(b"x ab", &secrets), 2);
+        assert_eq!(
+            secret_prefix_at_end(b"x hunter2", &secrets),
+            0,
+            "whole: masked, not held"
+        );
+        assert_eq!(secret_prefix_at_end(b"nothing\n", &secrets), 0);
+        assert_eq!(secret_prefix_at_end(b"h", &secrets), 1);
+        assert_eq!(secret_prefix_at_end(b"", &secrets), 0);
     }
 }

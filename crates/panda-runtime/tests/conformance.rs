@@ -213,6 +213,8 @@ runtimes! {
     stdout_and_stderr_are_told_apart_and_kept_in_order,
     env_is_clean_plus_the_jobs_and_workdir_is_honoured,
     secret_values_are_masked_in_the_logs,
+    a_secret_across_a_cut_at_the_line_bound_is_masked,
+    a_secret_over_several_lines_and_reads_is_masked,
     a_partial_last_line_is_kept,
     an_over_long_line_is_split_at_the_bound,
     output_over_the_cap_is_cut_exactly_at_the_cap_with_a_marker,
@@ -293,6 +295,34 @@ async fn secret_values_are_masked_in_the_logs(runtime: &dyn Runtime, kit: &Kit) 
     kit.run(runtime, &spec).await;
     assert_eq!(kit.output(LogStream::Stdout).await, "token=****\n");
     assert_eq!(kit.output(LogStream::Stderr).await, "****\n");
+}
+
+async fn a_secret_across_a_cut_at_the_line_bound_is_masked(runtime: &dyn Runtime, kit: &Kit) {
+    // A 16-byte secret starting at byte 2 of a line cut every 8 bytes: it spans three pieces.
+    let mut spec = kit.spec("printf 'ab%scd\\n' \"$API_TOKEN\"");
+    spec.secret_env
+        .insert("API_TOKEN".into(), "supersecretvalue".into());
+    let config = LogConfig {
+        max_line: 8,
+        ..LogConfig::default()
+    };
+    kit.run_with(runtime, &spec, config).await.expect("runs");
+    let chunks: Vec<String> = kit
+        .chunks()
+        .await
+        .into_iter()
+        .map(|c| String::from_utf8_lossy(&c.data).into_owned())
+        .collect();
+    assert_eq!(chunks.concat(), "ab****cd\n", "{chunks:?}");
+}
+
+async fn a_secret_over_several_lines_and_reads_is_masked(runtime: &dyn Runtime, kit: &Kit) {
+    // Written in two reads, a line at a time, with a pause between.
+    let mut spec = kit.spec("echo before; echo BEGIN-KEY; sleep 0.3; echo END-KEY; echo after");
+    spec.secret_env
+        .insert("PRIVATE_KEY".into(), "BEGIN-KEY\nEND-KEY".into());
+    kit.run(runtime, &spec).await;
+    assert_eq!(kit.output(LogStream::Stdout).await, "before\n****\nafter\n");
 }
 
 async fn a_partial_last_line_is_kept(runtime: &dyn Runtime, kit: &Kit) {
