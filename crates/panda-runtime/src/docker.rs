@@ -33,6 +33,10 @@ type Output = std::pin::Pin<Box<dyn futures::Stream<Item = Result<LogOutput, Doc
 /// The label every container Panda creates carries, with the execution's id.
 pub const EXECUTION_LABEL: &str = "panda.execution";
 
+/// The label naming the node that created a container: a node reaps only its own leftovers,
+/// never the running containers of another node that shares the engine.
+pub const NODE_LABEL: &str = "panda.node";
+
 /// When an image is pulled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PullPolicy {
@@ -51,6 +55,7 @@ pub struct DockerRuntime {
     docker: Docker,
     pull: PullPolicy,
     start_deadline: Duration,
+    node: String,
 }
 
 /// Requests that stream for as long as a job runs (logs, wait) must not time out.
@@ -95,7 +100,16 @@ impl DockerRuntime {
             docker,
             pull: PullPolicy::default(),
             start_deadline: Duration::from_secs(300),
+            node: default_node(),
         })
+    }
+
+    /// Labels this node's containers with `node` (default: the host name), the name
+    /// [`DockerRuntime::reap_leftovers`] goes by. It must stay the same across restarts.
+    #[must_use]
+    pub fn with_node(mut self, node: impl Into<String>) -> Self {
+        self.node = node.into();
+        self
     }
 
     /// Sets the pull policy (default [`PullPolicy::IfNotPresent`]).
@@ -162,15 +176,16 @@ impl DockerRuntime {
         Ok(())
     }
 
-    /// Removes the containers a crashed server left behind (any carrying
-    /// [`EXECUTION_LABEL`]), and returns how many. Call it at start-up, before running
-    /// anything.
+    /// Removes the containers this node left behind when it crashed (those carrying
+    /// [`EXECUTION_LABEL`] and this node's [`NODE_LABEL`]), and returns how many. Call it at
+    /// start-up, before running anything. Other nodes' containers are left alone.
     ///
     /// # Errors
     ///
     /// The engine's, classed.
     pub async fn reap_leftovers(&self) -> Result<usize, RuntimeError> {
-        let filters = HashMap::from([("label", vec![EXECUTION_LABEL])]);
+        let node = format!("{NODE_LABEL}={}", self.node);
+        let filters = HashMap::from([("label", vec![EXECUTION_LABEL, node.as_str()])]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)
@@ -298,10 +313,10 @@ impl DockerRuntime {
             cmd: command.cloned(),
             env: Some(env),
             working_dir: spec.workdir.clone(),
-            labels: Some(HashMap::from([(
-                EXECUTION_LABEL.to_owned(),
-                spec.execution_id.to_string(),
-            )])),
+            labels: Some(HashMap::from([
+                (EXECUTION_LABEL.to_owned(), spec.execution_id.to_string()),
+                (NODE_LABEL.to_owned(), self.node.clone()),
+            ])),
             tty: Some(false),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -509,6 +524,15 @@ impl Runtime for DockerRuntime {
 /// the first.
 fn container_name(spec: &RunSpec) -> String {
     format!("panda-{}", spec.execution_id)
+}
+
+/// The node name when none is given: the host name, which a restart keeps.
+fn default_node() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "panda".to_owned())
 }
 
 fn digest_of(inspected: bollard::models::ImageInspect) -> Option<String> {

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use panda_core::{ExecutionId, JobSpec, Limits, RuntimeSpec};
 use tokio_util::sync::CancellationToken;
 
-pub use docker::{DockerRuntime, EXECUTION_LABEL, PullPolicy};
+pub use docker::{DockerRuntime, EXECUTION_LABEL, NODE_LABEL, PullPolicy};
 pub use logs::{DEFAULT_LOG_CAP, LogConfig, LogSink, LogSummary};
 pub use process::ProcessRuntime;
 

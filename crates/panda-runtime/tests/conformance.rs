@@ -641,7 +641,7 @@ mod docker {
     use bollard::Docker;
     use bollard::query_parameters::{CreateContainerOptionsBuilder, ListContainersOptionsBuilder};
     use panda_core::ExecutionId;
-    use panda_runtime::{DockerRuntime, EXECUTION_LABEL, PullPolicy};
+    use panda_runtime::{DockerRuntime, EXECUTION_LABEL, NODE_LABEL, PullPolicy};
     use tokio::sync::{OnceCell, RwLock};
 
     /// A busybox image built from Debian's static busybox; nothing can be pulled here.
@@ -812,33 +812,50 @@ mod docker {
     }
 
     #[tokio::test]
-    async fn containers_a_crashed_server_left_behind_are_reaped() {
+    async fn containers_this_node_left_behind_are_reaped_and_other_nodes_kept() {
         let Some(runtime) = runtime().await else {
             return;
         };
+        let runtime = runtime.with_node("reaper-test-node-a");
         let _alone = LOCK.write().await;
-        let execution = ExecutionId::new();
-        let body = bollard::models::ContainerCreateBody {
-            image: Some(TEST_IMAGE.into()),
-            cmd: Some(vec!["sleep".into(), "1000".into()]),
-            labels: Some(HashMap::from([(
-                EXECUTION_LABEL.to_owned(),
-                execution.to_string(),
-            )])),
-            ..Default::default()
-        };
         let docker = engine().await;
-        let created = docker
-            .create_container(Some(CreateContainerOptionsBuilder::new().build()), body)
-            .await
-            .expect("create");
-        docker
-            .start_container(&created.id, None)
-            .await
-            .expect("start");
-        assert_eq!(containers_of(execution).await.len(), 1);
+        let mut of_node = HashMap::new();
+        for node in ["reaper-test-node-a", "reaper-test-node-b"] {
+            let execution = ExecutionId::new();
+            let body = bollard::models::ContainerCreateBody {
+                image: Some(TEST_IMAGE.into()),
+                cmd: Some(vec!["sleep".into(), "1000".into()]),
+                labels: Some(HashMap::from([
+                    (EXECUTION_LABEL.to_owned(), execution.to_string()),
+                    (NODE_LABEL.to_owned(), node.to_owned()),
+                ])),
+                ..Default::default()
+            };
+            let created = docker
+                .create_container(Some(CreateContainerOptionsBuilder::new().build()), body)
+                .await
+                .expect("create");
+            docker
+                .start_container(&created.id, None)
+                .await
+                .expect("start");
+            of_node.insert(node, execution);
+        }
         let reaped = runtime.reap_leftovers().await.expect("reap");
-        assert!(reaped >= 1);
-        assert!(containers_of(execution).await.is_empty());
+        assert_eq!(reaped, 1, "only this node's");
+        assert!(
+            containers_of(of_node["reaper-test-node-a"])
+                .await
+                .is_empty()
+        );
+        let kept = containers_of(of_node["reaper-test-node-b"]).await;
+        assert_eq!(kept.len(), 1, "another node's running container stays");
+        let remove = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .build();
+        docker
+            .remove_container(&kept[0], Some(remove))
+            .await
+            .expect("clean up");
     }
 }

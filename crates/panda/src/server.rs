@@ -112,7 +112,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     tracing::info!(path = %token_path.display(), "admin token");
-    let runtimes = runtimes(args.runtime).await?;
+    let runtimes = runtimes(args.runtime, args.worker_id.as_deref()).await?;
     let clock = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
     let scheduler = Scheduler::new(Arc::clone(&store), clock.clone());
@@ -186,8 +186,9 @@ fn queue_list(queues: &[QueueLimit]) -> String {
 }
 
 /// The runtimes `choice` asks for. A Docker engine that answers is cleared of the containers
-/// this node left behind when it last stopped uncleanly.
-async fn runtimes(choice: RuntimeChoice) -> anyhow::Result<Runtimes> {
+/// this node (by `--worker-id`, or else the host name) left behind when it last stopped
+/// uncleanly.
+async fn runtimes(choice: RuntimeChoice, node: Option<&str>) -> anyhow::Result<Runtimes> {
     let process: Option<Arc<dyn Runtime>> = match choice {
         RuntimeChoice::Auto | RuntimeChoice::Process => Some(Arc::new(ProcessRuntime)),
         RuntimeChoice::Docker => None,
@@ -196,6 +197,10 @@ async fn runtimes(choice: RuntimeChoice) -> anyhow::Result<Runtimes> {
         RuntimeChoice::Process => None,
         RuntimeChoice::Auto | RuntimeChoice::Docker => match DockerRuntime::connect().await {
             Ok(docker) => {
+                let docker = match node {
+                    Some(node) => docker.with_node(node),
+                    None => docker,
+                };
                 match docker.reap_leftovers().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(
