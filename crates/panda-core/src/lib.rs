@@ -11,6 +11,7 @@
 //! - **Time is injected.** Code never calls `Utc::now()` directly; it asks a [`Clock`], which is
 //!   a [`SystemClock`] in production and a [`TestClock`] in tests.
 
+pub mod api;
 mod clock;
 mod cron;
 mod due;

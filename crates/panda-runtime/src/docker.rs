@@ -139,14 +139,35 @@ impl DockerRuntime {
         tag: &str,
         busybox: &std::path::Path,
     ) -> Result<(), RuntimeError> {
+        self.build_busybox_image_with_cmd(tag, busybox, &[]).await
+    }
+
+    /// [`DockerRuntime::build_busybox_image`] with `cmd` as the image's command (none when
+    /// empty): an image that does something when run with no command of its own.
+    ///
+    /// # Errors
+    ///
+    /// Reading the binary, or the engine's, classed.
+    pub async fn build_busybox_image_with_cmd(
+        &self,
+        tag: &str,
+        busybox: &std::path::Path,
+        cmd: &[&str],
+    ) -> Result<(), RuntimeError> {
         let binary = std::fs::read(busybox).map_err(|err| {
             RuntimeError::Permanent(format!(
                 "reading {} (Debian's busybox-static): {err}",
                 busybox.display()
             ))
         })?;
-        let dockerfile = "FROM scratch\nCOPY busybox /bin/busybox\n\
-                          RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n";
+        let mut dockerfile = "FROM scratch\nCOPY busybox /bin/busybox\n\
+                              RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n"
+            .to_owned();
+        if !cmd.is_empty() {
+            let cmd = serde_json::to_string(cmd)
+                .map_err(|err| RuntimeError::Permanent(format!("the image's command: {err}")))?;
+            dockerfile.push_str(&format!("CMD {cmd}\n"));
+        }
         let mut context = tar::Builder::new(Vec::new());
         for (name, bytes, mode) in [
             ("Dockerfile", dockerfile.as_bytes(), 0o644),

@@ -4,6 +4,8 @@
 //! configuration and hands the rest of Panda an `Arc<dyn Store>`.
 
 mod bench;
+mod cli;
+mod output;
 mod server;
 mod store;
 
@@ -17,10 +19,18 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: cli::Connection,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Jobs that run on a schedule
+    #[command(subcommand)]
+    Cronjob(cli::JobCommand),
+    /// Jobs that run when enqueued
+    #[command(subcommand)]
+    Job(cli::JobCommand),
     /// Run the Panda server on this machine.
     Server(server::ServerArgs),
     /// Measure Panda's throughput on this machine.
@@ -43,12 +53,14 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Server(args) => server::run(args).await,
-            Command::Bench(command) => bench::run(command).await,
+            Command::Cronjob(command) => cli::run(command, &cli.connection, true).await,
+            Command::Job(command) => cli::run(command, &cli.connection, false).await,
+            Command::Server(args) => server::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Bench(command) => bench::run(command).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => fail(&err),
     }
 }
@@ -65,6 +77,7 @@ fn fail(err: &anyhow::Error) -> ExitCode {
         .chain()
         .find_map(|cause| cause.downcast_ref::<UserError>())
         .map(|user| &user.hint)
+        .filter(|hint| !hint.is_empty())
     {
         eprintln!("hint: {hint}");
     }
@@ -84,6 +97,11 @@ impl UserError {
             message: message.into(),
             hint: hint.into(),
         }
+    }
+
+    /// An error with nothing more to say than its message.
+    fn plain(message: impl Into<String>) -> Self {
+        Self::new(message, "")
     }
 }
 

@@ -37,6 +37,14 @@ const ADMIN_TOKEN_NAME: &str = "admin";
   panda server --data-dir /var/lib/panda
   PANDA_DATABASE_URL=postgres://panda@db/panda panda server")]
 pub(crate) struct ServerArgs {
+    /// Where the HTTP API listens
+    #[arg(
+        long,
+        env = "PANDA_BIND",
+        default_value = "127.0.0.1:7070",
+        value_name = "ADDR"
+    )]
+    bind: String,
     /// Where the SQLite database and the admin token live [default: ~/.local/share/panda]
     #[arg(long, env = "PANDA_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -98,6 +106,15 @@ enum RuntimeChoice {
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let stop = ShutdownSignal::install()?;
     let config = dispatcher_config(&args)?;
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .map_err(|err| {
+            UserError::new(
+                format!("cannot listen on {}: {err}", args.bind),
+                "is another server running there? pass --bind 127.0.0.1:PORT or set PANDA_BIND",
+            )
+        })?;
+    let bound = listener.local_addr().context("the listening address")?;
     let data_dir = match args.data_dir {
         Some(dir) => dir,
         None => store::default_data_dir()?,
@@ -116,7 +133,15 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
     let scheduler = Scheduler::new(Arc::clone(&store), clock.clone());
+    let api = panda_api::AppState {
+        store: Arc::clone(&store),
+        clock: clock.clone(),
+        scheduler: Some(scheduler.handle()),
+        shutdown: shutdown.clone(),
+    };
     let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
+    let api = tokio::spawn(panda_api::serve(listener, api));
+    tracing::info!(address = %bound, "API listening on http://{bound}");
     let rescuer = Rescuer::new(Arc::clone(&store), clock.clone());
     let rescuer = tokio::spawn(rescuer.run(shutdown.clone()));
     tracing::info!(
@@ -134,6 +159,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     shutdown.cancel();
     scheduler.await.context("the scheduler task")?;
+    if let Err(err) = api.await.context("the API task")? {
+        tracing::error!(%err, "the API stopped with an error");
+    }
     rescuer.await.context("the rescuer task")?;
     let drained = dispatcher.await.context("the dispatcher task")?;
     tracing::info!(

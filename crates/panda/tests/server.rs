@@ -17,7 +17,7 @@ fn panda() -> Command {
 /// Starts the server and returns once it says the admin token is in place.
 fn start_server(data_dir: &Path) -> Child {
     let mut server = panda()
-        .arg("server")
+        .args(["server", "--bind", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::null())

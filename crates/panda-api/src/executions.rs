@@ -1,0 +1,351 @@
+//! Executions: triggering, listing, cancelling, their logs (a page, or a live stream), and
+//! the dead-letter queue.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use panda_core::api::{ExecutionList, LogEnd, LogLine, LogPage, TriggerRequest, Triggered};
+use panda_core::{Execution, ExecutionId, Status, Trigger};
+use panda_store::{ExecutionFilter, LogChunk, NewExecution, StoreError};
+use serde::Deserialize;
+
+use crate::jobs::{job_named, no_job};
+use crate::{AppState, Failure};
+
+/// How often a live log stream looks for new output. The workers write theirs every 200 ms.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+/// Chunks read per store call.
+const LOG_PAGE: u32 = 1000;
+
+pub(crate) async fn trigger(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    request: Result<Json<TriggerRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Triggered>), Failure> {
+    let Json(request) = request?;
+    let trigger = match request.trigger.as_deref() {
+        None | Some("api") => Trigger::Api,
+        Some("manual") => Trigger::Manual,
+        Some(other) => {
+            return Err(Failure::invalid(format!(
+                "trigger {other:?} is not api or manual"
+            )));
+        }
+    };
+    let new = NewExecution {
+        job: name.clone(),
+        trigger,
+        payload: request.payload,
+        env: request.env,
+        idempotency_key: request.idempotency_key,
+        run_at: request.run_at,
+        priority: request.priority,
+        scheduled_at: request.scheduled_for,
+        force: request.force,
+    };
+    let enqueued = match state.store.execution_enqueue(&new, state.clock.now()).await {
+        Ok(enqueued) => enqueued,
+        Err(StoreError::NotFound { .. }) => return Err(no_job(&state, &name).await),
+        Err(err) => return Err(err.into()),
+    };
+    let status = if enqueued.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(Triggered {
+            execution: enqueued.execution,
+            created: enqueued.created,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    /// Comma-separated statuses.
+    status: Option<String>,
+    limit: Option<u32>,
+    before: Option<ExecutionId>,
+}
+
+impl ListQuery {
+    fn filter(&self, job: Option<String>) -> Result<ExecutionFilter, Failure> {
+        let statuses = self
+            .status
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<Status>()
+                    .map_err(|err| Failure::invalid(err.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ExecutionFilter {
+            job,
+            statuses,
+            dead_letter: false,
+            before: self.before,
+            limit: self.limit.unwrap_or(0),
+        })
+    }
+}
+
+pub(crate) async fn list_of_job(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<ExecutionList>, Failure> {
+    let Query(query) = query?;
+    let filter = query.filter(Some(name.clone()))?;
+    let page = state.store.execution_list(&filter).await?;
+    if page.executions.is_empty() && query.before.is_none() {
+        // An empty history of a job that exists is an answer; of one that does not, an error
+        // (with a did-you-mean). A deleted job's history stays listable.
+        if state.store.job_get(&name).await.is_err() && !had_history(&state, &name).await? {
+            return Err(no_job(&state, &name).await);
+        }
+    }
+    Ok(Json(ExecutionList {
+        executions: page.executions,
+        next: page.next,
+    }))
+}
+
+async fn had_history(state: &AppState, name: &str) -> Result<bool, Failure> {
+    let any = state
+        .store
+        .execution_list(&ExecutionFilter {
+            job: Some(name.to_owned()),
+            limit: 1,
+            ..ExecutionFilter::default()
+        })
+        .await?;
+    Ok(!any.executions.is_empty())
+}
+
+pub(crate) async fn latest(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Execution>, Failure> {
+    match state.store.execution_latest(&name).await? {
+        Some(execution) => Ok(Json(execution)),
+        None => {
+            job_named(&state, &name).await?;
+            Err(Failure::not_found(format!("job {name:?} has not run yet"))
+                .hint(format!("run it now with `panda cronjob trigger {name}`")))
+        }
+    }
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Execution>, Failure> {
+    let id = execution_id(&id)?;
+    Ok(Json(state.store.execution_get(id).await?))
+}
+
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Execution>, Failure> {
+    let id = execution_id(&id)?;
+    Ok(Json(
+        state.store.execution_cancel(id, state.clock.now()).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LogQuery {
+    /// Only lines after this seq.
+    after: Option<u64>,
+    /// Only the last N lines (ignores `after`).
+    tail: Option<u32>,
+    limit: Option<u32>,
+}
+
+pub(crate) async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> Result<Json<LogPage>, Failure> {
+    let Query(query) = query?;
+    let id = execution_id(&id)?;
+    // The status first: a terminal status read before the lines means the lines are all.
+    let status = state.store.execution_get(id).await?.status;
+    let chunks = match query.tail {
+        Some(n) => state.store.log_tail(id, n.min(10_000)).await?,
+        None => {
+            state
+                .store
+                .log_read(id, query.after, query.limit.unwrap_or(LOG_PAGE).min(10_000))
+                .await?
+        }
+    };
+    Ok(Json(LogPage {
+        lines: chunks.into_iter().map(line_of).collect(),
+        status,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StreamQuery {
+    after: Option<u64>,
+}
+
+/// Replays the log after `after`, then follows it until the execution ends: `log` events
+/// (a [`LogLine`] each), then one `end` event (a [`LogEnd`]). Ends early, without `end`, when
+/// the server stops.
+pub(crate) async fn stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Failure> {
+    let Query(query) = query?;
+    let id = execution_id(&id)?;
+    state.store.execution_get(id).await?;
+    let shutdown = state.shutdown.clone();
+    let follow = Follow {
+        state,
+        id,
+        after: query.after,
+        done: false,
+    };
+    let events = futures::stream::unfold(follow, |mut follow| async move {
+        let events = follow.next_events().await;
+        events.map(|events| (futures::stream::iter(events), follow))
+    });
+    let events = futures::StreamExt::flatten(events);
+    let events = futures::StreamExt::take_until(events, async move { shutdown.cancelled().await });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// A live log stream's position.
+struct Follow {
+    state: AppState,
+    id: ExecutionId,
+    after: Option<u64>,
+    done: bool,
+}
+
+impl Follow {
+    /// The next events: new lines, or the end. `None` once the end was sent.
+    async fn next_events(&mut self) -> Option<Vec<Result<Event, Infallible>>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            // Status before lines: lines read after a terminal status are all there will be.
+            let execution = match self.state.store.execution_get(self.id).await {
+                Ok(execution) => execution,
+                Err(err) => {
+                    tracing::warn!(execution = %self.id, %err, "a log stream lost its execution");
+                    self.done = true;
+                    return Some(Vec::new());
+                }
+            };
+            let chunks = match self
+                .state
+                .store
+                .log_read(self.id, self.after, LOG_PAGE)
+                .await
+            {
+                Ok(chunks) => chunks,
+                Err(err) => {
+                    tracing::warn!(execution = %self.id, %err, "reading logs for a stream failed");
+                    Vec::new()
+                }
+            };
+            if let Some(last) = chunks.last() {
+                self.after = Some(last.seq);
+                let events = chunks
+                    .into_iter()
+                    .map(|chunk| Ok(json_event("log", &line_of(chunk))))
+                    .collect();
+                return Some(events);
+            }
+            if execution.status.is_terminal() {
+                self.done = true;
+                return Some(vec![Ok(json_event("end", &LogEnd { execution }))]);
+            }
+            tokio::time::sleep(FOLLOW_EVERY).await;
+        }
+    }
+}
+
+fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(value)
+        .unwrap_or_else(|_| Event::default().event(name))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DlqQuery {
+    job: Option<String>,
+    limit: Option<u32>,
+    before: Option<ExecutionId>,
+}
+
+pub(crate) async fn dead_letters(
+    State(state): State<AppState>,
+    query: Result<Query<DlqQuery>, QueryRejection>,
+) -> Result<Json<ExecutionList>, Failure> {
+    let Query(query) = query?;
+    let page = state
+        .store
+        .execution_list(&ExecutionFilter {
+            job: query.job,
+            dead_letter: true,
+            before: query.before,
+            limit: query.limit.unwrap_or(0),
+            ..ExecutionFilter::default()
+        })
+        .await?;
+    Ok(Json(ExecutionList {
+        executions: page.executions,
+        next: page.next,
+    }))
+}
+
+pub(crate) async fn dlq_retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Execution>), Failure> {
+    let id = execution_id(&id)?;
+    let retry = state.store.dlq_retry(id, state.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(retry)))
+}
+
+pub(crate) async fn dlq_discard(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Failure> {
+    let id = execution_id(&id)?;
+    state.store.dlq_discard(id, state.clock.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn execution_id(text: &str) -> Result<ExecutionId, Failure> {
+    text.parse()
+        .map_err(|_| Failure::invalid(format!("{text:?} is not an execution id")))
+}
+
+fn line_of(chunk: LogChunk) -> LogLine {
+    LogLine {
+        seq: chunk.seq,
+        stream: chunk.stream.as_str().to_owned(),
+        at: chunk.at,
+        text: String::from_utf8_lossy(&chunk.data).into_owned(),
+    }
+}

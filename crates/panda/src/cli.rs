@@ -1,0 +1,866 @@
+//! The client commands: `panda cronjob …`, `panda job …`, `panda execution …`, `panda dlq …`.
+//! Each is a thin call of the API through `panda-client`; none opens the database.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use panda_client::{Client, ClientError, LogEvent};
+use panda_core::api::{LogLine, TriggerRequest};
+use panda_core::{
+    CatchUp, ConcurrencyPolicy, CronSchedule, Execution, ExecutionId, Job, JobName, JobSpec,
+    RetryPolicy, RuntimeSpec, Schedule,
+};
+
+use crate::UserError;
+use crate::output::{self, Format};
+
+/// Where the server is and who is asking: the flags every client command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Connection {
+    /// The Panda server's URL
+    #[arg(long, global = true, env = "PANDA_URL", default_value = panda_client::DEFAULT_URL)]
+    server: String,
+    /// An API token [default: the admin token of a local `panda server`]
+    #[arg(long, global = true, env = "PANDA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// How to print results
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+impl Connection {
+    fn client(&self) -> anyhow::Result<Client> {
+        let token = match &self.token {
+            Some(token) => Some(token.clone()),
+            None => local_admin_token(),
+        };
+        Client::new(&self.server, token).map_err(user)
+    }
+}
+
+/// The admin token a local server wrote, if there is one to read.
+fn local_admin_token() -> Option<String> {
+    let dir = match std::env::var_os("PANDA_DATA_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => crate::store::default_data_dir().ok()?,
+    };
+    std::fs::read_to_string(dir.join("admin.token"))
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// A client error as the one-line error and hint every command prints.
+fn user(err: ClientError) -> anyhow::Error {
+    let message = match &err {
+        ClientError::Api { error, .. } => error.message.clone(),
+        ClientError::Transport { message, .. } => message.clone(),
+    };
+    match err.hint() {
+        Some(hint) => UserError::new(message, hint).into(),
+        None => UserError::plain(message).into(),
+    }
+}
+
+/// `panda cronjob …` and `panda job …`: the same commands, for jobs with or without a schedule.
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobCommand {
+    /// Create a job
+    #[command(after_help = "Examples:
+  panda cronjob create --name generate-reports --image your-registry/report-job:latest \\
+    --schedule \"0 5 * * *\" --env REPORT_FORMAT=pdf
+  panda cronjob create --name cleanup --exec \"python3 cleanup.py --days 30\" --schedule @daily
+  panda job create --name send-email --image acme/mailer:2 --max-attempts 5")]
+    Create(Box<CreateArgs>),
+    /// List jobs
+    List,
+    /// Show a job: its definition, next fire times and last executions
+    Get {
+        /// The job's name
+        name: String,
+    },
+    /// Delete a job (its history stays)
+    Delete {
+        /// The job's name
+        name: String,
+    },
+    /// Stop a cronjob's schedule from firing (its slots are recorded as skipped)
+    Suspend {
+        /// The cronjob's name
+        name: String,
+    },
+    /// Let a suspended cronjob fire again
+    Resume {
+        /// The cronjob's name
+        name: String,
+    },
+    /// Run a job now, as a manual execution recorded in its history
+    #[command(
+        alias = "enqueue",
+        after_help = "Examples:
+  panda cronjob trigger generate-reports
+  panda cronjob trigger generate-reports --env REPORT_FORMAT=csv --force
+  panda job enqueue send-email --payload '{\"to\":\"ada@example.com\"}' --idempotency-key signup-42 --wait"
+    )]
+    Trigger(TriggerArgs),
+    /// List a job's executions, newest first
+    #[command(after_help = "Examples:
+  panda cronjob executions generate-reports
+  panda cronjob executions generate-reports --status failed --limit 5 -o json")]
+    Executions {
+        /// The job's name
+        name: String,
+        /// Only these statuses (comma-separated: failed,dead)
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Print an execution's logs; follow it while it runs
+    #[command(after_help = "Examples:
+  panda cronjob logs generate-reports --latest
+  panda cronjob logs generate-reports --execution 0193… --timestamps
+  panda cronjob logs generate-reports --latest --tail 20 --stream stderr")]
+    Logs(LogsArgs),
+    /// Print the next fire times of a cronjob, in its time zone and in UTC
+    Next {
+        /// The cronjob's name
+        name: String,
+        /// How many
+        #[arg(short = 'n', default_value_t = 5)]
+        count: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// The job's name: lower-case letters, digits and '-'
+    #[arg(long)]
+    name: String,
+    /// The container image to run
+    #[arg(long, conflicts_with = "exec")]
+    image: Option<String>,
+    /// A local command to run instead of an image (split like a shell, run without one)
+    #[arg(long)]
+    exec: Option<String>,
+    /// When it fires: cron (5 fields, or 6 with seconds) or @daily, @hourly, …
+    #[arg(long)]
+    schedule: Option<String>,
+    /// The schedule's IANA time zone
+    #[arg(long, default_value = "UTC")]
+    timezone: String,
+    /// Environment, K=V (repeatable)
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// Secret environment, K=V: never shown again, masked in logs (repeatable)
+    #[arg(long = "secret-env", value_name = "K=V")]
+    secret_env: Vec<String>,
+    /// A file of K=V lines to add to the environment
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+    /// Stopped after this long
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Attempts per run [default: 1 for cronjobs, 3 for jobs]
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// The first retry's backoff ceiling (doubles per attempt, full jitter)
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    backoff: Duration,
+    /// The largest backoff
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    backoff_max: Duration,
+    /// forbid, allow or replace
+    #[arg(long, default_value = "forbid")]
+    concurrency: String,
+    /// What to do with missed slots: latest, none or all
+    #[arg(long, default_value = "latest")]
+    catch_up: String,
+    /// A missed slot later than this is skipped
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    starting_deadline: Duration,
+    /// The queue its executions wait in
+    #[arg(long, default_value = "default")]
+    queue: String,
+    /// Higher runs first
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
+    /// Memory limit for containers (512m, 2g)
+    #[arg(long)]
+    memory: Option<String>,
+    /// CPU limit for containers (1.5)
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// The working directory
+    #[arg(long)]
+    workdir: Option<String>,
+    /// A label, K=V (repeatable)
+    #[arg(long = "label", value_name = "K=V")]
+    labels: Vec<String>,
+    /// Finished executions kept
+    #[arg(long)]
+    keep: Option<u32>,
+    /// Create it suspended
+    #[arg(long)]
+    suspended: bool,
+    /// The image's command, replaced (after --)
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TriggerArgs {
+    /// The job's name
+    name: String,
+    /// Environment overrides for this run, K=V (repeatable)
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// JSON for PANDA_PAYLOAD, or @FILE
+    #[arg(long)]
+    payload: Option<String>,
+    /// A second enqueue with this key returns the first execution
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Not before this long from now
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "at")]
+    delay: Option<Duration>,
+    /// Not before this instant (RFC 3339)
+    #[arg(long)]
+    at: Option<DateTime<Utc>>,
+    /// Overrides the job's priority
+    #[arg(long, allow_negative_numbers = true)]
+    priority: Option<i32>,
+    /// Run beside a running execution whatever the concurrency policy
+    #[arg(long)]
+    force: bool,
+    /// Backfill: the past slot this run stands for (RFC 3339)
+    #[arg(long)]
+    scheduled_for: Option<DateTime<Utc>>,
+    /// Stream its logs and exit with its exit code, like `docker run`
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// The job's name
+    name: String,
+    /// The newest execution (the default when no --execution is given)
+    #[arg(long)]
+    latest: bool,
+    /// This execution
+    #[arg(long)]
+    execution: Option<ExecutionId>,
+    /// Keep following while it runs (the default for a running execution)
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Only the last N lines
+    #[arg(long)]
+    tail: Option<u32>,
+    /// Only lines from the last duration (10m)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    since: Option<Duration>,
+    /// Prefix each line with its time (UTC)
+    #[arg(long)]
+    timestamps: bool,
+    /// Only stdout or stderr
+    #[arg(long)]
+    stream: Option<String>,
+}
+
+/// Runs a job command; `scheduled` is true for `panda cronjob`.
+pub(crate) async fn run(
+    command: JobCommand,
+    connection: &Connection,
+    scheduled: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let client = connection.client()?;
+    let format = connection.output;
+    let noun = if scheduled { "cronjob" } else { "job" };
+    match command {
+        JobCommand::Create(args) => {
+            let spec = spec_of(&args, scheduled)?;
+            let job = client.job_create(&spec).await.map_err(user)?;
+            match format {
+                Format::Json => output::json(&job)?,
+                Format::Table => {
+                    println!("{noun} {} created", job.spec.name);
+                    if let Some(next) = next_fire_times(&job, 1).first() {
+                        println!("next run {next}");
+                    }
+                }
+            }
+        }
+        JobCommand::List => {
+            let kind = if scheduled { "scheduled" } else { "triggered" };
+            let jobs = client.jobs(kind).await.map_err(user)?;
+            match format {
+                Format::Json => output::json(&jobs)?,
+                Format::Table => print_jobs(&jobs, scheduled),
+            }
+        }
+        JobCommand::Get { name } => {
+            let job = client.job(&name).await.map_err(user)?;
+            let recent = client.executions(&name, "", 5, None).await.map_err(user)?;
+            match format {
+                Format::Json => output::json(&job)?,
+                Format::Table => describe(&job, &recent.executions),
+            }
+        }
+        JobCommand::Delete { name } => {
+            client.job_delete(&name).await.map_err(user)?;
+            println!("{noun} {name} deleted (its history stays)");
+        }
+        JobCommand::Suspend { name } => {
+            client.job_suspend(&name, true).await.map_err(user)?;
+            println!("{noun} {name} suspended");
+        }
+        JobCommand::Resume { name } => {
+            client.job_suspend(&name, false).await.map_err(user)?;
+            println!("{noun} {name} resumed");
+        }
+        JobCommand::Trigger(args) => return trigger(&client, args, format, scheduled).await,
+        JobCommand::Executions {
+            name,
+            status,
+            limit,
+        } => {
+            let page = client
+                .executions(&name, status.as_deref().unwrap_or(""), limit, None)
+                .await
+                .map_err(user)?;
+            match format {
+                Format::Json => output::json(&page.executions)?,
+                Format::Table if page.executions.is_empty() => {
+                    eprintln!("no executions of {name} yet");
+                }
+                Format::Table => {
+                    println!(
+                        "{}",
+                        output::render(&output::executions_table(&page.executions, Utc::now()))
+                    );
+                }
+            }
+        }
+        JobCommand::Logs(args) => return logs(&client, &args).await,
+        JobCommand::Next { name, count } => {
+            let job = client.job(&name).await.map_err(user)?;
+            let times = next_fire_times(&job, count);
+            if times.is_empty() {
+                return Err(UserError::plain(format!("{noun} {name} has no schedule")).into());
+            }
+            match format {
+                Format::Json => output::json(&times)?,
+                Format::Table => {
+                    for line in times {
+                        println!("{line}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The job definition the create flags describe.
+fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobSpec> {
+    let name = JobName::new(&args.name).map_err(|err| {
+        UserError::new(
+            err.to_string(),
+            "a name is 1 to 63 lower-case letters, digits and '-', starting and ending with a letter or digit",
+        )
+    })?;
+    let runtime = match (&args.image, &args.exec) {
+        (Some(image), None) => RuntimeSpec::Image {
+            image: image.clone(),
+            command: (!args.command.is_empty()).then(|| args.command.clone()),
+        },
+        (None, Some(exec)) => {
+            let mut argv = shell_words::split(exec).map_err(|err| {
+                UserError::new(
+                    format!("--exec {exec:?} cannot be split into words: {err}"),
+                    "quote arguments as a shell would; no shell runs it",
+                )
+            })?;
+            argv.extend(args.command.iter().cloned());
+            RuntimeSpec::Process { argv }
+        }
+        _ => {
+            return Err(UserError::new(
+                "say what to run: --image IMAGE or --exec \"COMMAND\"",
+                "--image runs a container, --exec a local process",
+            )
+            .into());
+        }
+    };
+    let mut spec = JobSpec::new(name, runtime);
+    spec.env = pairs("--env", &args.env)?;
+    if let Some(file) = &args.env_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("read --env-file {}", file.display()))?;
+        let lines: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        for (key, value) in pairs("--env-file", &lines)? {
+            spec.env.entry(key).or_insert(value);
+        }
+    }
+    spec.secret_env = pairs("--secret-env", &args.secret_env)?;
+    spec.labels = pairs("--label", &args.labels)?;
+    spec.workdir.clone_from(&args.workdir);
+    spec.timeout = args.timeout;
+    let defaults = if scheduled {
+        RetryPolicy::cronjob_default()
+    } else {
+        RetryPolicy::triggered_default()
+    };
+    spec.retry = RetryPolicy {
+        max_attempts: args.max_attempts.unwrap_or(defaults.max_attempts),
+        backoff_base: args.backoff,
+        backoff_cap: args.backoff_max,
+    };
+    spec.queue.clone_from(&args.queue);
+    spec.priority = args.priority;
+    spec.concurrency = args
+        .concurrency
+        .parse::<ConcurrencyPolicy>()
+        .map_err(|err| UserError::plain(err.to_string()))?;
+    spec.limits.memory_bytes = args.memory.as_deref().map(memory_bytes).transpose()?;
+    spec.limits.cpus = args.cpus;
+    spec.keep = args.keep;
+    spec.suspended = args.suspended;
+    match (&args.schedule, scheduled) {
+        (Some(cron), true) => {
+            let catch_up = match args.catch_up.as_str() {
+                "latest" => CatchUp::Latest,
+                "none" => CatchUp::None,
+                "all" => CatchUp::All,
+                other => {
+                    return Err(UserError::plain(format!(
+                        "--catch-up {other:?} is not latest, none or all"
+                    ))
+                    .into());
+                }
+            };
+            // Checked here too, so the error can say which flag.
+            CronSchedule::parse(cron, &args.timezone).map_err(|err| {
+                UserError::new(
+                    format!("--schedule {cron:?}: {err}"),
+                    "five fields: minute hour day-of-month month day-of-week, as in \"0 5 * * *\"; or @daily, @hourly",
+                )
+            })?;
+            spec.schedule = Some(Schedule {
+                cron: cron.clone(),
+                timezone: args.timezone.clone(),
+                catch_up,
+                starting_deadline: args.starting_deadline,
+            });
+        }
+        (None, true) => {
+            return Err(UserError::new(
+                "a cronjob needs --schedule",
+                "as in --schedule \"0 5 * * *\"; a job without one is `panda job create`",
+            )
+            .into());
+        }
+        (Some(_), false) => {
+            return Err(UserError::new(
+                "a job has no --schedule",
+                "a job with a schedule is `panda cronjob create`",
+            )
+            .into());
+        }
+        (None, false) => {}
+    }
+    spec.validate()
+        .map_err(|err| UserError::plain(err.to_string()))?;
+    Ok(spec)
+}
+
+/// `K=V` flags as a map; a value without `=` is an error that names the flag.
+fn pairs(flag: &str, items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for item in items {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(UserError::new(
+                format!("{flag} {item:?} has no '='"),
+                format!("write it as {flag} KEY=VALUE"),
+            )
+            .into());
+        };
+        if key.is_empty() {
+            return Err(UserError::new(
+                format!("{flag} {item:?} has no name before '='"),
+                format!("write it as {flag} KEY=VALUE"),
+            )
+            .into());
+        }
+        map.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(map)
+}
+
+/// `512m`, `2g`, `1024k`, or bytes.
+fn memory_bytes(text: &str) -> anyhow::Result<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let lower = lower.trim_end_matches('b').trim_end_matches('i');
+    let (number, unit) = match lower.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => lower.split_at(i),
+        None => (lower, ""),
+    };
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => 0,
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && factor > 0)
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| {
+            UserError::new(
+                format!("--memory {text:?} is not a size"),
+                "write it as 512m or 2g",
+            )
+            .into()
+        })
+}
+
+fn print_jobs(jobs: &[Job], scheduled: bool) {
+    if jobs.is_empty() {
+        eprintln!("no {} yet", if scheduled { "cronjobs" } else { "jobs" });
+        return;
+    }
+    let now = Utc::now();
+    let mut table = if scheduled {
+        output::table(&[
+            "name",
+            "schedule",
+            "timezone",
+            "next run",
+            "suspended",
+            "runs",
+        ])
+    } else {
+        output::table(&["name", "queue", "max attempts", "runs"])
+    };
+    for job in jobs {
+        let runs = match &job.spec.runtime {
+            RuntimeSpec::Image { image, .. } => image.clone(),
+            RuntimeSpec::Process { argv } => shell_words::join(argv),
+        };
+        if let Some(schedule) = &job.spec.schedule {
+            let next = CronSchedule::parse(&schedule.cron, &schedule.timezone)
+                .ok()
+                .and_then(|s| s.next_after(now))
+                .map_or_else(|| "-".to_owned(), |at| output::relative(at, now));
+            table.add_row(vec![
+                job.spec.name.to_string(),
+                schedule.cron.clone(),
+                schedule.timezone.clone(),
+                if job.spec.suspended { "-".into() } else { next },
+                job.spec.suspended.to_string(),
+                runs,
+            ]);
+        } else {
+            table.add_row(vec![
+                job.spec.name.to_string(),
+                job.spec.queue.clone(),
+                job.spec.retry.max_attempts.to_string(),
+                runs,
+            ]);
+        }
+    }
+    println!("{}", output::render(&table));
+}
+
+/// `get`: the definition, the next fire times and the last executions.
+fn describe(job: &Job, recent: &[Execution]) {
+    let spec = &job.spec;
+    println!("Name:          {}", spec.name);
+    match &spec.runtime {
+        RuntimeSpec::Image { image, command } => {
+            println!("Image:         {image}");
+            if let Some(command) = command {
+                println!("Command:       {}", shell_words::join(command));
+            }
+        }
+        RuntimeSpec::Process { argv } => println!("Exec:          {}", shell_words::join(argv)),
+    }
+    if let Some(schedule) = &spec.schedule {
+        println!("Schedule:      {} ({})", schedule.cron, schedule.timezone);
+        println!("Suspended:     {}", spec.suspended);
+    }
+    println!(
+        "Timeout:       {}",
+        humantime::format_duration(spec.timeout)
+    );
+    println!(
+        "Retries:       {} attempts, backoff {} up to {}",
+        spec.retry.max_attempts,
+        humantime::format_duration(spec.retry.backoff_base),
+        humantime::format_duration(spec.retry.backoff_cap)
+    );
+    println!("Concurrency:   {}", spec.concurrency.as_str());
+    println!("Queue:         {} (priority {})", spec.queue, spec.priority);
+    for (key, value) in &spec.env {
+        println!("Env:           {key}={value}");
+    }
+    for key in spec.secret_env.keys() {
+        println!("Secret env:    {key} (hidden)");
+    }
+    let next = next_fire_times(job, 3);
+    if !next.is_empty() {
+        println!("Next runs:");
+        for line in next {
+            println!("  {line}");
+        }
+    }
+    if recent.is_empty() {
+        println!("Executions:    none yet");
+    } else {
+        println!("Last executions:");
+        println!(
+            "{}",
+            output::render(&output::executions_table(recent, Utc::now()))
+        );
+    }
+}
+
+/// The next `count` fire times, each in the job's zone and in UTC.
+fn next_fire_times(job: &Job, count: usize) -> Vec<String> {
+    let Some(schedule) = &job.spec.schedule else {
+        return Vec::new();
+    };
+    let Ok(cron) = CronSchedule::parse(&schedule.cron, &schedule.timezone) else {
+        return Vec::new();
+    };
+    let zone: chrono_tz::Tz = schedule.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let mut at = Utc::now();
+    let mut times = Vec::new();
+    while times.len() < count {
+        let Some(next) = cron.next_after(at) else {
+            break;
+        };
+        let local = next.with_timezone(&zone);
+        times.push(format!(
+            "{} ({})",
+            local.format("%Y-%m-%d %H:%M:%S %Z"),
+            next.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+        at = next;
+    }
+    times
+}
+
+async fn trigger(
+    client: &Client,
+    args: TriggerArgs,
+    format: Format,
+    scheduled: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let payload = match &args.payload {
+        None => None,
+        Some(text) => {
+            let json = match text.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("read the payload file {path}"))?,
+                None => text.clone(),
+            };
+            Some(serde_json::from_str(&json).map_err(|err| {
+                UserError::new(
+                    format!("--payload is not JSON: {err}"),
+                    "pass JSON ('{\"id\": 42}') or @FILE holding JSON",
+                )
+            })?)
+        }
+    };
+    let run_at = match (args.delay, args.at) {
+        (Some(delay), _) => Some(Utc::now() + chrono::Duration::from_std(delay)?),
+        (None, at) => at,
+    };
+    let request = TriggerRequest {
+        trigger: Some(if scheduled { "manual" } else { "api" }.to_owned()),
+        payload,
+        env: pairs("--env", &args.env)?,
+        idempotency_key: args.idempotency_key.clone(),
+        run_at,
+        priority: args.priority,
+        scheduled_for: args.scheduled_for,
+        force: args.force,
+    };
+    let triggered = client.trigger(&args.name, &request).await.map_err(user)?;
+    let execution = triggered.execution;
+    if !args.wait {
+        match format {
+            Format::Json => output::json(&execution)?,
+            Format::Table => println!("{}", execution.id),
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "execution {} {}",
+        execution.id,
+        output::status(execution.status)
+    );
+    let ended = stream_logs(client, execution.id, None, &Filter::default()).await?;
+    Ok(exit_code_of(&ended))
+}
+
+/// The process exit code `--wait` ends with: the job's own, or 1 when it has none.
+fn exit_code_of(execution: &Execution) -> std::process::ExitCode {
+    match (execution.status, execution.exit_code) {
+        (panda_core::Status::Succeeded, _) => std::process::ExitCode::SUCCESS,
+        (_, Some(code)) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1).max(1)),
+        _ => std::process::ExitCode::FAILURE,
+    }
+}
+
+/// Which lines to print.
+#[derive(Debug, Default)]
+struct Filter {
+    stream: Option<String>,
+    since: Option<DateTime<Utc>>,
+    timestamps: bool,
+}
+
+impl Filter {
+    fn print(&self, line: &LogLine) {
+        if self.stream.as_deref().is_some_and(|s| s != line.stream) {
+            return;
+        }
+        if self.since.is_some_and(|since| line.at < since) {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if self.timestamps {
+            let _ = write!(out, "{} ", line.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+        }
+        let _ = out.write_all(line.text.as_bytes());
+        if !line.text.ends_with('\n') {
+            let _ = out.write_all(b"\n");
+        }
+        let _ = out.flush();
+    }
+}
+
+async fn logs(client: &Client, args: &LogsArgs) -> anyhow::Result<std::process::ExitCode> {
+    if let Some(stream) = &args.stream
+        && !matches!(stream.as_str(), "stdout" | "stderr")
+    {
+        return Err(
+            UserError::plain(format!("--stream {stream:?} is not stdout or stderr")).into(),
+        );
+    }
+    let execution = match args.execution {
+        Some(id) => client.execution(id).await.map_err(user)?,
+        None => client.latest(&args.name).await.map_err(user)?,
+    };
+    let filter = Filter {
+        stream: args.stream.clone(),
+        since: args
+            .since
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| Utc::now() - d),
+        timestamps: args.timestamps,
+    };
+    // The tail first, when asked: then follow from its end.
+    let mut after = None;
+    if let Some(n) = args.tail {
+        let page = client
+            .logs(execution.id, None, Some(n))
+            .await
+            .map_err(user)?;
+        for line in &page.lines {
+            filter.print(line);
+        }
+        after = page.lines.last().map(|l| l.seq);
+        if page.status.is_terminal() && !args.follow {
+            final_line(&client.execution(execution.id).await.map_err(user)?);
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+    }
+    let ended = stream_logs(client, execution.id, after, &filter).await?;
+    let _ = ended;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Prints an execution's log from after `after` and follows it until it ends; then the final
+/// status line. Returns the execution as it ended.
+async fn stream_logs(
+    client: &Client,
+    id: ExecutionId,
+    after: Option<u64>,
+    filter: &Filter,
+) -> anyhow::Result<Execution> {
+    let mut events = std::pin::pin!(client.follow(id, after).await.map_err(user)?);
+    while let Some(event) = events.next().await {
+        match event.map_err(user)? {
+            LogEvent::Line(line) => filter.print(&line),
+            LogEvent::End(execution) => {
+                final_line(&execution);
+                return Ok(*execution);
+            }
+        }
+    }
+    Err(UserError::new(
+        "the log stream ended before the execution did",
+        "the server may be restarting; run the command again to pick up where it left",
+    )
+    .into())
+}
+
+/// `✓ succeeded in 1.2s (exit code 0)`, on stderr so that stdout holds the job's output only.
+fn final_line(execution: &Execution) {
+    let mut line = format!(
+        "execution {} {}",
+        execution.id,
+        output::status(execution.status)
+    );
+    if let Some(ran) = output::ran_for(execution, Utc::now()) {
+        line.push_str(&format!(" in {}", output::duration(ran)));
+    }
+    if let Some(code) = execution.exit_code {
+        line.push_str(&format!(" (exit code {code})"));
+    }
+    if let Some(reason) = &execution.reason {
+        line.push_str(&format!(": {reason}"));
+    }
+    eprintln!("{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_parse() {
+        assert_eq!(memory_bytes("512m").ok(), Some(512 << 20));
+        assert_eq!(memory_bytes("2G").ok(), Some(2 << 30));
+        assert_eq!(memory_bytes("1024").ok(), Some(1024));
+        assert_eq!(memory_bytes("1gib").ok(), Some(1 << 30));
+        assert!(memory_bytes("lots").is_err());
+        assert!(memory_bytes("0m").is_err());
+    }
+
+    #[test]
+    fn env_pairs_need_an_equals_sign() {
+        let ok = pairs("--env", &["A=1".into(), "B=x=y".into()]).expect("pairs");
+        assert_eq!(ok["B"], "x=y");
+        let err = pairs("--env", &["REPORT_FORMAT".into()]).expect_err("no =");
+        assert!(err.to_string().contains("has no '='"), "{err}");
+    }
+}

@@ -1,0 +1,169 @@
+//! How the CLI prints: `kubectl`-like tables for a terminal, JSON for machines, statuses with a
+//! symbol that survives `NO_COLOR`, relative times and short durations.
+
+use std::io::IsTerminal;
+
+use chrono::{DateTime, Utc};
+use clap::ValueEnum;
+use comfy_table::{Table, presets};
+use panda_core::{Execution, Status};
+use serde::Serialize;
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// JSON, for scripts.
+    Json,
+}
+
+/// Prints `value` as JSON (pretty, one document).
+pub(crate) fn json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Whether colour may be used on stdout: a terminal, and `NO_COLOR` unset.
+fn colour() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// A table with upper-case headers and no borders, as wide as the terminal when there is one.
+pub(crate) fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING);
+    table.set_header(header.iter().map(|h| h.to_uppercase()));
+    if std::io::stdout().is_terminal() {
+        table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    }
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 3));
+    }
+    table
+}
+
+/// A table as text: columns three spaces apart, no space before the first or after the last.
+pub(crate) fn render(table: &Table) -> String {
+    table
+        .lines()
+        .map(|line| line.trim_end().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `✓ succeeded`, `✗ failed`, …: a symbol and the word, coloured on a terminal.
+pub(crate) fn status(status: Status) -> String {
+    let (symbol, colour_code) = match status {
+        Status::Succeeded => ("✓", "32"),
+        Status::Failed => ("✗", "31"),
+        Status::TimedOut => ("⏱", "31"),
+        Status::Running => ("●", "34"),
+        Status::Queued => ("○", "0"),
+        Status::Dead => ("☠", "31;1"),
+        Status::Skipped => ("–", "90"),
+        Status::Cancelled => ("⊘", "33"),
+        Status::Lost => ("?", "33"),
+    };
+    let text = format!("{symbol} {status}");
+    if colour() {
+        format!("\x1b[{colour_code}m{text}\x1b[0m")
+    } else {
+        text
+    }
+}
+
+/// `3m ago`, `in 4h`, `just now`.
+pub(crate) fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let delta = now - at;
+    let (seconds, future) = if delta.num_seconds() >= 0 {
+        (delta.num_seconds(), false)
+    } else {
+        (-delta.num_seconds(), true)
+    };
+    if seconds < 2 {
+        return "just now".to_owned();
+    }
+    let amount = match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    };
+    if future {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+/// `850ms`, `1.2s`, `3m04s`, `2h05m`.
+pub(crate) fn duration(d: chrono::Duration) -> String {
+    let ms = d.num_milliseconds().max(0);
+    match ms {
+        ms if ms < 1000 => format!("{ms}ms"),
+        ms if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        ms if ms < 3_600_000 => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
+        ms => format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60),
+    }
+}
+
+/// How long an execution ran (so far, while running).
+pub(crate) fn ran_for(execution: &Execution, now: DateTime<Utc>) -> Option<chrono::Duration> {
+    let started = execution.started_at?;
+    Some(execution.finished_at.unwrap_or(now) - started)
+}
+
+/// The executions table of `cronjob executions` and `job executions`.
+pub(crate) fn executions_table(executions: &[Execution], now: DateTime<Utc>) -> Table {
+    let mut table = table(&[
+        "execution",
+        "trigger",
+        "scheduled for",
+        "started",
+        "duration",
+        "status",
+        "exit code",
+        "attempt",
+        "reason",
+    ]);
+    for e in executions {
+        table.add_row(vec![
+            e.id.to_string(),
+            e.trigger.to_string(),
+            e.scheduled_at
+                .map_or_else(|| "-".to_owned(), |at| relative(at, now)),
+            e.started_at
+                .map_or_else(|| "-".to_owned(), |at| relative(at, now)),
+            ran_for(e, now).map_or_else(|| "-".to_owned(), duration),
+            status(e.status),
+            e.exit_code
+                .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            format!("{}/{}", e.attempt, e.retry.max_attempts),
+            e.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_short() {
+        let ms = chrono::Duration::milliseconds;
+        assert_eq!(duration(ms(850)), "850ms");
+        assert_eq!(duration(ms(1_234)), "1.2s");
+        assert_eq!(duration(ms(184_000)), "3m04s");
+        assert_eq!(duration(ms(7_500_000)), "2h05m");
+    }
+
+    #[test]
+    fn times_are_relative() {
+        let now = Utc::now();
+        assert_eq!(relative(now - chrono::Duration::minutes(3), now), "3m ago");
+        assert_eq!(relative(now + chrono::Duration::hours(4), now), "in 4h");
+        assert_eq!(relative(now, now), "just now");
+    }
+}

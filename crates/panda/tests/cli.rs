@@ -1,0 +1,406 @@
+//! The CLI end to end: the real binary as a server and as the client, as a user types it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `panda server` on a port of its own, with its data dir.
+struct Server {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_panda"))
+            .env_remove("PANDA_DATABASE_URL")
+            .env("PANDA_LOG", "info")
+            .args(["server", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start panda server");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let mut url = None;
+        let mut seen = Vec::new();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(at) = line.find("API listening on ") {
+                        let rest = &line[at + "API listening on ".len()..];
+                        url = rest.split_whitespace().next().map(str::to_owned);
+                    }
+                    if line.contains("workers running") {
+                        break;
+                    }
+                    seen.push(line);
+                }
+                _ => panic!("panda server stopped before it was ready: {seen:#?}"),
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        let url = url.unwrap_or_else(|| panic!("no listening address in {seen:#?}"));
+        Self { child, url, dir }
+    }
+
+    /// Runs `panda ARGS` against this server, as a local user would (the admin token is found
+    /// in the data dir).
+    fn panda(&self, args: &[&str]) -> Output {
+        self.panda_with(args, self.dir.path(), &[])
+    }
+
+    fn panda_with(&self, args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_panda"));
+        command
+            .env_remove("PANDA_TOKEN")
+            .env("PANDA_URL", &self.url)
+            .env("PANDA_DATA_DIR", data_dir)
+            .env("NO_COLOR", "1")
+            .args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().expect("run panda")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}\nstdout: {}",
+        stderr(output),
+        stdout(output)
+    );
+    stdout(output)
+}
+
+/// Polls `panda cronjob executions NAME -o json` until the newest execution is terminal.
+fn wait_for_end(server: &Server, noun: &str, name: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let out = succeeded(&server.panda(&[noun, "executions", name, "-o", "json"]));
+        let list: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
+        if let Some(newest) = list.first() {
+            let status = newest["status"].as_str().unwrap_or_default();
+            if !matches!(status, "queued" | "running") {
+                return newest.clone();
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name} never ended: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_headline_commands_on_the_process_runtime() {
+    let server = Server::start();
+    let created = succeeded(&server.panda(&[
+        "cronjob",
+        "create",
+        "--name",
+        "generate-reports",
+        "--exec",
+        "sh -c 'echo format=$REPORT_FORMAT; echo done >&2'",
+        "--schedule",
+        "0 5 * * *",
+        "--env",
+        "REPORT_FORMAT=pdf",
+    ]));
+    assert!(
+        created.contains("cronjob generate-reports created"),
+        "{created}"
+    );
+    let list = succeeded(&server.panda(&["cronjob", "list"]));
+    assert!(
+        list.contains("generate-reports") && list.contains("0 5 * * *"),
+        "{list}"
+    );
+
+    let id = succeeded(&server.panda(&["cronjob", "trigger", "generate-reports"]));
+    let id = id.trim();
+    let ended = wait_for_end(&server, "cronjob", "generate-reports");
+    assert_eq!(ended["id"], id);
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+
+    let table = succeeded(&server.panda(&["cronjob", "executions", "generate-reports"]));
+    assert!(
+        table.starts_with("EXECUTION"),
+        "a kubectl-like table: {table}"
+    );
+    assert!(
+        table.contains(id) && table.contains("✓ succeeded") && table.contains("manual"),
+        "{table}"
+    );
+
+    let logs = server.panda(&["cronjob", "logs", "generate-reports", "--latest"]);
+    assert_eq!(succeeded(&logs), "format=pdf\ndone\n");
+    assert!(
+        stderr(&logs).contains("✓ succeeded"),
+        "a final status line: {}",
+        stderr(&logs)
+    );
+    let only_err = server.panda(&[
+        "cronjob",
+        "logs",
+        "generate-reports",
+        "--latest",
+        "--stream",
+        "stderr",
+    ]);
+    assert_eq!(succeeded(&only_err), "done\n");
+}
+
+#[test]
+fn logs_latest_follows_a_running_execution_until_it_ends() {
+    let server = Server::start();
+    succeeded(&server.panda(&[
+        "job",
+        "create",
+        "--name",
+        "slow",
+        "--exec",
+        "sh -c 'echo one; sleep 2; echo two; exit 3'",
+        "--max-attempts",
+        "1",
+    ]));
+    succeeded(&server.panda(&["job", "enqueue", "slow"]));
+    // Wait until it runs, then follow.
+    let started = Instant::now();
+    loop {
+        let out = succeeded(&server.panda(&["job", "executions", "slow", "-o", "json"]));
+        if out.contains("\"running\"") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never ran: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let followed = server.panda(&["job", "logs", "slow", "--latest"]);
+    assert_eq!(succeeded(&followed), "one\ntwo\n");
+    let last = stderr(&followed);
+    assert!(
+        last.contains("☠ dead") && last.contains("exit code 3"),
+        "{last}"
+    );
+
+    // --wait: the job's exit code is the command's.
+    let waited = server.panda(&["job", "enqueue", "slow", "--wait"]);
+    assert_eq!(waited.status.code(), Some(3), "{}", stderr(&waited));
+    assert_eq!(stdout(&waited), "one\ntwo\n");
+}
+
+#[test]
+fn the_headline_commands_verbatim_on_docker() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let built = runtime.block_on(async {
+        let docker = match panda_runtime::DockerRuntime::connect().await {
+            Ok(docker) => docker,
+            Err(err) => return Err(err.to_string()),
+        };
+        docker
+            .build_busybox_image_with_cmd(
+                "your-registry/report-job:latest",
+                Path::new("/bin/busybox"),
+                &["sh", "-c", "echo \"report as $REPORT_FORMAT\""],
+            )
+            .await
+            .map_err(|err| err.to_string())
+    });
+    if let Err(err) = built {
+        assert!(
+            std::env::var("PANDA_REQUIRE_ALL_BACKENDS").as_deref() != Ok("1"),
+            "Docker is required: {err}"
+        );
+        eprintln!("skipped: Docker is not available: {err}");
+        return;
+    }
+    let server = Server::start();
+    succeeded(&server.panda(&[
+        "cronjob",
+        "create",
+        "--name",
+        "generate-reports",
+        "--image",
+        "your-registry/report-job:latest",
+        "--schedule",
+        "0 5 * * *",
+        "--env",
+        "REPORT_FORMAT=pdf",
+    ]));
+    let empty = server.panda(&["cronjob", "executions", "generate-reports"]);
+    assert!(empty.status.success());
+    assert!(
+        stderr(&empty).contains("no executions"),
+        "{}",
+        stderr(&empty)
+    );
+
+    let id = succeeded(&server.panda(&["cronjob", "trigger", "generate-reports"]));
+    let ended = wait_for_end(&server, "cronjob", "generate-reports");
+    assert_eq!(ended["id"], id.trim());
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    assert!(
+        ended["image_digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{ended}"
+    );
+    let table = succeeded(&server.panda(&["cronjob", "executions", "generate-reports"]));
+    assert!(table.contains(id.trim()), "{table}");
+    let logs = server.panda(&["cronjob", "logs", "generate-reports", "--latest"]);
+    assert_eq!(succeeded(&logs), "report as pdf\n");
+}
+
+/// Each bad input: a non-zero exit, one `error:` line and at most one `hint:` line, and no
+/// cronjob created.
+#[test]
+fn bad_input_is_one_error_line_with_a_hint_and_creates_nothing() {
+    let server = Server::start();
+    succeeded(&server.panda(&[
+        "cronjob",
+        "create",
+        "--name",
+        "generate-reports",
+        "--exec",
+        "true",
+        "--schedule",
+        "@daily",
+    ]));
+    let long = "a".repeat(200);
+    let create = |name: &str, extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["cronjob", "create", "--name", name, "--exec", "true"];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| (*s).to_owned()).collect()
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (create("nightly", &["--schedule", "61 * * * *"]), "61"),
+        (
+            create(
+                "nightly",
+                &["--schedule", "0 5 * * *", "--timezone", "Europe/Berln"],
+            ),
+            "Europe/Berln",
+        ),
+        (create("bad/name", &["--schedule", "@daily"]), "bad/name"),
+        (create(&long, &["--schedule", "@daily"]), "aaaa"),
+        (
+            create(
+                "nightly",
+                &["--schedule", "@daily", "--env", "REPORT_FORMAT"],
+            ),
+            "REPORT_FORMAT",
+        ),
+        (
+            ["cronjob", "executions", "genrate-reports"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            "genrate-reports",
+        ),
+    ];
+    for (args, mentions) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = server.panda(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(
+            (1..=2).contains(&lines.len()) && lines[0].starts_with("error: "),
+            "{args:?}: {err}"
+        );
+        assert!(lines[0].contains(mentions), "{args:?}: {err}");
+        if lines.len() == 2 {
+            assert!(lines[1].starts_with("hint: "), "{args:?}: {err}");
+        }
+    }
+    let unknown = stderr(&server.panda(&["cronjob", "logs", "genrate-reports", "--latest"]));
+    assert!(
+        unknown.contains("did you mean \"generate-reports\"?"),
+        "{unknown}"
+    );
+    let list = succeeded(&server.panda(&["cronjob", "list", "-o", "json"]));
+    let jobs: Vec<serde_json::Value> = serde_json::from_str(&list).expect("json");
+    assert_eq!(jobs.len(), 1, "nothing else was created: {list}");
+
+    // No token (a data dir without one): 401, with how to get one.
+    let nowhere = tempfile::tempdir().expect("temp dir");
+    let out = server.panda_with(&["cronjob", "list"], nowhere.path(), &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.starts_with("error: no API token given"), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+
+    // A read-only token may read, not write: 403.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let admin = std::fs::read_to_string(server.dir.path().join("admin.token")).expect("token");
+    let created = runtime.block_on(async {
+        panda_client::Client::new(&server.url, Some(admin.trim().to_owned()))
+            .expect("client")
+            .token_create("viewer", "read_only")
+            .await
+            .expect("create a read-only token")
+    });
+    let viewer = created["secret"].as_str().expect("secret").to_owned();
+    let env = [("PANDA_TOKEN", viewer.as_str())];
+    succeeded(&server.panda_with(&["cronjob", "list"], nowhere.path(), &env));
+    let out = server.panda_with(
+        &["cronjob", "trigger", "generate-reports"],
+        nowhere.path(),
+        &env,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("read-only"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_server_that_is_not_running_gets_a_hint_to_start_one() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_panda"))
+        .env("PANDA_URL", format!("http://127.0.0.1:{port}"))
+        .env("PANDA_DATA_DIR", dir.path())
+        .args(["cronjob", "list"])
+        .output()
+        .expect("run panda");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("error: cannot reach the Panda server"),
+        "{err}"
+    );
+    assert!(lines[1].contains("panda server"), "{err}");
+}
