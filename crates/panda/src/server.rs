@@ -90,6 +90,41 @@ pub(crate) struct ServerArgs {
     /// This node's name on the executions it runs [default: HOSTNAME-PID]
     #[arg(long, env = "PANDA_WORKER_ID", value_name = "NAME")]
     worker_id: Option<String>,
+    /// Also create an example cronjob, `hello`, that runs a local command every 10 seconds
+    /// (if it does not exist yet), so there is something to watch
+    #[arg(long)]
+    example: bool,
+}
+
+/// The example cronjob `--example` creates.
+const EXAMPLE_JOB: &str = "hello";
+
+/// Creates the example cronjob unless a job of its name exists.
+async fn ensure_example(store: &dyn Store) -> anyhow::Result<()> {
+    let mut spec = panda_core::JobSpec::new(
+        panda_core::JobName::new(EXAMPLE_JOB)?,
+        panda_core::RuntimeSpec::Process {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo \"hello from $PANDA_JOB, execution $PANDA_EXECUTION_ID, scheduled for $PANDA_SCHEDULED_AT\"".into(),
+            ],
+        },
+    );
+    spec.schedule = Some(panda_core::Schedule::new("*/10 * * * * *"));
+    spec.retry = panda_core::RetryPolicy::cronjob_default();
+    spec.keep = Some(100);
+    match store.job_create(&spec, Utc::now()).await {
+        Ok(_) => {
+            tracing::info!(
+                job = EXAMPLE_JOB,
+                "example cronjob created: it runs every 10 s; watch it with `panda cronjob logs hello --latest`"
+            );
+            Ok(())
+        }
+        Err(StoreError::Conflict(_)) => Ok(()),
+        Err(err) => Err(err).context("create the example cronjob"),
+    }
 }
 
 /// Which runtimes a node offers.
@@ -129,6 +164,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     tracing::info!(path = %token_path.display(), "admin token");
+    if args.example {
+        ensure_example(store.as_ref()).await?;
+    }
     let runtimes = runtimes(args.runtime, args.worker_id.as_deref()).await?;
     let clock = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
