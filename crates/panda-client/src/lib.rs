@@ -324,6 +324,22 @@ impl Client {
         self.call(Method::POST, "/tokens", Some(&body)).await
     }
 
+    /// Live API tokens, by name (never their secrets).
+    pub async fn tokens(&self) -> Result<Vec<serde_json::Value>, ClientError> {
+        self.call(Method::GET, "/tokens", None::<&()>).await
+    }
+
+    /// Revokes a token by name; it stops working at once.
+    pub async fn token_revoke(&self, name: &str) -> Result<(), ClientError> {
+        self.send(
+            Method::DELETE,
+            &format!("/tokens/{}", segment(name)),
+            None::<&()>,
+        )
+        .await
+        .map(drop)
+    }
+
     /// Takes a dead execution out of the dead-letter queue.
     pub async fn dlq_discard(&self, id: ExecutionId) -> Result<(), ClientError> {
         self.send(Method::POST, &format!("/dlq/{id}/discard"), None::<&()>)

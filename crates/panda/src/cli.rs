@@ -864,3 +864,179 @@ mod tests {
         assert!(err.to_string().contains("has no '='"), "{err}");
     }
 }
+
+/// `panda execution …`: one execution, by id.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ExecutionCommand {
+    /// Show an execution
+    Get {
+        /// The execution's id
+        id: ExecutionId,
+    },
+    /// Cancel an execution: a queued one at once, a running one is stopped by its worker
+    Cancel {
+        /// The execution's id
+        id: ExecutionId,
+    },
+    /// Run a dead execution again (it leaves the dead-letter queue)
+    Retry {
+        /// The execution's id
+        id: ExecutionId,
+    },
+}
+
+/// `panda dlq …`: the dead-letter queue.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// List dead executions not yet retried or discarded, newest first
+    List {
+        /// Only this job's
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// Run a dead execution again
+    Retry {
+        /// The execution's id
+        id: ExecutionId,
+    },
+    /// Take a dead execution out of the queue without running it (its history stays)
+    Discard {
+        /// The execution's id
+        id: ExecutionId,
+    },
+}
+
+/// `panda token …`: API tokens.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token; its secret is printed once
+    #[command(after_help = "Examples:
+  panda token create ci-deploy
+  panda token create dashboard-viewer --read-only")]
+    Create {
+        /// A name for people: lower-case letters, digits and '-'
+        name: String,
+        /// May only read
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// List tokens (never their secrets)
+    List,
+    /// Revoke a token; it stops working at once
+    Revoke {
+        /// The token's name
+        name: String,
+    },
+}
+
+pub(crate) async fn execution(
+    command: ExecutionCommand,
+    connection: &Connection,
+) -> anyhow::Result<std::process::ExitCode> {
+    let client = connection.client()?;
+    let execution = match command {
+        ExecutionCommand::Get { id } => client.execution(id).await,
+        ExecutionCommand::Cancel { id } => client.cancel(id).await,
+        ExecutionCommand::Retry { id } => client.dlq_retry(id).await,
+    }
+    .map_err(user)?;
+    show_execution(&execution, connection.output)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn show_execution(execution: &Execution, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => output::json(execution),
+        Format::Table => {
+            println!(
+                "{}",
+                output::render(&output::executions_table(
+                    std::slice::from_ref(execution),
+                    Utc::now()
+                ))
+            );
+            Ok(())
+        }
+    }
+}
+
+pub(crate) async fn dlq(
+    command: DlqCommand,
+    connection: &Connection,
+) -> anyhow::Result<std::process::ExitCode> {
+    let client = connection.client()?;
+    match command {
+        DlqCommand::List { job } => {
+            let page = client.dead_letters(job.as_deref()).await.map_err(user)?;
+            match connection.output {
+                Format::Json => output::json(&page.executions)?,
+                Format::Table if page.executions.is_empty() => {
+                    eprintln!("the dead-letter queue is empty");
+                }
+                Format::Table => println!(
+                    "{}",
+                    output::render(&output::executions_table(&page.executions, Utc::now()))
+                ),
+            }
+        }
+        DlqCommand::Retry { id } => {
+            let retry = client.dlq_retry(id).await.map_err(user)?;
+            show_execution(&retry, connection.output)?;
+        }
+        DlqCommand::Discard { id } => {
+            client.dlq_discard(id).await.map_err(user)?;
+            println!("execution {id} discarded from the dead-letter queue");
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+pub(crate) async fn token(
+    command: TokenCommand,
+    connection: &Connection,
+) -> anyhow::Result<std::process::ExitCode> {
+    let client = connection.client()?;
+    match command {
+        TokenCommand::Create { name, read_only } => {
+            let scope = if read_only { "read_only" } else { "admin" };
+            let created = client.token_create(&name, scope).await.map_err(user)?;
+            match connection.output {
+                Format::Json => output::json(&created)?,
+                Format::Table => {
+                    println!("{}", created["secret"].as_str().unwrap_or_default());
+                    eprintln!("token {name} ({scope}) created; its secret is shown only now");
+                }
+            }
+        }
+        TokenCommand::List => {
+            let tokens = client.tokens().await.map_err(user)?;
+            match connection.output {
+                Format::Json => output::json(&tokens)?,
+                Format::Table => {
+                    let mut table = output::table(&["name", "scope", "created", "last used"]);
+                    let now = Utc::now();
+                    let when = |value: &serde_json::Value| {
+                        value
+                            .as_str()
+                            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+                            .map_or_else(|| "-".to_owned(), |at| output::relative(at, now))
+                    };
+                    for token in &tokens {
+                        table.add_row(vec![
+                            token["name"].as_str().unwrap_or_default().to_owned(),
+                            token["scope"].as_str().unwrap_or_default().to_owned(),
+                            when(&token["created_at"]),
+                            when(&token["last_used_at"]),
+                        ]);
+                    }
+                    println!("{}", output::render(&table));
+                }
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            client.token_revoke(&name).await.map_err(user)?;
+            println!("token {name} revoked");
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -31,6 +31,23 @@ enum Command {
     /// Jobs that run when enqueued
     #[command(subcommand)]
     Job(cli::JobCommand),
+    /// One execution, by id
+    #[command(subcommand)]
+    Execution(cli::ExecutionCommand),
+    /// The dead-letter queue: executions whose retries ran out
+    #[command(subcommand)]
+    Dlq(cli::DlqCommand),
+    /// API tokens
+    #[command(subcommand)]
+    Token(cli::TokenCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = "Examples:
+  panda completions bash > ~/.local/share/bash-completion/completions/panda
+  panda completions zsh > \"${fpath[1]}/_panda\"")]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
     /// Run the Panda server on this machine.
     Server(server::ServerArgs),
     /// Measure Panda's throughput on this machine.
@@ -55,6 +72,19 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Cronjob(command) => cli::run(command, &cli.connection, true).await,
             Command::Job(command) => cli::run(command, &cli.connection, false).await,
+            Command::Execution(command) => cli::execution(command, &cli.connection).await,
+            Command::Dlq(command) => cli::dlq(command, &cli.connection).await,
+            Command::Token(command) => cli::token(command, &cli.connection).await,
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "panda",
+                    &mut std::io::stdout(),
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Server(args) => server::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Bench(command) => bench::run(command).await.map(|()| ExitCode::SUCCESS),
         }

@@ -404,3 +404,83 @@ fn a_server_that_is_not_running_gets_a_hint_to_start_one() {
     );
     assert!(lines[1].contains("panda server"), "{err}");
 }
+
+#[test]
+fn the_dead_letter_queue_tokens_and_completions_from_the_cli() {
+    let server = Server::start();
+    succeeded(&server.panda(&[
+        "job",
+        "create",
+        "--name",
+        "fragile",
+        "--exec",
+        "sh -c 'exit 2'",
+        "--max-attempts",
+        "1",
+    ]));
+    let waited = server.panda(&["job", "enqueue", "fragile", "--wait"]);
+    assert_eq!(waited.status.code(), Some(2), "{}", stderr(&waited));
+
+    let dead: Vec<serde_json::Value> =
+        serde_json::from_str(&succeeded(&server.panda(&["dlq", "list", "-o", "json"])))
+            .expect("json");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let dead_id = dead[0]["id"].as_str().expect("id").to_owned();
+    let table = succeeded(&server.panda(&["dlq", "list"]));
+    assert!(
+        table.contains("☠ dead") && table.contains(&dead_id),
+        "{table}"
+    );
+
+    let retry: serde_json::Value = serde_json::from_str(&succeeded(
+        &server.panda(&["dlq", "retry", &dead_id, "-o", "json"]),
+    ))
+    .expect("json");
+    assert_eq!(retry["attempt"], 2);
+    assert_eq!(retry["root_id"], dead[0]["root_id"]);
+    let ended = wait_for_end(&server, "job", "fragile");
+    assert_eq!(ended["status"], "dead", "it failed again: {ended}");
+    let again = ended["id"].as_str().expect("id").to_owned();
+    let shown: serde_json::Value = serde_json::from_str(&succeeded(&server.panda(&[
+        "execution",
+        "get",
+        &again,
+        "-o",
+        "json",
+    ])))
+    .expect("json");
+    assert_eq!(shown["exit_code"], 2);
+    succeeded(&server.panda(&["dlq", "discard", &again]));
+    let left = stderr(&server.panda(&["dlq", "list"]));
+    assert!(left.contains("empty"), "{left}");
+    let twice = server.panda(&["dlq", "discard", &again]);
+    assert!(!twice.status.success());
+    assert!(
+        stderr(&twice).contains("already left"),
+        "{}",
+        stderr(&twice)
+    );
+
+    let secret = succeeded(&server.panda(&["token", "create", "viewer", "--read-only"]));
+    assert!(secret.trim().starts_with("panda_"), "{secret}");
+    assert!(succeeded(&server.panda(&["token", "list"])).contains("read_only"));
+    succeeded(&server.panda(&["token", "revoke", "viewer"]));
+    let nowhere = tempfile::tempdir().expect("temp dir");
+    let revoked = server.panda_with(
+        &["job", "list"],
+        nowhere.path(),
+        &[("PANDA_TOKEN", secret.trim())],
+    );
+    assert!(!revoked.status.success());
+    assert!(
+        stderr(&revoked).contains("not valid"),
+        "{}",
+        stderr(&revoked)
+    );
+
+    let completions = succeeded(&server.panda(&["completions", "bash"]));
+    assert!(
+        completions.contains("cronjob") && completions.contains("_panda"),
+        "bash completion"
+    );
+}
