@@ -21,6 +21,17 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     connection: cli::Connection,
+    /// How Panda's own log lines are written: text for people, json (one object a line) for
+    /// machines
+    #[arg(long, global = true, env = "PANDA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,8 +59,10 @@ enum Command {
         /// The shell
         shell: clap_complete::Shell,
     },
-    /// Run the Panda server on this machine.
+    /// Run the Panda server on this machine: API, scheduler and workers
     Server(server::ServerArgs),
+    /// Run workers only: an extra node next to a server, on the same PostgreSQL
+    Worker(server::WorkerArgs),
     /// Measure Panda's throughput on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -57,13 +70,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PANDA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PANDA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => return fail(&anyhow::Error::new(err).context("start the async runtime")),
@@ -86,6 +101,7 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Server(args) => server::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Worker(args) => server::run_worker(args).await.map(|()| ExitCode::SUCCESS),
             Command::Bench(command) => bench::run(command).await.map(|()| ExitCode::SUCCESS),
         }
     });

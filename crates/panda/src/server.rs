@@ -34,7 +34,8 @@ const ADMIN_TOKEN_NAME: &str = "admin";
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   panda server
-  panda server --data-dir /var/lib/panda
+  panda server --example
+  panda server --data-dir /var/lib/panda --bind 0.0.0.0:7070
   PANDA_DATABASE_URL=postgres://panda@db/panda panda server")]
 pub(crate) struct ServerArgs {
     /// Where the HTTP API listens
@@ -45,6 +46,27 @@ pub(crate) struct ServerArgs {
         value_name = "ADDR"
     )]
     bind: String,
+    /// Also create an example cronjob, `hello`, that runs a local command every 10 seconds
+    /// (if it does not exist yet), so there is something to watch
+    #[arg(long)]
+    example: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// `panda worker`: a node that only runs executions.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  PANDA_DATABASE_URL=postgres://panda@db/panda panda worker
+  panda worker --database-url postgres://panda@db/panda --queues reports=2 --concurrency 4")]
+pub(crate) struct WorkerArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// What every node is told: its store, its runtimes and how it works.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
     /// Where the SQLite database and the admin token live [default: ~/.local/share/panda]
     #[arg(long, env = "PANDA_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -90,10 +112,6 @@ pub(crate) struct ServerArgs {
     /// This node's name on the executions it runs [default: HOSTNAME-PID]
     #[arg(long, env = "PANDA_WORKER_ID", value_name = "NAME")]
     worker_id: Option<String>,
-    /// Also create an example cronjob, `hello`, that runs a local command every 10 seconds
-    /// (if it does not exist yet), so there is something to watch
-    #[arg(long)]
-    example: bool,
 }
 
 /// The example cronjob `--example` creates.
@@ -139,49 +157,72 @@ enum RuntimeChoice {
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    run_node(&args.node, Some((&args.bind, args.example))).await
+}
+
+/// `panda worker`: the Dispatcher and the Rescuer, no API and no scheduler.
+pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    run_node(&args.node, None).await
+}
+
+/// Runs a node until SIGTERM or Ctrl-C: with `api` (the address and `--example`), a whole
+/// server; without, workers only.
+async fn run_node(args: &NodeArgs, api: Option<(&str, bool)>) -> anyhow::Result<()> {
     let stop = ShutdownSignal::install()?;
-    let config = dispatcher_config(&args)?;
-    let listener = tokio::net::TcpListener::bind(&args.bind)
-        .await
-        .map_err(|err| {
+    let config = dispatcher_config(args)?;
+    let listener = match api {
+        Some((bind, _)) => Some(tokio::net::TcpListener::bind(bind).await.map_err(|err| {
             UserError::new(
-                format!("cannot listen on {}: {err}", args.bind),
+                format!("cannot listen on {bind}: {err}"),
                 "is another server running there? pass --bind 127.0.0.1:PORT or set PANDA_BIND",
             )
-        })?;
-    let bound = listener.local_addr().context("the listening address")?;
-    let data_dir = match args.data_dir {
-        Some(dir) => dir,
+        })?),
+        None => None,
+    };
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
         None => store::default_data_dir()?,
     };
     let store = store::open(args.database_url.as_deref(), &data_dir).await?;
-    let token_path = data_dir.join(ADMIN_TOKEN_FILE);
-    ensure_admin_token(store.as_ref(), &token_path).await?;
     match &args.database_url {
         Some(url) => tracing::info!(database = %store::redact(url), "store ready on PostgreSQL"),
         None => {
             tracing::info!(path = %data_dir.join("panda.db").display(), "store ready on SQLite")
         }
     }
-    tracing::info!(path = %token_path.display(), "admin token");
-    if args.example {
+    if api.is_some() {
+        let token_path = data_dir.join(ADMIN_TOKEN_FILE);
+        ensure_admin_token(store.as_ref(), &token_path).await?;
+        tracing::info!(path = %token_path.display(), "admin token");
+    }
+    if let Some((_, true)) = api {
         ensure_example(store.as_ref()).await?;
     }
     let runtimes = runtimes(args.runtime, args.worker_id.as_deref()).await?;
     let clock = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
-    let scheduler = Scheduler::new(Arc::clone(&store), clock.clone());
-    let api = panda_api::AppState {
-        store: Arc::clone(&store),
-        clock: clock.clone(),
-        scheduler: Some(scheduler.handle()),
-        shutdown: shutdown.clone(),
-    };
-    let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
-    let api = tokio::spawn(panda_api::serve(listener, api));
-    tracing::info!(address = %bound, "API listening on http://{bound}");
+    let mut services = Vec::new();
+    if let Some(listener) = listener {
+        let scheduler = Scheduler::new(Arc::clone(&store), clock.clone());
+        let state = panda_api::AppState {
+            store: Arc::clone(&store),
+            clock: clock.clone(),
+            scheduler: Some(scheduler.handle()),
+            shutdown: shutdown.clone(),
+        };
+        let bound = listener.local_addr().context("the listening address")?;
+        services.push(tokio::spawn(scheduler.run(shutdown.clone())));
+        let api = panda_api::serve(listener, state);
+        services.push(tokio::spawn(async move {
+            if let Err(err) = api.await {
+                tracing::error!(%err, "the API stopped with an error");
+            }
+        }));
+        tracing::info!(address = %bound, "API listening on http://{bound}");
+        tracing::info!("scheduler running");
+    }
     let rescuer = Rescuer::new(Arc::clone(&store), clock.clone());
-    let rescuer = tokio::spawn(rescuer.run(shutdown.clone()));
+    services.push(tokio::spawn(rescuer.run(shutdown.clone())));
     tracing::info!(
         worker = %config.worker_id,
         concurrency = config.concurrency,
@@ -192,15 +233,12 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     let dispatcher = Dispatcher::new(Arc::clone(&store), clock, runtimes, config);
     let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
-    tracing::info!("scheduler running");
     stop.received().await;
     tracing::info!("shutting down");
     shutdown.cancel();
-    scheduler.await.context("the scheduler task")?;
-    if let Err(err) = api.await.context("the API task")? {
-        tracing::error!(%err, "the API stopped with an error");
+    for service in services {
+        service.await.context("a service task")?;
     }
-    rescuer.await.context("the rescuer task")?;
     let drained = dispatcher.await.context("the dispatcher task")?;
     tracing::info!(
         finished = drained.finished,
@@ -210,7 +248,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn dispatcher_config(args: &ServerArgs) -> anyhow::Result<DispatcherConfig> {
+fn dispatcher_config(args: &NodeArgs) -> anyhow::Result<DispatcherConfig> {
     if args.heartbeat_interval.is_zero() || args.heartbeat_interval >= args.lease_ttl {
         return Err(UserError::new(
             format!(

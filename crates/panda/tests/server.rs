@@ -164,3 +164,40 @@ fn the_server_records_the_slots_of_a_cronjob_in_its_store() {
     instants.dedup();
     assert_eq!(instants.len(), later.len(), "no slot recorded twice");
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_a_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = panda()
+        .args([
+            "--log-format",
+            "json",
+            "server",
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start panda server");
+    let stderr = server.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = 0;
+    while let Some(Ok(line)) = lines.next() {
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+        assert!(
+            value["level"].is_string() && value["fields"]["message"].is_string(),
+            "{line}"
+        );
+        seen += 1;
+        if line.contains("workers running") {
+            break;
+        }
+    }
+    assert!(seen >= 3, "the start-up lines came");
+    std::thread::spawn(move || lines.for_each(drop));
+    stop(server);
+}
