@@ -175,7 +175,36 @@ struct Context {
     clock: Arc<dyn Clock>,
     runtimes: Runtimes,
     config: DispatcherConfig,
-    finishes: mpsc::Sender<Finish>,
+    finishes: mpsc::Sender<(Finish, String)>,
+    /// Finishes handed to the writer and not yet written, per queue: their executions are
+    /// still `running` in the store, so they count against their queue's limit.
+    unwritten: Arc<Unwritten>,
+}
+
+/// Finishes not yet written, per queue, and a wake-up for each write.
+#[derive(Debug, Default)]
+struct Unwritten {
+    counts: std::sync::Mutex<HashMap<String, usize>>,
+    written: tokio::sync::Notify,
+}
+
+impl Unwritten {
+    fn add(&self, queue: &str, delta: isize) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(queue.to_owned()).or_insert(0);
+        *count = count.saturating_add_signed(delta);
+    }
+
+    fn of(&self, queue: &str) -> usize {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.get(queue).copied().unwrap_or(0)
+    }
 }
 
 /// One execution this node is running.
@@ -207,18 +236,22 @@ impl Dispatcher {
     pub async fn run(self, shutdown: CancellationToken) -> DrainReport {
         let mut notices = self.store.subscribe();
         let (finish_tx, finish_rx) = mpsc::channel(FINISH_BATCH * 4);
-        let finisher = tokio::spawn(write_finishes(
-            Arc::clone(&self.store),
-            Arc::clone(&self.clock),
-            finish_rx,
-        ));
         let context = Arc::new(Context {
             store: self.store,
             clock: self.clock,
             runtimes: self.runtimes,
             config: self.config,
             finishes: finish_tx,
+            unwritten: Arc::default(),
         });
+        let finisher = tokio::spawn(write_finishes(
+            Arc::clone(&context.store),
+            Arc::clone(&context.clock),
+            Arc::clone(&context.unwritten),
+            finish_rx,
+        ));
+        // Only a queue with a limit of its own waits for its finishes to be written.
+        let limited = context.config.queues.iter().any(|q| q.limit.is_some());
         let mut pool = Pool::new(Arc::clone(&context));
         let mut poll = tokio::time::interval(context.config.poll_every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -247,10 +280,12 @@ impl Dispatcher {
                     }
                     claim_now = true;
                 }
+                () = context.unwritten.written.notified(), if limited => claim_now = true,
                 _ = poll.tick() => claim_now = true,
             }
         }
         let report = pool.drain().await;
+        // The last sender goes with the context: the writer writes what is left and ends.
         drop(context);
         if let Err(err) = finisher.await {
             tracing::error!(%err, "the finish writer failed");
@@ -346,7 +381,8 @@ impl Pool {
                 .running
                 .values()
                 .filter(|r| r.queue == queue.name)
-                .count();
+                .count()
+                + self.context.unwritten.of(&queue.name);
             let room = queue.limit.unwrap_or(usize::MAX).saturating_sub(busy);
             let take = room.min(free).min(CLAIM_BATCH);
             if take > 0 {
@@ -722,7 +758,14 @@ fn joined(first: String, more: Option<String>) -> Option<String> {
 /// Hands a finish to the batching writer, which records it and logs what became of it. The
 /// run's slot is free once this returns: the next claim does not wait for the write.
 async fn record(context: &Context, execution: &Execution, finish: Finish) {
-    if context.finishes.send(finish).await.is_err() {
+    context.unwritten.add(&execution.queue, 1);
+    if context
+        .finishes
+        .send((finish, execution.queue.clone()))
+        .await
+        .is_err()
+    {
+        context.unwritten.add(&execution.queue, -1);
         tracing::error!(execution = %execution.id, "the finish writer is gone; the lease will expire and the execution run again");
     }
 }
@@ -791,11 +834,12 @@ async fn release_execution(context: &Context, execution: &Execution, lease: &Lea
 async fn write_finishes(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    mut incoming: mpsc::Receiver<Finish>,
+    unwritten: Arc<Unwritten>,
+    mut incoming: mpsc::Receiver<(Finish, String)>,
 ) {
     let mut batch = Vec::with_capacity(FINISH_BATCH);
     while incoming.recv_many(&mut batch, FINISH_BATCH).await > 0 {
-        let finishes: Vec<Finish> = std::mem::take(&mut batch);
+        let (finishes, queues): (Vec<Finish>, Vec<String>) = batch.drain(..).unzip();
         let started = Instant::now();
         let mut wait = Duration::from_millis(50);
         let results: Vec<Written> = loop {
@@ -818,6 +862,10 @@ async fn write_finishes(
         for (finish, result) in finishes.iter().zip(results) {
             log_written(finish.execution_id, result);
         }
+        for queue in &queues {
+            unwritten.add(queue, -1);
+        }
+        unwritten.written.notify_one();
     }
 }
 

@@ -3,6 +3,7 @@
 //! Benchmarks live here, not in tests: absolute times on a shared machine drift, so a result is
 //! only read next to the other backends measured in the same run.
 
+mod api;
 mod queue;
 mod runtime;
 mod schedule;
@@ -24,6 +25,8 @@ pub(crate) enum BenchCommand {
     Runtime(runtime::RuntimeBench),
     /// The workers end to end: throughput, enqueue-to-start latency, rescue time.
     Queue(queue::QueueBench),
+    /// The server and the CLI: list and page latency, memory, start-up.
+    Api(api::ApiBench),
 }
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -32,6 +35,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Schedule(args) => schedule::run(args).await,
         BenchCommand::Runtime(args) => runtime::run(args).await,
         BenchCommand::Queue(args) => queue::run(args).await,
+        BenchCommand::Api(args) => api::run(args).await,
     }
 }
 
