@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use panda_core::api::{SECRET_PLACEHOLDER, redacted};
+use panda_core::api::{JobView, SECRET_PLACEHOLDER, redacted};
 use panda_core::{Job, JobSpec};
 use panda_store::{JobKind, Slot};
 use serde::Deserialize;
@@ -20,7 +20,7 @@ pub(crate) struct ListQuery {
 pub(crate) async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Vec<Job>>, Failure> {
+) -> Result<Json<Vec<JobView>>, Failure> {
     let Query(query) = query?;
     let kind = match query.kind.as_deref() {
         None | Some("all") => JobKind::All,
@@ -33,7 +33,14 @@ pub(crate) async fn list(
         }
     };
     let jobs = state.store.job_list(kind).await?;
-    Ok(Json(jobs.into_iter().map(redacted).collect()))
+    Ok(Json(
+        jobs.into_iter()
+            .map(|job| JobView {
+                next_run_at: state.next_run(&job),
+                job: redacted(job),
+            })
+            .collect(),
+    ))
 }
 
 pub(crate) async fn create(

@@ -29,6 +29,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::Failure;
 
+/// Parsed schedules, `None` for one that does not parse.
+type ScheduleCache = Arc<
+    std::sync::Mutex<std::collections::HashMap<(String, String), Option<panda_core::CronSchedule>>>,
+>;
+
 /// What every route shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -41,9 +46,42 @@ pub struct AppState {
     pub scheduler: Option<SchedulerHandle>,
     /// Fired when the server stops: open log streams end.
     pub shutdown: CancellationToken,
+    /// Parsed schedules by (expression, time zone): parsing is the costly part of "when does
+    /// it fire next", and a server sees the same schedules again and again.
+    schedules: ScheduleCache,
 }
 
 impl AppState {
+    /// A state over `store` with nothing cached yet.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        scheduler: Option<SchedulerHandle>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            scheduler,
+            shutdown,
+            schedules: Arc::default(),
+        }
+    }
+
+    /// When an active cronjob fires next (after now).
+    fn next_run(&self, job: &panda_core::Job) -> Option<chrono::DateTime<chrono::Utc>> {
+        let schedule = job.spec.schedule.as_ref().filter(|_| !job.spec.suspended)?;
+        let key = (schedule.cron.clone(), schedule.timezone.clone());
+        let mut cache = self
+            .schedules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let parsed = cache.entry(key).or_insert_with(|| {
+            panda_core::CronSchedule::parse(&schedule.cron, &schedule.timezone).ok()
+        });
+        parsed.as_ref()?.next_after(self.clock.now())
+    }
+
     fn jobs_changed(&self) {
         if let Some(scheduler) = &self.scheduler {
             scheduler.jobs_changed();

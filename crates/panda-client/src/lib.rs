@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use panda_core::api::{
-    ApiError, ErrorBody, ExecutionList, LogEnd, LogLine, LogPage, TriggerRequest, Triggered,
+    ApiError, ErrorBody, ExecutionList, JobView, LogEnd, LogLine, LogPage, TriggerRequest,
+    Triggered,
 };
 use panda_core::{Execution, ExecutionId, Job, JobSpec};
 use reqwest::{Method, StatusCode};
@@ -154,8 +155,8 @@ impl Client {
         })
     }
 
-    /// Jobs, by name: `kind` is `scheduled`, `triggered` or `all`.
-    pub async fn jobs(&self, kind: &str) -> Result<Vec<Job>, ClientError> {
+    /// Jobs, by name, with their next fire time: `kind` is `scheduled`, `triggered` or `all`.
+    pub async fn jobs(&self, kind: &str) -> Result<Vec<JobView>, ClientError> {
         self.call(Method::GET, &format!("/jobs?kind={kind}"), None::<&()>)
             .await
     }

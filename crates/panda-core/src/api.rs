@@ -39,6 +39,18 @@ pub fn redacted(mut job: Job) -> Job {
     job
 }
 
+/// A job in a list: the definition (secrets redacted) and, for a cronjob that is not
+/// suspended, when it fires next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// The job.
+    #[serde(flatten)]
+    pub job: Job,
+    /// The next fire time, for an active cronjob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
 /// `POST /api/v1/jobs/{name}/executions`: run a job now (or later).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TriggerRequest {

@@ -539,7 +539,7 @@ fn memory_bytes(text: &str) -> anyhow::Result<u64> {
         })
 }
 
-fn print_jobs(jobs: &[Job], scheduled: bool) {
+fn print_jobs(jobs: &[panda_core::api::JobView], scheduled: bool) {
     if jobs.is_empty() {
         eprintln!("no {} yet", if scheduled { "cronjobs" } else { "jobs" });
         return;
@@ -557,15 +557,15 @@ fn print_jobs(jobs: &[Job], scheduled: bool) {
     } else {
         output::table(&["name", "queue", "max attempts", "runs"])
     };
-    for job in jobs {
+    for view in jobs {
+        let job = &view.job;
         let runs = match &job.spec.runtime {
             RuntimeSpec::Image { image, .. } => image.clone(),
             RuntimeSpec::Process { argv } => shell_words::join(argv),
         };
         if let Some(schedule) = &job.spec.schedule {
-            let next = CronSchedule::parse(&schedule.cron, &schedule.timezone)
-                .ok()
-                .and_then(|s| s.next_after(now))
+            let next = view
+                .next_run_at
                 .map_or_else(|| "-".to_owned(), |at| output::relative(at, now));
             table.add_row(vec![
                 job.spec.name.to_string(),

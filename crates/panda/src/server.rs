@@ -204,12 +204,12 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool)>) -> anyhow::Result<
     let mut services = Vec::new();
     if let Some(listener) = listener {
         let scheduler = Scheduler::new(Arc::clone(&store), clock.clone());
-        let state = panda_api::AppState {
-            store: Arc::clone(&store),
-            clock: clock.clone(),
-            scheduler: Some(scheduler.handle()),
-            shutdown: shutdown.clone(),
-        };
+        let state = panda_api::AppState::new(
+            Arc::clone(&store),
+            clock.clone(),
+            Some(scheduler.handle()),
+            shutdown.clone(),
+        );
         let bound = listener.local_addr().context("the listening address")?;
         services.push(tokio::spawn(scheduler.run(shutdown.clone())));
         let api = panda_api::serve(listener, state);

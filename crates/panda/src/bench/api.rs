@@ -1,8 +1,9 @@
 //! `panda bench api`: the server as a user meets it, on its embedded defaults (SQLite), each
 //! figure next to its floor in the same run.
 //!
-//! - `panda cronjob list` with `--jobs` cronjobs: the whole CLI process, against `curl` of the
-//!   same endpoint with the same token (the floor: a process and one HTTP request).
+//! - `panda cronjob list` with `--jobs` cronjobs (each a different daily time, none due
+//!   during the run): the whole CLI process, against `curl` of the same endpoint with the same
+//!   token (the floor: a process and one HTTP request).
 //! - The executions endpoint with `--executions` stored for one job: `--requests` pages of 50,
 //!   newest first, each following the last one's cursor, through one keep-alive connection.
 //! - A fresh server: its resident memory once idle, and the time from its start to `/readyz`
@@ -92,8 +93,8 @@ pub(super) async fn run(args: ApiBench) -> anyhow::Result<()> {
                 argv: vec!["true".into()],
             },
         );
-        spec.schedule = Some(Schedule::new("0 5 * * *"));
-        spec.suspended = true;
+        // A thousand different schedules, as a real list has: none shares a parse.
+        spec.schedule = Some(Schedule::new(format!("{} {} * * *", i % 60, (i / 60) % 24)));
         client
             .job_create(&spec)
             .await
