@@ -35,7 +35,7 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    fn client(&self) -> anyhow::Result<Client> {
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
         let token = match &self.token {
             Some(token) => Some(token.clone()),
             None => local_admin_token(),
@@ -57,7 +57,7 @@ fn local_admin_token() -> Option<String> {
 }
 
 /// A client error as the one-line error and hint every command prints.
-fn user(err: ClientError) -> anyhow::Error {
+pub(crate) fn user(err: ClientError) -> anyhow::Error {
     let message = match &err {
         ClientError::Api { error, .. } => error.message.clone(),
         ClientError::Transport { message, .. } => message.clone(),

@@ -3,6 +3,7 @@
 //! This is the only crate that names concrete backends: it picks SQLite or PostgreSQL from the
 //! configuration and hands the rest of Panda an `Arc<dyn Store>`.
 
+mod apply;
 mod bench;
 mod cli;
 mod output;
@@ -51,6 +52,17 @@ enum Command {
     /// API tokens
     #[command(subcommand)]
     Token(cli::TokenCommand),
+    /// Create or update jobs from a TOML file of `[[job]]` tables; says what changed
+    #[command(after_help = "Examples:
+  panda export > jobs.toml
+  panda apply -f jobs.toml")]
+    Apply {
+        /// The file
+        #[arg(long, short = 'f')]
+        file: std::path::PathBuf,
+    },
+    /// Print every job as the TOML that `panda apply` reads (secret values as placeholders)
+    Export,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Examples:
   panda completions bash > ~/.local/share/bash-completion/completions/panda
@@ -90,6 +102,12 @@ fn main() -> ExitCode {
             Command::Execution(command) => cli::execution(command, &cli.connection).await,
             Command::Dlq(command) => cli::dlq(command, &cli.connection).await,
             Command::Token(command) => cli::token(command, &cli.connection).await,
+            Command::Apply { file } => apply::apply(&file, &cli.connection)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Export => apply::export(&cli.connection)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Completions { shell } => {
                 use clap::CommandFactory;
                 clap_complete::generate(

@@ -484,3 +484,68 @@ fn the_dead_letter_queue_tokens_and_completions_from_the_cli() {
         "bash completion"
     );
 }
+
+#[test]
+fn export_and_apply_round_trip_and_report_what_changed() {
+    let server = Server::start();
+    succeeded(&server.panda(&[
+        "cronjob",
+        "create",
+        "--name",
+        "generate-reports",
+        "--exec",
+        "true",
+        "--schedule",
+        "0 5 * * *",
+        "--env",
+        "REPORT_FORMAT=pdf",
+        "--secret-env",
+        "API_KEY=s3cr3t-value",
+    ]));
+    let exported = succeeded(&server.panda(&["export"]));
+    assert!(
+        exported.contains("[[job]]") && exported.contains("generate-reports"),
+        "{exported}"
+    );
+    assert!(
+        !exported.contains("s3cr3t-value"),
+        "secrets are never exported: {exported}"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(&file, &exported).expect("write");
+    let file = file.to_str().expect("utf-8 path");
+
+    let again = succeeded(&server.panda(&["apply", "-f", file]));
+    assert_eq!(again, "cronjob/generate-reports unchanged\n");
+
+    let changed = exported.replace("0 5 * * *", "30 6 * * *")
+        + "\n[[job]]\nname = \"send-email\"\nretry = { max_attempts = 3, backoff_base_ms = 1000, backoff_cap_ms = 60000 }\nruntime = { kind = \"process\", argv = [\"true\"] }\n";
+    std::fs::write(file, changed).expect("write");
+    let applied = succeeded(&server.panda(&["apply", "-f", file]));
+    assert_eq!(
+        applied,
+        "cronjob/generate-reports updated\njob/send-email created\n"
+    );
+    let job: serde_json::Value = serde_json::from_str(&succeeded(&server.panda(&[
+        "cronjob",
+        "get",
+        "generate-reports",
+        "-o",
+        "json",
+    ])))
+    .expect("json");
+    assert_eq!(job["schedule"]["cron"], "30 6 * * *");
+    assert_eq!(
+        job["secret_env"]["API_KEY"], "********",
+        "the secret was kept, not shown"
+    );
+    let logs_env = succeeded(&server.panda(&["job", "list"]));
+    assert!(logs_env.contains("send-email"), "{logs_env}");
+
+    // A bad file changes nothing and says where.
+    std::fs::write(file, "[[job]]\nname = \"Bad Name\"\n").expect("write");
+    let out = server.panda(&["apply", "-f", file]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
+}
