@@ -1,0 +1,284 @@
+//! The API over HTTP against a real store (SQLite): auth, the error shape, and the routes a
+//! client relies on, on both backends' behalf (the store's own suite covers the backends).
+
+use std::sync::Arc;
+
+use panda_api::AppState;
+use panda_core::SystemClock;
+use panda_store::TokenScope;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Api {
+    url: String,
+    admin: String,
+    viewer: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    _test: panda_store::testing::TestStore,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let test = panda_store::testing::sqlite().await;
+        let now = chrono::Utc::now();
+        let (_, admin) = test
+            .store
+            .token_create("admin", TokenScope::Admin, now)
+            .await
+            .expect("admin token");
+        let (_, viewer) = test
+            .store
+            .token_create("viewer", TokenScope::ReadOnly, now)
+            .await
+            .expect("viewer token");
+        let shutdown = CancellationToken::new();
+        let state = AppState::new(
+            Arc::clone(&test.store),
+            Arc::new(SystemClock),
+            None,
+            shutdown.clone(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(panda_api::serve(listener, state));
+        Self {
+            url,
+            admin,
+            viewer,
+            http: reqwest::Client::new(),
+            shutdown,
+            _test: test,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn job(name: &str) -> Value {
+    json!({
+        "name": name,
+        "runtime": {"kind": "process", "argv": ["true"]},
+        "retry": {"max_attempts": 1, "backoff_base_ms": 1000, "backoff_cap_ms": 1000},
+        "secret_env": {"API_KEY": "s3cr3t"},
+        "schedule": {"cron": "0 5 * * *"},
+    })
+}
+
+#[track_caller]
+fn assert_error(answer: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(answer.0, status, "{answer:?}");
+    assert_eq!(answer.1["error"]["code"], code, "{answer:?}");
+    assert!(answer.1["error"]["message"].is_string(), "{answer:?}");
+}
+
+#[tokio::test]
+async fn every_failure_has_one_json_shape() {
+    let api = Api::start().await;
+    let admin = Some(api.admin.as_str());
+    assert_error(
+        &api.call("GET", "/api/v1/jobs", None, None).await,
+        401,
+        "unauthorized",
+    );
+    assert_error(
+        &api.call("GET", "/api/v1/jobs", Some("panda_nope"), None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    assert_error(
+        &api.call("GET", "/api/v1/nope", admin, None).await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &api.call("PATCH", "/api/v1/jobs", admin, None).await,
+        405,
+        "method_not_allowed",
+    );
+    assert_error(
+        &api.call("POST", "/api/v1/jobs", admin, Some(json!({"name": "x"})))
+            .await,
+        400,
+        "invalid",
+    );
+    assert_error(
+        &api.call("GET", "/api/v1/executions/xyz", admin, None).await,
+        400,
+        "invalid",
+    );
+    let bad_schedule = json!({
+        "name": "nightly",
+        "runtime": {"kind": "process", "argv": ["true"]},
+        "retry": {"max_attempts": 1, "backoff_base_ms": 1000, "backoff_cap_ms": 1000},
+        "schedule": {"cron": "61 * * * *"},
+    });
+    let answer = api
+        .call("POST", "/api/v1/jobs", admin, Some(bad_schedule))
+        .await;
+    assert_error(&answer, 400, "invalid");
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("minute"),
+        "{answer:?}"
+    );
+
+    assert_eq!(
+        api.call("POST", "/api/v1/jobs", admin, Some(job("generate-reports")))
+            .await
+            .0,
+        201
+    );
+    assert_error(
+        &api.call("POST", "/api/v1/jobs", admin, Some(job("generate-reports")))
+            .await,
+        409,
+        "conflict",
+    );
+    let missing = api
+        .call("GET", "/api/v1/jobs/genrate-reports", admin, None)
+        .await;
+    assert_error(&missing, 404, "not_found");
+    assert_eq!(
+        missing.1["error"]["hint"],
+        "did you mean \"generate-reports\"?"
+    );
+    // Health needs no token.
+    let (status, _) = api.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+    let (status, _) = api.call("GET", "/readyz", None, None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_read_only_token_reads_and_may_not_write() {
+    let api = Api::start().await;
+    let admin = Some(api.admin.as_str());
+    let viewer = Some(api.viewer.as_str());
+    api.call("POST", "/api/v1/jobs", admin, Some(job("generate-reports")))
+        .await;
+    let (status, jobs) = api.call("GET", "/api/v1/jobs", viewer, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(jobs[0]["name"], "generate-reports");
+    assert!(jobs[0]["next_run_at"].is_string(), "{jobs}");
+    assert_error(
+        &api.call(
+            "POST",
+            "/api/v1/jobs/generate-reports/executions",
+            viewer,
+            Some(json!({})),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &api.call("DELETE", "/api/v1/jobs/generate-reports", viewer, None)
+            .await,
+        403,
+        "forbidden",
+    );
+}
+
+#[tokio::test]
+async fn secret_values_are_never_returned_and_a_placeholder_keeps_them() {
+    let api = Api::start().await;
+    let admin = Some(api.admin.as_str());
+    let (_, created) = api
+        .call("POST", "/api/v1/jobs", admin, Some(job("generate-reports")))
+        .await;
+    assert_eq!(created["secret_env"]["API_KEY"], "********");
+    let (_, listed) = api.call("GET", "/api/v1/jobs", admin, None).await;
+    assert!(!listed.to_string().contains("s3cr3t"), "{listed}");
+    // Put back what was read: the secret stays as it was, which the store shows.
+    let mut changed = created.clone();
+    changed["schedule"]["cron"] = json!("0 6 * * *");
+    let (status, _) = api
+        .call("PUT", "/api/v1/jobs/generate-reports", admin, Some(changed))
+        .await;
+    assert_eq!(status, 200);
+    let stored = api
+        ._test
+        .store
+        .job_get("generate-reports")
+        .await
+        .expect("job");
+    assert_eq!(stored.spec.secret_env["API_KEY"], "s3cr3t");
+    assert_eq!(stored.spec.schedule.expect("schedule").cron, "0 6 * * *");
+}
+
+#[tokio::test]
+async fn a_trigger_with_an_idempotency_key_returns_the_first_execution() {
+    let api = Api::start().await;
+    let admin = Some(api.admin.as_str());
+    api.call("POST", "/api/v1/jobs", admin, Some(job("generate-reports")))
+        .await;
+    let body = json!({"idempotency_key": "k-1", "payload": {"id": 42}});
+    let (first_status, first) = api
+        .call(
+            "POST",
+            "/api/v1/jobs/generate-reports/executions",
+            admin,
+            Some(body.clone()),
+        )
+        .await;
+    let (second_status, second) = api
+        .call(
+            "POST",
+            "/api/v1/jobs/generate-reports/executions",
+            admin,
+            Some(body),
+        )
+        .await;
+    assert_eq!((first_status, second_status), (201, 200));
+    assert_eq!(first["execution"]["id"], second["execution"]["id"]);
+    assert_eq!(second["created"], false);
+    let too_big = json!({"payload": "x".repeat(70 * 1024)});
+    let answer = api
+        .call(
+            "POST",
+            "/api/v1/jobs/generate-reports/executions",
+            admin,
+            Some(too_big),
+        )
+        .await;
+    assert_error(&answer, 400, "invalid");
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("payload"),
+        "{answer:?}"
+    );
+}
