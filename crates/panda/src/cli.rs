@@ -23,10 +23,10 @@ use crate::output::{self, Format};
 /// Where the server is and who is asking: the flags every client command takes.
 #[derive(Debug, Args)]
 pub(crate) struct Connection {
-    /// The Panda server's URL
-    #[arg(long, global = true, env = "PANDA_URL", default_value = panda_client::DEFAULT_URL)]
-    server: String,
-    /// An API token [default: the admin token of a local `panda server`]
+    /// The Panda server's URL [default: the one `panda login` saved, or http://127.0.0.1:7070]
+    #[arg(long, global = true, env = "PANDA_URL")]
+    server: Option<String>,
+    /// An API token [default: the one `panda login` saved, or a local server's admin token]
     #[arg(long, global = true, env = "PANDA_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// How to print results
@@ -35,13 +35,126 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn client(&self) -> anyhow::Result<Client> {
-        let token = match &self.token {
-            Some(token) => Some(token.clone()),
-            None => local_admin_token(),
-        };
-        Client::new(&self.server, token).map_err(user)
+    /// The server and the token: flags and environment first, then what `panda login` saved,
+    /// then a local server on its defaults.
+    fn resolved(&self) -> (String, Option<String>) {
+        let saved = Login::read();
+        let server = self
+            .server
+            .clone()
+            .or_else(|| saved.as_ref().map(|l| l.server.clone()))
+            .unwrap_or_else(|| panda_client::DEFAULT_URL.to_owned());
+        let token = self
+            .token
+            .clone()
+            .or_else(|| saved.map(|l| l.token))
+            .or_else(local_admin_token);
+        (server, token)
     }
+
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        let (server, token) = self.resolved();
+        Client::new(&server, token).map_err(user)
+    }
+}
+
+/// What `panda login` saves: a server and a token for it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Login {
+    server: String,
+    token: String,
+}
+
+impl Login {
+    /// `$XDG_CONFIG_HOME/panda/config.toml`.
+    fn path() -> Option<PathBuf> {
+        use etcetera::BaseStrategy;
+        let base = etcetera::choose_base_strategy().ok()?;
+        Some(base.config_dir().join("panda").join("config.toml"))
+    }
+
+    fn read() -> Option<Self> {
+        let text = std::fs::read_to_string(Self::path()?).ok()?;
+        toml::from_str(&text).ok()
+    }
+
+    fn write(&self) -> anyhow::Result<PathBuf> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = Self::path().context("find the config directory")?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        let _ = std::fs::remove_file(&path);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("write {}", path.display()))?;
+        file.write_all(toml::to_string(self)?.as_bytes())?;
+        Ok(path)
+    }
+}
+
+/// `panda login`: checks the token against the server, then saves both for later commands.
+pub(crate) async fn login(connection: &Connection) -> anyhow::Result<std::process::ExitCode> {
+    let (server, token) = connection.resolved();
+    let Some(token) = token else {
+        return Err(UserError::new(
+            "no token to log in with",
+            "pass --token TOKEN (from `panda token create NAME` on the server)",
+        )
+        .into());
+    };
+    let client = Client::new(&server, Some(token.clone())).map_err(user)?;
+    client.jobs("all").await.map_err(user)?;
+    let path = Login {
+        server: server.clone(),
+        token,
+    }
+    .write()?;
+    println!("logged in to {server}; saved in {}", path.display());
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `panda status`: whether the server answers, and what it holds.
+pub(crate) async fn status(connection: &Connection) -> anyhow::Result<std::process::ExitCode> {
+    let client = connection.client()?;
+    let jobs = client.jobs("all").await.map_err(user)?;
+    let dead = client.dead_letters(None).await.map_err(user)?;
+    let cronjobs = jobs
+        .iter()
+        .filter(|j| j.job.spec.schedule.is_some())
+        .count();
+    let suspended = jobs.iter().filter(|j| j.job.spec.suspended).count();
+    let next = jobs
+        .iter()
+        .filter_map(|j| j.next_run_at.map(|at| (at, j.job.spec.name.to_string())))
+        .min();
+    let dead_count = match dead.next {
+        Some(_) => format!("{}+", dead.executions.len()),
+        None => dead.executions.len().to_string(),
+    };
+    match connection.output {
+        Format::Json => output::json(&serde_json::json!({
+            "server": client.base(),
+            "cronjobs": cronjobs,
+            "suspended": suspended,
+            "jobs": jobs.len() - cronjobs,
+            "dead_letters": dead_count,
+            "next_run": next.as_ref().map(|(at, name)| serde_json::json!({"job": name, "at": at})),
+        }))?,
+        Format::Table => {
+            println!("Server:        {} (ready)", client.base());
+            println!("Cronjobs:      {cronjobs} ({suspended} suspended)");
+            println!("Jobs:          {}", jobs.len() - cronjobs);
+            println!("Dead letters:  {dead_count}");
+            if let Some((at, name)) = next {
+                println!("Next run:      {name} {}", output::relative(at, Utc::now()));
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// The admin token a local server wrote, if there is one to read.
@@ -78,6 +191,11 @@ pub(crate) enum JobCommand {
   panda cronjob create --name cleanup --exec \"python3 cleanup.py --days 30\" --schedule @daily
   panda job create --name send-email --image acme/mailer:2 --max-attempts 5")]
     Create(Box<CreateArgs>),
+    /// Change a job: only the flags given change
+    #[command(after_help = "Examples:
+  panda cronjob update generate-reports --schedule \"30 6 * * *\" --timezone Europe/Berlin
+  panda cronjob update generate-reports --env REPORT_FORMAT=csv --timeout 2h")]
+    Update(Box<UpdateArgs>),
     /// List jobs
     List,
     /// Show a job: its definition, next fire times and last executions
@@ -216,6 +334,51 @@ pub(crate) struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// The job's name
+    name: String,
+    /// A new image (a job that ran a local command runs this image instead)
+    #[arg(long, conflicts_with = "exec")]
+    image: Option<String>,
+    /// A new local command
+    #[arg(long)]
+    exec: Option<String>,
+    /// A new schedule
+    #[arg(long)]
+    schedule: Option<String>,
+    /// A new time zone for the schedule
+    #[arg(long)]
+    timezone: Option<String>,
+    /// Sets an environment variable, K=V (repeatable); the others stay
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// Removes an environment variable (repeatable)
+    #[arg(long = "unset-env", value_name = "K")]
+    unset_env: Vec<String>,
+    /// Sets a secret environment variable, K=V (repeatable)
+    #[arg(long = "secret-env", value_name = "K=V")]
+    secret_env: Vec<String>,
+    /// A new timeout
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// New attempts per run
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// forbid, allow or replace
+    #[arg(long)]
+    concurrency: Option<String>,
+    /// A new queue
+    #[arg(long)]
+    queue: Option<String>,
+    /// A new priority
+    #[arg(long, allow_negative_numbers = true)]
+    priority: Option<i32>,
+    /// Finished executions kept
+    #[arg(long)]
+    keep: Option<u32>,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct TriggerArgs {
     /// The job's name
     name: String,
@@ -296,6 +459,15 @@ pub(crate) async fn run(
                         println!("next run {next}");
                     }
                 }
+            }
+        }
+        JobCommand::Update(args) => {
+            let mut spec = client.job(&args.name).await.map_err(user)?.spec;
+            update_spec(&mut spec, &args)?;
+            let job = client.job_update(&spec).await.map_err(user)?;
+            match format {
+                Format::Json => output::json(&job)?,
+                Format::Table => println!("{noun} {} updated", job.spec.name),
             }
         }
         JobCommand::List => {
@@ -485,6 +657,80 @@ fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobSpec> {
     spec.validate()
         .map_err(|err| UserError::plain(err.to_string()))?;
     Ok(spec)
+}
+
+/// Applies the update flags that were given to a definition read from the server (whose
+/// secrets are placeholders, which the server keeps as they are).
+fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Result<()> {
+    if let Some(image) = &args.image {
+        let command = match &spec.runtime {
+            RuntimeSpec::Image { command, .. } => command.clone(),
+            RuntimeSpec::Process { .. } => None,
+        };
+        spec.runtime = RuntimeSpec::Image {
+            image: image.clone(),
+            command,
+        };
+    }
+    if let Some(exec) = &args.exec {
+        let argv = shell_words::split(exec).map_err(|err| {
+            UserError::new(
+                format!("--exec {exec:?} cannot be split into words: {err}"),
+                "quote arguments as a shell would; no shell runs it",
+            )
+        })?;
+        spec.runtime = RuntimeSpec::Process { argv };
+    }
+    if args.schedule.is_some() || args.timezone.is_some() {
+        let Some(schedule) = spec.schedule.as_mut() else {
+            return Err(UserError::new(
+                format!("job {} has no schedule to change", spec.name),
+                "a job becomes a cronjob by `panda apply` with a schedule",
+            )
+            .into());
+        };
+        if let Some(cron) = &args.schedule {
+            schedule.cron.clone_from(cron);
+        }
+        if let Some(timezone) = &args.timezone {
+            schedule.timezone.clone_from(timezone);
+        }
+        CronSchedule::parse(&schedule.cron, &schedule.timezone).map_err(|err| {
+            UserError::new(
+                format!("--schedule {:?}: {err}", schedule.cron),
+                "five fields: minute hour day-of-month month day-of-week, as in \"0 5 * * *\"",
+            )
+        })?;
+    }
+    spec.env.extend(pairs("--env", &args.env)?);
+    for key in &args.unset_env {
+        spec.env.remove(key);
+    }
+    spec.secret_env
+        .extend(pairs("--secret-env", &args.secret_env)?);
+    if let Some(timeout) = args.timeout {
+        spec.timeout = timeout;
+    }
+    if let Some(max_attempts) = args.max_attempts {
+        spec.retry.max_attempts = max_attempts;
+    }
+    if let Some(concurrency) = &args.concurrency {
+        spec.concurrency = concurrency
+            .parse()
+            .map_err(|err: panda_core::ValidationError| UserError::plain(err.to_string()))?;
+    }
+    if let Some(queue) = &args.queue {
+        spec.queue.clone_from(queue);
+    }
+    if let Some(priority) = args.priority {
+        spec.priority = priority;
+    }
+    if args.keep.is_some() {
+        spec.keep = args.keep;
+    }
+    spec.validate()
+        .map_err(|err| UserError::plain(err.to_string()))?;
+    Ok(())
 }
 
 /// `K=V` flags as a map; a value without `=` is an error that names the flag.

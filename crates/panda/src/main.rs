@@ -63,6 +63,13 @@ enum Command {
     },
     /// Print every job as the TOML that `panda apply` reads (secret values as placeholders)
     Export,
+    /// Save a server and a token for later commands (checked against the server first)
+    #[command(after_help = "Examples:
+  panda login --server http://panda.internal:7070 --token panda_…
+  PANDA_TOKEN=panda_… panda login --server http://10.0.0.5:7070")]
+    Login,
+    /// Whether the server answers, and what it holds
+    Status,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Examples:
   panda completions bash > ~/.local/share/bash-completion/completions/panda
@@ -105,6 +112,8 @@ fn main() -> ExitCode {
             Command::Apply { file } => apply::apply(&file, &cli.connection)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Login => cli::login(&cli.connection).await,
+            Command::Status => cli::status(&cli.connection).await,
             Command::Export => apply::export(&cli.connection)
                 .await
                 .map(|()| ExitCode::SUCCESS),

@@ -60,6 +60,8 @@ impl Server {
             .env_remove("PANDA_TOKEN")
             .env("PANDA_URL", &self.url)
             .env("PANDA_DATA_DIR", data_dir)
+            // A config dir of this server's own: no saved login leaks in from elsewhere.
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("NO_COLOR", "1")
             .args(args);
         for (key, value) in env {
@@ -391,6 +393,7 @@ fn a_server_that_is_not_running_gets_a_hint_to_start_one() {
     let out = Command::new(env!("CARGO_BIN_EXE_panda"))
         .env("PANDA_URL", format!("http://127.0.0.1:{port}"))
         .env("PANDA_DATA_DIR", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
         .args(["cronjob", "list"])
         .output()
         .expect("run panda");
@@ -548,4 +551,106 @@ fn export_and_apply_round_trip_and_report_what_changed() {
     let out = server.panda(&["apply", "-f", file]);
     assert!(!out.status.success());
     assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
+}
+
+#[test]
+fn update_changes_only_the_flags_given() {
+    let server = Server::start();
+    succeeded(&server.panda(&[
+        "cronjob",
+        "create",
+        "--name",
+        "generate-reports",
+        "--exec",
+        "sh -c 'echo $REPORT_FORMAT ${#API_KEY}'",
+        "--schedule",
+        "0 5 * * *",
+        "--env",
+        "REPORT_FORMAT=pdf",
+        "--secret-env",
+        "API_KEY=s3cr3t-value",
+        "--timeout",
+        "10m",
+    ]));
+    let updated = succeeded(&server.panda(&[
+        "cronjob",
+        "update",
+        "generate-reports",
+        "--schedule",
+        "30 6 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--env",
+        "REPORT_FORMAT=csv",
+    ]));
+    assert_eq!(updated, "cronjob generate-reports updated\n");
+    let job: serde_json::Value = serde_json::from_str(&succeeded(&server.panda(&[
+        "cronjob",
+        "get",
+        "generate-reports",
+        "-o",
+        "json",
+    ])))
+    .expect("json");
+    assert_eq!(job["schedule"]["cron"], "30 6 * * *");
+    assert_eq!(job["schedule"]["timezone"], "Europe/Berlin");
+    assert_eq!(job["timeout_ms"], 600_000, "what was not given stays");
+    succeeded(&server.panda(&["cronjob", "trigger", "generate-reports"]));
+    wait_for_end(&server, "cronjob", "generate-reports");
+    let logs = succeeded(&server.panda(&["cronjob", "logs", "generate-reports", "--latest"]));
+    assert_eq!(logs, "csv 12\n", "the new env, and the secret kept");
+
+    let bad = server.panda(&[
+        "cronjob",
+        "update",
+        "generate-reports",
+        "--schedule",
+        "61 * * * *",
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).starts_with("error: --schedule \"61 * * * *\""),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn login_saves_a_checked_token_that_later_commands_use() {
+    let server = Server::start();
+    succeeded(&server.panda(&[
+        "cronjob",
+        "create",
+        "--name",
+        "nightly",
+        "--exec",
+        "true",
+        "--schedule",
+        "@daily",
+    ]));
+    let viewer = succeeded(&server.panda(&["token", "create", "viewer", "--read-only"]));
+    let viewer = viewer.trim();
+    let nowhere = tempfile::tempdir().expect("temp dir");
+
+    let refused = server.panda_with(&["login", "--token", "panda_wrong"], nowhere.path(), &[]);
+    assert!(!refused.status.success());
+    let config = server.dir.path().join("config/panda/config.toml");
+    assert!(!config.exists(), "a token the server refuses is not saved");
+
+    let out = succeeded(&server.panda_with(&["login", "--token", viewer], nowhere.path(), &[]));
+    assert!(out.starts_with("logged in to "), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&config)
+        .expect("saved")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // No token given and no local admin token: the saved one is used.
+    let status = succeeded(&server.panda_with(&["status"], nowhere.path(), &[]));
+    assert!(
+        status.contains("Cronjobs:      1 (0 suspended)"),
+        "{status}"
+    );
+    assert!(status.contains("Next run:      nightly"), "{status}");
 }
