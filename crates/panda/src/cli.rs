@@ -136,14 +136,17 @@ pub(crate) async fn status(connection: &Connection) -> anyhow::Result<std::proce
         None => dead.executions.len().to_string(),
     };
     match connection.output {
-        Format::Json => output::json(&serde_json::json!({
-            "server": client.base(),
-            "cronjobs": cronjobs,
-            "suspended": suspended,
-            "jobs": jobs.len() - cronjobs,
-            "dead_letters": dead_count,
-            "next_run": next.as_ref().map(|(at, name)| serde_json::json!({"job": name, "at": at})),
-        }))?,
+        Format::Json | Format::Yaml => output::structured(
+            &serde_json::json!({
+                "server": client.base(),
+                "cronjobs": cronjobs,
+                "suspended": suspended,
+                "jobs": jobs.len() - cronjobs,
+                "dead_letters": dead_count,
+                "next_run": next.as_ref().map(|(at, name)| serde_json::json!({"job": name, "at": at})),
+            }),
+            connection.output,
+        )?,
         Format::Table => {
             println!("Server:        {} (ready)", client.base());
             println!("Cronjobs:      {cronjobs} ({suspended} suspended)");
@@ -452,7 +455,7 @@ pub(crate) async fn run(
             let spec = spec_of(&args, scheduled)?;
             let job = client.job_create(&spec).await.map_err(user)?;
             match format {
-                Format::Json => output::json(&job)?,
+                Format::Json | Format::Yaml => output::structured(&job, format)?,
                 Format::Table => {
                     println!("{noun} {} created", job.spec.name);
                     if let Some(next) = next_fire_times(&job, 1).first() {
@@ -466,7 +469,7 @@ pub(crate) async fn run(
             update_spec(&mut spec, &args)?;
             let job = client.job_update(&spec).await.map_err(user)?;
             match format {
-                Format::Json => output::json(&job)?,
+                Format::Json | Format::Yaml => output::structured(&job, format)?,
                 Format::Table => println!("{noun} {} updated", job.spec.name),
             }
         }
@@ -474,7 +477,7 @@ pub(crate) async fn run(
             let kind = if scheduled { "scheduled" } else { "triggered" };
             let jobs = client.jobs(kind).await.map_err(user)?;
             match format {
-                Format::Json => output::json(&jobs)?,
+                Format::Json | Format::Yaml => output::structured(&jobs, format)?,
                 Format::Table => print_jobs(&jobs, scheduled),
             }
         }
@@ -482,7 +485,7 @@ pub(crate) async fn run(
             let job = client.job(&name).await.map_err(user)?;
             let recent = client.executions(&name, "", 5, None).await.map_err(user)?;
             match format {
-                Format::Json => output::json(&job)?,
+                Format::Json | Format::Yaml => output::structured(&job, format)?,
                 Format::Table => describe(&job, &recent.executions),
             }
         }
@@ -509,7 +512,7 @@ pub(crate) async fn run(
                 .await
                 .map_err(user)?;
             match format {
-                Format::Json => output::json(&page.executions)?,
+                Format::Json | Format::Yaml => output::structured(&page.executions, format)?,
                 Format::Table if page.executions.is_empty() => {
                     eprintln!("no executions of {name} yet");
                 }
@@ -529,7 +532,7 @@ pub(crate) async fn run(
                 return Err(UserError::plain(format!("{noun} {name} has no schedule")).into());
             }
             match format {
-                Format::Json => output::json(&times)?,
+                Format::Json | Format::Yaml => output::structured(&times, format)?,
                 Format::Table => {
                     for line in times {
                         println!("{line}");
@@ -952,7 +955,7 @@ async fn trigger(
     let execution = triggered.execution;
     if !args.wait {
         match format {
-            Format::Json => output::json(&execution)?,
+            Format::Json | Format::Yaml => output::structured(&execution, format)?,
             Format::Table => println!("{}", execution.id),
         }
         return Ok(std::process::ExitCode::SUCCESS);
@@ -1192,7 +1195,7 @@ pub(crate) async fn execution(
 
 fn show_execution(execution: &Execution, format: Format) -> anyhow::Result<()> {
     match format {
-        Format::Json => output::json(execution),
+        Format::Json | Format::Yaml => output::structured(execution, format),
         Format::Table => {
             println!(
                 "{}",
@@ -1215,7 +1218,9 @@ pub(crate) async fn dlq(
         DlqCommand::List { job } => {
             let page = client.dead_letters(job.as_deref()).await.map_err(user)?;
             match connection.output {
-                Format::Json => output::json(&page.executions)?,
+                Format::Json | Format::Yaml => {
+                    output::structured(&page.executions, connection.output)?
+                }
                 Format::Table if page.executions.is_empty() => {
                     eprintln!("the dead-letter queue is empty");
                 }
@@ -1247,7 +1252,7 @@ pub(crate) async fn token(
             let scope = if read_only { "read_only" } else { "admin" };
             let created = client.token_create(&name, scope).await.map_err(user)?;
             match connection.output {
-                Format::Json => output::json(&created)?,
+                Format::Json | Format::Yaml => output::structured(&created, connection.output)?,
                 Format::Table => {
                     println!("{}", created["secret"].as_str().unwrap_or_default());
                     eprintln!("token {name} ({scope}) created; its secret is shown only now");
@@ -1257,7 +1262,7 @@ pub(crate) async fn token(
         TokenCommand::List => {
             let tokens = client.tokens().await.map_err(user)?;
             match connection.output {
-                Format::Json => output::json(&tokens)?,
+                Format::Json | Format::Yaml => output::structured(&tokens, connection.output)?,
                 Format::Table => {
                     let mut table = output::table(&["name", "scope", "created", "last used"]);
                     let now = Utc::now();

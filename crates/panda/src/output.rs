@@ -16,11 +16,17 @@ pub(crate) enum Format {
     Table,
     /// JSON, for scripts.
     Json,
+    /// YAML, for people who read it and the tools that take it.
+    Yaml,
 }
 
-/// Prints `value` as JSON (pretty, one document).
-pub(crate) fn json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+/// Prints `value` as one JSON document (pretty) or one YAML document, as `format` says; a
+/// table asked for here is JSON.
+pub(crate) fn structured(value: &impl Serialize, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Yaml => print!("{}", serde_norway::to_string(value)?),
+        Format::Json | Format::Table => println!("{}", serde_json::to_string_pretty(value)?),
+    }
     Ok(())
 }
 

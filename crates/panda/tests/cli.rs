@@ -129,7 +129,8 @@ fn the_headline_commands_on_the_process_runtime() {
         "--name",
         "generate-reports",
         "--exec",
-        "sh -c 'echo format=$REPORT_FORMAT; echo done >&2'",
+        // Two streams are read apart; the pause keeps their order in the log certain.
+        "sh -c 'echo format=$REPORT_FORMAT; sleep 0.2; echo done >&2'",
         "--schedule",
         "0 5 * * *",
         "--env",
