@@ -21,7 +21,7 @@ mod tokens;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use panda_core::Clock;
 use panda_engine::SchedulerHandle;
 use panda_store::Store;
@@ -89,31 +89,64 @@ impl AppState {
     }
 }
 
+/// Every `/api/v1` route: its method, its path and its handler. The router is built from this
+/// list, and the OpenAPI document is tested against it.
+fn api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![
+        ("GET", "/jobs", get(jobs::list)),
+        ("POST", "/jobs", post(jobs::create)),
+        ("GET", "/jobs/{name}", get(jobs::get)),
+        ("PUT", "/jobs/{name}", put(jobs::update)),
+        ("DELETE", "/jobs/{name}", delete(jobs::delete)),
+        ("POST", "/jobs/{name}/suspend", post(jobs::suspend)),
+        ("POST", "/jobs/{name}/resume", post(jobs::resume)),
+        (
+            "GET",
+            "/jobs/{name}/executions",
+            get(executions::list_of_job),
+        ),
+        ("POST", "/jobs/{name}/executions", post(executions::trigger)),
+        (
+            "GET",
+            "/jobs/{name}/executions/latest",
+            get(executions::latest),
+        ),
+        ("GET", "/jobs/{name}/slots", get(jobs::slots)),
+        ("GET", "/executions/{id}", get(executions::get)),
+        ("POST", "/executions/{id}/cancel", post(executions::cancel)),
+        ("GET", "/executions/{id}/logs", get(executions::logs)),
+        (
+            "GET",
+            "/executions/{id}/logs/stream",
+            get(executions::stream),
+        ),
+        ("GET", "/dlq", get(executions::dead_letters)),
+        ("POST", "/dlq/{id}/retry", post(executions::dlq_retry)),
+        ("POST", "/dlq/{id}/discard", post(executions::dlq_discard)),
+        ("GET", "/tokens", get(tokens::list)),
+        ("POST", "/tokens", post(tokens::create)),
+        ("DELETE", "/tokens/{name}", delete(tokens::revoke)),
+    ]
+}
+
+/// The `/api/v1` routes as (method, path): what the OpenAPI document must describe.
+pub fn api_route_list() -> Vec<(&'static str, &'static str)> {
+    api_routes()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
+/// The OpenAPI 3.1 document of `/api/v1`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 /// Every route, with auth on `/api`.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/jobs", get(jobs::list).post(jobs::create))
-        .route(
-            "/jobs/{name}",
-            get(jobs::get).put(jobs::update).delete(jobs::delete),
-        )
-        .route("/jobs/{name}/suspend", post(jobs::suspend))
-        .route("/jobs/{name}/resume", post(jobs::resume))
-        .route(
-            "/jobs/{name}/executions",
-            get(executions::list_of_job).post(executions::trigger),
-        )
-        .route("/jobs/{name}/executions/latest", get(executions::latest))
-        .route("/jobs/{name}/slots", get(jobs::slots))
-        .route("/executions/{id}", get(executions::get))
-        .route("/executions/{id}/cancel", post(executions::cancel))
-        .route("/executions/{id}/logs", get(executions::logs))
-        .route("/executions/{id}/logs/stream", get(executions::stream))
-        .route("/dlq", get(executions::dead_letters))
-        .route("/dlq/{id}/retry", post(executions::dlq_retry))
-        .route("/dlq/{id}/discard", post(executions::dlq_discard))
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{name}", delete(tokens::revoke))
+    let mut api = Router::new();
+    for (_, path, handler) in api_routes() {
+        api = api.route(path, handler);
+    }
+    let api = api
         .fallback(|| async { Failure::not_found("no such API route") })
         .method_not_allowed_fallback(|| async {
             Failure::new(
@@ -125,7 +158,17 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
-        ));
+        ))
+        // The document is public, like the API's shape.
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    OPENAPI,
+                )
+            }),
+        );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

@@ -282,3 +282,49 @@ async fn a_trigger_with_an_idempotency_key_returns_the_first_execution() {
         "{answer:?}"
     );
 }
+
+/// The OpenAPI document describes exactly the routes the router serves, and every one of them
+/// is served (not the router's "no such route", not "method not allowed").
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let api = Api::start().await;
+    let (status, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, 200, "public: {doc}");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("operations").keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let routed: std::collections::BTreeSet<(String, String)> = panda_api::api_route_list()
+        .into_iter()
+        .map(|(method, path)| (method.to_owned(), path.to_owned()))
+        .collect();
+    assert_eq!(documented, routed, "the document and the router disagree");
+
+    // Every schema a path refers to exists.
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for name in text.split("#/components/schemas/").skip(1) {
+        let name = name.split('"').next().unwrap_or_default();
+        assert!(schemas.contains_key(name), "missing schema {name}");
+    }
+
+    // Each listed route answers as a route (whatever it says about this made-up input).
+    let admin = Some(api.admin.as_str());
+    for (method, path) in &routed {
+        let concrete = path
+            .replace("{name}", "no-such-job")
+            .replace("{id}", "01a20000-0000-7000-8000-000000000000");
+        let body = matches!(method.as_str(), "POST" | "PUT").then(|| json!({}));
+        let (status, answer) = api
+            .call(method, &format!("/api/v1{concrete}"), admin, body)
+            .await;
+        assert_ne!(status, 405, "{method} {path}: {answer}");
+        assert_ne!(
+            answer["error"]["message"], "no such API route",
+            "{method} {path} is not routed"
+        );
+    }
+}
