@@ -965,7 +965,7 @@ async fn trigger(
         execution.id,
         output::status(execution.status)
     );
-    let ended = stream_logs(client, execution.id, None, &Filter::default()).await?;
+    let ended = stream_logs(client, execution.id, None, &Filter::default(), true).await?;
     Ok(exit_code_of(&ended))
 }
 
@@ -1042,7 +1042,8 @@ async fn logs(client: &Client, args: &LogsArgs) -> anyhow::Result<std::process::
             return Ok(std::process::ExitCode::SUCCESS);
         }
     }
-    let ended = stream_logs(client, execution.id, after, &filter).await?;
+    let queued = execution.status == panda_core::Status::Queued;
+    let ended = stream_logs(client, execution.id, after, &filter, queued).await?;
     let _ = ended;
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -1054,12 +1055,30 @@ async fn stream_logs(
     id: ExecutionId,
     after: Option<u64>,
     filter: &Filter,
+    queued: bool,
 ) -> anyhow::Result<Execution> {
     let mut events = std::pin::pin!(client.follow(id, after).await.map_err(user)?);
+    // Until the job's first line: a spinner with the elapsed time, which shows the image
+    // pull's progress as Panda logs it (drawn on a terminal only).
+    let mut waiting = queued.then(waiting_spinner);
     while let Some(event) = events.next().await {
         match event.map_err(user)? {
-            LogEvent::Line(line) => filter.print(&line),
+            LogEvent::Line(line) => {
+                if let Some(spinner) = &waiting {
+                    if line.stream == "system" {
+                        let text = line.text.trim_end().trim_start_matches("[panda] ");
+                        spinner.set_message(text.to_owned());
+                    } else {
+                        spinner.finish_and_clear();
+                        waiting = None;
+                    }
+                }
+                spinner_suspended(waiting.as_ref(), || filter.print(&line));
+            }
             LogEvent::End(execution) => {
+                if let Some(spinner) = waiting.take() {
+                    spinner.finish_and_clear();
+                }
                 final_line(&execution);
                 return Ok(*execution);
             }
@@ -1070,6 +1089,28 @@ async fn stream_logs(
         "the server may be restarting; run the command again to pick up where it left",
     )
     .into())
+}
+
+/// A spinner on stderr with the elapsed time and the latest word from Panda.
+fn waiting_spinner() -> indicatif::ProgressBar {
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} waiting to start {elapsed} {msg}")
+    {
+        spinner.set_style(style);
+    }
+    spinner.set_message("");
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    spinner
+}
+
+/// Runs `print` with the spinner (if any) out of the way, so lines never mix with it.
+fn spinner_suspended(spinner: Option<&indicatif::ProgressBar>, print: impl FnOnce()) {
+    match spinner {
+        Some(spinner) => spinner.suspend(print),
+        None => print(),
+    }
 }
 
 /// `✓ succeeded in 1.2s (exit code 0)`, on stderr so that stdout holds the job's output only.
