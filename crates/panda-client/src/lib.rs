@@ -82,6 +82,9 @@ impl Client {
     ///
     /// When the HTTP client cannot be built.
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        // `https://` servers: rustls with ring (reqwest is built without a provider of its
+        // own). Installing it twice is harmless; the first one stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -422,8 +425,13 @@ fn parse_block(block: &str) -> Option<Result<LogEvent, ClientError>> {
 
 fn transport(err: &reqwest::Error, base: &str) -> ClientError {
     if err.is_connect() {
+        // The innermost cause says why: refused, unresolvable, a failed TLS handshake.
+        let mut cause: &dyn std::error::Error = err;
+        while let Some(source) = cause.source() {
+            cause = source;
+        }
         return ClientError::Transport {
-            message: format!("cannot reach the Panda server at {base}"),
+            message: format!("cannot reach the Panda server at {base}: {cause}"),
             hint: Some(
                 "start it with `panda server` (or point --server / PANDA_URL at a running one)"
                     .into(),
@@ -486,6 +494,30 @@ mod tests {
         }
         assert!(parse_block(": keep-alive\n").is_none());
         assert_eq!(find_blank_line(b"event: a\ndata: 1\n\nrest"), Some(18));
+    }
+
+    #[tokio::test]
+    async fn https_servers_are_spoken_to() {
+        // A listener that answers a TLS hello with garbage: the client must try a handshake
+        // (and fail at it), not refuse the scheme.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut hello = [0u8; 5];
+                let _ = stream.read_exact(&mut hello);
+                let _ = stream.write_all(b"HTTP/1.1 400 not tls\r\n\r\n");
+            }
+        });
+        let client = Client::new(&format!("https://127.0.0.1:{port}"), None).expect("client");
+        let err = client.jobs("all").await.expect_err("not a TLS server");
+        // A client without TLS says "scheme is not http"; this one got as far as the handshake.
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot reach the Panda server") && !text.contains("scheme"),
+            "{text}"
+        );
     }
 
     #[test]
