@@ -279,6 +279,7 @@ impl DockerRuntime {
         let options = CreateImageOptionsBuilder::new().from_image(image).build();
         let mut progress = self.docker.create_image(Some(options), None, None);
         let mut last_status = String::new();
+        let mut bytes = PullProgress::default();
         while let Some(item) = progress.next().await {
             match item {
                 Ok(info) => {
@@ -286,6 +287,14 @@ impl DockerRuntime {
                         return Err(pull_error(image, &detail));
                     }
                     let status = info.status.unwrap_or_default();
+                    if let Some(line) = bytes.note(
+                        info.id.as_deref(),
+                        &status,
+                        info.progress_detail.as_ref(),
+                        std::time::Instant::now(),
+                    ) {
+                        logs.system(&line);
+                    }
                     // One line per change of status, not one per progress tick.
                     if !status.is_empty() && status != last_status {
                         logs.system(&format!("pull: {status}"));
@@ -547,6 +556,66 @@ fn container_name(spec: &RunSpec) -> String {
     format!("panda-{}", spec.execution_id)
 }
 
+/// How much of an image pull has arrived, over all its layers, from the engine's progress
+/// reports: the pull's progress as log lines (`pull: downloading 12.3 of 45.6 MB (3 layers)`),
+/// at most one every [`PullProgress::EVERY`], which `panda … --wait` turns into a bar.
+#[derive(Debug, Default)]
+struct PullProgress {
+    /// Per layer: bytes downloaded, bytes in all.
+    layers: HashMap<String, (u64, u64)>,
+    said_at: Option<std::time::Instant>,
+}
+
+impl PullProgress {
+    const EVERY: Duration = Duration::from_millis(500);
+
+    /// Notes one report; returns a line when there is progress to tell and the last line is
+    /// old enough.
+    fn note(
+        &mut self,
+        layer: Option<&str>,
+        status: &str,
+        detail: Option<&bollard::models::ProgressDetail>,
+        now: std::time::Instant,
+    ) -> Option<String> {
+        let layer = layer?;
+        match status {
+            "Downloading" => {
+                let detail = detail?;
+                let current = u64::try_from(detail.current?).ok()?;
+                let total = u64::try_from(detail.total?).ok()?;
+                self.layers.insert(layer.to_owned(), (current, total));
+            }
+            "Download complete" | "Pull complete" | "Already exists" => {
+                if let Some((current, total)) = self.layers.get_mut(layer) {
+                    *current = *total;
+                }
+                return None;
+            }
+            _ => return None,
+        }
+        if self
+            .said_at
+            .is_some_and(|at| now.duration_since(at) < Self::EVERY)
+        {
+            return None;
+        }
+        self.said_at = Some(now);
+        let (done, total) = self
+            .layers
+            .values()
+            .fold((0, 0), |(d, t), (current, all)| (d + current, t + all));
+        #[allow(clippy::cast_precision_loss)]
+        let mb = |bytes: u64| bytes as f64 / 1_000_000.0;
+        Some(format!(
+            "pull: downloading {:.1} of {:.1} MB ({} layers)",
+            mb(done),
+            mb(total),
+            self.layers.len()
+        ))
+    }
+}
+
 /// The node name when none is given: the host name, which a restart keeps.
 fn default_node() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -602,5 +671,77 @@ fn pull_error(image: &str, message: &str) -> RuntimeError {
         RuntimeError::Permanent(text)
     } else {
         RuntimeError::Transient(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use bollard::models::ProgressDetail;
+
+    use super::PullProgress;
+
+    fn detail(current: i64, total: i64) -> Option<ProgressDetail> {
+        Some(ProgressDetail {
+            current: Some(current),
+            total: Some(total),
+        })
+    }
+
+    #[test]
+    fn pull_progress_sums_the_layers_at_most_twice_a_second() {
+        let mut progress = PullProgress::default();
+        let start = Instant::now();
+        let first = progress.note(
+            Some("a"),
+            "Downloading",
+            detail(1_000_000, 4_000_000).as_ref(),
+            start,
+        );
+        assert_eq!(
+            first.as_deref(),
+            Some("pull: downloading 1.0 of 4.0 MB (1 layers)")
+        );
+        // Too soon for another line, but counted.
+        let soon = start + Duration::from_millis(100);
+        assert_eq!(
+            progress.note(
+                Some("b"),
+                "Downloading",
+                detail(500_000, 1_000_000).as_ref(),
+                soon
+            ),
+            None
+        );
+        assert_eq!(
+            progress.note(Some("a"), "Download complete", None, soon),
+            None
+        );
+        let later = start + Duration::from_millis(600);
+        let line = progress.note(
+            Some("b"),
+            "Downloading",
+            detail(1_000_000, 1_000_000).as_ref(),
+            later,
+        );
+        assert_eq!(
+            line.as_deref(),
+            Some("pull: downloading 5.0 of 5.0 MB (2 layers)")
+        );
+        // Reports without a layer or bytes say nothing.
+        assert_eq!(
+            progress.note(
+                None,
+                "Pulling fs layer",
+                None,
+                later + Duration::from_secs(1)
+            ),
+            None
+        );
+        assert_eq!(
+            progress.note(Some("c"), "Waiting", None, later + Duration::from_secs(1)),
+            None
+        );
     }
 }

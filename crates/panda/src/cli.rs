@@ -1067,7 +1067,21 @@ async fn stream_logs(
                 if let Some(spinner) = &waiting {
                     if line.stream == "system" {
                         let text = line.text.trim_end().trim_start_matches("[panda] ");
-                        spinner.set_message(text.to_owned());
+                        match pulled_bytes(text) {
+                            // The pull's bytes: the spinner becomes a bar.
+                            Some((done, total)) => {
+                                if spinner.length() != Some(total) {
+                                    spinner.set_length(total);
+                                    if let Ok(style) = indicatif::ProgressStyle::with_template(
+                                        "pulling {wide_bar} {bytes}/{total_bytes} {elapsed}",
+                                    ) {
+                                        spinner.set_style(style);
+                                    }
+                                }
+                                spinner.set_position(done);
+                            }
+                            None => spinner.set_message(text.to_owned()),
+                        }
                     } else {
                         spinner.finish_and_clear();
                         waiting = None;
@@ -1089,6 +1103,22 @@ async fn stream_logs(
         "the server may be restarting; run the command again to pick up where it left",
     )
     .into())
+}
+
+/// The bytes an image pull line tells (`pull: downloading 12.3 of 45.6 MB (3 layers)`):
+/// (done, total).
+fn pulled_bytes(text: &str) -> Option<(u64, u64)> {
+    let rest = text.strip_prefix("pull: downloading ")?;
+    let (done, rest) = rest.split_once(" of ")?;
+    let (total, _) = rest.split_once(" MB")?;
+    let bytes = |mb: &str| {
+        mb.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(|v| (v * 1_000_000.0) as u64)
+    };
+    Some((bytes(done)?, bytes(total)?))
 }
 
 /// A spinner on stderr with the elapsed time and the latest word from Panda.
@@ -1135,6 +1165,16 @@ fn final_line(execution: &Execution) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_lines_give_their_bytes() {
+        assert_eq!(
+            pulled_bytes("pull: downloading 12.3 of 45.6 MB (3 layers)"),
+            Some((12_300_000, 45_600_000))
+        );
+        assert_eq!(pulled_bytes("pull: Pulling fs layer"), None);
+        assert_eq!(pulled_bytes("pulling image x"), None);
+    }
 
     #[test]
     fn memory_sizes_parse() {
