@@ -20,6 +20,8 @@ struct Api {
 
 impl Api {
     async fn start() -> Self {
+        // reqwest is built without a TLS provider of its own; the process picks ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let test = panda_store::testing::sqlite().await;
         let now = chrono::Utc::now();
         let (_, admin) = test

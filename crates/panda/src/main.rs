@@ -88,6 +88,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Every HTTPS client in this process (reqwest is built without a provider) uses ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("PANDA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
