@@ -30,7 +30,7 @@ pub use error::{StoreError, StoreResult};
 pub use model::{
     ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
     Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot, Notice, Outcome, Pruned,
-    Retention, Slot, SlotDecision, SlotRecord, TokenScope,
+    QueueStats, Retention, Slot, SlotDecision, SlotRecord, TokenScope,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -149,6 +149,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Executions, newest first, one keyset page at a time.
     async fn execution_list(&self, filter: &ExecutionFilter) -> StoreResult<ExecutionPage>;
+
+    /// Every queue that has queued or running executions, by name.
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>>;
 
     /// The newest execution of a job (by name) that was not skipped.
     async fn execution_latest(&self, job: &str) -> StoreResult<Option<Execution>>;

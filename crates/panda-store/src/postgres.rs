@@ -42,7 +42,7 @@ use crate::lifecycle::{self, SlotPlan};
 use crate::model::{
     ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
     Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot, Notice, Pruned,
-    Retention, Slot, SlotRecord, TokenScope,
+    QueueStats, Retention, Slot, SlotRecord, TokenScope,
 };
 use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, token};
 
@@ -1582,6 +1582,35 @@ impl Store for PgStore {
         executions.truncate(limit as usize);
         let next = more.then(|| executions.last().map(|e| e.id)).flatten();
         Ok(ExecutionPage { executions, next })
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>> {
+        sqlx::query(
+            "SELECT queue, \
+                 COUNT(*) FILTER (WHERE status = 'queued' AND run_at <= $1) AS due, \
+                 COUNT(*) FILTER (WHERE status = 'queued' AND run_at > $1) AS waiting, \
+                 COUNT(*) FILTER (WHERE status = 'running') AS running, \
+                 MIN(run_at) FILTER (WHERE status = 'queued' AND run_at <= $1) AS oldest \
+             FROM executions WHERE status IN ('queued', 'running') \
+             GROUP BY queue ORDER BY queue",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            let count = |column: &str| -> StoreResult<u64> {
+                Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+            };
+            Ok(QueueStats {
+                queue: row.try_get("queue")?,
+                due: count("due")?,
+                waiting: count("waiting")?,
+                running: count("running")?,
+                oldest_due_at: row.try_get("oldest")?,
+            })
+        })
+        .collect()
     }
 
     async fn execution_latest(&self, job: &str) -> StoreResult<Option<Execution>> {

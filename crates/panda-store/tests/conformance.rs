@@ -182,6 +182,7 @@ conformance! {
     listing::execution_list_pages_are_stable_while_new_executions_arrive,
     listing::execution_latest_is_none_for_a_job_without_executions,
     listing::execution_latest_returns_the_newest_execution_that_was_not_skipped,
+    listing::queue_stats_count_due_waiting_and_running_per_queue,
     // logs
     logs::log_read_returns_chunks_in_seq_order_after_a_cursor,
     logs::log_tail_returns_the_last_chunks_in_order,
