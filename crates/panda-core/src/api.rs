@@ -128,3 +128,95 @@ pub struct LogEnd {
     /// The execution as it ended.
     pub execution: Execution,
 }
+
+/// An alert that was raised, with where it went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Its id (UUIDv7: sorts by time).
+    pub id: uuid::Uuid,
+    /// The job it is about (its id: the name may be reused after a delete).
+    pub job_id: crate::JobId,
+    /// The job's name when it was raised.
+    pub job: String,
+    /// What happened.
+    pub kind: crate::AlertKind,
+    /// The execution it is about, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<ExecutionId>,
+    /// One line for people.
+    pub message: String,
+    /// The JSON body a generic webhook receives.
+    pub body: serde_json::Value,
+    /// When it was raised.
+    pub created_at: DateTime<Utc>,
+    /// One per notifier it goes to.
+    #[serde(default)]
+    pub deliveries: Vec<AlertDelivery>,
+}
+
+/// How far one alert got to one notifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertDelivery {
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// What kind of endpoint.
+    pub notifier: crate::NotifierKind,
+    /// Where it goes.
+    pub url: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When it is tried next, while pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the endpoint accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not delivered yet; tried again at `next_attempt_at`.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Every attempt failed; given up.
+    Failed,
+}
+
+impl DeliveryState {
+    /// The lower-case word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for DeliveryState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "delivered" => Ok(Self::Delivered),
+            "failed" => Ok(Self::Failed),
+            other => Err(format!("unknown delivery state {other:?}")),
+        }
+    }
+}
+
+/// A page of alerts, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertList {
+    /// The alerts.
+    pub alerts: Vec<Alert>,
+}

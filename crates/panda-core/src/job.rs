@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::alert::AlertPolicy;
 use crate::cron::CronSchedule;
 use crate::ids::JobId;
 use crate::retry::RetryPolicy;
@@ -189,6 +190,9 @@ pub struct JobSpec {
     /// A suspended cronjob records its slots as skipped instead of running them.
     #[serde(default)]
     pub suspended: bool,
+    /// How the job is watched: where its alerts go and what raises them.
+    #[serde(default, skip_serializing_if = "AlertPolicy::is_default")]
+    pub alerts: AlertPolicy,
 }
 
 /// What to do with slots that were missed (server down, suspended, clock jump).
@@ -274,6 +278,7 @@ impl JobSpec {
             keep: None,
             schedule: None,
             suspended: false,
+            alerts: AlertPolicy::default(),
         }
     }
 
@@ -329,6 +334,7 @@ impl JobSpec {
                 ));
             }
         }
+        self.alerts.validate()?;
         if self.keep == Some(0) {
             return Err(field("keep", "must keep at least 1 execution"));
         }
@@ -382,6 +388,30 @@ pub(crate) mod duration_ms {
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// Serde for an optional `Duration` as whole milliseconds.
+pub(crate) mod duration_ms_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[allow(
+        clippy::ref_option,
+        reason = "serde's `with` passes a reference to the field"
+    )]
+    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration_ms::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
 

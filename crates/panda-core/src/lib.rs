@@ -11,6 +11,7 @@
 //! - **Time is injected.** Code never calls `Utc::now()` directly; it asks a [`Clock`], which is
 //!   a [`SystemClock`] in production and a [`TestClock`] in tests.
 
+mod alert;
 pub mod api;
 mod clock;
 mod cron;
@@ -21,6 +22,9 @@ mod job;
 mod retry;
 mod validate;
 
+pub use alert::{
+    AlertKind, AlertPolicy, DEFAULT_LATE_AFTER, NotifierKind, failure_alert, validate_webhook_url,
+};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use cron::{CronError, CronSchedule, Slots};
 pub use due::{

@@ -22,15 +22,17 @@ mod token;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use panda_core::api::Alert;
 use panda_core::{Execution, ExecutionId, Job, JobId, JobSpec};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub use error::{StoreError, StoreResult};
 pub use model::{
-    ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
-    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot, Notice, Outcome, Pruned,
-    QueueStats, Retention, Slot, SlotDecision, SlotRecord, TokenScope,
+    ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DueDelivery, Enqueued, ExecutionFilter,
+    ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, LogChunk, LogStream, NewAlert,
+    NewExecution, NewSlot, Notice, Outcome, Pruned, QueueStats, Retention, Slot, SlotDecision,
+    SlotRecord, TokenScope,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -39,6 +41,14 @@ pub use sqlite::SqliteStore;
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// The largest page [`Store::execution_list`] returns.
 pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// A requested page size: 0 means the default, and none is larger than the largest.
+pub(crate) fn page_size(limit: u32) -> u32 {
+    match limit {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    }
+}
 
 /// All of Panda's persistent state.
 ///
@@ -259,6 +269,48 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         retention: &Retention,
         now: DateTime<Utc>,
     ) -> StoreResult<Pruned>;
+
+    // ---- alerts ----
+
+    /// Failed, timed-out and dead attempts not yet judged by the alerter, oldest first. Each
+    /// is put here in the same transaction that records its outcome.
+    async fn alert_inbox(&self, limit: u32) -> StoreResult<Vec<Execution>>;
+
+    /// Takes judged attempts out of the inbox.
+    async fn alert_inbox_done(&self, ids: &[ExecutionId]) -> StoreResult<()>;
+
+    /// Raises an alert with one pending delivery per notifier, due now; `None` when an alert
+    /// with the same incident key exists (another node raised it first).
+    async fn alert_raise(&self, alert: &NewAlert, now: DateTime<Utc>)
+    -> StoreResult<Option<Alert>>;
+
+    /// The newest alert about a job (without its deliveries).
+    async fn alert_latest(&self, job_id: JobId) -> StoreResult<Option<Alert>>;
+
+    /// Open incidents: each job's newest alert where that is not a recovery (without
+    /// deliveries).
+    async fn alert_open(&self) -> StoreResult<Vec<Alert>>;
+
+    /// Alerts newest first, with their deliveries; only `job`'s when given; at most `limit`
+    /// (0 means the default page).
+    async fn alert_list(&self, job: Option<&str>, limit: u32) -> StoreResult<Vec<Alert>>;
+
+    /// Claims up to `limit` pending deliveries due at `now` for one attempt each: their next
+    /// attempt moves to `now + hold`, so a node that dies mid-attempt hands them on.
+    async fn alert_deliveries_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        hold: std::time::Duration,
+    ) -> StoreResult<Vec<DueDelivery>>;
+
+    /// Records how an attempt went.
+    async fn alert_delivery_record(
+        &self,
+        id: Uuid,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
 
     // ---- wake-ups ----
 

@@ -13,6 +13,11 @@ use crate::StoreError;
 use crate::model::{Finish, Finished, NewExecution, NewSlot, Outcome, Slot, SlotDecision};
 
 /// Checks an enqueue request before anything is read or written.
+/// Whether an attempt that ended so goes to the alerter's inbox: the ones that failed.
+pub(crate) fn alertable(status: Status) -> bool {
+    matches!(status, Status::Failed | Status::TimedOut | Status::Dead)
+}
+
 pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), ValidationError> {
     if let Some(payload) = &request.payload {
         validate_payload(payload)?;

@@ -6,7 +6,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use panda_core::{Execution, ExecutionId, JobId, Status, Trigger, ValidationError};
+use panda_core::api::{Alert, AlertDelivery};
+use panda_core::{
+    AlertKind, Execution, ExecutionId, JobId, NotifierKind, Status, Trigger, ValidationError,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -349,6 +352,55 @@ pub struct ApiToken {
     pub created_at: DateTime<Utc>,
     /// When it was last seen, to the minute.
     pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// An alert to raise: [`Store::alert_raise`](crate::Store::alert_raise).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAlert {
+    /// The incident key: a second alert with the same key is not raised.
+    pub incident: String,
+    /// The job it is about.
+    pub job_id: JobId,
+    /// The job's name.
+    pub job: String,
+    /// What happened.
+    pub kind: AlertKind,
+    /// The execution it is about, if any.
+    pub execution_id: Option<ExecutionId>,
+    /// One line for people.
+    pub message: String,
+    /// The JSON body a generic webhook receives.
+    pub body: serde_json::Value,
+    /// Where it goes: one delivery each.
+    pub notifiers: Vec<(NotifierKind, String)>,
+}
+
+/// A delivery that is due, claimed for one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueDelivery {
+    /// The delivery, its `attempts` counting this one.
+    pub delivery: AlertDelivery,
+    /// The alert it carries (its `deliveries` left empty).
+    pub alert: Alert,
+}
+
+/// How one delivery attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The endpoint accepted it.
+    Delivered,
+    /// It failed; try again at this time.
+    Retry {
+        /// Why, in words.
+        error: String,
+        /// When to try again.
+        at: DateTime<Utc>,
+    },
+    /// It failed for the last time.
+    GaveUp {
+        /// Why, in words.
+        error: String,
+    },
 }
 
 /// One queue's load, as the dashboard and `/metrics` show it.

@@ -40,11 +40,12 @@ use uuid::Uuid;
 
 use crate::lifecycle::{self, SlotPlan};
 use crate::model::{
-    ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
-    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot, Notice, Pruned,
-    QueueStats, Retention, Slot, SlotRecord, TokenScope,
+    ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DueDelivery, Enqueued, ExecutionFilter,
+    ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, LogChunk, LogStream, NewAlert,
+    NewExecution, NewSlot, Notice, Pruned, QueueStats, Retention, Slot, SlotRecord, TokenScope,
 };
-use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, token};
+use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, page_size, token};
+use panda_core::api::{Alert, AlertDelivery, DeliveryState};
 
 const EXECUTION_COLUMNS: &str = "id, root_id, job_id, job_name, queue, priority, status, trigger, \
     attempt, max_attempts, backoff_base_ms, backoff_cap_ms, concurrency, idempotency_key, payload, \
@@ -378,6 +379,35 @@ fn chunk_from_row(row: &PgRow) -> StoreResult<LogChunk> {
     })
 }
 
+fn alert_from_row(row: &PgRow) -> StoreResult<Alert> {
+    Ok(Alert {
+        id: row.try_get("id")?,
+        job_id: JobId::from_uuid(row.try_get("job_id")?),
+        job: row.try_get("job_name")?,
+        kind: parse("alert kind", row.try_get("kind")?)?,
+        execution_id: row
+            .try_get::<Option<Uuid>, _>("execution_id")?
+            .map(ExecutionId::from_uuid),
+        message: row.try_get("message")?,
+        body: row.try_get("body")?,
+        created_at: row.try_get("created_at")?,
+        deliveries: Vec::new(),
+    })
+}
+
+fn delivery_from_row(row: &PgRow) -> StoreResult<AlertDelivery> {
+    Ok(AlertDelivery {
+        id: row.try_get("id")?,
+        notifier: parse("notifier", row.try_get("notifier")?)?,
+        url: row.try_get("url")?,
+        state: parse("delivery state", row.try_get("state")?)?,
+        attempts: u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0),
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_error: row.try_get("last_error")?,
+        delivered_at: row.try_get("delivered_at")?,
+    })
+}
+
 fn slot_from_row(row: &PgRow) -> StoreResult<Slot> {
     Ok(Slot {
         job_id: JobId::from_uuid(row.try_get("job_id")?),
@@ -690,6 +720,28 @@ async fn settle_executions(
         })
         .collect();
     let done = || settled.iter().flatten();
+
+    let failures: Vec<(Uuid, DateTime<Utc>)> = done()
+        .filter(|f| lifecycle::alertable(f.execution.status))
+        .map(|f| {
+            (
+                f.execution.id.as_uuid(),
+                f.execution.finished_at.unwrap_or(now),
+            )
+        })
+        .collect();
+    if !failures.is_empty() {
+        let (ids, at): (Vec<Uuid>, Vec<DateTime<Utc>>) = failures.into_iter().unzip();
+        sqlx::query(
+            "INSERT INTO alert_inbox (execution_id, finished_at) \
+             SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[]) \
+             ON CONFLICT (execution_id) DO NOTHING",
+        )
+        .bind(ids)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    }
 
     // Only a `forbid` execution ever holds a job lock.
     let holders: Vec<Uuid> = done()
@@ -1968,6 +2020,244 @@ impl Store for PgStore {
             log_chunks,
             slots,
         })
+    }
+
+    async fn alert_inbox(&self, limit: u32) -> StoreResult<Vec<Execution>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id IN ( \
+                 SELECT execution_id FROM alert_inbox ORDER BY finished_at, execution_id LIMIT $1) \
+             ORDER BY finished_at, id"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(execution_from_row)
+            .collect()
+    }
+
+    async fn alert_inbox_done(&self, ids: &[ExecutionId]) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+        sqlx::query("DELETE FROM alert_inbox WHERE execution_id = ANY($1)")
+            .bind(ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn alert_raise(
+        &self,
+        alert: &NewAlert,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Alert>> {
+        let id = Uuid::now_v7();
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO alerts \
+                 (id, incident, job_id, job_name, kind, execution_id, message, body, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (incident) DO NOTHING",
+        )
+        .bind(id)
+        .bind(storable(&alert.incident))
+        .bind(alert.job_id.as_uuid())
+        .bind(storable(&alert.job))
+        .bind(alert.kind.as_str())
+        .bind(alert.execution_id.map(|e| e.as_uuid()))
+        .bind(storable(&alert.message))
+        .bind(&alert.body)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let deliveries: Vec<AlertDelivery> = alert
+            .notifiers
+            .iter()
+            .map(|(notifier, url)| AlertDelivery {
+                id: Uuid::now_v7(),
+                notifier: *notifier,
+                url: url.clone(),
+                state: DeliveryState::Pending,
+                attempts: 0,
+                next_attempt_at: Some(now),
+                last_error: None,
+                delivered_at: None,
+            })
+            .collect();
+        if !deliveries.is_empty() {
+            sqlx::query(
+                "INSERT INTO alert_deliveries \
+                     (id, alert_id, notifier, url, state, attempts, next_attempt_at) \
+                 SELECT d.id, $1, d.notifier, d.url, 'pending', 0, $2 \
+                 FROM UNNEST($3::uuid[], $4::text[], $5::text[]) AS d(id, notifier, url)",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(deliveries.iter().map(|d| d.id).collect::<Vec<_>>())
+            .bind(
+                deliveries
+                    .iter()
+                    .map(|d| d.notifier.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                deliveries
+                    .iter()
+                    .map(|d| storable(&d.url))
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(Alert {
+            id,
+            job_id: alert.job_id,
+            job: alert.job.clone(),
+            kind: alert.kind,
+            execution_id: alert.execution_id,
+            message: alert.message.clone(),
+            body: alert.body.clone(),
+            created_at: now,
+            deliveries,
+        }))
+    }
+
+    async fn alert_latest(&self, job_id: JobId) -> StoreResult<Option<Alert>> {
+        sqlx::query("SELECT * FROM alerts WHERE job_id = $1 ORDER BY id DESC LIMIT 1")
+            .bind(job_id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(alert_from_row)
+            .transpose()
+    }
+
+    async fn alert_open(&self) -> StoreResult<Vec<Alert>> {
+        sqlx::query(
+            "SELECT * FROM (SELECT DISTINCT ON (job_id) * FROM alerts ORDER BY job_id, id DESC) a \
+             WHERE a.kind <> 'recovered' ORDER BY a.id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(alert_from_row)
+        .collect()
+    }
+
+    async fn alert_list(&self, job: Option<&str>, limit: u32) -> StoreResult<Vec<Alert>> {
+        let limit = i64::from(page_size(limit));
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE ($1::text IS NULL OR job_name = $1) \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(job.map(storable))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut alerts = rows
+            .iter()
+            .map(alert_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        if alerts.is_empty() {
+            return Ok(alerts);
+        }
+        let ids: Vec<Uuid> = alerts.iter().map(|a| a.id).collect();
+        let mut by_alert: HashMap<Uuid, Vec<AlertDelivery>> = HashMap::new();
+        for row in
+            sqlx::query("SELECT * FROM alert_deliveries WHERE alert_id = ANY($1) ORDER BY id")
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?
+        {
+            by_alert
+                .entry(row.try_get("alert_id")?)
+                .or_default()
+                .push(delivery_from_row(&row)?);
+        }
+        for alert in &mut alerts {
+            alert.deliveries = by_alert.remove(&alert.id).unwrap_or_default();
+        }
+        Ok(alerts)
+    }
+
+    async fn alert_deliveries_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        hold: Duration,
+    ) -> StoreResult<Vec<DueDelivery>> {
+        let held = now + chrono::Duration::from_std(hold).unwrap_or(chrono::Duration::MAX);
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE alert_deliveries SET attempts = attempts + 1, next_attempt_at = $1 \
+             WHERE id IN (SELECT id FROM alert_deliveries \
+                 WHERE state = 'pending' AND next_attempt_at <= $2 \
+                 ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING *",
+        )
+        .bind(held)
+        .bind(now)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let alert_id: Uuid = row.try_get("alert_id")?;
+            let alert = sqlx::query("SELECT * FROM alerts WHERE id = $1")
+                .bind(alert_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            due.push(DueDelivery {
+                delivery: delivery_from_row(row)?,
+                alert: alert_from_row(&alert)?,
+            });
+        }
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    async fn alert_delivery_record(
+        &self,
+        id: Uuid,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (state, next, error, delivered) = match outcome {
+            DeliveryOutcome::Delivered => (DeliveryState::Delivered, None, None, Some(now)),
+            DeliveryOutcome::Retry { error, at } => (
+                DeliveryState::Pending,
+                Some(*at),
+                Some(storable(error)),
+                None,
+            ),
+            DeliveryOutcome::GaveUp { error } => {
+                (DeliveryState::Failed, None, Some(storable(error)), None)
+            }
+        };
+        let updated = sqlx::query(
+            "UPDATE alert_deliveries SET state = $1, next_attempt_at = $2, \
+                 last_error = COALESCE($3, last_error), delivered_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(state.as_str())
+        .bind(next)
+        .bind(error)
+        .bind(delivered)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::not_found(format!("alert delivery {id}")));
+        }
+        Ok(())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Notice> {

@@ -28,11 +28,12 @@ use uuid::Uuid;
 
 use crate::lifecycle::{self, SlotPlan};
 use crate::model::{
-    ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
-    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot, Notice, Pruned,
-    QueueStats, Retention, Slot, SlotRecord, TokenScope,
+    ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DueDelivery, Enqueued, ExecutionFilter,
+    ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, LogChunk, LogStream, NewAlert,
+    NewExecution, NewSlot, Notice, Pruned, QueueStats, Retention, Slot, SlotRecord, TokenScope,
 };
-use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, token};
+use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, page_size, token};
+use panda_core::api::{Alert, AlertDelivery, DeliveryState};
 
 const EXECUTION_COLUMNS: &str = "id, root_id, job_id, job_name, queue, priority, status, trigger, \
     attempt, max_attempts, backoff_base_ms, backoff_cap_ms, concurrency, idempotency_key, payload, \
@@ -243,6 +244,63 @@ fn chunk_from_row(row: &SqliteRow) -> StoreResult<LogChunk> {
     })
 }
 
+fn alert_from_row(row: &SqliteRow) -> StoreResult<Alert> {
+    Ok(Alert {
+        id: parse("alert id", row.try_get("id")?)?,
+        job_id: parse("job id", row.try_get("job_id")?)?,
+        job: row.try_get("job_name")?,
+        kind: parse("alert kind", row.try_get("kind")?)?,
+        execution_id: row
+            .try_get::<Option<&str>, _>("execution_id")?
+            .map(|id| parse("execution id", id))
+            .transpose()?,
+        message: row.try_get("message")?,
+        body: from_json("alert body", row.try_get("body")?)?,
+        created_at: instant(row.try_get("created_at")?)?,
+        deliveries: Vec::new(),
+    })
+}
+
+fn delivery_from_row(row: &SqliteRow) -> StoreResult<AlertDelivery> {
+    Ok(AlertDelivery {
+        id: parse("delivery id", row.try_get("id")?)?,
+        notifier: parse("notifier", row.try_get("notifier")?)?,
+        url: row.try_get("url")?,
+        state: parse("delivery state", row.try_get("state")?)?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        next_attempt_at: opt_instant(row.try_get("next_attempt_at")?)?,
+        last_error: row.try_get("last_error")?,
+        delivered_at: opt_instant(row.try_get("delivered_at")?)?,
+    })
+}
+
+/// The deliveries of `alerts`, attached to each.
+async fn attach_deliveries(pool: &SqlitePool, mut alerts: Vec<Alert>) -> StoreResult<Vec<Alert>> {
+    if alerts.is_empty() {
+        return Ok(alerts);
+    }
+    let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
+    let rows = sqlx::query(
+        "SELECT * FROM alert_deliveries WHERE alert_id IN (SELECT value FROM json_each(?)) \
+         ORDER BY id",
+    )
+    .bind(json_text(&ids)?)
+    .fetch_all(pool)
+    .await?;
+    let mut by_alert: HashMap<Uuid, Vec<AlertDelivery>> = HashMap::new();
+    for row in &rows {
+        let alert_id: Uuid = parse("alert id", row.try_get("alert_id")?)?;
+        by_alert
+            .entry(alert_id)
+            .or_default()
+            .push(delivery_from_row(row)?);
+    }
+    for alert in &mut alerts {
+        alert.deliveries = by_alert.remove(&alert.id).unwrap_or_default();
+    }
+    Ok(alerts)
+}
+
 fn slot_from_row(row: &SqliteRow) -> StoreResult<Slot> {
     Ok(Slot {
         job_id: parse("job id", row.try_get("job_id")?)?,
@@ -367,6 +425,26 @@ async fn write_settled(tx: &mut Transaction<'_, Sqlite>, settled: &[Finished]) -
     .bind(json_text(&rows)?)
     .execute(&mut **tx)
     .await?;
+    let failures: Vec<serde_json::Value> = settled
+        .iter()
+        .filter(|f| lifecycle::alertable(f.execution.status))
+        .map(|f| {
+            serde_json::json!([
+                f.execution.id.to_string(),
+                f.execution.finished_at.map(micros)
+            ])
+        })
+        .collect();
+    if !failures.is_empty() {
+        sqlx::query(
+            "INSERT INTO alert_inbox (execution_id, finished_at) \
+             SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true \
+             ON CONFLICT (execution_id) DO NOTHING",
+        )
+        .bind(json_text(&failures)?)
+        .execute(&mut **tx)
+        .await?;
+    }
     let ids: Vec<String> = settled.iter().map(|f| f.execution.id.to_string()).collect();
     sqlx::query("DELETE FROM job_locks WHERE execution_id IN (SELECT value FROM json_each(?))")
         .bind(json_text(&ids)?)
@@ -1417,6 +1495,220 @@ impl Store for SqliteStore {
             log_chunks,
             slots,
         })
+    }
+
+    async fn alert_inbox(&self, limit: u32) -> StoreResult<Vec<Execution>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id IN ( \
+                 SELECT execution_id FROM alert_inbox ORDER BY finished_at, execution_id LIMIT ?) \
+             ORDER BY finished_at, id"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(execution_from_row)
+            .collect()
+    }
+
+    async fn alert_inbox_done(&self, ids: &[ExecutionId]) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "DELETE FROM alert_inbox WHERE execution_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_text(&ids)?)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn alert_raise(
+        &self,
+        alert: &NewAlert,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Alert>> {
+        let id = Uuid::now_v7();
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO alerts \
+                 (id, incident, job_id, job_name, kind, execution_id, message, body, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(&alert.incident)
+        .bind(alert.job_id.to_string())
+        .bind(&alert.job)
+        .bind(alert.kind.as_str())
+        .bind(alert.execution_id.map(|e| e.to_string()))
+        .bind(&alert.message)
+        .bind(json_text(&alert.body)?)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let mut deliveries = Vec::with_capacity(alert.notifiers.len());
+        for (notifier, url) in &alert.notifiers {
+            let delivery = AlertDelivery {
+                id: Uuid::now_v7(),
+                notifier: *notifier,
+                url: url.clone(),
+                state: DeliveryState::Pending,
+                attempts: 0,
+                next_attempt_at: Some(now),
+                last_error: None,
+                delivered_at: None,
+            };
+            sqlx::query(
+                "INSERT INTO alert_deliveries \
+                     (id, alert_id, notifier, url, state, attempts, next_attempt_at) \
+                 VALUES (?, ?, ?, ?, 'pending', 0, ?)",
+            )
+            .bind(delivery.id.to_string())
+            .bind(id.to_string())
+            .bind(notifier.as_str())
+            .bind(url)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await?;
+            deliveries.push(delivery);
+        }
+        tx.commit().await?;
+        Ok(Some(Alert {
+            id,
+            job_id: alert.job_id,
+            job: alert.job.clone(),
+            kind: alert.kind,
+            execution_id: alert.execution_id,
+            message: alert.message.clone(),
+            body: alert.body.clone(),
+            created_at: instant(micros(now))?,
+            deliveries,
+        }))
+    }
+
+    async fn alert_latest(&self, job_id: JobId) -> StoreResult<Option<Alert>> {
+        sqlx::query("SELECT * FROM alerts WHERE job_id = ? ORDER BY id DESC LIMIT 1")
+            .bind(job_id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(alert_from_row)
+            .transpose()
+    }
+
+    async fn alert_open(&self) -> StoreResult<Vec<Alert>> {
+        sqlx::query(
+            "SELECT a.* FROM (SELECT job_id, MAX(id) AS id FROM alerts GROUP BY job_id) AS m \
+             JOIN alerts a ON a.id = m.id WHERE a.kind <> 'recovered' ORDER BY a.id",
+        )
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(alert_from_row)
+        .collect()
+    }
+
+    async fn alert_list(&self, job: Option<&str>, limit: u32) -> StoreResult<Vec<Alert>> {
+        let limit = i64::from(page_size(limit));
+        let rows = match job {
+            Some(job) => {
+                sqlx::query("SELECT * FROM alerts WHERE job_name = ? ORDER BY id DESC LIMIT ?")
+                    .bind(job)
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM alerts ORDER BY id DESC LIMIT ?")
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+        };
+        let alerts = rows
+            .iter()
+            .map(alert_from_row)
+            .collect::<StoreResult<_>>()?;
+        attach_deliveries(&self.reader, alerts).await
+    }
+
+    async fn alert_deliveries_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        hold: Duration,
+    ) -> StoreResult<Vec<DueDelivery>> {
+        let held = now + chrono::Duration::from_std(hold).unwrap_or(chrono::Duration::MAX);
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE alert_deliveries SET attempts = attempts + 1, next_attempt_at = ?1 \
+             WHERE id IN (SELECT id FROM alert_deliveries \
+                 WHERE state = 'pending' AND next_attempt_at <= ?2 \
+                 ORDER BY next_attempt_at LIMIT ?3) \
+             RETURNING *",
+        )
+        .bind(micros(held))
+        .bind(micros(now))
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let alert_id: String = row.try_get("alert_id")?;
+            let alert = sqlx::query("SELECT * FROM alerts WHERE id = ?")
+                .bind(&alert_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            due.push(DueDelivery {
+                delivery: delivery_from_row(row)?,
+                alert: alert_from_row(&alert)?,
+            });
+        }
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    async fn alert_delivery_record(
+        &self,
+        id: Uuid,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (state, next, error, delivered) = match outcome {
+            DeliveryOutcome::Delivered => (DeliveryState::Delivered, None, None, Some(now)),
+            DeliveryOutcome::Retry { error, at } => {
+                (DeliveryState::Pending, Some(*at), Some(error), None)
+            }
+            DeliveryOutcome::GaveUp { error } => (DeliveryState::Failed, None, Some(error), None),
+        };
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE alert_deliveries SET state = ?, next_attempt_at = ?, \
+                 last_error = COALESCE(?, last_error), delivered_at = ? \
+             WHERE id = ?",
+        )
+        .bind(state.as_str())
+        .bind(next.map(micros))
+        .bind(error)
+        .bind(delivered.map(micros))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        if updated == 0 {
+            return Err(StoreError::not_found(format!("alert delivery {id}")));
+        }
+        Ok(())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Notice> {

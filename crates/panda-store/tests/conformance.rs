@@ -18,6 +18,7 @@ mod cases {
     #[macro_use]
     pub mod support;
 
+    pub mod alerts;
     pub mod cancel;
     pub mod claim;
     pub mod dlq;
@@ -197,6 +198,10 @@ conformance! {
     tokens::token_revoke_stops_the_secret_at_once_and_frees_the_name,
     tokens::token_create_with_a_taken_name_is_a_conflict,
     tokens::token_revoke_of_an_unknown_name_is_not_found,
+    // alerts
+    alerts::failed_attempts_reach_the_alert_inbox_and_successes_do_not,
+    alerts::an_incident_is_raised_once_and_a_recovery_closes_it,
+    alerts::deliveries_are_claimed_retried_and_recorded,
     // retention
     retention::retention_keeps_the_newest_finished_executions_of_each_job,
     retention::retention_honours_a_jobs_own_keep_count,
