@@ -12,6 +12,7 @@
 //! the workers write it (wherever they run), and ends with the execution's final state. It
 //! reads the store, so a follower never touches, let alone slows, the job.
 
+mod alerts;
 mod auth;
 mod error;
 mod executions;
@@ -123,6 +124,7 @@ fn api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("GET", "/dlq", get(executions::dead_letters)),
         ("POST", "/dlq/{id}/retry", post(executions::dlq_retry)),
         ("POST", "/dlq/{id}/discard", post(executions::dlq_discard)),
+        ("GET", "/alerts", get(alerts::list)),
         ("GET", "/tokens", get(tokens::list)),
         ("POST", "/tokens", post(tokens::create)),
         ("DELETE", "/tokens/{name}", delete(tokens::revoke)),

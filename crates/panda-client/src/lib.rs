@@ -315,6 +315,19 @@ impl Client {
         self.call(Method::GET, &path, None::<&()>).await
     }
 
+    /// Alerts, newest first, with their deliveries; only `job`'s when given.
+    pub async fn alerts(
+        &self,
+        job: Option<&str>,
+        limit: u32,
+    ) -> Result<panda_core::api::AlertList, ClientError> {
+        let mut path = format!("/alerts?limit={limit}");
+        if let Some(job) = job {
+            path.push_str(&format!("&job={}", segment(job)));
+        }
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
     /// Runs a dead execution again; returns the new attempt.
     pub async fn dlq_retry(&self, id: ExecutionId) -> Result<Execution, ClientError> {
         self.call(Method::POST, &format!("/dlq/{id}/retry"), None::<&()>)

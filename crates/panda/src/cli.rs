@@ -1,4 +1,5 @@
-//! The client commands: `panda cronjob …`, `panda job …`, `panda execution …`, `panda dlq …`.
+//! The client commands: `panda cronjob …`, `panda job …`, `panda execution …`, `panda dlq …`,
+//! `panda alert …`, `panda token …`.
 //! Each is a thin call of the API through `panda-client`; none opens the database.
 
 use std::collections::BTreeMap;
@@ -192,7 +193,9 @@ pub(crate) enum JobCommand {
   panda cronjob create --name generate-reports --image your-registry/report-job:latest \\
     --schedule \"0 5 * * *\" --env REPORT_FORMAT=pdf
   panda cronjob create --name cleanup --exec \"python3 cleanup.py --days 30\" --schedule @daily
-  panda job create --name send-email --image acme/mailer:2 --max-attempts 5")]
+  panda job create --name send-email --image acme/mailer:2 --max-attempts 5
+  panda cronjob create --name nightly-sync --exec ./sync.sh --schedule \"0 2 * * *\" \\
+    --alert-slack https://hooks.slack.com/services/T/B/X --alert-after-failures 3")]
     Create(Box<CreateArgs>),
     /// Change a job: only the flags given change
     #[command(after_help = "Examples:
@@ -331,6 +334,8 @@ pub(crate) struct CreateArgs {
     /// Create it suspended
     #[arg(long)]
     suspended: bool,
+    #[command(flatten)]
+    alerts: AlertFlags,
     /// The image's command, replaced (after --)
     #[arg(last = true)]
     command: Vec<String>,
@@ -379,6 +384,49 @@ pub(crate) struct UpdateArgs {
     /// Finished executions kept
     #[arg(long)]
     keep: Option<u32>,
+    #[command(flatten)]
+    alerts: AlertFlags,
+}
+
+/// How a job is watched; on update, each flag given replaces what was set.
+#[derive(Debug, Args)]
+pub(crate) struct AlertFlags {
+    /// Send this job's alerts to this JSON webhook instead of the server's (repeatable)
+    #[arg(long = "alert-webhook", value_name = "URL")]
+    alert_webhook: Vec<String>,
+    /// Send this job's alerts to this Slack-compatible webhook instead of the server's
+    /// (repeatable)
+    #[arg(long = "alert-slack", value_name = "URL")]
+    alert_slack: Vec<String>,
+    /// Alert only once this many attempts in a row failed [default: 1]
+    #[arg(long, value_name = "N")]
+    alert_after_failures: Option<u32>,
+    /// Alert when an execution runs longer than this
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    alert_running_longer_than: Option<Duration>,
+    /// A cron slot that has not started this long after its time is late [default: 5m]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    alert_late_after: Option<Duration>,
+}
+
+impl AlertFlags {
+    fn apply(&self, policy: &mut panda_core::AlertPolicy) {
+        if !self.alert_webhook.is_empty() {
+            policy.webhooks.clone_from(&self.alert_webhook);
+        }
+        if !self.alert_slack.is_empty() {
+            policy.slack.clone_from(&self.alert_slack);
+        }
+        if self.alert_after_failures.is_some() {
+            policy.after_failures = self.alert_after_failures;
+        }
+        if self.alert_running_longer_than.is_some() {
+            policy.running_longer_than = self.alert_running_longer_than;
+        }
+        if self.alert_late_after.is_some() {
+            policy.late_after = self.alert_late_after;
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -614,6 +662,7 @@ fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobSpec> {
     spec.limits.cpus = args.cpus;
     spec.keep = args.keep;
     spec.suspended = args.suspended;
+    args.alerts.apply(&mut spec.alerts);
     match (&args.schedule, scheduled) {
         (Some(cron), true) => {
             let catch_up = match args.catch_up.as_str() {
@@ -731,6 +780,7 @@ fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Result<()> {
     if args.keep.is_some() {
         spec.keep = args.keep;
     }
+    args.alerts.apply(&mut spec.alerts);
     spec.validate()
         .map_err(|err| UserError::plain(err.to_string()))?;
     Ok(())
@@ -871,6 +921,10 @@ fn describe(job: &Job, recent: &[Execution]) {
     for key in spec.secret_env.keys() {
         println!("Secret env:    {key} (hidden)");
     }
+    println!(
+        "Alerts:        {}",
+        alert_summary(&spec.alerts, spec.schedule.is_some())
+    );
     let next = next_fire_times(job, 3);
     if !next.is_empty() {
         println!("Next runs:");
@@ -887,6 +941,29 @@ fn describe(job: &Job, recent: &[Execution]) {
             output::render(&output::executions_table(recent, Utc::now()))
         );
     }
+}
+
+/// How a job is watched, in one line: `after 3 failures, runs over 30m, late after 5m; to 1
+/// webhook`.
+fn alert_summary(policy: &panda_core::AlertPolicy, scheduled: bool) -> String {
+    let mut when = vec![match policy.threshold() {
+        1 => "on failure".to_owned(),
+        n => format!("after {n} failures in a row"),
+    }];
+    if let Some(limit) = policy.running_longer_than {
+        when.push(format!("runs over {}", humantime::format_duration(limit)));
+    }
+    if scheduled {
+        when.push(format!(
+            "late after {}",
+            humantime::format_duration(policy.late_after())
+        ));
+    }
+    let to = match (policy.webhooks.len(), policy.slack.len()) {
+        (0, 0) => "to the server's notifiers".to_owned(),
+        (w, s) => format!("to {w} webhook(s) and {s} Slack webhook(s)"),
+    };
+    format!("{}; {to}", when.join(", "))
 }
 
 /// The next `count` fire times, each in the job's zone and in UTC.
@@ -1236,6 +1313,24 @@ pub(crate) enum DlqCommand {
     },
 }
 
+/// `panda alert …`: alerts and their deliveries.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AlertCommand {
+    /// List alerts, newest first, with where each went and how that went
+    #[command(after_help = "Examples:
+  panda alert list
+  panda alert list --job generate-reports
+  panda alert list -o json")]
+    List {
+        /// Only this job's
+        #[arg(long)]
+        job: Option<String>,
+        /// How many
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+}
+
 /// `panda token …`: API tokens.
 #[derive(Debug, Subcommand)]
 pub(crate) enum TokenCommand {
@@ -1319,6 +1414,24 @@ pub(crate) async fn dlq(
             client.dlq_discard(id).await.map_err(user)?;
             println!("execution {id} discarded from the dead-letter queue");
         }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+pub(crate) async fn alert(
+    command: AlertCommand,
+    connection: &Connection,
+) -> anyhow::Result<std::process::ExitCode> {
+    let client = connection.client()?;
+    let AlertCommand::List { job, limit } = command;
+    let list = client.alerts(job.as_deref(), limit).await.map_err(user)?;
+    match connection.output {
+        Format::Json | Format::Yaml => output::structured(&list.alerts, connection.output)?,
+        Format::Table if list.alerts.is_empty() => eprintln!("no alerts"),
+        Format::Table => println!(
+            "{}",
+            output::render(&output::alerts_table(&list.alerts, Utc::now()))
+        ),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

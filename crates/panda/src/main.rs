@@ -49,6 +49,9 @@ enum Command {
     /// The dead-letter queue: executions whose retries ran out
     #[command(subcommand)]
     Dlq(cli::DlqCommand),
+    /// Alerts raised, and how their webhooks went
+    #[command(subcommand)]
+    Alert(cli::AlertCommand),
     /// API tokens
     #[command(subcommand)]
     Token(cli::TokenCommand),
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
             Command::Job(command) => cli::run(command, &cli.connection, false).await,
             Command::Execution(command) => cli::execution(command, &cli.connection).await,
             Command::Dlq(command) => cli::dlq(command, &cli.connection).await,
+            Command::Alert(command) => cli::alert(command, &cli.connection).await,
             Command::Token(command) => cli::token(command, &cli.connection).await,
             Command::Apply { file } => apply::apply(&file, &cli.connection)
                 .await

@@ -152,6 +152,47 @@ pub(crate) fn executions_table(executions: &[Execution], now: DateTime<Utc>) -> 
     table
 }
 
+/// Alerts: when, which job, what, where they went and how that went, and the message last
+/// (the widest column).
+pub(crate) fn alerts_table(alerts: &[panda_core::api::Alert], now: DateTime<Utc>) -> Table {
+    let mut table = table(&["raised", "job", "event", "delivered", "message"]);
+    for alert in alerts {
+        table.add_row(vec![
+            relative(alert.created_at, now),
+            alert.job.clone(),
+            alert.kind.to_string(),
+            deliveries(&alert.deliveries),
+            alert.message.clone(),
+        ]);
+    }
+    table
+}
+
+/// `2/2`, `1/2 (1 pending: HTTP 500 …)`, or `-` when the alert went nowhere.
+fn deliveries(deliveries: &[panda_core::api::AlertDelivery]) -> String {
+    use panda_core::api::DeliveryState;
+    if deliveries.is_empty() {
+        return "-".to_owned();
+    }
+    let count = |state| deliveries.iter().filter(|d| d.state == state).count();
+    let mut text = format!("{}/{}", count(DeliveryState::Delivered), deliveries.len());
+    for state in [DeliveryState::Pending, DeliveryState::Failed] {
+        let n = count(state);
+        if n > 0 {
+            let error = deliveries
+                .iter()
+                .filter(|d| d.state == state)
+                .find_map(|d| d.last_error.as_deref());
+            text.push_str(&format!(" ({n} {}", state.as_str()));
+            if let Some(error) = error {
+                text.push_str(&format!(": {error}"));
+            }
+            text.push(')');
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 //! `panda server`: opens the store, makes sure the admin token exists, runs the Scheduler, the
-//! Dispatcher (this node's workers) and the Rescuer, and on SIGTERM or Ctrl-C drains: nothing
+//! Dispatcher (this node's workers), the Rescuer and the Alerter, and on SIGTERM or Ctrl-C drains: nothing
 //! new starts, running executions get a grace period, the rest go back to the queue.
 
 use std::io::Write;
@@ -13,8 +13,8 @@ use chrono::Utc;
 use clap::{Args, ValueEnum};
 use panda_core::SystemClock;
 use panda_engine::{
-    DEFAULT_DRAIN_GRACE, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LEASE_TTL, Dispatcher,
-    DispatcherConfig, QueueLimit, Rescuer, Runtimes, Scheduler,
+    Alerter, AlerterConfig, DEFAULT_DRAIN_GRACE, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LEASE_TTL,
+    Dispatcher, DispatcherConfig, QueueLimit, Rescuer, Runtimes, Scheduler,
 };
 
 // The flags' defaults, written out for clap, are these.
@@ -51,7 +51,66 @@ pub(crate) struct ServerArgs {
     #[arg(long)]
     example: bool,
     #[command(flatten)]
+    alerts: AlertArgs,
+    #[command(flatten)]
     node: NodeArgs,
+}
+
+/// Where alerts go when a job names no notifier of its own.
+#[derive(Debug, Args)]
+pub(crate) struct AlertArgs {
+    /// A generic JSON webhook for alerts of jobs that name none (repeat, or comma-separate)
+    #[arg(
+        long = "alert-webhook",
+        env = "PANDA_ALERT_WEBHOOKS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    webhooks: Vec<String>,
+    /// A Slack-compatible incoming webhook for alerts of jobs that name none
+    #[arg(
+        long = "alert-slack",
+        env = "PANDA_ALERT_SLACK",
+        value_delimiter = ',',
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    slack: Vec<String>,
+    /// Signs generic webhook bodies: `X-Panda-Signature: sha256=<HMAC-SHA256 of the body>`
+    #[arg(
+        long = "alert-signing-secret",
+        env = "PANDA_ALERT_SIGNING_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    signing_secret: Option<String>,
+    /// The address people reach this server at, for links in alerts [default: http://BIND]
+    #[arg(long, env = "PANDA_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+}
+
+impl AlertArgs {
+    fn config(&self, bound: std::net::SocketAddr) -> anyhow::Result<AlerterConfig> {
+        for url in self.webhooks.iter().chain(&self.slack) {
+            panda_core::validate_webhook_url(url).map_err(|err| {
+                UserError::new(
+                    format!("--alert-webhook/--alert-slack: {err}"),
+                    "give a full URL such as https://hooks.example.com/panda",
+                )
+            })?;
+        }
+        Ok(AlerterConfig {
+            webhooks: self.webhooks.clone(),
+            slack: self.slack.clone(),
+            signing_secret: self.signing_secret.clone().filter(|s| !s.is_empty()),
+            dashboard_url: Some(
+                self.public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{bound}")),
+            ),
+            ..AlerterConfig::default()
+        })
+    }
 }
 
 /// `panda worker`: a node that only runs executions.
@@ -157,7 +216,7 @@ enum RuntimeChoice {
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    run_node(&args.node, Some((&args.bind, args.example))).await
+    run_node(&args.node, Some((&args.bind, args.example, &args.alerts))).await
 }
 
 /// `panda worker`: the Dispatcher and the Rescuer, no API and no scheduler.
@@ -167,11 +226,11 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
 
 /// Runs a node until SIGTERM or Ctrl-C: with `api` (the address and `--example`), a whole
 /// server; without, workers only.
-async fn run_node(args: &NodeArgs, api: Option<(&str, bool)>) -> anyhow::Result<()> {
+async fn run_node(args: &NodeArgs, api: Option<(&str, bool, &AlertArgs)>) -> anyhow::Result<()> {
     let stop = ShutdownSignal::install()?;
     let config = dispatcher_config(args)?;
     let listener = match api {
-        Some((bind, _)) => Some(tokio::net::TcpListener::bind(bind).await.map_err(|err| {
+        Some((bind, _, _)) => Some(tokio::net::TcpListener::bind(bind).await.map_err(|err| {
             UserError::new(
                 format!("cannot listen on {bind}: {err}"),
                 "is another server running there? pass --bind 127.0.0.1:PORT or set PANDA_BIND",
@@ -195,14 +254,18 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool)>) -> anyhow::Result<
         ensure_admin_token(store.as_ref(), &token_path).await?;
         tracing::info!(path = %token_path.display(), "admin token");
     }
-    if let Some((_, true)) = api {
+    if let Some((_, true, _)) = api {
         ensure_example(store.as_ref()).await?;
     }
     let runtimes = runtimes(args.runtime, args.worker_id.as_deref()).await?;
     let clock = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
     let mut services = Vec::new();
-    if let Some(listener) = listener {
+    if let (Some(listener), Some((_, _, alerts))) = (listener, api) {
+        let alerts = alerts.config(listener.local_addr().context("the listening address")?)?;
+        let alerter = Alerter::new(Arc::clone(&store), clock.clone(), alerts)
+            .context("set up the HTTP client for alerts")?;
+        services.push(tokio::spawn(alerter.run(shutdown.clone())));
         let scheduler = Scheduler::new(Arc::clone(&store), clock.clone());
         let state = panda_api::AppState::new(
             Arc::clone(&store),
@@ -219,7 +282,7 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool)>) -> anyhow::Result<
             }
         }));
         tracing::info!(address = %bound, "API listening on http://{bound}");
-        tracing::info!("scheduler running");
+        tracing::info!("scheduler and alerter running");
     }
     let rescuer = Rescuer::new(Arc::clone(&store), clock.clone());
     services.push(tokio::spawn(rescuer.run(shutdown.clone())));

@@ -14,12 +14,17 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_panda"))
             .env_remove("PANDA_DATABASE_URL")
             .env("PANDA_LOG", "info")
             .args(["server", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -654,4 +659,127 @@ fn login_saves_a_checked_token_that_later_commands_use() {
         "{status}"
     );
     assert!(status.contains("Next run:      nightly"), "{status}");
+}
+
+/// A webhook receiver on a port of its own: answers every request 200 and keeps the bodies.
+struct Receiver {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&bodies);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok()
+                    && let Ok(json) = serde_json::from_slice(&body)
+                {
+                    kept.lock().expect("lock").push(json);
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Self { url, bodies }
+    }
+
+    /// Waits until `n` bodies arrived and returns them.
+    fn wait_for(&self, n: usize) -> Vec<serde_json::Value> {
+        let started = Instant::now();
+        loop {
+            let bodies = self.bodies.lock().expect("lock").clone();
+            if bodies.len() >= n {
+                return bodies;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "only {} of {n} webhooks arrived: {bodies:#?}",
+                bodies.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_failing_job_alerts_the_servers_webhook_and_the_cli_lists_it() {
+    let receiver = Receiver::start();
+    let server = Server::start_with(&["--alert-webhook", &receiver.url]);
+    succeeded(&server.panda(&[
+        "job",
+        "create",
+        "--name",
+        "flaky",
+        "--exec",
+        "sh -c 'echo about to fail; exit 3'",
+        "--max-attempts",
+        "1",
+    ]));
+    let described = succeeded(&server.panda(&["job", "get", "flaky"]));
+    assert!(
+        described.contains("Alerts:        on failure; to the server's notifiers"),
+        "{described}"
+    );
+    succeeded(&server.panda(&["job", "trigger", "flaky"]));
+    let ended = wait_for_end(&server, "job", "flaky");
+    assert_eq!(ended["status"], "dead");
+
+    let bodies = receiver.wait_for(1);
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    let alert = &bodies[0];
+    assert_eq!(alert["event"], "dead");
+    assert_eq!(alert["job"], "flaky");
+    assert_eq!(alert["execution"]["exit_code"], 3);
+    assert_eq!(alert["log_tail"], serde_json::json!(["about to fail"]));
+    assert!(
+        alert["dashboard_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&server.url) && u.contains("/executions/")),
+        "{alert}"
+    );
+
+    // The CLI shows it, delivered once the record is written.
+    let started = Instant::now();
+    loop {
+        let listed: serde_json::Value =
+            serde_json::from_str(&succeeded(&server.panda(&["alert", "list", "-o", "json"])))
+                .expect("json");
+        let delivery = &listed[0]["deliveries"][0];
+        if delivery["state"] == "delivered" {
+            assert_eq!(listed.as_array().map(Vec::len), Some(1));
+            assert_eq!(listed[0]["kind"], "dead");
+            assert_eq!(delivery["url"], receiver.url.as_str());
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{listed:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let table = succeeded(&server.panda(&["alert", "list"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("RAISED"), "{table}");
+    assert!(
+        lines[1].contains("flaky") && lines[1].contains("dead") && lines[1].contains("1/1"),
+        "{table}"
+    );
 }
