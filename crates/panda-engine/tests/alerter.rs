@@ -20,30 +20,8 @@ use panda_store::{
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-macro_rules! backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let test = panda_store::testing::sqlite().await;
-                    super::$case(&test).await;
-                    test.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(test) = panda_store::testing::postgres().await else { return };
-                    super::$case(&test).await;
-                    test.close().await;
-                }
-            )*
-        }
-    };
-}
+#[macro_use]
+mod support;
 
 backends! {
     three_failures_in_a_row_raise_one_alert_and_a_success_one_recovery,

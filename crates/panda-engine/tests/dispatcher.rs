@@ -20,31 +20,8 @@ use panda_store::{ClaimRequest, ExecutionFilter, LogStream, NewExecution, Store}
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Stamps each case once per backend: `sqlite::case` and `postgres::case`.
-macro_rules! backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let test = panda_store::testing::sqlite().await;
-                    super::$case(&test).await;
-                    test.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(test) = panda_store::testing::postgres().await else { return };
-                    super::$case(&test).await;
-                    test.close().await;
-                }
-            )*
-        }
-    };
-}
+#[macro_use]
+mod support;
 
 backends! {
     an_execution_runs_once_and_sees_its_panda_environment,

@@ -15,31 +15,8 @@ use panda_engine::Scheduler;
 use panda_store::testing::TestStore;
 use panda_store::{ExecutionFilter, Store};
 
-/// Stamps each case once per backend: `sqlite::case` and `postgres::case`.
-macro_rules! backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let test = panda_store::testing::sqlite().await;
-                    super::$case(&test).await;
-                    test.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(test) = panda_store::testing::postgres().await else { return };
-                    super::$case(&test).await;
-                    test.close().await;
-                }
-            )*
-        }
-    };
-}
+#[macro_use]
+mod support;
 
 backends! {
     every_slot_fires_exactly_once_while_one_scheduler_restarts_again_and_again,
