@@ -3,8 +3,8 @@
 //! Two decisions a newcomer must know:
 //!
 //! - **Every `/api` route needs a bearer token**, checked against the store (which keeps only
-//!   its hash). A read-only token may `GET`; anything else needs an admin token. `/healthz`
-//!   and `/readyz` are open.
+//!   its hash). A read-only token may `GET`; anything else needs an admin token. `/metrics`
+//!   (Prometheus) takes the same tokens; `/healthz` and `/readyz` are open.
 //! - **Errors have one shape**: `{"error": {"code", "message", "hint"}}`, made in one place
 //!   ([`Failure`]) from the store's typed errors, and logged there once.
 //!
@@ -16,6 +16,7 @@ mod auth;
 mod error;
 mod executions;
 mod jobs;
+mod metrics;
 mod tokens;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct AppState {
     /// Parsed schedules by (expression, time zone): parsing is the costly part of "when does
     /// it fire next", and a server sees the same schedules again and again.
     schedules: ScheduleCache,
+    /// What `/metrics` renders; `None` answers 404 there.
+    metrics: Option<metrics::Metrics>,
 }
 
 impl AppState {
@@ -65,7 +68,19 @@ impl AppState {
             scheduler,
             shutdown,
             schedules: Arc::default(),
+            metrics: None,
         }
+    }
+
+    /// Serves `/metrics` from `handle`, the installed Prometheus recorder's. The queue gauges
+    /// are refreshed from the store at each scrape.
+    #[must_use]
+    pub fn with_metrics(mut self, handle: metrics_exporter_prometheus::PrometheusHandle) -> Self {
+        self.metrics = Some(metrics::Metrics {
+            handle,
+            queues: Arc::default(),
+        });
+        self
     }
 
     /// When an active cronjob fires next (after now).
@@ -140,7 +155,7 @@ pub fn api_route_list() -> Vec<(&'static str, &'static str)> {
 /// The OpenAPI 3.1 document of `/api/v1`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Every route, with auth on `/api`.
+/// Every route, with auth on `/api` and `/metrics`.
 pub fn router(state: AppState) -> Router {
     let mut api = Router::new();
     for (_, path, handler) in api_routes() {
@@ -169,10 +184,17 @@ pub fn router(state: AppState) -> Router {
                 )
             }),
         );
+    let metrics = Router::new()
+        .route("/metrics", get(metrics::render))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .nest("/api/v1", api)
+        .merge(metrics)
         .with_state(state)
 }
 

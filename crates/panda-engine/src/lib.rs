@@ -4,6 +4,7 @@
 //! its own that tests drive with a [`TestClock`](panda_core::TestClock), without sleeping.
 
 mod dispatcher;
+pub mod metrics;
 mod rescuer;
 mod scheduler;
 

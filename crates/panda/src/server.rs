@@ -201,6 +201,7 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool)>) -> anyhow::Result<
     let runtimes = runtimes(args.runtime, args.worker_id.as_deref()).await?;
     let clock = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
+    let metrics = crate::metrics::install(&shutdown)?;
     let mut services = Vec::new();
     if let Some(listener) = listener {
         let scheduler = Scheduler::new(Arc::clone(&store), clock.clone());
@@ -209,7 +210,8 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool)>) -> anyhow::Result<
             clock.clone(),
             Some(scheduler.handle()),
             shutdown.clone(),
-        );
+        )
+        .with_metrics(metrics);
         let bound = listener.local_addr().context("the listening address")?;
         services.push(tokio::spawn(scheduler.run(shutdown.clone())));
         let api = panda_api::serve(listener, state);
