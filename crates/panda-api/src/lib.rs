@@ -184,18 +184,22 @@ pub fn router(state: AppState) -> Router {
                 )
             }),
         );
-    let metrics = Router::new()
-        .route("/metrics", get(metrics::render))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .nest("/api/v1", api)
-        .merge(metrics)
+        .merge(metrics_routes(&state))
         .with_state(state)
+}
+
+/// `/metrics`, behind a token.
+fn metrics_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(metrics::render))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
 }
 
 /// Ready when the store answers.
@@ -208,6 +212,27 @@ async fn ready(
         .await
         .map(|_| "ready")
         .map_err(Failure::from)
+}
+
+/// Serves `/metrics` (behind a token), `/healthz` and `/readyz` alone on `listener` until
+/// `state.shutdown` fires: how a node without the API is scraped.
+///
+/// # Errors
+///
+/// When the listener fails.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .merge(metrics_routes(&state))
+        .with_state(state);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 /// Serves the API on `listener` until `state.shutdown` fires.

@@ -112,6 +112,10 @@ pub(crate) struct NodeArgs {
     /// This node's name on the executions it runs [default: HOSTNAME-PID]
     #[arg(long, env = "PANDA_WORKER_ID", value_name = "NAME")]
     worker_id: Option<String>,
+    /// Also serve /metrics (Prometheus, behind an API token) on this address: how a `panda
+    /// worker`, which serves no API, is scraped
+    #[arg(long, env = "PANDA_METRICS_BIND", value_name = "ADDR")]
+    metrics_bind: Option<String>,
 }
 
 /// The example cronjob `--example` creates.
@@ -179,6 +183,15 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool)>) -> anyhow::Result<
         })?),
         None => None,
     };
+    let metrics_listener = match &args.metrics_bind {
+        Some(bind) => Some(tokio::net::TcpListener::bind(bind).await.map_err(|err| {
+            UserError::new(
+                format!("cannot listen on {bind} for metrics: {err}"),
+                "pass --metrics-bind 127.0.0.1:PORT or set PANDA_METRICS_BIND",
+            )
+        })?),
+        None => None,
+    };
     let data_dir = match &args.data_dir {
         Some(dir) => dir.clone(),
         None => store::default_data_dir()?,
@@ -211,7 +224,7 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool)>) -> anyhow::Result<
             Some(scheduler.handle()),
             shutdown.clone(),
         )
-        .with_metrics(metrics);
+        .with_metrics(metrics.clone());
         let bound = listener.local_addr().context("the listening address")?;
         services.push(tokio::spawn(scheduler.run(shutdown.clone())));
         let api = panda_api::serve(listener, state);
@@ -222,6 +235,19 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool)>) -> anyhow::Result<
         }));
         tracing::info!(address = %bound, "API listening on http://{bound}");
         tracing::info!("scheduler running");
+    }
+    if let Some(listener) = metrics_listener {
+        let state =
+            panda_api::AppState::new(Arc::clone(&store), clock.clone(), None, shutdown.clone())
+                .with_metrics(metrics);
+        let bound = listener.local_addr().context("the metrics address")?;
+        let served = panda_api::serve_metrics(listener, state);
+        services.push(tokio::spawn(async move {
+            if let Err(err) = served.await {
+                tracing::error!(%err, "the metrics listener stopped with an error");
+            }
+        }));
+        tracing::info!(address = %bound, "metrics on http://{bound}/metrics");
     }
     let rescuer = Rescuer::new(Arc::clone(&store), clock.clone());
     services.push(tokio::spawn(rescuer.run(shutdown.clone())));

@@ -6,26 +6,45 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running `panda server` on a port of its own, with its data dir.
+/// A running `panda server` (or `panda worker`) on a port of its own, with its data dir.
 struct Server {
     child: Child,
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` of the API, or of the metrics listener of a worker.
     address: String,
-    dir: tempfile::TempDir,
+    dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl Server {
     fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Self {
+        let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut all = vec!["server", "--bind", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::launch(&all, dir, "API listening on http://")
+    }
+
+    /// `panda worker ARGS` on this server's store, with its metrics on a port of their own.
+    fn worker(&self, args: &[&str]) -> Self {
+        let mut all = vec!["worker", "--metrics-bind", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::launch(&all, std::sync::Arc::clone(&self.dir), "metrics on http://")
+    }
+
+    /// Starts `panda ARGS` and reads its address from the log line that says `listening`.
+    fn launch(args: &[&str], dir: std::sync::Arc<tempfile::TempDir>, listening: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_panda"))
             .env_remove("PANDA_DATABASE_URL")
             .env("PANDA_LOG", "info")
-            .args(["server", "--bind", "127.0.0.1:0", "--data-dir"])
+            .args(args)
+            .arg("--data-dir")
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start panda server");
+            .expect("start panda");
         let stderr = child.stderr.take().expect("piped stderr");
         let mut lines = BufReader::new(stderr).lines();
         let mut address = None;
@@ -33,16 +52,19 @@ impl Server {
         loop {
             match lines.next() {
                 Some(Ok(line)) => {
-                    if let Some(at) = line.find("API listening on http://") {
-                        let rest = &line[at + "API listening on http://".len()..];
-                        address = rest.split_whitespace().next().map(str::to_owned);
+                    if let Some(at) = line.find(listening) {
+                        let rest = &line[at + listening.len()..];
+                        address = rest
+                            .split_whitespace()
+                            .next()
+                            .map(|a| a.trim_end_matches("/metrics").to_owned());
                     }
                     if line.contains("workers running") {
                         break;
                     }
                     seen.push(line);
                 }
-                _ => panic!("panda server stopped before it was ready: {seen:#?}"),
+                _ => panic!("panda stopped before it was ready: {seen:#?}"),
             }
         }
         std::thread::spawn(move || lines.for_each(drop));
@@ -292,4 +314,31 @@ fn metrics_time_how_late_each_cron_slot_fired() {
             .any(|l| l == format!(r#"panda_schedule_lag_seconds_bucket{{le="+Inf"}} {count}"#)),
         "{body}"
     );
+}
+
+/// A `panda worker` serves no API; `--metrics-bind` is where the executions it ran are counted.
+#[test]
+fn a_worker_serves_its_own_metrics_behind_a_token() {
+    let server = Server::start_with(&["--queues", "default"]);
+    server.panda(&[
+        "job", "create", "--name", "far-away", "--exec", "true", "--queue", "edge",
+    ]);
+    let viewer = server.panda(&["token", "create", "scraper", "--read-only"]);
+    let viewer = viewer.trim();
+    let worker = server.worker(&["--queues", "edge"]);
+    server.panda(&["job", "enqueue", "far-away", "--wait"]);
+
+    let (status, _, body) = worker.scrape(None);
+    assert_eq!(status, 401, "{body}");
+    let body = worker.scrape_until(
+        viewer,
+        &[r#"panda_executions_finished_total{job="far-away",status="succeeded"} 1"#],
+    );
+    assert!(
+        body.contains(r#"panda_execution_duration_seconds_count{job="far-away"} 1"#),
+        "{body}"
+    );
+    // Counted where it ran, not on the server.
+    let (_, _, body) = server.scrape(Some(viewer));
+    assert!(!body.contains(r#"job="far-away""#), "{body}");
 }
