@@ -3,8 +3,8 @@
 //! Two decisions a newcomer must know:
 //!
 //! - **Every `/api` route needs a bearer token**, checked against the store (which keeps only
-//!   its hash). A read-only token may `GET`; anything else needs an admin token. `/healthz`
-//!   and `/readyz` are open.
+//!   its hash). A read-only token may `GET`; anything else needs an admin token. `/metrics`
+//!   (Prometheus) takes the same tokens; `/healthz` and `/readyz` are open.
 //! - **Errors have one shape**: `{"error": {"code", "message", "hint"}}`, made in one place
 //!   ([`Failure`]) from the store's typed errors, and logged there once.
 //!
@@ -17,6 +17,7 @@ mod auth;
 mod error;
 mod executions;
 mod jobs;
+mod metrics;
 mod tokens;
 
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct AppState {
     /// Parsed schedules by (expression, time zone): parsing is the costly part of "when does
     /// it fire next", and a server sees the same schedules again and again.
     schedules: ScheduleCache,
+    /// What `/metrics` renders; `None` answers 404 there.
+    metrics: Option<metrics::Metrics>,
 }
 
 impl AppState {
@@ -66,7 +69,19 @@ impl AppState {
             scheduler,
             shutdown,
             schedules: Arc::default(),
+            metrics: None,
         }
+    }
+
+    /// Serves `/metrics` from `handle`, the installed Prometheus recorder's. The queue gauges
+    /// are refreshed from the store at each scrape.
+    #[must_use]
+    pub fn with_metrics(mut self, handle: metrics_exporter_prometheus::PrometheusHandle) -> Self {
+        self.metrics = Some(metrics::Metrics {
+            handle,
+            queues: Arc::default(),
+        });
+        self
     }
 
     /// When an active cronjob fires next (after now).
@@ -142,7 +157,7 @@ pub fn api_route_list() -> Vec<(&'static str, &'static str)> {
 /// The OpenAPI 3.1 document of `/api/v1`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Every route, with auth on `/api`.
+/// Every route, with auth on `/api` and `/metrics`.
 pub fn router(state: AppState) -> Router {
     let mut api = Router::new();
     for (_, path, handler) in api_routes() {
@@ -175,7 +190,18 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .nest("/api/v1", api)
+        .merge(metrics_routes(&state))
         .with_state(state)
+}
+
+/// `/metrics`, behind a token.
+fn metrics_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(metrics::render))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
 }
 
 /// Ready when the store answers.
@@ -188,6 +214,27 @@ async fn ready(
         .await
         .map(|_| "ready")
         .map_err(Failure::from)
+}
+
+/// Serves `/metrics` (behind a token), `/healthz` and `/readyz` alone on `listener` until
+/// `state.shutdown` fires: how a node without the API is scraped.
+///
+/// # Errors
+///
+/// When the listener fails.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .merge(metrics_routes(&state))
+        .with_state(state);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 /// Serves the API on `listener` until `state.shutdown` fires.

@@ -699,6 +699,13 @@ async fn attempt_delivery(
         }
     };
     match &outcome {
+        DeliveryOutcome::Delivered => crate::metrics::alert_delivery(alert.kind.as_str(), true),
+        DeliveryOutcome::GaveUp { .. } => {
+            crate::metrics::alert_delivery(alert.kind.as_str(), false)
+        }
+        DeliveryOutcome::Retry { .. } => {}
+    }
+    match &outcome {
         DeliveryOutcome::Delivered => tracing::info!(
             alert = %alert.id, url = %delivery.url, attempt = delivery.attempts, "alert delivered"
         ),

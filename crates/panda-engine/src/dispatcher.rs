@@ -770,11 +770,12 @@ async fn record(context: &Context, execution: &Execution, finish: Finish) {
     }
 }
 
-/// Logs what became of one finish.
+/// Logs what became of one finish, and counts it once written.
 fn log_written(execution_id: ExecutionId, written: Written) {
     match written {
         Written::Done(finished) => {
             let done = &finished.execution;
+            crate::metrics::execution_finished(done);
             tracing::info!(
                 execution = %done.id,
                 job = %done.job_name,

@@ -6,6 +6,7 @@
 
 mod alerter;
 mod dispatcher;
+pub mod metrics;
 mod rescuer;
 mod scheduler;
 

@@ -51,6 +51,7 @@ impl Rescuer {
                 .await?;
             let full = rescued.len() == RESCUE_BATCH as usize;
             for finished in &rescued {
+                crate::metrics::lease_rescued(finished);
                 let execution = &finished.execution;
                 tracing::warn!(
                     execution = %execution.id,

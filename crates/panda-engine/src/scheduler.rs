@@ -238,7 +238,10 @@ impl Scheduler {
             let results = self.store.slot_record_many(&slots, now).await?;
             for ((slot, fired), result) in batch.iter().zip(results) {
                 match result {
-                    Ok(SlotRecord::Inserted(_)) if *fired => tick.fired += 1,
+                    Ok(SlotRecord::Inserted(_)) if *fired => {
+                        tick.fired += 1;
+                        crate::metrics::slot_fired(slot.scheduled_at, now);
+                    }
                     Ok(SlotRecord::Inserted(_)) => tick.skipped += 1,
                     Ok(SlotRecord::Duplicate(_)) => tick.duplicates += 1,
                     Err(StoreError::NotFound { .. }) => {

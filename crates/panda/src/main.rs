@@ -6,6 +6,7 @@
 mod apply;
 mod bench;
 mod cli;
+mod metrics;
 mod output;
 mod server;
 mod store;

@@ -171,6 +171,10 @@ pub(crate) struct NodeArgs {
     /// This node's name on the executions it runs [default: HOSTNAME-PID]
     #[arg(long, env = "PANDA_WORKER_ID", value_name = "NAME")]
     worker_id: Option<String>,
+    /// Also serve /metrics (Prometheus, behind an API token) on this address: how a `panda
+    /// worker`, which serves no API, is scraped
+    #[arg(long, env = "PANDA_METRICS_BIND", value_name = "ADDR")]
+    metrics_bind: Option<String>,
 }
 
 /// The example cronjob `--example` creates.
@@ -238,6 +242,15 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool, &AlertArgs)>) -> any
         })?),
         None => None,
     };
+    let metrics_listener = match &args.metrics_bind {
+        Some(bind) => Some(tokio::net::TcpListener::bind(bind).await.map_err(|err| {
+            UserError::new(
+                format!("cannot listen on {bind} for metrics: {err}"),
+                "pass --metrics-bind 127.0.0.1:PORT or set PANDA_METRICS_BIND",
+            )
+        })?),
+        None => None,
+    };
     let data_dir = match &args.data_dir {
         Some(dir) => dir.clone(),
         None => store::default_data_dir()?,
@@ -260,6 +273,7 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool, &AlertArgs)>) -> any
     let runtimes = runtimes(args.runtime, args.worker_id.as_deref()).await?;
     let clock = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
+    let metrics = crate::metrics::install(&shutdown)?;
     let mut services = Vec::new();
     if let (Some(listener), Some((_, _, alerts))) = (listener, api) {
         let alerts = alerts.config(listener.local_addr().context("the listening address")?)?;
@@ -272,7 +286,8 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool, &AlertArgs)>) -> any
             clock.clone(),
             Some(scheduler.handle()),
             shutdown.clone(),
-        );
+        )
+        .with_metrics(metrics.clone());
         let bound = listener.local_addr().context("the listening address")?;
         services.push(tokio::spawn(scheduler.run(shutdown.clone())));
         let api = panda_api::serve(listener, state);
@@ -283,6 +298,19 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool, &AlertArgs)>) -> any
         }));
         tracing::info!(address = %bound, "API listening on http://{bound}");
         tracing::info!("scheduler and alerter running");
+    }
+    if let Some(listener) = metrics_listener {
+        let state =
+            panda_api::AppState::new(Arc::clone(&store), clock.clone(), None, shutdown.clone())
+                .with_metrics(metrics);
+        let bound = listener.local_addr().context("the metrics address")?;
+        let served = panda_api::serve_metrics(listener, state);
+        services.push(tokio::spawn(async move {
+            if let Err(err) = served.await {
+                tracing::error!(%err, "the metrics listener stopped with an error");
+            }
+        }));
+        tracing::info!(address = %bound, "metrics on http://{bound}/metrics");
     }
     let rescuer = Rescuer::new(Arc::clone(&store), clock.clone());
     services.push(tokio::spawn(rescuer.run(shutdown.clone())));

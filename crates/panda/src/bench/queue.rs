@@ -8,6 +8,9 @@
 //!   asked to run it.
 //! - Rescue: a worker claims and dies at once (no heartbeat ever comes); from the moment its
 //!   lease began to the retry starting on a live node.
+//!
+//! Metrics are recorded as in `panda server` (the same Prometheus recorder is installed), so
+//! their cost is in every figure.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +66,8 @@ pub(super) async fn run(args: QueueBench) -> anyhow::Result<()> {
     if args.executions == 0 || args.runs == 0 || args.concurrency == 0 || args.samples == 0 {
         bail!("--executions, --runs, --concurrency and --samples must be at least 1");
     }
+    let recording = CancellationToken::new();
+    let _metrics = crate::metrics::install(&recording)?;
     let mut rows = Vec::new();
     let xargs = xargs_per_second(args.runs, args.concurrency).await?;
     for backend in Backend::requested(args.database_url.as_deref()) {
@@ -121,6 +126,7 @@ pub(super) async fn run(args: QueueBench) -> anyhow::Result<()> {
         }
         scratch.close().await?;
     }
+    recording.cancel();
     print_table(&rows);
     Ok(())
 }
