@@ -28,9 +28,9 @@ use uuid::Uuid;
 
 pub use error::{StoreError, StoreResult};
 pub use model::{
-    ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
-    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot, Notice, Outcome, Pruned,
-    Retention, Slot, SlotDecision, SlotRecord, TokenScope,
+    ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionBrief, ExecutionFilter, ExecutionPage,
+    Finish, Finished, Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot,
+    Notice, Outcome, Pruned, Retention, Slot, SlotDecision, SlotRecord, TokenScope,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -149,6 +149,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Executions, newest first, one keyset page at a time.
     async fn execution_list(&self, filter: &ExecutionFilter) -> StoreResult<ExecutionPage>;
+
+    /// The newest `per_job` executions (at most 100) of every live job of `kind`, in brief: by
+    /// job name, then newest first. One query for all jobs, so that a page listing a thousand
+    /// jobs with their recent history stays fast.
+    async fn execution_recent_per_job(
+        &self,
+        kind: JobKind,
+        per_job: u32,
+    ) -> StoreResult<Vec<ExecutionBrief>>;
 
     /// The newest execution of a job (by name) that was not skipped.
     async fn execution_latest(&self, job: &str) -> StoreResult<Option<Execution>>;

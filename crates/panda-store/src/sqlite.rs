@@ -21,16 +21,16 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Row, Sqlite, Transaction};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 use crate::lifecycle::{self, SlotPlan};
 use crate::model::{
-    ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionFilter, ExecutionPage, Finish, Finished,
-    Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot, Notice, Pruned,
-    Retention, Slot, SlotRecord, TokenScope,
+    ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionBrief, ExecutionFilter, ExecutionPage,
+    Finish, Finished, Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot,
+    Notice, Pruned, Retention, Slot, SlotRecord, TokenScope,
 };
 use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, token};
 
@@ -1032,24 +1032,53 @@ impl Store for SqliteStore {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
         };
-        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
-        let sql = format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions \
-             WHERE (?1 IS NULL OR job_name = ?1) \
-               AND (?2 = '[]' OR status IN (SELECT value FROM json_each(?2))) \
-               AND (?3 IS NULL OR id < ?3) \
-               AND (?5 = 0 OR (status = 'dead' AND NOT EXISTS ( \
-                   SELECT 1 FROM dlq_resolutions r WHERE r.execution_id = executions.id))) \
-             ORDER BY id DESC LIMIT ?4"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&filter.job)
-            .bind(json_text(&statuses)?)
-            .bind(filter.before.map(|id| id.to_string()))
-            .bind(i64::from(limit) + 1)
-            .bind(filter.dead_letter)
-            .fetch_all(&self.reader)
-            .await?;
+        // Only the conditions that apply: SQLite plans a statement once, and a condition such
+        // as `(?1 IS NULL OR job_name = ?1)` keeps it from using the index that fits, so a deep
+        // page of a long history would scan every newer row.
+        let mut query =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {EXECUTION_COLUMNS} FROM executions"));
+        let mut and = " WHERE ";
+        if let Some(job) = &filter.job {
+            query.push(and).push("job_name = ").push_bind(job.clone());
+            and = " AND ";
+        }
+        if !filter.statuses.is_empty() {
+            let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+            query
+                .push(and)
+                .push("status IN (SELECT value FROM json_each(")
+                .push_bind(json_text(&statuses)?)
+                .push("))");
+            and = " AND ";
+        }
+        if let Some(trigger) = filter.trigger {
+            query
+                .push(and)
+                .push("trigger = ")
+                .push_bind(trigger.as_str());
+            and = " AND ";
+        }
+        if let Some(root) = filter.root {
+            query
+                .push(and)
+                .push("root_id = ")
+                .push_bind(root.to_string());
+            and = " AND ";
+        }
+        if let Some(before) = filter.before {
+            query.push(and).push("id < ").push_bind(before.to_string());
+            and = " AND ";
+        }
+        if filter.dead_letter {
+            query.push(and).push(
+                "status = 'dead' AND NOT EXISTS ( \
+                 SELECT 1 FROM dlq_resolutions r WHERE r.execution_id = executions.id)",
+            );
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = query.build().fetch_all(&self.reader).await?;
         let mut executions = rows
             .iter()
             .map(execution_from_row)
@@ -1058,6 +1087,48 @@ impl Store for SqliteStore {
         executions.truncate(limit as usize);
         let next = more.then(|| executions.last().map(|e| e.id)).flatten();
         Ok(ExecutionPage { executions, next })
+    }
+
+    async fn execution_recent_per_job(
+        &self,
+        kind: JobKind,
+        per_job: u32,
+    ) -> StoreResult<Vec<ExecutionBrief>> {
+        let scheduled = match kind {
+            JobKind::All => None,
+            JobKind::Scheduled => Some(true),
+            JobKind::Triggered => Some(false),
+        };
+        // One index range of executions_job per job, each stopped at its limit.
+        let rows = sqlx::query(
+            "SELECT e.id, e.job_name, e.status, e.trigger, e.attempt, e.created_at, \
+                    e.started_at, e.finished_at \
+             FROM jobs j JOIN executions e ON e.id IN ( \
+                 SELECT x.id FROM executions x WHERE x.job_name = j.name \
+                 ORDER BY x.id DESC LIMIT ?2) \
+             WHERE j.deleted_at IS NULL AND (?1 IS NULL OR j.scheduled = ?1) \
+             ORDER BY j.name, e.id DESC",
+        )
+        .bind(scheduled)
+        .bind(i64::from(per_job.min(100)))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let attempt: i64 = row.try_get("attempt")?;
+                Ok(ExecutionBrief {
+                    id: parse("execution id", row.try_get("id")?)?,
+                    job_name: row.try_get("job_name")?,
+                    status: parse("status", row.try_get("status")?)?,
+                    trigger: parse("trigger", row.try_get("trigger")?)?,
+                    attempt: u32::try_from(attempt)
+                        .map_err(|_| StoreError::Corrupt(format!("attempt {attempt}")))?,
+                    created_at: instant(row.try_get("created_at")?)?,
+                    started_at: opt_instant(row.try_get("started_at")?)?,
+                    finished_at: opt_instant(row.try_get("finished_at")?)?,
+                })
+            })
+            .collect()
     }
 
     async fn execution_latest(&self, job: &str) -> StoreResult<Option<Execution>> {
