@@ -30,7 +30,7 @@ pub use error::{StoreError, StoreResult};
 pub use model::{
     ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionBrief, ExecutionFilter, ExecutionPage,
     Finish, Finished, Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot,
-    Notice, Outcome, Pruned, Retention, Slot, SlotDecision, SlotRecord, TokenScope,
+    Notice, Outcome, Pruned, QueueStats, Retention, Slot, SlotDecision, SlotRecord, TokenScope,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -158,6 +158,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         kind: JobKind,
         per_job: u32,
     ) -> StoreResult<Vec<ExecutionBrief>>;
+
+    /// Every queue that has queued or running executions, by name.
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>>;
 
     /// The newest execution of a job (by name) that was not skipped.
     async fn execution_latest(&self, job: &str) -> StoreResult<Option<Execution>>;

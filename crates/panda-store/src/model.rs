@@ -378,6 +378,22 @@ pub struct ApiToken {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
+/// One queue's load, as the dashboard and `/metrics` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStats {
+    /// The queue's name.
+    pub queue: String,
+    /// Queued executions that are due now.
+    pub due: u64,
+    /// Queued executions waiting for a later time (delayed runs, retries in backoff).
+    pub waiting: u64,
+    /// Executions running now.
+    pub running: u64,
+    /// When the longest-waiting due execution became due: its age is how far behind the
+    /// queue is. `None` when nothing is due.
+    pub oldest_due_at: Option<DateTime<Utc>>,
+}
+
 /// What retention pruning removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {

@@ -42,7 +42,7 @@ use crate::lifecycle::{self, SlotPlan};
 use crate::model::{
     ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionBrief, ExecutionFilter, ExecutionPage,
     Finish, Finished, Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot,
-    Notice, Pruned, Retention, Slot, SlotRecord, TokenScope,
+    Notice, Pruned, QueueStats, Retention, Slot, SlotRecord, TokenScope,
 };
 use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, token};
 
@@ -1633,6 +1633,35 @@ impl Store for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>> {
+        sqlx::query(
+            "SELECT queue, \
+                 COUNT(*) FILTER (WHERE status = 'queued' AND run_at <= $1) AS due, \
+                 COUNT(*) FILTER (WHERE status = 'queued' AND run_at > $1) AS waiting, \
+                 COUNT(*) FILTER (WHERE status = 'running') AS running, \
+                 MIN(run_at) FILTER (WHERE status = 'queued' AND run_at <= $1) AS oldest \
+             FROM executions WHERE status IN ('queued', 'running') \
+             GROUP BY queue ORDER BY queue",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            let count = |column: &str| -> StoreResult<u64> {
+                Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+            };
+            Ok(QueueStats {
+                queue: row.try_get("queue")?,
+                due: count("due")?,
+                waiting: count("waiting")?,
+                running: count("running")?,
+                oldest_due_at: row.try_get("oldest")?,
+            })
+        })
+        .collect()
     }
 
     async fn execution_latest(&self, job: &str) -> StoreResult<Option<Execution>> {

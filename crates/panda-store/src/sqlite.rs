@@ -30,7 +30,7 @@ use crate::lifecycle::{self, SlotPlan};
 use crate::model::{
     ApiToken, ClaimRequest, Claimed, Enqueued, ExecutionBrief, ExecutionFilter, ExecutionPage,
     Finish, Finished, Heartbeat, JobKind, Lease, LogChunk, LogStream, NewExecution, NewSlot,
-    Notice, Pruned, Retention, Slot, SlotRecord, TokenScope,
+    Notice, Pruned, QueueStats, Retention, Slot, SlotRecord, TokenScope,
 };
 use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, token};
 
@@ -134,6 +134,11 @@ impl SqliteStore {
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
+}
+
+/// A `COUNT`/`SUM` as a count (never negative).
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 fn instant(micros: i64) -> StoreResult<DateTime<Utc>> {
@@ -1129,6 +1134,36 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>> {
+        let now = micros(now);
+        sqlx::query(
+            "SELECT queue, \
+                 SUM(status = 'queued' AND run_at <= ?1) AS due, \
+                 SUM(status = 'queued' AND run_at > ?1) AS waiting, \
+                 SUM(status = 'running') AS running, \
+                 MIN(CASE WHEN status = 'queued' AND run_at <= ?1 THEN run_at END) AS oldest \
+             FROM executions INDEXED BY executions_status \
+             WHERE status IN ('queued', 'running') GROUP BY queue ORDER BY queue",
+        )
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(QueueStats {
+                queue: row.try_get("queue")?,
+                due: count(row.try_get("due")?),
+                waiting: count(row.try_get("waiting")?),
+                running: count(row.try_get("running")?),
+                oldest_due_at: row
+                    .try_get::<Option<i64>, _>("oldest")?
+                    .map(instant)
+                    .transpose()?,
+            })
+        })
+        .collect()
     }
 
     async fn execution_latest(&self, job: &str) -> StoreResult<Option<Execution>> {

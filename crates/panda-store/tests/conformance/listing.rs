@@ -299,3 +299,48 @@ pub async fn execution_recent_per_job_gives_each_jobs_newest_in_one_call(store: 
         .expect("recent of all jobs");
     assert_eq!(all.len(), 7, "every live job's executions: 5 + 1 + 1");
 }
+
+pub async fn queue_stats_count_due_waiting_and_running_per_queue(store: Arc<dyn Store>) {
+    assert!(
+        store.queue_stats(at(0)).await.expect("stats").is_empty(),
+        "no work, no queues"
+    );
+    create_job(&store, "resize").await;
+    let mut mail = job_spec("send");
+    mail.queue = "mail".into();
+    create_job_from(&store, mail).await;
+
+    let done = run_to_success(&store, "resize", at(5)).await;
+    assert_eq!(
+        done.status,
+        Status::Succeeded,
+        "finished work is in no queue"
+    );
+    let first = enqueue(&store, "resize", at(10)).await;
+    enqueue(&store, "resize", at(20)).await;
+    let mut later = panda_store::NewExecution::api("resize");
+    later.run_at = Some(at(500));
+    enqueue_request(&store, later, at(21)).await;
+    enqueue(&store, "send", at(30)).await;
+
+    // One of the two due `resize` runs is claimed: it is running, not due.
+    let claimed = claim_one(&store, at(40)).await;
+    assert_eq!(
+        claimed.execution.id, first.id,
+        "the oldest due run goes first"
+    );
+
+    let stats = store.queue_stats(at(100)).await.expect("stats");
+    let by_name: Vec<(&str, u64, u64, u64)> = stats
+        .iter()
+        .map(|q| (q.queue.as_str(), q.due, q.waiting, q.running))
+        .collect();
+    assert_eq!(by_name, vec![("default", 1, 1, 1), ("mail", 1, 0, 0)]);
+    assert_eq!(stats[0].oldest_due_at, Some(at(20)));
+    assert_eq!(stats[1].oldest_due_at, Some(at(30)));
+
+    // Once the delayed run's time has come it is due, and the oldest due is still the older one.
+    let stats = store.queue_stats(at(600)).await.expect("stats");
+    assert_eq!((stats[0].due, stats[0].waiting), (2, 0));
+    assert_eq!(stats[0].oldest_due_at, Some(at(20)));
+}
