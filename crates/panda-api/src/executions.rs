@@ -350,7 +350,7 @@ pub(crate) async fn dlq_discard(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn execution_id(text: &str) -> Result<ExecutionId, Failure> {
+pub(crate) fn execution_id(text: &str) -> Result<ExecutionId, Failure> {
     text.parse()
         .map_err(|_| Failure::invalid(format!("{text:?} is not an execution id")))
 }
