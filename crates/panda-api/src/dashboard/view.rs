@@ -243,7 +243,8 @@ pub(crate) fn duration_chart_svg(executions: &[Execution], now: DateTime<Utc>) -
     const W: f64 = 600.0;
     const H: f64 = 80.0;
     let longest = bars.iter().map(|(_, ms)| *ms).max().unwrap_or(1).max(1);
-    let step = W / bars.len() as f64;
+    // At least 50 slots, so that a short history does not draw a wall of wide bars.
+    let step = W / bars.len().max(50) as f64;
     let bar = (step * 0.8).max(1.0);
     let mut svg = String::new();
     let _ = write!(
