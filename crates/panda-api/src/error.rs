@@ -38,6 +38,11 @@ impl Failure {
         Self::new(StatusCode::BAD_REQUEST, "invalid", message)
     }
 
+    /// The HTTP status and the error, for the dashboard's error page.
+    pub(crate) fn parts(&self) -> (StatusCode, &ApiError) {
+        (self.status, &self.error)
+    }
+
     /// `404 not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)

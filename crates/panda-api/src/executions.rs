@@ -72,6 +72,8 @@ pub(crate) async fn trigger(
 pub(crate) struct ListQuery {
     /// Comma-separated statuses.
     status: Option<String>,
+    /// One trigger: schedule, manual, api or retry.
+    trigger: Option<String>,
     limit: Option<u32>,
     before: Option<ExecutionId>,
 }
@@ -90,9 +92,21 @@ impl ListQuery {
                     .map_err(|err| Failure::invalid(err.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let trigger = self
+            .trigger
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                t.parse::<Trigger>()
+                    .map_err(|err| Failure::invalid(err.to_string()))
+            })
+            .transpose()?;
         Ok(ExecutionFilter {
             job,
             statuses,
+            trigger,
+            root: None,
             dead_letter: false,
             before: self.before,
             limit: self.limit.unwrap_or(0),
@@ -336,7 +350,7 @@ pub(crate) async fn dlq_discard(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn execution_id(text: &str) -> Result<ExecutionId, Failure> {
+pub(crate) fn execution_id(text: &str) -> Result<ExecutionId, Failure> {
     text.parse()
         .map_err(|_| Failure::invalid(format!("{text:?} is not an execution id")))
 }

@@ -114,7 +114,7 @@ pub(crate) async fn resume(
     set_suspended(&state, &name, false).await
 }
 
-async fn set_suspended(
+pub(crate) async fn set_suspended(
     state: &AppState,
     name: &str,
     suspended: bool,

@@ -8,12 +8,16 @@
 //! - **Errors have one shape**: `{"error": {"code", "message", "hint"}}`, made in one place
 //!   ([`Failure`]) from the store's typed errors, and logged there once.
 //!
+//! The web dashboard (`dashboard`, mounted at `/`) is server-rendered HTML over the same store
+//! and helpers; it logs in with a token kept in an `HttpOnly`, `SameSite=Strict` cookie.
+//!
 //! Live logs are an SSE stream that replays the stored log from a cursor, then follows it as
 //! the workers write it (wherever they run), and ends with the execution's final state. It
 //! reads the store, so a follower never touches, let alone slows, the job.
 
 mod alerts;
 mod auth;
+mod dashboard;
 mod error;
 mod executions;
 mod jobs;
@@ -157,7 +161,8 @@ pub fn api_route_list() -> Vec<(&'static str, &'static str)> {
 /// The OpenAPI 3.1 document of `/api/v1`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Every route, with auth on `/api` and `/metrics`.
+/// Every route: the API under `/api/v1` and `/metrics` (bearer tokens), the dashboard at `/`
+/// (a session cookie), and the health checks.
 pub fn router(state: AppState) -> Router {
     let mut api = Router::new();
     for (_, path, handler) in api_routes() {
@@ -191,6 +196,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .nest("/api/v1", api)
         .merge(metrics_routes(&state))
+        .merge(dashboard::router(state.clone()))
+        .fallback(dashboard::not_found)
         .with_state(state)
 }
 

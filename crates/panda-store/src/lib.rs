@@ -29,10 +29,10 @@ use uuid::Uuid;
 
 pub use error::{StoreError, StoreResult};
 pub use model::{
-    ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DueDelivery, Enqueued, ExecutionFilter,
-    ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, LogChunk, LogStream, NewAlert,
-    NewExecution, NewSlot, Notice, Outcome, Pruned, QueueStats, Retention, Slot, SlotDecision,
-    SlotRecord, TokenScope,
+    ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DueDelivery, Enqueued, ExecutionBrief,
+    ExecutionFilter, ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, LogChunk,
+    LogStream, NewAlert, NewExecution, NewSlot, Notice, Outcome, Pruned, QueueStats, Retention,
+    Slot, SlotDecision, SlotRecord, TokenScope,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -159,6 +159,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Executions, newest first, one keyset page at a time.
     async fn execution_list(&self, filter: &ExecutionFilter) -> StoreResult<ExecutionPage>;
+
+    /// The newest `per_job` executions (at most 100) of every live job of `kind`, in brief: by
+    /// job name, then newest first. One query for all jobs, so that a page listing a thousand
+    /// jobs with their recent history stays fast.
+    async fn execution_recent_per_job(
+        &self,
+        kind: JobKind,
+        per_job: u32,
+    ) -> StoreResult<Vec<ExecutionBrief>>;
 
     /// Every queue that has queued or running executions, by name.
     async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>>;

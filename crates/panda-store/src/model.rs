@@ -175,10 +175,37 @@ pub struct ExecutionFilter {
     pub statuses: Vec<Status>,
     /// Only the dead-letter queue: `dead` executions not yet retried or discarded from it.
     pub dead_letter: bool,
+    /// Only executions with this trigger.
+    pub trigger: Option<Trigger>,
+    /// Only the attempts of one run: the executions whose first attempt is this one.
+    pub root: Option<ExecutionId>,
     /// Keyset cursor: only executions older than this one (the `next` of the previous page).
     pub before: Option<ExecutionId>,
     /// Page size; 0 means the default of 50, and at most 1,000.
     pub limit: u32,
+}
+
+/// An execution in brief: enough to draw it in a history strip, without its environment or
+/// payload. [`Store::execution_recent_per_job`](crate::Store::execution_recent_per_job) returns
+/// these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionBrief {
+    /// Its id.
+    pub id: ExecutionId,
+    /// The job's name.
+    pub job_name: String,
+    /// Where it is in its life.
+    pub status: Status,
+    /// Why it exists.
+    pub trigger: Trigger,
+    /// Which attempt of its run, from 1.
+    pub attempt: u32,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it started running.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// One page of executions.

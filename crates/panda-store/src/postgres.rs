@@ -40,9 +40,10 @@ use uuid::Uuid;
 
 use crate::lifecycle::{self, SlotPlan};
 use crate::model::{
-    ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DueDelivery, Enqueued, ExecutionFilter,
-    ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, LogChunk, LogStream, NewAlert,
-    NewExecution, NewSlot, Notice, Pruned, QueueStats, Retention, Slot, SlotRecord, TokenScope,
+    ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DueDelivery, Enqueued, ExecutionBrief,
+    ExecutionFilter, ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, LogChunk,
+    LogStream, NewAlert, NewExecution, NewSlot, Notice, Pruned, QueueStats, Retention, Slot,
+    SlotRecord, TokenScope,
 };
 use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, page_size, token};
 use panda_core::api::{Alert, AlertDelivery, DeliveryState};
@@ -1693,6 +1694,12 @@ impl Store for PgStore {
                 .push_bind(statuses)
                 .push(")");
         }
+        if let Some(trigger) = filter.trigger {
+            query.push(" AND trigger = ").push_bind(trigger.as_str());
+        }
+        if let Some(root) = filter.root {
+            query.push(" AND root_id = ").push_bind(root.as_uuid());
+        }
         if let Some(before) = filter.before {
             query.push(" AND id < ").push_bind(before.as_uuid());
         }
@@ -1714,6 +1721,51 @@ impl Store for PgStore {
         executions.truncate(limit as usize);
         let next = more.then(|| executions.last().map(|e| e.id)).flatten();
         Ok(ExecutionPage { executions, next })
+    }
+
+    async fn execution_recent_per_job(
+        &self,
+        kind: JobKind,
+        per_job: u32,
+    ) -> StoreResult<Vec<ExecutionBrief>> {
+        let scheduled = match kind {
+            JobKind::All => None,
+            JobKind::Scheduled => Some(true),
+            JobKind::Triggered => Some(false),
+        };
+        // One index range of executions_job per job, each stopped at its limit.
+        let rows = sqlx::query(
+            "SELECT e.id, e.job_name, e.status, e.trigger, e.attempt, e.created_at, \
+                    e.started_at, e.finished_at \
+             FROM jobs j CROSS JOIN LATERAL ( \
+                 SELECT x.id, x.job_name, x.status, x.trigger, x.attempt, x.created_at, \
+                        x.started_at, x.finished_at \
+                 FROM executions x WHERE x.job_name = j.name \
+                 ORDER BY x.id DESC LIMIT $2) e \
+             WHERE j.deleted_at IS NULL AND ($1::boolean IS NULL OR j.scheduled = $1) \
+             ORDER BY j.name, e.id DESC",
+        )
+        .bind(scheduled)
+        .bind(i64::from(per_job.min(100)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let attempt: i32 = row.try_get("attempt")?;
+                let id: Uuid = row.try_get("id")?;
+                Ok(ExecutionBrief {
+                    id: ExecutionId::from_uuid(id),
+                    job_name: row.try_get("job_name")?,
+                    status: parse("status", row.try_get("status")?)?,
+                    trigger: parse("trigger", row.try_get("trigger")?)?,
+                    attempt: u32::try_from(attempt)
+                        .map_err(|_| StoreError::Corrupt(format!("attempt {attempt}")))?,
+                    created_at: row.try_get("created_at")?,
+                    started_at: row.try_get("started_at")?,
+                    finished_at: row.try_get("finished_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>> {

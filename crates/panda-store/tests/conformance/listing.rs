@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use panda_core::{ExecutionId, Status};
-use panda_store::{DEFAULT_PAGE_SIZE, ExecutionFilter, Outcome, SlotDecision, Store};
+use panda_core::{ExecutionId, Status, Trigger};
+use panda_store::{
+    DEFAULT_PAGE_SIZE, ExecutionFilter, JobKind, NewExecution, Outcome, SlotDecision, Store,
+};
 
 use super::support::*;
 
@@ -195,6 +197,107 @@ pub async fn execution_latest_returns_the_newest_execution_that_was_not_skipped(
         store.execution_latest("nightly").await.expect("latest"),
         Some(retry)
     );
+}
+
+pub async fn execution_list_filters_by_trigger_and_by_run(store: Arc<dyn Store>) {
+    create_job(&store, "flaky").await;
+    let api = enqueue(&store, "flaky", at(0)).await;
+    let manual = enqueue_request(
+        &store,
+        NewExecution {
+            trigger: Trigger::Manual,
+            ..NewExecution::api("flaky")
+        },
+        at(1),
+    )
+    .await;
+    // The API execution fails once and is retried: two attempts of one run.
+    let claimed = claim_one(&store, at(2)).await;
+    assert_eq!(claimed.execution.id, api.id);
+    let retry = finish(&store, &claimed, Outcome::Failed, at(3))
+        .await
+        .retry
+        .expect("a second attempt");
+
+    let list = |filter: ExecutionFilter| {
+        let store = Arc::clone(&store);
+        async move {
+            id_list(
+                &store
+                    .execution_list(&filter)
+                    .await
+                    .expect("list")
+                    .executions,
+            )
+        }
+    };
+    let only = |trigger| ExecutionFilter {
+        job: Some("flaky".into()),
+        trigger: Some(trigger),
+        ..Default::default()
+    };
+    assert_eq!(list(only(Trigger::Api)).await, [api.id]);
+    assert_eq!(list(only(Trigger::Manual)).await, [manual.id]);
+    assert_eq!(list(only(Trigger::Retry)).await, [retry.id]);
+    assert_eq!(list(only(Trigger::Schedule)).await, []);
+
+    let run = ExecutionFilter {
+        root: Some(api.id),
+        ..Default::default()
+    };
+    assert_eq!(list(run).await, [retry.id, api.id], "newest attempt first");
+    let lone = ExecutionFilter {
+        root: Some(manual.id),
+        ..Default::default()
+    };
+    assert_eq!(list(lone).await, [manual.id]);
+}
+
+pub async fn execution_recent_per_job_gives_each_jobs_newest_in_one_call(store: Arc<dyn Store>) {
+    create_job_from(&store, cronjob_spec("alpha", "* * * * *")).await;
+    create_job_from(&store, cronjob_spec("beta", "* * * * *")).await;
+    create_job_from(&store, cronjob_spec("idle", "* * * * *")).await;
+    create_job(&store, "queued-only").await;
+    create_job_from(&store, cronjob_spec("gone", "* * * * *")).await;
+
+    let mut alpha = Vec::new();
+    for i in 0..5 {
+        alpha.push(run_to_success(&store, "alpha", at(i)).await.id);
+    }
+    let beta = enqueue(&store, "beta", at(10)).await;
+    enqueue(&store, "queued-only", at(11)).await;
+    enqueue(&store, "gone", at(12)).await;
+    store.job_delete("gone", at(13)).await.expect("delete");
+
+    let recent = store
+        .execution_recent_per_job(JobKind::Scheduled, 3)
+        .await
+        .expect("recent");
+    let got: Vec<(&str, ExecutionId, Status)> = recent
+        .iter()
+        .map(|e| (e.job_name.as_str(), e.id, e.status))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("alpha", alpha[4], Status::Succeeded),
+            ("alpha", alpha[3], Status::Succeeded),
+            ("alpha", alpha[2], Status::Succeeded),
+            ("beta", beta.id, Status::Queued),
+        ],
+        "by job name, newest first, at most 3 a job; deleted and unscheduled jobs left out"
+    );
+    let newest = &recent[0];
+    assert_eq!(newest.trigger, Trigger::Api);
+    assert_eq!(newest.attempt, 1);
+    assert_eq!(newest.started_at, Some(at(4)));
+    assert_eq!(newest.finished_at, Some(at(4)));
+
+    let all = store
+        .execution_recent_per_job(JobKind::All, 100)
+        .await
+        .expect("recent of all jobs");
+    assert_eq!(all.len(), 7, "every live job's executions: 5 + 1 + 1");
 }
 
 pub async fn queue_stats_count_due_waiting_and_running_per_queue(store: Arc<dyn Store>) {

@@ -4,6 +4,7 @@
 //! only read next to the other backends measured in the same run.
 
 mod api;
+mod dashboard;
 mod queue;
 mod runtime;
 mod schedule;
@@ -27,6 +28,9 @@ pub(crate) enum BenchCommand {
     Queue(queue::QueueBench),
     /// The server and the CLI: list and page latency, memory, start-up.
     Api(api::ApiBench),
+    /// The dashboard: time to first byte of the cronjobs page and of a job page with a long
+    /// history.
+    Dashboard(dashboard::DashboardBench),
 }
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -36,6 +40,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Runtime(args) => runtime::run(args).await,
         BenchCommand::Queue(args) => queue::run(args).await,
         BenchCommand::Api(args) => api::run(args).await,
+        BenchCommand::Dashboard(args) => dashboard::run(args).await,
     }
 }
 
