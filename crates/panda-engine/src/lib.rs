@@ -1,15 +1,19 @@
 //! Panda's long-running services: the Scheduler (cron slots into executions), the Dispatcher
-//! (this node's workers) and the Rescuer (expired leases). Each is a struct with `async fn run(self, shutdown)`; its
+//! (this node's workers), the Rescuer (expired leases) and the Pruner (retention). Each is a struct with `async fn run(self, shutdown)`; its
 //! dependencies (the store, the clock) are passed in, and one pass of its loop is a method of
 //! its own that tests drive with a [`TestClock`](panda_core::TestClock), without sleeping.
 
 mod dispatcher;
+mod pruner;
 mod rescuer;
 mod scheduler;
 
 pub use dispatcher::{
     DEFAULT_DRAIN_GRACE, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LEASE_TTL, DEFAULT_POLL_INTERVAL,
     Dispatcher, DispatcherConfig, DrainReport, QueueLimit, Runtimes, execution_env,
+};
+pub use pruner::{
+    DEFAULT_KEEP, DEFAULT_PRUNE_BATCH, DEFAULT_PRUNE_INTERVAL, DEFAULT_PRUNE_PAUSE, Pruner,
 };
 pub use rescuer::{DEFAULT_RESCUE_INTERVAL, Rescuer};
 pub use scheduler::{Scheduler, SchedulerHandle, Tick};
