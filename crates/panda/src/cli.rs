@@ -325,9 +325,13 @@ pub(crate) struct CreateArgs {
     /// A label, K=V (repeatable)
     #[arg(long = "label", value_name = "K=V")]
     labels: Vec<String>,
-    /// Finished executions kept
+    /// Finished executions kept [default: the server's --keep]
     #[arg(long)]
     keep: Option<u32>,
+    /// Finished executions older than this are deleted with their logs (30d)
+    /// [default: the server's --max-age]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    max_age: Option<Duration>,
     /// Create it suspended
     #[arg(long)]
     suspended: bool,
@@ -379,6 +383,9 @@ pub(crate) struct UpdateArgs {
     /// Finished executions kept
     #[arg(long)]
     keep: Option<u32>,
+    /// Finished executions older than this are deleted with their logs (30d)
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    max_age: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -613,6 +620,7 @@ fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobSpec> {
     spec.limits.memory_bytes = args.memory.as_deref().map(memory_bytes).transpose()?;
     spec.limits.cpus = args.cpus;
     spec.keep = args.keep;
+    spec.max_age = args.max_age;
     spec.suspended = args.suspended;
     match (&args.schedule, scheduled) {
         (Some(cron), true) => {
@@ -730,6 +738,9 @@ fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Result<()> {
     }
     if args.keep.is_some() {
         spec.keep = args.keep;
+    }
+    if args.max_age.is_some() {
+        spec.max_age = args.max_age;
     }
     spec.validate()
         .map_err(|err| UserError::plain(err.to_string()))?;
@@ -865,6 +876,17 @@ fn describe(job: &Job, recent: &[Execution]) {
     );
     println!("Concurrency:   {}", spec.concurrency.as_str());
     println!("Queue:         {} (priority {})", spec.queue, spec.priority);
+    let history = [
+        spec.keep.map(|keep| format!("keep {keep}")),
+        spec.max_age
+            .map(|age| format!("max age {}", humantime::format_duration(age))),
+    ];
+    if history.iter().any(Option::is_some) {
+        println!(
+            "History:       {}",
+            history.into_iter().flatten().collect::<Vec<_>>().join(", ")
+        );
+    }
     for (key, value) in &spec.env {
         println!("Env:           {key}={value}");
     }
