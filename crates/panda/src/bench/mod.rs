@@ -4,6 +4,7 @@
 //! only read next to the other backends measured in the same run.
 
 mod api;
+mod prune;
 mod queue;
 mod runtime;
 mod schedule;
@@ -27,6 +28,8 @@ pub(crate) enum BenchCommand {
     Queue(queue::QueueBench),
     /// The server and the CLI: list and page latency, memory, start-up.
     Api(api::ApiBench),
+    /// Claim latency while a large history is pruned, against idle, and prune throughput.
+    Prune(prune::PruneBench),
 }
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -36,6 +39,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Runtime(args) => runtime::run(args).await,
         BenchCommand::Queue(args) => queue::run(args).await,
         BenchCommand::Api(args) => api::run(args).await,
+        BenchCommand::Prune(args) => prune::run(args).await,
     }
 }
 
