@@ -24,6 +24,7 @@ const _: () = assert!(DEFAULT_HEARTBEAT_INTERVAL.as_secs() == 5);
 const _: () = assert!(DEFAULT_DRAIN_GRACE.as_secs() == 30);
 const _: () = assert!(DEFAULT_KEEP == 1000);
 const _: () = assert!(DEFAULT_PRUNE_INTERVAL.as_secs() == 60);
+const _: () = assert!(DEFAULT_PRUNE_BATCH == 1000);
 use panda_runtime::{DockerRuntime, ProcessRuntime, Runtime};
 use panda_store::{Retention, Store, StoreError, TokenScope};
 use tokio_util::sync::CancellationToken;
@@ -67,6 +68,11 @@ pub(crate) struct ServerArgs {
     #[arg(long, env = "PANDA_PRUNE_INTERVAL", value_parser = humantime::parse_duration,
           default_value = "60s", value_name = "DURATION")]
     prune_interval: Duration,
+    /// Executions deleted per pruning transaction: smaller batches hold the database for less
+    /// time (on SQLite, claims wait for each one), larger ones prune faster
+    #[arg(long, env = "PANDA_PRUNE_BATCH", default_value_t = 1000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    prune_batch: u32,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -203,7 +209,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         retention: Retention {
             max_age: args.max_age,
             keep_per_job: args.keep,
-            batch: DEFAULT_PRUNE_BATCH,
+            batch: args.prune_batch,
         },
         prune_interval: args.prune_interval,
     };
