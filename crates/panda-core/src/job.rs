@@ -184,6 +184,15 @@ pub struct JobSpec {
     /// Finished executions kept per job; older ones are pruned. `None` keeps the store default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep: Option<u32>,
+    /// Finished executions older than this are pruned, whatever the count. `None` keeps the
+    /// store default (which may be no age limit).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration_ms_opt",
+        rename = "max_age_ms"
+    )]
+    pub max_age: Option<Duration>,
     /// When set, the job is a cronjob and fires on this schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
@@ -276,6 +285,7 @@ impl JobSpec {
             concurrency: ConcurrencyPolicy::default(),
             labels: BTreeMap::new(),
             keep: None,
+            max_age: None,
             schedule: None,
             suspended: false,
             alerts: AlertPolicy::default(),
@@ -338,6 +348,9 @@ impl JobSpec {
         if self.keep == Some(0) {
             return Err(field("keep", "must keep at least 1 execution"));
         }
+        if self.max_age.is_some_and(|age| age < Duration::from_secs(1)) {
+            return Err(field("max_age", "must be at least 1s, such as 30d"));
+        }
         for value in self.env.values() {
             reject_nul("env", value)?;
         }
@@ -391,7 +404,7 @@ pub(crate) mod duration_ms {
     }
 }
 
-/// Serde for an optional `Duration` as whole milliseconds.
+/// Serde for an optional `Duration` as whole milliseconds (absent or `null` for `None`).
 pub(crate) mod duration_ms_opt {
     use std::time::Duration;
 
@@ -454,6 +467,18 @@ mod tests {
     }
 
     #[test]
+    fn max_age_is_stored_in_milliseconds_and_left_out_when_unset() {
+        let mut spec = spec();
+        let json = serde_json::to_value(&spec).expect("serializes");
+        assert!(json.get("max_age_ms").is_none(), "{json}");
+        spec.max_age = Some(Duration::from_secs(30 * 86_400));
+        let json = serde_json::to_value(&spec).expect("serializes");
+        assert_eq!(json["max_age_ms"], serde_json::json!(2_592_000_000_u64));
+        let again: JobSpec = serde_json::from_value(json).expect("parses");
+        assert_eq!(again.max_age, spec.max_age);
+    }
+
+    #[test]
     fn validate_refuses_what_cannot_run() {
         assert_eq!(spec().validate(), Ok(()));
         type Breaker = fn(&mut JobSpec);
@@ -480,6 +505,7 @@ mod tests {
             }),
             ("cpus", |s| s.limits.cpus = Some(f64::NAN)),
             ("keep", |s| s.keep = Some(0)),
+            ("max_age", |s| s.max_age = Some(Duration::from_millis(10))),
             ("max_attempts", |s| s.retry.max_attempts = 0),
             ("starting_deadline", |s| {
                 s.schedule = Some(Schedule {

@@ -5,12 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use panda_core::{
-    ConcurrencyPolicy, CronSchedule, Execution, ExecutionId, Job, JobId, MAX_IDEMPOTENCY_KEY_BYTES,
-    Status, Trigger, ValidationError, reject_nul, validate_payload,
+    ConcurrencyPolicy, CronSchedule, Execution, ExecutionId, Job, JobId, JobSpec,
+    MAX_IDEMPOTENCY_KEY_BYTES, Status, Trigger, ValidationError, reject_nul, validate_payload,
 };
 
 use crate::StoreError;
-use crate::model::{Finish, Finished, NewExecution, NewSlot, Outcome, Slot, SlotDecision};
+use crate::model::{
+    Finish, Finished, NewExecution, NewSlot, Outcome, Retention, Slot, SlotDecision,
+};
 
 /// Checks an enqueue request before anything is read or written.
 /// Whether an attempt that ended so goes to the alerter's inbox: the ones that failed.
@@ -462,6 +464,32 @@ pub(crate) fn dead_letter_retry(dead: &Execution, now: DateTime<Utc>) -> Executi
 /// The reason given to a scheduled execution skipped because its job was already running.
 pub(crate) fn overlap_reason(running: &str) -> String {
     format!("overlap forbidden: execution {running} was still running")
+}
+
+/// One job's retention: its own keep count and maximum age, or the store-wide defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JobRetention {
+    /// Finished executions (the dead-letter queue aside) kept, newest first.
+    pub keep: u32,
+    /// Finished executions (dead ones too) that finished before this go, whatever the count;
+    /// so do the job's slots scheduled before it.
+    pub cutoff: Option<DateTime<Utc>>,
+}
+
+/// The rule pruning applies to the job `spec` at `now`: the job's own `keep` and `max_age`
+/// where it sets them, `defaults` otherwise.
+pub(crate) fn job_retention(
+    spec: &JobSpec,
+    defaults: &Retention,
+    now: DateTime<Utc>,
+) -> JobRetention {
+    let keep = spec.keep.unwrap_or(defaults.keep_per_job).max(1);
+    let cutoff = spec
+        .max_age
+        .or(defaults.max_age)
+        .and_then(|age| chrono::Duration::from_std(age).ok())
+        .and_then(|age| now.checked_sub_signed(age));
+    JobRetention { keep, cutoff }
 }
 
 #[cfg(test)]

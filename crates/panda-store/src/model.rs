@@ -446,15 +446,26 @@ pub struct QueueStats {
     pub oldest_due_at: Option<DateTime<Utc>>,
 }
 
-/// What retention pruning removes.
+/// What retention pruning removes: the store-wide defaults, which a job's own `keep` and
+/// `max_age` override.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
-    /// Finished executions older than this go, whatever the count.
+    /// Finished executions older than this go, whatever the count, when the job does not say
+    /// (`--max-age`); so do cron slots older than it.
     pub max_age: Option<Duration>,
     /// Finished executions kept per job when the job does not say (`--keep`).
     pub keep_per_job: u32,
-    /// At most this many executions per call, so one call never holds the database long.
+    /// At most this many executions (and this many slots) per call, so one call never holds
+    /// the database long.
     pub batch: u32,
+}
+
+impl Pruned {
+    /// Whether the call filled its batch, so there may be more to prune.
+    pub fn is_full(&self, batch: u32) -> bool {
+        let batch = u64::from(batch.max(1));
+        self.executions >= batch || self.slots >= batch
+    }
 }
 
 /// What one pruning call removed.

@@ -1539,32 +1539,76 @@ impl Store for SqliteStore {
         retention: &Retention,
         now: DateTime<Utc>,
     ) -> StoreResult<Pruned> {
-        let cutoff = retention
-            .max_age
-            .and_then(|age| chrono::Duration::from_std(age).ok())
-            .map(|age| micros(now - age));
-        let batch = i64::from(retention.batch.max(1));
-        let mut tx = self.begin().await?;
-        // Past the age limit, or beyond the job's keep count; dead executions stay in the
-        // dead-letter queue until they age out.
-        let doomed: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM executions WHERE finished_at IS NOT NULL AND finished_at < ?1 \
-             UNION \
-             SELECT r.id FROM ( \
-                 SELECT e.id, e.job_id, ROW_NUMBER() OVER ( \
-                     PARTITION BY e.job_id ORDER BY e.id DESC) AS rank \
-                 FROM executions e \
-                 WHERE e.finished_at IS NOT NULL AND e.status <> 'dead') r \
-             LEFT JOIN jobs j ON j.id = r.job_id \
-             WHERE r.rank > COALESCE(json_extract(j.spec, '$.keep'), ?2) \
-             LIMIT ?3",
-        )
-        .bind(cutoff)
-        .bind(i64::from(retention.keep_per_job))
-        .bind(batch)
-        .fetch_all(&mut *tx)
-        .await?;
+        let batch = retention.batch.max(1);
+        // What to delete is found on a reader, job by job through the retention indexes, so
+        // the write transaction (which claims wait for) only deletes. A finished execution
+        // never changes again, and a keep boundary only moves forward as newer executions
+        // finish, so a choice made outside the transaction stays right.
+        let jobs = sqlx::query("SELECT id, spec FROM jobs ORDER BY id")
+            .fetch_all(&self.reader)
+            .await?;
+        let mut rules = Vec::with_capacity(jobs.len());
+        for row in &jobs {
+            let id: String = row.try_get("id")?;
+            let spec: JobSpec = from_json("job spec", row.try_get("spec")?)?;
+            rules.push((id, lifecycle::job_retention(&spec, retention, now)));
+        }
+        let mut doomed: Vec<String> = Vec::new();
+        for (job_id, rule) in &rules {
+            let room = i64::from(batch) - doomed.len() as i64;
+            if room <= 0 {
+                break;
+            }
+            let cutoff = rule.cutoff.map(micros);
+            if let Some(cutoff) = cutoff {
+                let old: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM executions INDEXED BY executions_retention_age \
+                     WHERE job_id = ?1 AND finished_at IS NOT NULL AND finished_at < ?2 \
+                     ORDER BY finished_at LIMIT ?3",
+                )
+                .bind(job_id)
+                .bind(cutoff)
+                .bind(room)
+                .fetch_all(&self.reader)
+                .await?;
+                doomed.extend(old);
+            }
+            let room = i64::from(batch) - doomed.len() as i64;
+            if room <= 0 {
+                break;
+            }
+            // The oldest execution kept by count: everything finished before it goes.
+            let boundary: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM executions INDEXED BY executions_retention_keep \
+                 WHERE job_id = ?1 AND finished_at IS NOT NULL AND status <> 'dead' \
+                 ORDER BY id DESC LIMIT 1 OFFSET ?2",
+            )
+            .bind(job_id)
+            .bind(i64::from(rule.keep) - 1)
+            .fetch_optional(&self.reader)
+            .await?;
+            if let Some(boundary) = boundary {
+                // Those past the age cutoff were taken above.
+                let extra: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM executions INDEXED BY executions_retention_keep \
+                     WHERE job_id = ?1 AND finished_at IS NOT NULL AND status <> 'dead' \
+                     AND id < ?2 AND (?3 IS NULL OR finished_at >= ?3) \
+                     ORDER BY id LIMIT ?4",
+                )
+                .bind(job_id)
+                .bind(&boundary)
+                .bind(cutoff)
+                .bind(room)
+                .fetch_all(&self.reader)
+                .await?;
+                doomed.extend(extra);
+            }
+        }
+        if doomed.is_empty() && rules.iter().all(|(_, rule)| rule.cutoff.is_none()) {
+            return Ok(Pruned::default());
+        }
         let ids = json_text(&doomed)?;
+        let mut tx = self.begin().await?;
         let log_chunks = sqlx::query(
             "DELETE FROM log_chunks WHERE execution_id IN (SELECT value FROM json_each(?))",
         )
@@ -1572,24 +1616,41 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let executions =
-            sqlx::query("DELETE FROM executions WHERE id IN (SELECT value FROM json_each(?))")
-                .bind(&ids)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        let slots = match cutoff {
-            Some(cutoff) => sqlx::query(
-                "DELETE FROM slots WHERE (job_id, scheduled_at) IN ( \
-                     SELECT job_id, scheduled_at FROM slots WHERE scheduled_at < ? LIMIT ?)",
+        sqlx::query(
+            "DELETE FROM dlq_resolutions WHERE execution_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        let executions = sqlx::query(
+            "DELETE FROM executions \
+             WHERE id IN (SELECT value FROM json_each(?)) AND finished_at IS NOT NULL",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let mut slots = 0;
+        for (job_id, rule) in &rules {
+            let room = u64::from(batch).saturating_sub(slots);
+            let Some(cutoff) = rule.cutoff.map(micros) else {
+                continue;
+            };
+            if room == 0 {
+                break;
+            }
+            slots += sqlx::query(
+                "DELETE FROM slots WHERE job_id = ?1 AND scheduled_at IN ( \
+                     SELECT scheduled_at FROM slots WHERE job_id = ?1 AND scheduled_at < ?2 \
+                     ORDER BY scheduled_at LIMIT ?3)",
             )
+            .bind(job_id)
             .bind(cutoff)
-            .bind(batch)
+            .bind(i64::try_from(room).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await?
-            .rows_affected(),
-            None => 0,
-        };
+            .rows_affected();
+        }
         tx.commit().await?;
         Ok(Pruned {
             executions,

@@ -210,6 +210,8 @@ conformance! {
     retention::retention_removes_finished_executions_older_than_max_age,
     retention::retention_removes_slots_older_than_max_age,
     retention::retention_deletes_at_most_a_batch_per_call_and_drains,
+    retention::retention_keeps_exactly_the_configured_history,
+    retention::retention_honours_a_jobs_own_max_age,
     // wake-ups
     notices::enqueue_notifies_subscribers_of_its_queue,
 }

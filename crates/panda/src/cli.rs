@@ -328,9 +328,13 @@ pub(crate) struct CreateArgs {
     /// A label, K=V (repeatable)
     #[arg(long = "label", value_name = "K=V")]
     labels: Vec<String>,
-    /// Finished executions kept
+    /// Finished executions kept [default: the server's --keep]
     #[arg(long)]
     keep: Option<u32>,
+    /// Finished executions older than this are deleted with their logs (30d)
+    /// [default: the server's --max-age]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    max_age: Option<Duration>,
     /// Create it suspended
     #[arg(long)]
     suspended: bool,
@@ -384,6 +388,9 @@ pub(crate) struct UpdateArgs {
     /// Finished executions kept
     #[arg(long)]
     keep: Option<u32>,
+    /// Finished executions older than this are deleted with their logs (30d)
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    max_age: Option<Duration>,
     #[command(flatten)]
     alerts: AlertFlags,
 }
@@ -661,6 +668,7 @@ fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobSpec> {
     spec.limits.memory_bytes = args.memory.as_deref().map(memory_bytes).transpose()?;
     spec.limits.cpus = args.cpus;
     spec.keep = args.keep;
+    spec.max_age = args.max_age;
     spec.suspended = args.suspended;
     args.alerts.apply(&mut spec.alerts);
     match (&args.schedule, scheduled) {
@@ -781,6 +789,9 @@ fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Result<()> {
         spec.keep = args.keep;
     }
     args.alerts.apply(&mut spec.alerts);
+    if args.max_age.is_some() {
+        spec.max_age = args.max_age;
+    }
     spec.validate()
         .map_err(|err| UserError::plain(err.to_string()))?;
     Ok(())
@@ -915,6 +926,17 @@ fn describe(job: &Job, recent: &[Execution]) {
     );
     println!("Concurrency:   {}", spec.concurrency.as_str());
     println!("Queue:         {} (priority {})", spec.queue, spec.priority);
+    let history = [
+        spec.keep.map(|keep| format!("keep {keep}")),
+        spec.max_age
+            .map(|age| format!("max age {}", humantime::format_duration(age))),
+    ];
+    if history.iter().any(Option::is_some) {
+        println!(
+            "History:       {}",
+            history.into_iter().flatten().collect::<Vec<_>>().join(", ")
+        );
+    }
     for (key, value) in &spec.env {
         println!("Env:           {key}={value}");
     }

@@ -1,5 +1,5 @@
 //! `panda server`: opens the store, makes sure the admin token exists, runs the Scheduler, the
-//! Dispatcher (this node's workers), the Rescuer and the Alerter, and on SIGTERM or Ctrl-C drains: nothing
+//! Dispatcher (this node's workers), the Rescuer, the Alerter and the Pruner, and on SIGTERM or Ctrl-C drains: nothing
 //! new starts, running executions get a grace period, the rest go back to the queue.
 
 use std::io::Write;
@@ -13,16 +13,20 @@ use chrono::Utc;
 use clap::{Args, ValueEnum};
 use panda_core::SystemClock;
 use panda_engine::{
-    Alerter, AlerterConfig, DEFAULT_DRAIN_GRACE, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LEASE_TTL,
-    Dispatcher, DispatcherConfig, QueueLimit, Rescuer, Runtimes, Scheduler,
+    Alerter, AlerterConfig, DEFAULT_DRAIN_GRACE, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_KEEP,
+    DEFAULT_LEASE_TTL, DEFAULT_PRUNE_BATCH, DEFAULT_PRUNE_INTERVAL, Dispatcher, DispatcherConfig,
+    Pruner, QueueLimit, Rescuer, Runtimes, Scheduler,
 };
 
 // The flags' defaults, written out for clap, are these.
 const _: () = assert!(DEFAULT_LEASE_TTL.as_secs() == 15);
 const _: () = assert!(DEFAULT_HEARTBEAT_INTERVAL.as_secs() == 5);
 const _: () = assert!(DEFAULT_DRAIN_GRACE.as_secs() == 30);
+const _: () = assert!(DEFAULT_KEEP == 1000);
+const _: () = assert!(DEFAULT_PRUNE_INTERVAL.as_secs() == 60);
+const _: () = assert!(DEFAULT_PRUNE_BATCH == 1000);
 use panda_runtime::{DockerRuntime, ProcessRuntime, Runtime};
-use panda_store::{Store, StoreError, TokenScope};
+use panda_store::{Retention, Store, StoreError, TokenScope};
 use tokio_util::sync::CancellationToken;
 
 use crate::{UserError, store};
@@ -50,10 +54,39 @@ pub(crate) struct ServerArgs {
     /// (if it does not exist yet), so there is something to watch
     #[arg(long)]
     example: bool,
+    /// Finished executions kept per job, newest first, when the job has no `--keep` of its own
+    /// (executions in the dead-letter queue are kept until they age out)
+    #[arg(long, env = "PANDA_KEEP", default_value_t = 1000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    keep: u32,
+    /// Finished executions (and cron slots) older than this are deleted with their logs, when
+    /// the job has no `--max-age` of its own [default: no age limit]
+    #[arg(long, env = "PANDA_MAX_AGE", value_parser = humantime::parse_duration,
+          value_name = "DURATION")]
+    max_age: Option<Duration>,
+    /// How often old history is pruned
+    #[arg(long, env = "PANDA_PRUNE_INTERVAL", value_parser = humantime::parse_duration,
+          default_value = "60s", value_name = "DURATION")]
+    prune_interval: Duration,
+    /// Executions deleted per pruning transaction: smaller batches hold the database for less
+    /// time (on SQLite, claims wait for each one), larger ones prune faster
+    #[arg(long, env = "PANDA_PRUNE_BATCH", default_value_t = 1000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    prune_batch: u32,
     #[command(flatten)]
     alerts: AlertArgs,
     #[command(flatten)]
     node: NodeArgs,
+}
+
+/// What only a server runs: the API (with the example job), the Alerter and the Pruner.
+#[derive(Debug)]
+struct ServerParts<'a> {
+    bind: &'a str,
+    example: bool,
+    alerts: &'a AlertArgs,
+    retention: Retention,
+    prune_interval: Duration,
 }
 
 /// Where alerts go when a job names no notifier of its own.
@@ -220,7 +253,32 @@ enum RuntimeChoice {
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    run_node(&args.node, Some((&args.bind, args.example, &args.alerts))).await
+    if args.prune_interval.is_zero() {
+        return Err(UserError::new(
+            "--prune-interval must be above 0",
+            "give a duration such as 60s or 10m",
+        )
+        .into());
+    }
+    if args.max_age.is_some_and(|age| age < Duration::from_secs(1)) {
+        return Err(UserError::new(
+            "--max-age must be at least 1s",
+            "give a duration such as 30d, or leave it out for no age limit",
+        )
+        .into());
+    }
+    let parts = ServerParts {
+        bind: &args.bind,
+        example: args.example,
+        alerts: &args.alerts,
+        retention: Retention {
+            max_age: args.max_age,
+            keep_per_job: args.keep,
+            batch: args.prune_batch,
+        },
+        prune_interval: args.prune_interval,
+    };
+    run_node(&args.node, Some(parts)).await
 }
 
 /// `panda worker`: the Dispatcher and the Rescuer, no API and no scheduler.
@@ -228,18 +286,19 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     run_node(&args.node, None).await
 }
 
-/// Runs a node until SIGTERM or Ctrl-C: with `api` (the address and `--example`), a whole
-/// server; without, workers only.
-async fn run_node(args: &NodeArgs, api: Option<(&str, bool, &AlertArgs)>) -> anyhow::Result<()> {
+/// Runs a node until SIGTERM or Ctrl-C: with `server`, a whole server; without, workers only.
+async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::Result<()> {
     let stop = ShutdownSignal::install()?;
     let config = dispatcher_config(args)?;
-    let listener = match api {
-        Some((bind, _, _)) => Some(tokio::net::TcpListener::bind(bind).await.map_err(|err| {
-            UserError::new(
-                format!("cannot listen on {bind}: {err}"),
-                "is another server running there? pass --bind 127.0.0.1:PORT or set PANDA_BIND",
-            )
-        })?),
+    let listener = match &server {
+        Some(ServerParts { bind, .. }) => {
+            Some(tokio::net::TcpListener::bind(bind).await.map_err(|err| {
+                UserError::new(
+                    format!("cannot listen on {bind}: {err}"),
+                    "is another server running there? pass --bind 127.0.0.1:PORT or set PANDA_BIND",
+                )
+            })?)
+        }
         None => None,
     };
     let metrics_listener = match &args.metrics_bind {
@@ -262,12 +321,12 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool, &AlertArgs)>) -> any
             tracing::info!(path = %data_dir.join("panda.db").display(), "store ready on SQLite")
         }
     }
-    if api.is_some() {
+    if server.is_some() {
         let token_path = data_dir.join(ADMIN_TOKEN_FILE);
         ensure_admin_token(store.as_ref(), &token_path).await?;
         tracing::info!(path = %token_path.display(), "admin token");
     }
-    if let Some((_, true, _)) = api {
+    if server.as_ref().is_some_and(|parts| parts.example) {
         ensure_example(store.as_ref()).await?;
     }
     let runtimes = runtimes(args.runtime, args.worker_id.as_deref()).await?;
@@ -275,8 +334,10 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool, &AlertArgs)>) -> any
     let shutdown = CancellationToken::new();
     let metrics = crate::metrics::install(&shutdown)?;
     let mut services = Vec::new();
-    if let (Some(listener), Some((_, _, alerts))) = (listener, api) {
-        let alerts = alerts.config(listener.local_addr().context("the listening address")?)?;
+    if let (Some(listener), Some(parts)) = (listener, &server) {
+        let alerts = parts
+            .alerts
+            .config(listener.local_addr().context("the listening address")?)?;
         let alerter = Alerter::new(Arc::clone(&store), clock.clone(), alerts)
             .context("set up the HTTP client for alerts")?;
         services.push(tokio::spawn(alerter.run(shutdown.clone())));
@@ -311,6 +372,20 @@ async fn run_node(args: &NodeArgs, api: Option<(&str, bool, &AlertArgs)>) -> any
             }
         }));
         tracing::info!(address = %bound, "metrics on http://{bound}/metrics");
+    }
+    if let Some(parts) = &server {
+        let pruner = Pruner::new(Arc::clone(&store), clock.clone(), parts.retention)
+            .with_interval(parts.prune_interval);
+        services.push(tokio::spawn(pruner.run(shutdown.clone())));
+        tracing::info!(
+            keep = parts.retention.keep_per_job,
+            max_age = %parts
+                .retention
+                .max_age
+                .map_or_else(|| "none".to_owned(), |age| humantime::format_duration(age).to_string()),
+            every = %humantime::format_duration(parts.prune_interval),
+            "pruner running"
+        );
     }
     let rescuer = Rescuer::new(Arc::clone(&store), clock.clone());
     services.push(tokio::spawn(rescuer.run(shutdown.clone())));

@@ -588,6 +588,10 @@ fn update_changes_only_the_flags_given() {
         "Europe/Berlin",
         "--env",
         "REPORT_FORMAT=csv",
+        "--keep",
+        "20",
+        "--max-age",
+        "30d",
     ]));
     assert_eq!(updated, "cronjob generate-reports updated\n");
     let job: serde_json::Value = serde_json::from_str(&succeeded(&server.panda(&[
@@ -601,6 +605,13 @@ fn update_changes_only_the_flags_given() {
     assert_eq!(job["schedule"]["cron"], "30 6 * * *");
     assert_eq!(job["schedule"]["timezone"], "Europe/Berlin");
     assert_eq!(job["timeout_ms"], 600_000, "what was not given stays");
+    assert_eq!(job["keep"], 20);
+    assert_eq!(job["max_age_ms"], 30_u64 * 86_400_000);
+    let described = succeeded(&server.panda(&["cronjob", "get", "generate-reports"]));
+    assert!(
+        described.contains("History:       keep 20, max age 30days"),
+        "{described}"
+    );
     succeeded(&server.panda(&["cronjob", "trigger", "generate-reports"]));
     wait_for_end(&server, "cronjob", "generate-reports");
     let logs = succeeded(&server.panda(&["cronjob", "logs", "generate-reports", "--latest"]));

@@ -5,6 +5,7 @@
 
 mod api;
 mod dashboard;
+mod prune;
 mod queue;
 mod runtime;
 mod schedule;
@@ -31,6 +32,8 @@ pub(crate) enum BenchCommand {
     /// The dashboard: time to first byte of the cronjobs page and of a job page with a long
     /// history.
     Dashboard(dashboard::DashboardBench),
+    /// Claim latency while a large history is pruned, against idle, and prune throughput.
+    Prune(prune::PruneBench),
 }
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -41,6 +44,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Queue(args) => queue::run(args).await,
         BenchCommand::Api(args) => api::run(args).await,
         BenchCommand::Dashboard(args) => dashboard::run(args).await,
+        BenchCommand::Prune(args) => prune::run(args).await,
     }
 }
 
