@@ -786,6 +786,19 @@ fn a_failing_job_alerts_the_servers_webhook_and_the_cli_lists_it() {
         assert!(started.elapsed() < Duration::from_secs(30), "{listed:#}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The dashboard lists it too (its session cookie holds the token).
+    let token = std::fs::read_to_string(server.dir.path().join("admin.token")).expect("token");
+    let page = http_get(
+        &server.url,
+        "/alerts",
+        &format!("panda_session={}", token.trim()),
+    );
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains(">flaky</a>") && page.contains("> dead</span>") && page.contains("1 of 1"),
+        "{page}"
+    );
+
     let table = succeeded(&server.panda(&["alert", "list"]));
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("RAISED"), "{table}");
@@ -793,4 +806,19 @@ fn a_failing_job_alerts_the_servers_webhook_and_the_cli_lists_it() {
         lines[1].contains("flaky") && lines[1].contains("dead") && lines[1].contains("1/1"),
         "{table}"
     );
+}
+
+/// A plain HTTP/1.1 GET of `path` with `cookie`; the whole answer, head and body.
+fn http_get(base: &str, path: &str, cookie: &str) -> String {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    answer
 }
