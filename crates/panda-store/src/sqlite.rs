@@ -1210,16 +1210,16 @@ impl Store for SqliteStore {
             JobKind::Scheduled => Some(true),
             JobKind::Triggered => Some(false),
         };
-        // One row per job, its executions packed into one string, newest first: one range of the covering index
-        // executions_job_brief per job, and a thousand rows to decode instead of thirty
-        // thousand, which was most of the cost.
+        // One row per job, its executions packed into one string, newest first: one range of
+        // `executions_job` per job, and a thousand rows to decode instead of thirty thousand,
+        // which was most of the cost.
         let rows = sqlx::query(
             "SELECT j.name, ( \
                  SELECT group_concat(b, ',' ORDER BY k DESC) FROM ( \
                      SELECT x.id AS k, x.id || ' ' || x.status || ' ' || x.trigger || ' ' || \
                          x.attempt || ' ' || x.created_at || ' ' || \
                          ifnull(x.started_at, '') || ' ' || ifnull(x.finished_at, '') AS b \
-                     FROM executions x INDEXED BY executions_job_brief \
+                     FROM executions x INDEXED BY executions_job \
                      WHERE x.job_name = j.name ORDER BY x.id DESC LIMIT ?2) \
              ) AS recent \
              FROM jobs j \
