@@ -25,6 +25,10 @@ const _: () = assert!(DEFAULT_DRAIN_GRACE.as_secs() == 30);
 const _: () = assert!(DEFAULT_KEEP == 1000);
 const _: () = assert!(DEFAULT_PRUNE_INTERVAL.as_secs() == 60);
 const _: () = assert!(DEFAULT_PRUNE_BATCH == 1000);
+/// SQLite has one writer, so a claim waits for a whole pruning transaction: batches of 250 keep
+/// claim latency near idle while history is pruned, where 1,000 more than doubled its p99
+/// (BENCHMARKS.md, `panda bench prune`).
+const SQLITE_PRUNE_BATCH: u32 = 250;
 use panda_runtime::{DockerRuntime, ProcessRuntime, Runtime};
 use panda_store::{Retention, Store, StoreError, TokenScope};
 use tokio_util::sync::CancellationToken;
@@ -69,10 +73,11 @@ pub(crate) struct ServerArgs {
           default_value = "60s", value_name = "DURATION")]
     prune_interval: Duration,
     /// Executions deleted per pruning transaction: smaller batches hold the database for less
-    /// time (on SQLite, claims wait for each one), larger ones prune faster
-    #[arg(long, env = "PANDA_PRUNE_BATCH", default_value_t = 1000, value_name = "N",
+    /// time (on SQLite, claims wait for each one), larger ones prune faster [default: 250 on
+    /// SQLite, 1000 on PostgreSQL]
+    #[arg(long, env = "PANDA_PRUNE_BATCH", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    prune_batch: u32,
+    prune_batch: Option<u32>,
     #[command(flatten)]
     alerts: AlertArgs,
     #[command(flatten)]
@@ -274,7 +279,13 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         retention: Retention {
             max_age: args.max_age,
             keep_per_job: args.keep,
-            batch: args.prune_batch,
+            batch: args
+                .prune_batch
+                .unwrap_or(if args.node.database_url.is_some() {
+                    DEFAULT_PRUNE_BATCH
+                } else {
+                    SQLITE_PRUNE_BATCH
+                }),
         },
         prune_interval: args.prune_interval,
     };
