@@ -103,6 +103,22 @@ impl SqliteStore {
             .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // sqlx counts open transactions itself. After some errors SQLite rolls a transaction
+            // back on its own; the ROLLBACK sqlx sends when the transaction is dropped then
+            // fails, and sqlx goes on counting it open, so the connection could never begin
+            // again (every write: "begin_with at non-zero transaction depth"). Such a
+            // connection is closed here and a fresh one opened.
+            .before_acquire(|conn, _| {
+                Box::pin(async move {
+                    if conn.is_in_transaction() {
+                        tracing::warn!(
+                            "closing a database connection left inside a transaction SQLite had ended"
+                        );
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
@@ -1884,6 +1900,42 @@ mod tests {
     use super::*;
     use crate::{LogChunk, LogStream};
     use panda_core::{JobName, JobSpec, RuntimeSpec};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_sqlite_ended_on_its_own_does_not_stop_later_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("panda.db"))
+            .await
+            .expect("open");
+        // As after an error SQLite answers by rolling back: the transaction ends under sqlx's
+        // feet, and the ROLLBACK sent when it is dropped fails.
+        let mut tx = store.begin().await.expect("begin");
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut *tx)
+            .await
+            .expect("end it behind sqlx's back");
+        drop(tx);
+        let spec = JobSpec::new(
+            JobName::new("after").expect("name"),
+            RuntimeSpec::Process {
+                argv: vec!["true".into()],
+            },
+        );
+        for _ in 0..3 {
+            store
+                .job_delete("after", Utc::now())
+                .await
+                .or_else(|err| match err {
+                    StoreError::NotFound { .. } => Ok(()),
+                    err => Err(err),
+                })
+                .expect("delete");
+            store
+                .job_create(&spec, Utc::now())
+                .await
+                .expect("writes go on");
+        }
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_is_cut_back_after_a_burst_of_writes() {
