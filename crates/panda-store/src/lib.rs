@@ -160,12 +160,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Executions, newest first, one keyset page at a time.
     async fn execution_list(&self, filter: &ExecutionFilter) -> StoreResult<ExecutionPage>;
 
-    /// The newest `per_job` executions (at most 100) of every live job of `kind`, in brief: by
-    /// job name, then newest first. One query for all jobs, so that a page listing a thousand
-    /// jobs with their recent history stays fast.
+    /// The newest `per_job` executions (at most 100) of each of the named jobs, in brief: by
+    /// job name, then newest first. One query for all of them, so that a page listing a
+    /// hundred jobs with their recent history stays fast; a name with no executions (or no
+    /// job) adds nothing.
     async fn execution_recent_per_job(
         &self,
-        kind: JobKind,
+        jobs: &[String],
         per_job: u32,
     ) -> StoreResult<Vec<ExecutionBrief>>;
 

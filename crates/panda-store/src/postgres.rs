@@ -1725,27 +1725,25 @@ impl Store for PgStore {
 
     async fn execution_recent_per_job(
         &self,
-        kind: JobKind,
+        jobs: &[String],
         per_job: u32,
     ) -> StoreResult<Vec<ExecutionBrief>> {
-        let scheduled = match kind {
-            JobKind::All => None,
-            JobKind::Scheduled => Some(true),
-            JobKind::Triggered => Some(false),
-        };
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
         // One index range of executions_job per job, each stopped at its limit.
         let rows = sqlx::query(
             "SELECT e.id, e.job_name, e.status, e.trigger, e.attempt, e.created_at, \
                     e.started_at, e.finished_at \
-             FROM jobs j CROSS JOIN LATERAL ( \
+             FROM (SELECT DISTINCT name COLLATE \"C\" AS name FROM unnest($1::text[]) AS n(name)) j \
+             CROSS JOIN LATERAL ( \
                  SELECT x.id, x.job_name, x.status, x.trigger, x.attempt, x.created_at, \
                         x.started_at, x.finished_at \
                  FROM executions x WHERE x.job_name = j.name \
                  ORDER BY x.id DESC LIMIT $2) e \
-             WHERE j.deleted_at IS NULL AND ($1::boolean IS NULL OR j.scheduled = $1) \
              ORDER BY j.name, e.id DESC",
         )
-        .bind(scheduled)
+        .bind(jobs)
         .bind(i64::from(per_job.min(100)))
         .fetch_all(&self.pool)
         .await?;

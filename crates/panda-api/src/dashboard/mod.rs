@@ -36,6 +36,8 @@ use view::StatusView;
 const STRIP: u32 = 30;
 /// Executions on one page of a history.
 const HISTORY_PAGE: u32 = 50;
+/// Jobs on one page of the cronjobs (or jobs) list.
+const JOBS_PAGE: usize = 100;
 /// Log lines an execution page shows; the raw download has them all.
 const LOG_LINES: u32 = 5000;
 
@@ -299,30 +301,93 @@ struct JobsPage {
     nav: Nav,
     scheduled: bool,
     rows: Vec<JobRow>,
+    /// The name filter, as typed.
+    q: String,
+    /// Jobs of this kind in all, and those the filter kept.
+    total: usize,
+    matching: usize,
+    /// The rank of the first and last row shown, from 1.
+    first: usize,
+    last: usize,
+    page: usize,
+    pages: usize,
+    previous: Option<String>,
+    next: Option<String>,
+    /// This page's own address, where its buttons come back to.
+    here: String,
+}
+
+/// The cronjobs (or jobs) list's filter and page, from the query string.
+#[derive(Debug, Default, Deserialize)]
+struct JobsQuery {
+    q: Option<String>,
+    page: Option<String>,
 }
 
 async fn cronjobs(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
+    query: Result<Query<JobsQuery>, QueryRejection>,
 ) -> Result<Page, Page> {
-    job_list(&state, &session, JobKind::Scheduled).await
+    job_list(&state, &session, JobKind::Scheduled, query).await
 }
 
 async fn jobs(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
+    query: Result<Query<JobsQuery>, QueryRejection>,
 ) -> Result<Page, Page> {
-    job_list(&state, &session, JobKind::Triggered).await
+    job_list(&state, &session, JobKind::Triggered, query).await
 }
 
-/// The jobs of `kind`, each with its strip of recent executions: two store calls in all,
-/// however many jobs there are.
-async fn job_list(state: &AppState, session: &Session, kind: JobKind) -> Result<Page, Page> {
+/// One page of the jobs of `kind` whose names contain the filter, each with its strip of
+/// recent executions: two store calls in all, the second only for the page's jobs.
+async fn job_list(
+    state: &AppState,
+    session: &Session,
+    kind: JobKind,
+    query: Result<Query<JobsQuery>, QueryRejection>,
+) -> Result<Page, Page> {
+    let bad = |message: String| {
+        Page::error(
+            StatusCode::BAD_REQUEST,
+            &message,
+            "Use the links and the filter on the page.",
+        )
+    };
+    let Query(query) = query.map_err(|err| {
+        bad(format!(
+            "The address's query string is not valid: {}",
+            err.body_text()
+        ))
+    })?;
+    let q = query.q.as_deref().unwrap_or("").trim().to_owned();
+    let page_text = query.page.as_deref().unwrap_or("").trim();
+    let page: usize = if page_text.is_empty() {
+        1
+    } else {
+        page_text
+            .parse()
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| bad(format!("page {page_text:?} is not a page number (1, 2, …)")))?
+    };
     let now = state.clock.now();
-    let (jobs, recent) = tokio::try_join!(
-        state.store.job_list(kind),
-        state.store.execution_recent_per_job(kind, STRIP),
-    )?;
+    let all = state.store.job_list(kind).await?;
+    let total = all.len();
+    let needle = q.to_lowercase();
+    let matching: Vec<Job> = all
+        .into_iter()
+        .filter(|job| needle.is_empty() || job.spec.name.as_str().to_lowercase().contains(&needle))
+        .collect();
+    let pages = matching.len().div_ceil(JOBS_PAGE).max(1);
+    // A page past the end (the list shrank since the link was made) shows the last one.
+    let page = page.min(pages);
+    let start = (page - 1) * JOBS_PAGE;
+    let count = matching.len();
+    let shown: Vec<Job> = matching.into_iter().skip(start).take(JOBS_PAGE).collect();
+    let names: Vec<String> = shown.iter().map(|job| job.spec.name.to_string()).collect();
+    let recent = state.store.execution_recent_per_job(&names, STRIP).await?;
     let mut by_job: HashMap<String, Vec<ExecutionBrief>> = HashMap::new();
     for brief in recent {
         by_job
@@ -330,7 +395,22 @@ async fn job_list(state: &AppState, session: &Session, kind: JobKind) -> Result<
             .or_default()
             .push(brief);
     }
-    let rows = jobs
+    let scheduled = kind == JobKind::Scheduled;
+    let base = if scheduled { "/" } else { "/jobs" };
+    let link = |page: usize| -> String {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        if !q.is_empty() {
+            pairs.push(("q", q.clone()));
+        }
+        if page > 1 {
+            pairs.push(("page", page.to_string()));
+        }
+        match serde_urlencoded::to_string(&pairs) {
+            Ok(query) if !query.is_empty() => format!("{base}?{query}"),
+            _ => base.to_owned(),
+        }
+    };
+    let rows: Vec<JobRow> = shown
         .into_iter()
         .map(|job| {
             let recent = by_job.remove(job.spec.name.as_str()).unwrap_or_default();
@@ -356,11 +436,20 @@ async fn job_list(state: &AppState, session: &Session, kind: JobKind) -> Result<
             }
         })
         .collect();
-    let scheduled = kind == JobKind::Scheduled;
     Ok(Page::render(&JobsPage {
         nav: Nav::new(session, if scheduled { "cronjobs" } else { "jobs" }),
         scheduled,
+        first: if rows.is_empty() { 0 } else { start + 1 },
+        last: start + rows.len(),
         rows,
+        total,
+        matching: count,
+        page,
+        pages,
+        previous: (page > 1).then(|| link(page - 1)),
+        next: (page < pages).then(|| link(page + 1)),
+        here: link(page),
+        q,
     }))
 }
 

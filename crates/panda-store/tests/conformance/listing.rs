@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use panda_core::{ExecutionId, Status, Trigger};
-use panda_store::{
-    DEFAULT_PAGE_SIZE, ExecutionFilter, JobKind, NewExecution, Outcome, SlotDecision, Store,
-};
+use panda_store::{DEFAULT_PAGE_SIZE, ExecutionFilter, NewExecution, Outcome, SlotDecision, Store};
 
 use super::support::*;
 
@@ -269,8 +267,9 @@ pub async fn execution_recent_per_job_gives_each_jobs_newest_in_one_call(store: 
     enqueue(&store, "gone", at(12)).await;
     store.job_delete("gone", at(13)).await.expect("delete");
 
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     let recent = store
-        .execution_recent_per_job(JobKind::Scheduled, 3)
+        .execution_recent_per_job(&names(&["beta", "idle", "alpha", "nobody", "alpha"]), 3)
         .await
         .expect("recent");
     let got: Vec<(&str, ExecutionId, Status)> = recent
@@ -285,7 +284,7 @@ pub async fn execution_recent_per_job_gives_each_jobs_newest_in_one_call(store: 
             ("alpha", alpha[2], Status::Succeeded),
             ("beta", beta.id, Status::Queued),
         ],
-        "by job name, newest first, at most 3 a job; deleted and unscheduled jobs left out"
+        "by job name, newest first, at most 3 a job; only the jobs asked for, each once"
     );
     let newest = &recent[0];
     assert_eq!(newest.trigger, Trigger::Api);
@@ -294,10 +293,18 @@ pub async fn execution_recent_per_job_gives_each_jobs_newest_in_one_call(store: 
     assert_eq!(newest.finished_at, Some(at(4)));
 
     let all = store
-        .execution_recent_per_job(JobKind::All, 100)
+        .execution_recent_per_job(&names(&["alpha", "beta", "queued-only"]), 100)
         .await
-        .expect("recent of all jobs");
-    assert_eq!(all.len(), 7, "every live job's executions: 5 + 1 + 1");
+        .expect("recent of three jobs");
+    assert_eq!(all.len(), 7, "every execution of the three: 5 + 1 + 1");
+    assert!(
+        store
+            .execution_recent_per_job(&[], 30)
+            .await
+            .expect("recent of no job")
+            .is_empty(),
+        "no job asked for, nothing"
+    );
 }
 
 pub async fn queue_stats_count_due_waiting_and_running_per_queue(store: Arc<dyn Store>) {

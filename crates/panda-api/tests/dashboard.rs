@@ -1,0 +1,192 @@
+//! The dashboard's cronjobs list over HTTP against a real store (SQLite): a page at a time, with
+//! a name filter, and the forms on it coming back to the page they were sent from. The browser
+//! test in `crates/panda` covers the pages as a person uses them.
+
+use std::sync::Arc;
+
+use panda_api::AppState;
+use panda_core::SystemClock;
+use panda_store::TokenScope;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+struct Dashboard {
+    url: String,
+    admin: String,
+    http: reqwest::Client,
+    _shutdown: tokio_util::sync::DropGuard,
+    _test: panda_store::testing::TestStore,
+}
+
+impl Dashboard {
+    async fn start() -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let test = panda_store::testing::sqlite().await;
+        let (_, admin) = test
+            .store
+            .token_create("admin", TokenScope::Admin, chrono::Utc::now())
+            .await
+            .expect("admin token");
+        let shutdown = CancellationToken::new();
+        let state = AppState::new(
+            Arc::clone(&test.store),
+            Arc::new(SystemClock),
+            None,
+            shutdown.clone(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(panda_api::serve(listener, state));
+        Self {
+            url,
+            admin,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            _shutdown: shutdown.drop_guard(),
+            _test: test,
+        }
+    }
+
+    async fn create_cronjob(&self, name: &str) {
+        let spec = json!({
+            "name": name,
+            "runtime": {"kind": "process", "argv": ["true"]},
+            "retry": {"max_attempts": 1, "backoff_base_ms": 1000, "backoff_cap_ms": 1000},
+            "schedule": {"cron": "0 5 * * *"},
+        });
+        let response = self
+            .http
+            .post(format!("{}/api/v1/jobs", self.url))
+            .bearer_auth(&self.admin)
+            .json(&spec)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(response.status().as_u16(), 201, "create {name}");
+    }
+
+    /// A dashboard page as a logged-in admin: its status and HTML.
+    async fn page(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .header("cookie", format!("panda_session={}", self.admin))
+            .send()
+            .await
+            .expect("get");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+}
+
+/// The job names listed on a page, in order.
+fn listed(html: &str) -> Vec<String> {
+    html.split("<tr data-job=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_cronjobs_list_comes_a_page_at_a_time_and_filters_by_name() {
+    let dash = Dashboard::start().await;
+    let names: Vec<String> = (0..230).map(|i| format!("sync-{i:03}")).collect();
+    for name in &names {
+        dash.create_cronjob(name).await;
+    }
+    dash.create_cronjob("weekly-report").await;
+
+    let (status, first) = dash.page("/").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed(&first), names[..100], "the first 100 by name");
+    assert!(first.contains("1–100 of 231"), "where the page is");
+    assert!(first.contains("page 1 of 3"));
+    assert!(first.contains(r#"href="/?page=2" rel="next""#));
+    assert!(!first.contains(r#"rel="prev""#), "no page before the first");
+    assert!(
+        first.contains(r#"name="back" value="/""#),
+        "the first page's buttons come back to it"
+    );
+
+    let (_, third) = dash.page("/?page=3").await;
+    let mut rest: Vec<String> = names[200..].to_vec();
+    rest.push("weekly-report".to_owned());
+    rest.sort();
+    assert_eq!(listed(&third), rest, "the last 31");
+    assert!(third.contains("201–231 of 231"));
+    assert!(third.contains(r#"href="/?page=2" rel="prev""#));
+    assert!(!third.contains(r#"rel="next""#), "no page after the last");
+    assert!(
+        third.contains(r#"name="back" value="/?page=3""#),
+        "the buttons come back to page 3"
+    );
+
+    let (_, beyond) = dash.page("/?page=9").await;
+    assert_eq!(
+        listed(&beyond),
+        listed(&third),
+        "a page past the end shows the last (the list may have shrunk since the link was made)"
+    );
+
+    let (_, filtered) = dash.page("/?q=SYNC-1").await;
+    assert_eq!(
+        listed(&filtered),
+        names[100..200],
+        "names containing the filter, whatever its case"
+    );
+    assert!(filtered.contains("100 matching"));
+    assert!(filtered.contains(r#"value="SYNC-1""#), "the filter stays in its box");
+    assert!(!filtered.contains("rel=\"next\""), "one page of matches");
+
+    let (_, two_pages) = dash.page("/?q=sync").await;
+    assert!(
+        two_pages.contains(r#"href="/?q=sync&#38;page=2" rel="next""#),
+        "the next page keeps the filter: {}",
+        two_pages.split("class=\"pager\"").nth(1).unwrap_or_default()
+    );
+    let (_, spaced) = dash.page("/?q=a+b%26c").await;
+    assert!(spaced.contains("No cronjob name contains “a b&#38;c”."));
+    assert!(listed(&spaced).is_empty());
+
+    for bad in ["/?page=0", "/?page=two", "/?page=-1"] {
+        let (status, html) = dash.page(bad).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(html.contains("is not a page number"), "{bad}: {html}");
+    }
+}
+
+#[tokio::test]
+async fn the_jobs_list_of_triggered_jobs_pages_the_same_way() {
+    let dash = Dashboard::start().await;
+    let (_, empty) = dash.page("/jobs").await;
+    assert!(
+        empty.contains("No triggered jobs yet"),
+        "no filter box on an empty list, but the way to make one"
+    );
+    assert!(!empty.contains(r#"id="f-q""#));
+    for i in 0..3 {
+        let spec = json!({
+            "name": format!("resize-{i}"),
+            "runtime": {"kind": "process", "argv": ["true"]},
+            "retry": {"max_attempts": 1, "backoff_base_ms": 1000, "backoff_cap_ms": 1000},
+        });
+        let response = dash
+            .http
+            .post(format!("{}/api/v1/jobs", dash.url))
+            .bearer_auth(&dash.admin)
+            .json(&spec)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(response.status().as_u16(), 201);
+    }
+    let (status, html) = dash.page("/jobs?q=resize-2").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed(&html), ["resize-2"]);
+    assert!(html.contains(r#"name="back" value="/jobs?q=resize-2""#));
+    assert!(!html.contains("class=\"pager\""), "one page, no pager");
+}
