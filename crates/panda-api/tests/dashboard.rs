@@ -139,14 +139,20 @@ async fn the_cronjobs_list_comes_a_page_at_a_time_and_filters_by_name() {
         "names containing the filter, whatever its case"
     );
     assert!(filtered.contains("100 matching"));
-    assert!(filtered.contains(r#"value="SYNC-1""#), "the filter stays in its box");
+    assert!(
+        filtered.contains(r#"value="SYNC-1""#),
+        "the filter stays in its box"
+    );
     assert!(!filtered.contains("rel=\"next\""), "one page of matches");
 
     let (_, two_pages) = dash.page("/?q=sync").await;
     assert!(
         two_pages.contains(r#"href="/?q=sync&#38;page=2" rel="next""#),
         "the next page keeps the filter: {}",
-        two_pages.split("class=\"pager\"").nth(1).unwrap_or_default()
+        two_pages
+            .split("class=\"pager\"")
+            .nth(1)
+            .unwrap_or_default()
     );
     let (_, spaced) = dash.page("/?q=a+b%26c").await;
     assert!(spaced.contains("No cronjob name contains “a b&#38;c”."));

@@ -1161,50 +1161,66 @@ impl Store for SqliteStore {
         };
         // Only the conditions that apply: SQLite plans a statement once, and a condition such
         // as `(?1 IS NULL OR job_name = ?1)` keeps it from using the index that fits, so a deep
-        // page of a long history would scan every newer row.
-        let mut query =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {EXECUTION_COLUMNS} FROM executions"));
-        let mut and = " WHERE ";
-        if let Some(job) = &filter.job {
-            query.push(and).push("job_name = ").push_bind(job.clone());
-            and = " AND ";
-        }
-        if !filter.statuses.is_empty() {
-            let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        // page of a long history would scan every newer row. Each status is an equality of its
+        // own, read newest first from `executions_job_status` and the lists merged: with
+        // `status IN (…)` the plan walked the job's whole history looking for a rare status.
+        let statuses: Vec<Option<&str>> = if filter.statuses.is_empty() {
+            vec![None]
+        } else {
+            filter
+                .statuses
+                .iter()
+                .map(|s| Some(s.as_str()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        let fetch = i64::from(limit) + 1;
+        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {EXECUTION_COLUMNS} FROM ("));
+        for (i, status) in statuses.iter().enumerate() {
+            if i > 0 {
+                query.push(" UNION ALL ");
+            }
+            query.push("SELECT * FROM (SELECT * FROM executions");
+            let mut and = " WHERE ";
+            if let Some(job) = &filter.job {
+                query.push(and).push("job_name = ").push_bind(job.clone());
+                and = " AND ";
+            }
+            if let Some(status) = status {
+                query.push(and).push("status = ").push_bind(*status);
+                and = " AND ";
+            }
+            if let Some(trigger) = filter.trigger {
+                query
+                    .push(and)
+                    .push("trigger = ")
+                    .push_bind(trigger.as_str());
+                and = " AND ";
+            }
+            if let Some(root) = filter.root {
+                query
+                    .push(and)
+                    .push("root_id = ")
+                    .push_bind(root.to_string());
+                and = " AND ";
+            }
+            if let Some(before) = filter.before {
+                query.push(and).push("id < ").push_bind(before.to_string());
+                and = " AND ";
+            }
+            if filter.dead_letter {
+                query.push(and).push(
+                    "status = 'dead' AND NOT EXISTS ( \
+                     SELECT 1 FROM dlq_resolutions r WHERE r.execution_id = executions.id)",
+                );
+            }
             query
-                .push(and)
-                .push("status IN (SELECT value FROM json_each(")
-                .push_bind(json_text(&statuses)?)
-                .push("))");
-            and = " AND ";
+                .push(" ORDER BY id DESC LIMIT ")
+                .push_bind(fetch)
+                .push(")");
         }
-        if let Some(trigger) = filter.trigger {
-            query
-                .push(and)
-                .push("trigger = ")
-                .push_bind(trigger.as_str());
-            and = " AND ";
-        }
-        if let Some(root) = filter.root {
-            query
-                .push(and)
-                .push("root_id = ")
-                .push_bind(root.to_string());
-            and = " AND ";
-        }
-        if let Some(before) = filter.before {
-            query.push(and).push("id < ").push_bind(before.to_string());
-            and = " AND ";
-        }
-        if filter.dead_letter {
-            query.push(and).push(
-                "status = 'dead' AND NOT EXISTS ( \
-                 SELECT 1 FROM dlq_resolutions r WHERE r.execution_id = executions.id)",
-            );
-        }
-        query
-            .push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(limit) + 1);
+        query.push(") ORDER BY id DESC LIMIT ").push_bind(fetch);
         let rows = query.build().fetch_all(&self.reader).await?;
         let mut executions = rows
             .iter()

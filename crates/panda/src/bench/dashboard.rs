@@ -153,6 +153,13 @@ async fn bench_backend(
             ),
             format!("/jobs/{BIG}?status=skipped&trigger=schedule&before={deep}"),
         ),
+        (
+            format!(
+                "job page, {} executions, filtered by a status none has",
+                args.executions
+            ),
+            format!("/jobs/{BIG}?status=failed"),
+        ),
     ];
     let mut rows: Vec<Row> = query_p50
         .into_iter()
