@@ -200,6 +200,10 @@ pub struct Execution {
     pub retry: RetryPolicy,
     /// The overlap rule in force when it was created.
     pub concurrency: ConcurrencyPolicy,
+    /// The job's limit of running executions when it was created (`max_running`), unless it
+    /// was forced to run beside the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
     /// The key a second enqueue is deduplicated by (first attempt only).
     pub idempotency_key: Option<String>,
     /// JSON given to the job as `PANDA_PAYLOAD`.

@@ -100,6 +100,9 @@ pub struct Limits {
     pub cpus: Option<f64>,
 }
 
+/// The highest per-job limit of running executions (`max_running`).
+pub const MAX_RUNNING_LIMIT: u32 = 10_000;
+
 /// How a job's executions may overlap, as Kubernetes CronJobs define it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -178,6 +181,10 @@ pub struct JobSpec {
     /// Whether executions may overlap.
     #[serde(default)]
     pub concurrency: ConcurrencyPolicy,
+    /// With `concurrency = allow`, at most this many executions of the job run at once, across
+    /// every node; the others wait in the queue. `None` is no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
     /// Free-form labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -283,6 +290,7 @@ impl JobSpec {
             queue: default_queue(),
             priority: 0,
             concurrency: ConcurrencyPolicy::default(),
+            max_running: None,
             labels: BTreeMap::new(),
             keep: None,
             max_age: None,
@@ -347,6 +355,24 @@ impl JobSpec {
         self.alerts.validate()?;
         if self.keep == Some(0) {
             return Err(field("keep", "must keep at least 1 execution"));
+        }
+        if let Some(limit) = self.max_running {
+            if !(1..=MAX_RUNNING_LIMIT).contains(&limit) {
+                return Err(ValidationError::Field {
+                    field: "max_running",
+                    message: format!("must be from 1 to {MAX_RUNNING_LIMIT}, not {limit}"),
+                });
+            }
+            if self.concurrency != ConcurrencyPolicy::Allow {
+                return Err(ValidationError::Field {
+                    field: "max_running",
+                    message: format!(
+                        "applies to concurrency allow only (this job's is {}, which runs one \
+                         at a time already); set concurrency to allow as well",
+                        self.concurrency.as_str()
+                    ),
+                });
+            }
         }
         if self.max_age.is_some_and(|age| age < Duration::from_secs(1)) {
             return Err(field("max_age", "must be at least 1s, such as 30d"));
@@ -505,6 +531,22 @@ mod tests {
             }),
             ("cpus", |s| s.limits.cpus = Some(f64::NAN)),
             ("keep", |s| s.keep = Some(0)),
+            ("max_running", |s| {
+                s.concurrency = ConcurrencyPolicy::Allow;
+                s.max_running = Some(0);
+            }),
+            ("max_running", |s| {
+                s.concurrency = ConcurrencyPolicy::Allow;
+                s.max_running = Some(MAX_RUNNING_LIMIT + 1);
+            }),
+            ("max_running", |s| {
+                s.concurrency = ConcurrencyPolicy::Forbid;
+                s.max_running = Some(2);
+            }),
+            ("max_running", |s| {
+                s.concurrency = ConcurrencyPolicy::Replace;
+                s.max_running = Some(2);
+            }),
             ("max_age", |s| s.max_age = Some(Duration::from_millis(10))),
             ("max_attempts", |s| s.retry.max_attempts = 0),
             ("starting_deadline", |s| {

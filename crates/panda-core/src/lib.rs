@@ -33,8 +33,8 @@ pub use due::{
 pub use execution::{Execution, Status, Trigger};
 pub use ids::{ExecutionId, JobId, ParseIdError};
 pub use job::{
-    CatchUp, ConcurrencyPolicy, DEFAULT_TIMEOUT, Job, JobName, JobSpec, Limits, RuntimeSpec,
-    Schedule,
+    CatchUp, ConcurrencyPolicy, DEFAULT_TIMEOUT, Job, JobName, JobSpec, Limits, MAX_RUNNING_LIMIT,
+    RuntimeSpec, Schedule,
 };
 pub use retry::RetryPolicy;
 pub use validate::{

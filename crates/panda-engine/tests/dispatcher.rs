@@ -32,6 +32,7 @@ backends! {
     an_expired_lease_is_rescued_and_its_retry_runs_at_once,
     a_worker_whose_lease_was_rescued_stops_and_records_nothing,
     a_queue_limit_caps_how_many_of_its_executions_run_at_once,
+    a_job_limit_holds_across_two_nodes,
     a_delayed_execution_does_not_start_before_its_time,
     drain_lets_short_runs_finish_and_releases_the_rest,
     a_job_for_a_runtime_this_node_lacks_is_rejected_with_the_reason,
@@ -465,6 +466,45 @@ async fn a_queue_limit_caps_how_many_of_its_executions_run_at_once(test: &TestSt
         most.1 > 1,
         "the mail queue, unlimited, runs several at once"
     );
+    for id in ids {
+        let done = store.execution_get(id).await.expect("get");
+        assert_eq!(done.status, Status::Succeeded);
+    }
+}
+
+async fn a_job_limit_holds_across_two_nodes(test: &TestStore) {
+    let store = &test.store;
+    let mut spec = job("crawl", "sleep 0.3");
+    spec.max_running = Some(2);
+    store.job_create(&spec, Utc::now()).await.expect("create");
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(enqueue(store, NewExecution::api("crawl")).await.id);
+    }
+
+    // Two nodes with room for eight each, both claiming (whichever wakes first takes the free
+    // slots): only the job's limit holds them back.
+    let mut roomy = config("node-a");
+    roomy.concurrency = 8;
+    let a = Node::start(store, roomy.clone());
+    roomy.worker_id = "node-b".into();
+    let b = Node::start(store, roomy);
+    let mut most = 0;
+    let started = Instant::now();
+    loop {
+        let all = attempts(store, "crawl").await;
+        let running: Vec<_> = all.iter().filter(|e| e.status == Status::Running).collect();
+        most = most.max(running.len());
+        if all.iter().all(|e| e.status.is_terminal()) {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "never finished: {all:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+
+    assert_eq!(most, 2, "two at a time, never more, across both nodes");
     for id in ids {
         let done = store.execution_get(id).await.expect("get");
         assert_eq!(done.status, Status::Succeeded);

@@ -168,6 +168,7 @@ pub(crate) fn first_attempt(
         attempt: 1,
         retry: job.spec.retry,
         concurrency: job.spec.concurrency,
+        max_running: job.spec.max_running,
         idempotency_key: None,
         payload: None,
         env: BTreeMap::new(),
@@ -205,6 +206,7 @@ pub(crate) fn enqueued(job: &Job, request: &NewExecution, now: DateTime<Utc>) ->
     execution.scheduled_at = request.scheduled_at;
     if request.force {
         execution.concurrency = ConcurrencyPolicy::Allow;
+        execution.max_running = None;
     }
     execution
 }

@@ -51,7 +51,7 @@ use panda_core::api::{Alert, AlertDelivery, DeliveryState};
 const EXECUTION_COLUMNS: &str = "id, root_id, job_id, job_name, queue, priority, status, trigger, \
     attempt, max_attempts, backoff_base_ms, backoff_cap_ms, concurrency, idempotency_key, payload, \
     env, scheduled_at, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at, \
-    cancel_requested, exit_code, reason, image_digest";
+    cancel_requested, exit_code, reason, image_digest, max_running";
 
 /// The channel wake-ups are sent on; the payload is the queue's name.
 const CHANNEL: &str = "panda_queued";
@@ -343,6 +343,10 @@ fn execution_from_row(row: &PgRow) -> StoreResult<Execution> {
             backoff_cap: as_ms(cap_ms),
         },
         concurrency: parse::<ConcurrencyPolicy>("concurrency", row.try_get("concurrency")?)?,
+        max_running: row
+            .try_get::<Option<i32>, _>("max_running")?
+            .map(|v| as_u32("max_running", v))
+            .transpose()?,
         idempotency_key: row.try_get("idempotency_key")?,
         payload: row.try_get("payload")?,
         env: from_json("env", row.try_get("env")?)?,
@@ -448,6 +452,8 @@ fn push_queue_filter(query: &mut QueryBuilder<Postgres>, column: &str, queues: &
 fn candidates_query(queues: &[String], now: DateTime<Utc>, limit: i64) -> QueryBuilder<Postgres> {
     const WHERE: &str = "status = 'queued' \
         AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
+        AND NOT (max_running IS NOT NULL AND max_running <= ( \
+            SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
         AND run_at <= ";
     const ORDER: &str = " ORDER BY priority DESC, run_at, id LIMIT ";
     let mut query;
@@ -477,6 +483,78 @@ fn candidates_query(queues: &[String], now: DateTime<Utc>, limit: i64) -> QueryB
     query
 }
 
+/// The job slots that the candidates of limited jobs (`max_running`) take: each job's lowest
+/// free slots, in candidate order, as many as are free. Returns the executions that got one; the
+/// rest wait. A slot another claimer took since this claim read them is a conflict, and its
+/// execution waits too: the slot's primary key is what keeps a job within its limit.
+async fn take_limited_slots(
+    tx: &mut Transaction<'_, Postgres>,
+    candidates: &[Execution],
+) -> StoreResult<HashSet<Uuid>> {
+    let limited: Vec<&Execution> = candidates
+        .iter()
+        .filter(|e| e.concurrency == ConcurrencyPolicy::Allow && e.max_running.is_some())
+        .collect();
+    if limited.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let jobs: Vec<Uuid> = limited
+        .iter()
+        .map(|e| e.job_id.as_uuid())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut taken: HashMap<Uuid, BTreeSet<i32>> = HashMap::new();
+    for row in sqlx::query("SELECT job_id, slot FROM job_locks WHERE job_id = ANY($1)")
+        .bind(&jobs)
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        taken
+            .entry(row.try_get("job_id")?)
+            .or_default()
+            .insert(row.try_get("slot")?);
+    }
+    let mut requests: Vec<(Uuid, i32, Uuid)> = Vec::new();
+    for e in limited {
+        let limit = e
+            .max_running
+            .map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX));
+        let job = e.job_id.as_uuid();
+        let slots = taken.entry(job).or_default();
+        if let Some(slot) = (0..limit).find(|s| !slots.contains(s)) {
+            slots.insert(slot);
+            requests.push((job, slot, e.id.as_uuid()));
+        }
+    }
+    if requests.is_empty() {
+        return Ok(HashSet::new());
+    }
+    requests.sort();
+    let mut jobs = Vec::with_capacity(requests.len());
+    let mut slots = Vec::with_capacity(requests.len());
+    let mut executions = Vec::with_capacity(requests.len());
+    for (job, slot, execution) in requests {
+        jobs.push(job);
+        slots.push(slot);
+        executions.push(execution);
+    }
+    Ok(sqlx::query_scalar(
+        "INSERT INTO job_locks (job_id, slot, execution_id) \
+         SELECT * FROM UNNEST($1::uuid[], $2::integer[], $3::uuid[]) \
+             AS t(job_id, slot, execution_id) \
+         ORDER BY job_id, slot \
+         ON CONFLICT (job_id, slot) DO NOTHING RETURNING execution_id",
+    )
+    .bind(jobs)
+    .bind(slots)
+    .bind(executions)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect())
+}
+
 /// The claim in one statement, for the common case where nothing restricts it: every
 /// candidate allows overlap and no job lock is held anywhere (so no scheduled run waits to be
 /// skipped). Otherwise it claims nothing, and the full claim, with its job locks, overlap
@@ -492,7 +570,8 @@ async fn claim_unrestricted(
 ) -> StoreResult<Vec<Claimed>> {
     let mut query = QueryBuilder::<Postgres>::new(
         "WITH c AS ( \
-             SELECT id AS claim_id, concurrency AS claim_concurrency FROM executions \
+             SELECT id AS claim_id, concurrency AS claim_concurrency, \
+                 max_running IS NOT NULL AS claim_limited FROM executions \
              WHERE status = 'queued' AND run_at <= ",
     );
     query.push_bind(now);
@@ -504,7 +583,8 @@ async fn claim_unrestricted(
         .push_bind(limit)
         .push(
             " FOR UPDATE SKIP LOCKED), \
-             fast AS (SELECT NOT EXISTS (SELECT 1 FROM c WHERE claim_concurrency <> 'allow') \
+             fast AS (SELECT NOT EXISTS ( \
+                     SELECT 1 FROM c WHERE claim_concurrency <> 'allow' OR claim_limited) \
                  AND NOT EXISTS (SELECT 1 FROM job_locks) AS ok) \
              UPDATE executions SET status = 'running', started_at = ",
         )
@@ -565,13 +645,14 @@ async fn insert_executions(
     let sql = "INSERT INTO executions (id, root_id, job_id, job_name, queue, priority, status, \
         trigger, attempt, max_attempts, backoff_base_ms, backoff_cap_ms, concurrency, \
         idempotency_key, payload, env, scheduled_at, run_at, created_at, started_at, finished_at, \
-        worker_id, lease_expires_at, cancel_requested, exit_code, reason, image_digest) \
+        worker_id, lease_expires_at, cancel_requested, exit_code, reason, image_digest, \
+        max_running) \
         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], \
             $6::integer[], $7::text[], $8::text[], $9::integer[], $10::integer[], $11::bigint[], \
             $12::bigint[], $13::text[], $14::text[], $15::jsonb[], $16::jsonb[], \
             $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::timestamptz[], \
             $21::timestamptz[], $22::text[], $23::timestamptz[], $24::boolean[], $25::integer[], \
-            $26::text[], $27::text[]) \
+            $26::text[], $27::text[], $28::integer[]) \
         ON CONFLICT (job_id, idempotency_key) WHERE idempotency_key IS NOT NULL AND attempt = 1 \
         DO NOTHING RETURNING id";
     let column = |f: &dyn Fn(&Execution) -> Uuid| executions.iter().map(f).collect::<Vec<_>>();
@@ -643,6 +724,7 @@ async fn insert_executions(
         .bind(ints(&|e| e.exit_code))
         .bind(texts(&|e| e.reason.as_deref()))
         .bind(texts(&|e| e.image_digest.as_deref()))
+        .bind(ints(&|e| e.max_running.map(to_i32)))
         .fetch_all(&mut **tx)
         .await?)
 }
@@ -810,9 +892,12 @@ async fn settle_executions(
         .await?;
     }
 
-    // Only a `forbid` execution ever holds a job lock.
+    // Only a `forbid` execution or one of a limited job ever holds a job lock.
     let holders: Vec<Uuid> = done()
-        .filter(|f| f.execution.concurrency == ConcurrencyPolicy::Forbid)
+        .filter(|f| {
+            f.execution.concurrency == ConcurrencyPolicy::Forbid
+                || f.execution.max_running.is_some()
+        })
         .map(|f| f.execution.id.as_uuid())
         .collect();
     if !holders.is_empty() {
@@ -1218,10 +1303,11 @@ impl Store for PgStore {
             let (jobs, executions): (Vec<Uuid>, Vec<Uuid>) =
                 lock_requests.iter().map(|(j, e)| (*j, *e)).unzip();
             locked = sqlx::query_scalar(
-                "INSERT INTO job_locks (job_id, execution_id) \
-                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS t(job_id, execution_id) \
+                "INSERT INTO job_locks (job_id, slot, execution_id) \
+                 SELECT job_id, 0, execution_id \
+                 FROM UNNEST($1::uuid[], $2::uuid[]) AS t(job_id, execution_id) \
                  ORDER BY job_id \
-                 ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
+                 ON CONFLICT (job_id, slot) DO NOTHING RETURNING job_id",
             )
             .bind(jobs)
             .bind(executions)
@@ -1254,11 +1340,17 @@ impl Store for PgStore {
             }
         }
 
+        let granted = take_limited_slots(&mut tx, &candidates).await?;
+
         let verdicts: Vec<Verdict> = candidates
             .iter()
             .map(|e| {
                 if e.concurrency != ConcurrencyPolicy::Forbid {
-                    return Verdict::Claim;
+                    return if e.max_running.is_none() || granted.contains(&e.id.as_uuid()) {
+                        Verdict::Claim
+                    } else {
+                        Verdict::Wait
+                    };
                 }
                 let job = e.job_id.as_uuid();
                 let holder = if locked.contains(&job) {

@@ -39,7 +39,7 @@ use panda_core::api::{Alert, AlertDelivery, DeliveryState};
 const EXECUTION_COLUMNS: &str = "id, root_id, job_id, job_name, queue, priority, status, trigger, \
     attempt, max_attempts, backoff_base_ms, backoff_cap_ms, concurrency, idempotency_key, payload, \
     env, scheduled_at, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at, \
-    cancel_requested, exit_code, reason, image_digest";
+    cancel_requested, exit_code, reason, image_digest, max_running";
 
 /// [`Store`] on an SQLite file.
 #[derive(Debug, Clone)]
@@ -224,6 +224,10 @@ fn execution_from_row(row: &SqliteRow) -> StoreResult<Execution> {
             backoff_cap: as_ms(cap_ms),
         },
         concurrency: parse::<ConcurrencyPolicy>("concurrency", row.try_get("concurrency")?)?,
+        max_running: row
+            .try_get::<Option<i64>, _>("max_running")?
+            .map(|v| as_u32("max_running", v))
+            .transpose()?,
         idempotency_key: row.try_get("idempotency_key")?,
         payload: payload.map(|p| from_json("payload", &p)).transpose()?,
         env: from_json("env", row.try_get("env")?)?,
@@ -397,10 +401,11 @@ async fn insert_executions(tx: &mut Transaction<'_, Sqlite>, es: &[Execution]) -
                 e.exit_code,
                 e.reason,
                 e.image_digest,
+                e.max_running,
             ]))
         })
         .collect::<StoreResult<Vec<_>>>()?;
-    let columns = (0..27)
+    let columns = (0..28)
         .map(|i| format!("r.value ->> {i}"))
         .collect::<Vec<_>>()
         .join(", ");
@@ -409,7 +414,7 @@ async fn insert_executions(tx: &mut Transaction<'_, Sqlite>, es: &[Execution]) -
          trigger, attempt, max_attempts, backoff_base_ms, backoff_cap_ms, concurrency, \
          idempotency_key, payload, env, scheduled_at, run_at, created_at, started_at, \
          finished_at, worker_id, lease_expires_at, cancel_requested, exit_code, reason, \
-         image_digest) SELECT {columns} FROM json_each(?) AS r"
+         image_digest, max_running) SELECT {columns} FROM json_each(?) AS r"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(json_text(&rows)?)
@@ -794,6 +799,8 @@ impl Store for SqliteStore {
              WHERE status = 'queued' AND run_at <= ?1 \
                AND (?2 = '[]' OR queue IN (SELECT value FROM json_each(?2))) \
                AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
+               AND NOT (max_running IS NOT NULL AND max_running <= ( \
+                   SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
              ORDER BY priority DESC, run_at, id LIMIT ?3"
         );
         let candidates = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -810,8 +817,8 @@ impl Store for SqliteStore {
             match execution.concurrency {
                 ConcurrencyPolicy::Forbid => {
                     let locked = sqlx::query(
-                        "INSERT INTO job_locks (job_id, execution_id) VALUES (?, ?) \
-                         ON CONFLICT (job_id) DO NOTHING",
+                        "INSERT INTO job_locks (job_id, slot, execution_id) VALUES (?, 0, ?) \
+                         ON CONFLICT (job_id, slot) DO NOTHING",
                     )
                     .bind(execution.job_id.to_string())
                     .bind(&id)
@@ -822,7 +829,8 @@ impl Store for SqliteStore {
                         // same rule as the pre-pass, whatever the batch size.
                         if execution.trigger == Trigger::Schedule {
                             let holder: String = sqlx::query_scalar(
-                                "SELECT execution_id FROM job_locks WHERE job_id = ?",
+                                "SELECT execution_id FROM job_locks WHERE job_id = ? \
+                                 ORDER BY slot LIMIT 1",
                             )
                             .bind(execution.job_id.to_string())
                             .fetch_one(&mut *tx)
@@ -857,7 +865,28 @@ impl Store for SqliteStore {
                         earlier.execution.cancel_requested = true;
                     }
                 }
-                ConcurrencyPolicy::Allow => {}
+                ConcurrencyPolicy::Allow => {
+                    // A limited job's execution takes the lowest free slot, or waits.
+                    if let Some(limit) = execution.max_running {
+                        let job = execution.job_id.to_string();
+                        let taken: Vec<i64> =
+                            sqlx::query_scalar("SELECT slot FROM job_locks WHERE job_id = ?")
+                                .bind(&job)
+                                .fetch_all(&mut *tx)
+                                .await?;
+                        let Some(slot) = (0..i64::from(limit)).find(|s| !taken.contains(s)) else {
+                            continue;
+                        };
+                        sqlx::query(
+                            "INSERT INTO job_locks (job_id, slot, execution_id) VALUES (?, ?, ?)",
+                        )
+                        .bind(&job)
+                        .bind(slot)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
             }
             let token = Uuid::new_v4();
             execution.status = Status::Running;

@@ -26,6 +26,7 @@ mod cases {
     pub mod finish;
     pub mod jobs;
     pub mod lease;
+    pub mod limit;
     pub mod listing;
     pub mod logs;
     pub mod notices;
@@ -162,6 +163,12 @@ conformance! {
     overlap::allow_job_runs_executions_side_by_side,
     overlap::replace_job_claim_asks_the_running_execution_to_stop,
     overlap::replace_job_claimed_twice_in_one_batch_asks_the_earlier_to_stop,
+    // a job's limit of running executions (numbered job slots)
+    limit::a_job_limit_caps_its_running_executions_and_others_fill_the_batch,
+    limit::a_job_limit_slot_is_given_back_by_a_rescue_and_a_release,
+    limit::a_forced_run_is_outside_its_jobs_limit,
+    limit::a_raised_job_limit_applies_to_runs_enqueued_after_it,
+    limit::concurrent_claims_never_run_more_than_a_jobs_limit,
     // cron slots
     slots::slot_fire_queues_a_schedule_execution_for_the_slot,
     slots::slot_skip_records_a_skipped_execution_with_the_reason,

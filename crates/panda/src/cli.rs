@@ -301,9 +301,13 @@ pub(crate) struct CreateArgs {
     /// The largest backoff
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     backoff_max: Duration,
-    /// forbid, allow or replace
-    #[arg(long, default_value = "forbid")]
-    concurrency: String,
+    /// forbid, allow or replace [default: forbid; allow with --max-running]
+    #[arg(long)]
+    concurrency: Option<String>,
+    /// At most N executions at once, across every node; the rest wait (implies --concurrency
+    /// allow)
+    #[arg(long, value_name = "N")]
+    max_running: Option<u32>,
     /// What to do with missed slots: latest, none or all
     #[arg(long, default_value = "latest")]
     catch_up: String,
@@ -345,6 +349,22 @@ pub(crate) struct CreateArgs {
     command: Vec<String>,
 }
 
+/// `--max-running` of `update`: a limit, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MaxRunning {
+    Limit(u32),
+    None,
+}
+
+fn parse_max_running(text: &str) -> Result<MaxRunning, String> {
+    if text == "none" {
+        return Ok(MaxRunning::None);
+    }
+    text.parse()
+        .map(MaxRunning::Limit)
+        .map_err(|_| format!("{text:?} is not a number of executions (such as 4) or none"))
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct UpdateArgs {
     /// The job's name
@@ -379,6 +399,9 @@ pub(crate) struct UpdateArgs {
     /// forbid, allow or replace
     #[arg(long)]
     concurrency: Option<String>,
+    /// At most N executions at once (implies --concurrency allow), or "none" for no limit
+    #[arg(long, value_name = "N|none", value_parser = parse_max_running)]
+    max_running: Option<MaxRunning>,
     /// A new queue
     #[arg(long)]
     queue: Option<String>,
@@ -661,10 +684,14 @@ fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobSpec> {
     };
     spec.queue.clone_from(&args.queue);
     spec.priority = args.priority;
-    spec.concurrency = args
-        .concurrency
-        .parse::<ConcurrencyPolicy>()
-        .map_err(|err| UserError::plain(err.to_string()))?;
+    spec.concurrency = match (&args.concurrency, args.max_running) {
+        (Some(policy), _) => policy
+            .parse::<ConcurrencyPolicy>()
+            .map_err(|err| UserError::plain(err.to_string()))?,
+        (None, Some(_)) => ConcurrencyPolicy::Allow,
+        (None, None) => ConcurrencyPolicy::Forbid,
+    };
+    spec.max_running = args.max_running;
     spec.limits.memory_bytes = args.memory.as_deref().map(memory_bytes).transpose()?;
     spec.limits.cpus = args.cpus;
     spec.keep = args.keep;
@@ -778,6 +805,16 @@ fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Result<()> {
         spec.concurrency = concurrency
             .parse()
             .map_err(|err: panda_core::ValidationError| UserError::plain(err.to_string()))?;
+    }
+    match args.max_running {
+        Some(MaxRunning::Limit(n)) => {
+            spec.max_running = Some(n);
+            if args.concurrency.is_none() {
+                spec.concurrency = ConcurrencyPolicy::Allow;
+            }
+        }
+        Some(MaxRunning::None) => spec.max_running = None,
+        None => {}
     }
     if let Some(queue) = &args.queue {
         spec.queue.clone_from(queue);
@@ -924,7 +961,13 @@ fn describe(job: &Job, recent: &[Execution]) {
         humantime::format_duration(spec.retry.backoff_base),
         humantime::format_duration(spec.retry.backoff_cap)
     );
-    println!("Concurrency:   {}", spec.concurrency.as_str());
+    match spec.max_running {
+        Some(n) => println!(
+            "Concurrency:   {}, at most {n} running",
+            spec.concurrency.as_str()
+        ),
+        None => println!("Concurrency:   {}", spec.concurrency.as_str()),
+    }
     println!("Queue:         {} (priority {})", spec.queue, spec.priority);
     let history = [
         spec.keep.map(|keep| format!("keep {keep}")),

@@ -328,6 +328,24 @@ fn bad_input_is_one_error_line_with_a_hint_and_creates_nothing() {
             "REPORT_FORMAT",
         ),
         (
+            create(
+                "nightly",
+                &[
+                    "--schedule",
+                    "@daily",
+                    "--concurrency",
+                    "forbid",
+                    "--max-running",
+                    "3",
+                ],
+            ),
+            "max_running",
+        ),
+        (
+            create("nightly", &["--schedule", "@daily", "--max-running", "0"]),
+            "max_running",
+        ),
+        (
             ["cronjob", "executions", "genrate-reports"]
                 .iter()
                 .map(|s| (*s).to_owned())
@@ -592,6 +610,8 @@ fn update_changes_only_the_flags_given() {
         "20",
         "--max-age",
         "30d",
+        "--max-running",
+        "3",
     ]));
     assert_eq!(updated, "cronjob generate-reports updated\n");
     let job: serde_json::Value = serde_json::from_str(&succeeded(&server.panda(&[
@@ -607,15 +627,40 @@ fn update_changes_only_the_flags_given() {
     assert_eq!(job["timeout_ms"], 600_000, "what was not given stays");
     assert_eq!(job["keep"], 20);
     assert_eq!(job["max_age_ms"], 30_u64 * 86_400_000);
+    assert_eq!(job["max_running"], 3);
+    assert_eq!(
+        job["concurrency"], "allow",
+        "--max-running alone implies allow"
+    );
     let described = succeeded(&server.panda(&["cronjob", "get", "generate-reports"]));
     assert!(
         described.contains("History:       keep 20, max age 30days"),
+        "{described}"
+    );
+    assert!(
+        described.contains("Concurrency:   allow, at most 3 running"),
         "{described}"
     );
     succeeded(&server.panda(&["cronjob", "trigger", "generate-reports"]));
     wait_for_end(&server, "cronjob", "generate-reports");
     let logs = succeeded(&server.panda(&["cronjob", "logs", "generate-reports", "--latest"]));
     assert_eq!(logs, "csv 12\n", "the new env, and the secret kept");
+    succeeded(&server.panda(&[
+        "cronjob",
+        "update",
+        "generate-reports",
+        "--max-running",
+        "none",
+    ]));
+    let unlimited: serde_json::Value = serde_json::from_str(&succeeded(&server.panda(&[
+        "cronjob",
+        "get",
+        "generate-reports",
+        "-o",
+        "json",
+    ])))
+    .expect("json");
+    assert!(unlimited.get("max_running").is_none(), "{unlimited}");
 
     let bad = server.panda(&[
         "cronjob",

@@ -785,7 +785,13 @@ fn definition(job: &Job) -> Vec<(&'static str, String)> {
         "Queue",
         format!("{} (priority {})", spec.queue, spec.priority),
     ));
-    rows.push(("Concurrency", spec.concurrency.as_str().to_owned()));
+    rows.push((
+        "Concurrency",
+        match spec.max_running {
+            Some(n) => format!("{}, at most {n} running", spec.concurrency.as_str()),
+            None => spec.concurrency.as_str().to_owned(),
+        },
+    ));
     if let Some(workdir) = &spec.workdir {
         rows.push(("Working dir", workdir.clone()));
     }
