@@ -1267,7 +1267,9 @@ impl Store for PgStore {
         // next slot will come. Locked now, written with the batch's own skips below. Driven by
         // the (usually empty) lock table, so it costs nothing while no forbid job runs.
         let mut overlapping = QueryBuilder::<Postgres>::new(
-            "SELECT e.id, l.execution_id AS holder FROM job_locks l CROSS JOIN LATERAL ( \
+            "SELECT e.id, l.execution_id AS holder FROM job_locks l \
+             JOIN executions h ON h.id = l.execution_id AND h.concurrency = 'forbid' \
+             CROSS JOIN LATERAL ( \
                  SELECT x.id FROM executions x \
                  WHERE x.job_id = l.job_id AND x.status = 'queued' AND x.trigger = 'schedule' \
                    AND x.concurrency = 'forbid' AND x.run_at <= ",

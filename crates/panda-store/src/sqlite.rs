@@ -771,8 +771,11 @@ impl Store for SqliteStore {
         // Scheduled runs of forbid jobs that are still running are skipped, not delayed: the
         // next slot will come.
         let overlapping = sqlx::query(
-            // CROSS JOIN keeps job_locks (a row per running forbid job) as the outer loop.
+            // CROSS JOIN keeps job_locks as the outer loop, and only the locks that running
+            // forbid executions hold lead on to the queued ones: a limited job's slots don't
+            // (its queue may be long).
             "SELECT e.id, l.execution_id AS holder FROM job_locks l \
+             CROSS JOIN executions h ON h.id = l.execution_id AND h.concurrency = 'forbid' \
              CROSS JOIN executions e ON e.job_id = l.job_id \
              WHERE e.status = 'queued' AND e.trigger = 'schedule' AND e.concurrency = 'forbid' \
                AND e.run_at <= ?1 \
