@@ -1,58 +1,27 @@
 //! The API over HTTP against a real store (SQLite): auth, the error shape, and the routes a
 //! client relies on, on both backends' behalf (the store's own suite covers the backends).
 
-use std::sync::Arc;
-
-use panda_api::AppState;
-use panda_core::SystemClock;
-use panda_store::TokenScope;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+
+mod support;
 
 struct Api {
     url: String,
     admin: String,
     viewer: String,
     http: reqwest::Client,
-    shutdown: CancellationToken,
-    _test: panda_store::testing::TestStore,
+    served: support::Served,
 }
 
 impl Api {
     async fn start() -> Self {
-        // reqwest is built without a TLS provider of its own; the process picks ring.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let test = panda_store::testing::sqlite().await;
-        let now = chrono::Utc::now();
-        let (_, admin) = test
-            .store
-            .token_create("admin", TokenScope::Admin, now)
-            .await
-            .expect("admin token");
-        let (_, viewer) = test
-            .store
-            .token_create("viewer", TokenScope::ReadOnly, now)
-            .await
-            .expect("viewer token");
-        let shutdown = CancellationToken::new();
-        let state = AppState::new(
-            Arc::clone(&test.store),
-            Arc::new(SystemClock),
-            None,
-            shutdown.clone(),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(panda_api::serve(listener, state));
+        let served = support::serve().await;
         Self {
-            url,
-            admin,
-            viewer,
+            url: served.url.clone(),
+            admin: served.admin.clone(),
+            viewer: served.viewer.clone(),
             http: reqwest::Client::new(),
-            shutdown,
-            _test: test,
+            served,
         }
     }
 
@@ -76,12 +45,6 @@ impl Api {
         let text = response.text().await.expect("body");
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, value)
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 
@@ -231,7 +194,8 @@ async fn secret_values_are_never_returned_and_a_placeholder_keeps_them() {
         .await;
     assert_eq!(status, 200);
     let stored = api
-        ._test
+        .served
+        .test
         .store
         .job_get("generate-reports")
         .await

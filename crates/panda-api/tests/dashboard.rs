@@ -2,62 +2,34 @@
 //! a name filter, and the forms on it coming back to the page they were sent from. The browser
 //! test in `crates/panda` covers the pages as a person uses them.
 
-use std::sync::Arc;
-
-use panda_api::AppState;
-use panda_core::SystemClock;
-use panda_store::TokenScope;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
+
+mod support;
 
 struct Dashboard {
     url: String,
     admin: String,
     http: reqwest::Client,
-    _shutdown: tokio_util::sync::DropGuard,
-    _test: panda_store::testing::TestStore,
+    _served: support::Served,
 }
 
 impl Dashboard {
     async fn start() -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let test = panda_store::testing::sqlite().await;
-        let (_, admin) = test
-            .store
-            .token_create("admin", TokenScope::Admin, chrono::Utc::now())
-            .await
-            .expect("admin token");
-        let shutdown = CancellationToken::new();
-        let state = AppState::new(
-            Arc::clone(&test.store),
-            Arc::new(SystemClock),
-            None,
-            shutdown.clone(),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(panda_api::serve(listener, state));
+        let served = support::serve().await;
         Self {
-            url,
-            admin,
+            url: served.url.clone(),
+            admin: served.admin.clone(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
-            _shutdown: shutdown.drop_guard(),
-            _test: test,
+            _served: served,
         }
     }
 
-    async fn create_cronjob(&self, name: &str) {
-        let spec = json!({
-            "name": name,
-            "runtime": {"kind": "process", "argv": ["true"]},
-            "retry": {"max_attempts": 1, "backoff_base_ms": 1000, "backoff_cap_ms": 1000},
-            "schedule": {"cron": "0 5 * * *"},
-        });
+    /// Creates a job from its spec through the API.
+    async fn create(&self, spec: serde_json::Value) {
+        let name = spec["name"].clone();
         let response = self
             .http
             .post(format!("{}/api/v1/jobs", self.url))
@@ -67,6 +39,16 @@ impl Dashboard {
             .await
             .expect("create");
         assert_eq!(response.status().as_u16(), 201, "create {name}");
+    }
+
+    async fn create_cronjob(&self, name: &str) {
+        self.create(json!({
+            "name": name,
+            "runtime": {"kind": "process", "argv": ["true"]},
+            "retry": {"max_attempts": 1, "backoff_base_ms": 1000, "backoff_cap_ms": 1000},
+            "schedule": {"cron": "0 5 * * *"},
+        }))
+        .await;
     }
 
     /// A dashboard page as a logged-in admin: its status and HTML.
@@ -175,20 +157,12 @@ async fn the_jobs_list_of_triggered_jobs_pages_the_same_way() {
     );
     assert!(!empty.contains(r#"id="f-q""#));
     for i in 0..3 {
-        let spec = json!({
+        dash.create(json!({
             "name": format!("resize-{i}"),
             "runtime": {"kind": "process", "argv": ["true"]},
             "retry": {"max_attempts": 1, "backoff_base_ms": 1000, "backoff_cap_ms": 1000},
-        });
-        let response = dash
-            .http
-            .post(format!("{}/api/v1/jobs", dash.url))
-            .bearer_auth(&dash.admin)
-            .json(&spec)
-            .send()
-            .await
-            .expect("create");
-        assert_eq!(response.status().as_u16(), 201);
+        }))
+        .await;
     }
     let (status, html) = dash.page("/jobs?q=resize-2").await;
     assert_eq!(status, 200);

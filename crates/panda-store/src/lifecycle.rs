@@ -11,15 +11,32 @@ use panda_core::{
 
 use crate::StoreError;
 use crate::model::{
-    Finish, Finished, NewExecution, NewSlot, Outcome, Retention, Slot, SlotDecision,
+    ExecutionFilter, Finish, Finished, NewExecution, NewSlot, Outcome, Retention, Slot,
+    SlotDecision,
 };
 
-/// Checks an enqueue request before anything is read or written.
+/// The status ranges an execution listing reads, one per status asked for, each once: an
+/// equality can be read newest first from `(job_name, status, id)`, `status IN (…)` cannot.
+/// `[None]` when no status is asked for (one range, any status).
+pub(crate) fn status_ranges(filter: &ExecutionFilter) -> Vec<Option<&'static str>> {
+    if filter.statuses.is_empty() {
+        return vec![None];
+    }
+    filter
+        .statuses
+        .iter()
+        .map(|s| Some(s.as_str()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// Whether an attempt that ended so goes to the alerter's inbox: the ones that failed.
 pub(crate) fn alertable(status: Status) -> bool {
     matches!(status, Status::Failed | Status::TimedOut | Status::Dead)
 }
 
+/// Checks an enqueue request before anything is read or written.
 pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), ValidationError> {
     if let Some(payload) = &request.payload {
         validate_payload(payload)?;

@@ -1779,17 +1779,7 @@ impl Store for PgStore {
         // the lists merged: `status = ANY(…)` cannot walk an index in `id` order, and with
         // statistics that lag behind a fast-growing history the planner chose to read every
         // matching row and sort them (a second, for one job's million skipped slots).
-        let statuses: Vec<Option<&str>> = if filter.statuses.is_empty() {
-            vec![None]
-        } else {
-            filter
-                .statuses
-                .iter()
-                .map(|s| Some(s.as_str()))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        };
+        let statuses = lifecycle::status_ranges(filter);
         let fetch = i64::from(limit) + 1;
         let mut query = QueryBuilder::<Postgres>::new(format!("SELECT {EXECUTION_COLUMNS} FROM ("));
         for (i, status) in statuses.iter().enumerate() {

@@ -1196,17 +1196,7 @@ impl Store for SqliteStore {
         // page of a long history would scan every newer row. Each status is an equality of its
         // own, read newest first from `executions_job_status` and the lists merged: with
         // `status IN (…)` the plan walked the job's whole history looking for a rare status.
-        let statuses: Vec<Option<&str>> = if filter.statuses.is_empty() {
-            vec![None]
-        } else {
-            filter
-                .statuses
-                .iter()
-                .map(|s| Some(s.as_str()))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        };
+        let statuses = lifecycle::status_ranges(filter);
         let fetch = i64::from(limit) + 1;
         let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {EXECUTION_COLUMNS} FROM ("));
         for (i, status) in statuses.iter().enumerate() {
