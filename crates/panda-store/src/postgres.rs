@@ -42,8 +42,8 @@ use crate::lifecycle::{self, SlotPlan};
 use crate::model::{
     ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DueDelivery, Enqueued, ExecutionBrief,
     ExecutionFilter, ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, LogChunk,
-    LogStream, NewAlert, NewExecution, NewSlot, Notice, Pruned, QueueStats, Retention, Slot,
-    SlotRecord, TokenScope,
+    LogStream, NewAlert, NewExecution, NewSlot, Notice, Outcome, Pruned, QueueStats, Retention,
+    Slot, SlotRecord, TokenScope,
 };
 use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, StoreError, StoreResult, page_size, token};
 use panda_core::api::{Alert, AlertDelivery, DeliveryState};
@@ -163,6 +163,153 @@ impl PgStore {
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// A finish batch in which every run succeeded: no retries, no alerts, nothing to decide
+    /// from the stored row. One statement writes them, fenced by each lease, and releases any
+    /// job slots they held, with no transaction around it (it is one). Items it did not write
+    /// (stale, unknown, or a second item for one execution) go through the full path, which
+    /// says why.
+    async fn finish_successes(
+        &self,
+        batch: &[Finish],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Finished>>> {
+        let reports: Vec<Finish> = batch.iter().map(storable_report).collect();
+        // In id order, as every batch write here, so that two writers never deadlock.
+        let mut order: Vec<&Finish> = reports.iter().collect();
+        order.sort_by_key(|f| f.execution_id);
+        let sql = format!(
+            "WITH t AS ( \
+                 SELECT * FROM UNNEST($2::uuid[], $3::uuid[], $4::integer[], $5::text[], \
+                     $6::text[]) AS t(id, token, exit_code, reason, image_digest)), \
+             u AS ( \
+                 UPDATE executions e SET status = 'succeeded', finished_at = $1, \
+                     lease_token = NULL, lease_expires_at = NULL, reason = t.reason, \
+                     exit_code = t.exit_code, image_digest = t.image_digest \
+                 FROM t WHERE e.id = t.id AND e.status = 'running' AND e.lease_token = t.token \
+                 RETURNING e.*), \
+             d AS (DELETE FROM job_locks l USING u WHERE l.execution_id = u.id) \
+             SELECT {EXECUTION_COLUMNS} FROM u"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(
+                order
+                    .iter()
+                    .map(|f| f.execution_id.as_uuid())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(order.iter().map(|f| f.token).collect::<Vec<_>>())
+            .bind(order.iter().map(|f| f.exit_code).collect::<Vec<_>>())
+            .bind(
+                order
+                    .iter()
+                    .map(|f| f.reason.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                order
+                    .iter()
+                    .map(|f| f.image_digest.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&self.pool)
+            .await?;
+        let mut written: HashMap<ExecutionId, Execution> = HashMap::new();
+        for row in &rows {
+            let execution = execution_from_row(row)?;
+            written.insert(execution.id, execution);
+        }
+        let mut results: Vec<Option<StoreResult<Finished>>> = batch
+            .iter()
+            .map(|f| {
+                written.remove(&f.execution_id).map(|execution| {
+                    Ok(Finished {
+                        execution,
+                        retry: None,
+                    })
+                })
+            })
+            .collect();
+        let rest: Vec<Finish> = batch
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_none())
+            .map(|(f, _)| f.clone())
+            .collect();
+        if !rest.is_empty() {
+            let mut answers = self.finish_in_full(&rest, now).await?.into_iter();
+            for slot in results.iter_mut().filter(|r| r.is_none()) {
+                *slot = answers.next();
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(StoreError::Stale)))
+            .collect())
+    }
+
+    /// A finish batch item by item, from the stored rows: retries, dead letters, alerts.
+    async fn finish_in_full(
+        &self,
+        batch: &[Finish],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Finished>>> {
+        let mut tx = self.begin().await?;
+        // Every item's row at once, unlocked: the writes below are fenced by the lease, so an
+        // item whose lease moves on in between is refused as stale then.
+        let ids: Vec<Uuid> = batch.iter().map(|f| f.execution_id.as_uuid()).collect();
+        let sql =
+            format!("SELECT {EXECUTION_COLUMNS}, lease_token FROM executions WHERE id = ANY($1)");
+        let mut current: HashMap<ExecutionId, (Execution, Option<Uuid>)> = HashMap::new();
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let execution = execution_from_row(&row)?;
+            current.insert(execution.id, (execution, row.try_get("lease_token")?));
+        }
+
+        // Items in order, as if one at a time: an execution finished earlier in the batch has
+        // ended, so a second item for it is stale.
+        let mut results: Vec<StoreResult<Finished>> = Vec::with_capacity(batch.len());
+        let mut settling = Vec::new();
+        let mut settling_at = Vec::new();
+        for (i, finish) in batch.iter().enumerate() {
+            let Some((execution, lease_token)) = current.get_mut(&finish.execution_id) else {
+                results.push(Err(StoreError::not_found(format!(
+                    "execution {}",
+                    finish.execution_id
+                ))));
+                continue;
+            };
+            // Stale unless settled below.
+            results.push(Err(StoreError::Stale));
+            let holds_lease =
+                execution.status == Status::Running && *lease_token == Some(finish.token);
+            if !holds_lease {
+                continue;
+            }
+            let finished =
+                lifecycle::settled(execution.clone(), Some(&storable_report(finish)), now);
+            execution.status = finished.execution.status;
+            *lease_token = None;
+            settling.push(Settling {
+                finished,
+                token: finish.token,
+            });
+            settling_at.push(i);
+        }
+        let settled = settle_executions(&mut tx, settling, now).await?;
+        for (i, finished) in settling_at.into_iter().zip(settled) {
+            if let Some(finished) = finished {
+                results[i] = Ok(finished);
+            }
+        }
+        tx.commit().await?;
+        Ok(results)
     }
 }
 
@@ -1524,60 +1671,10 @@ impl Store for PgStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin().await?;
-        // Every item's row at once, unlocked: the writes below are fenced by the lease, so an
-        // item whose lease moves on in between is refused as stale then.
-        let ids: Vec<Uuid> = batch.iter().map(|f| f.execution_id.as_uuid()).collect();
-        let sql =
-            format!("SELECT {EXECUTION_COLUMNS}, lease_token FROM executions WHERE id = ANY($1)");
-        let mut current: HashMap<ExecutionId, (Execution, Option<Uuid>)> = HashMap::new();
-        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(ids)
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let execution = execution_from_row(&row)?;
-            current.insert(execution.id, (execution, row.try_get("lease_token")?));
+        if batch.iter().all(|f| f.outcome == Outcome::Succeeded) {
+            return self.finish_successes(batch, now).await;
         }
-
-        // Items in order, as if one at a time: an execution finished earlier in the batch has
-        // ended, so a second item for it is stale.
-        let mut results: Vec<StoreResult<Finished>> = Vec::with_capacity(batch.len());
-        let mut settling = Vec::new();
-        let mut settling_at = Vec::new();
-        for (i, finish) in batch.iter().enumerate() {
-            let Some((execution, lease_token)) = current.get_mut(&finish.execution_id) else {
-                results.push(Err(StoreError::not_found(format!(
-                    "execution {}",
-                    finish.execution_id
-                ))));
-                continue;
-            };
-            // Stale unless settled below.
-            results.push(Err(StoreError::Stale));
-            let holds_lease =
-                execution.status == Status::Running && *lease_token == Some(finish.token);
-            if !holds_lease {
-                continue;
-            }
-            let finished =
-                lifecycle::settled(execution.clone(), Some(&storable_report(finish)), now);
-            execution.status = finished.execution.status;
-            *lease_token = None;
-            settling.push(Settling {
-                finished,
-                token: finish.token,
-            });
-            settling_at.push(i);
-        }
-        let settled = settle_executions(&mut tx, settling, now).await?;
-        for (i, finished) in settling_at.into_iter().zip(settled) {
-            if let Some(finished) = finished {
-                results[i] = Ok(finished);
-            }
-        }
-        tx.commit().await?;
-        Ok(results)
+        self.finish_in_full(batch, now).await
     }
 
     async fn execution_release_many(

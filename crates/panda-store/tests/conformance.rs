@@ -128,6 +128,7 @@ conformance! {
     lease::rescue_takes_at_most_limit_executions,
     lease::rescued_executions_old_worker_is_fenced_off,
     lease::finish_many_fences_each_item_separately,
+    lease::finish_many_of_successes_answers_each_item_in_its_place,
     lease::finished_execution_cannot_be_finished_again,
     // finish and the retry policy
     finish::finish_succeeded_records_the_result_without_retry,

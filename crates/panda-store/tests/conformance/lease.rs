@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use panda_core::{ConcurrencyPolicy, Status, Trigger};
+use panda_core::{ConcurrencyPolicy, ExecutionId, Status, Trigger};
 use panda_store::{ClaimRequest, Finish, Outcome, Store, StoreError};
 use uuid::Uuid;
 
@@ -369,4 +369,67 @@ pub async fn finished_execution_cannot_be_finished_again(store: Arc<dyn Store>) 
         done.execution
     );
     assert_eq!(executions_of(&store, "resize").await.len(), 1, "no retry");
+}
+
+/// A batch of successes (PostgreSQL writes those in one statement): each item answered in its
+/// place, a second item for one execution and an unknown one refused, and the job slots of
+/// the ones written given back.
+pub async fn finish_many_of_successes_answers_each_item_in_its_place(store: Arc<dyn Store>) {
+    let mut spec = job_spec_with("resize", ConcurrencyPolicy::Allow);
+    spec.max_running = Some(2);
+    create_job_from(&store, spec).await;
+    let first = enqueue(&store, "resize", base()).await;
+    let second = enqueue(&store, "resize", at(1)).await;
+    let waiting = enqueue(&store, "resize", at(2)).await;
+    let claimed = claim(&store, 10, at(3)).await;
+    assert_eq!(claimed.len(), 2, "the job's limit");
+
+    let mut unknown = finish_of(&claimed[0], Outcome::Succeeded);
+    unknown.execution_id = ExecutionId::new();
+    let mut reported = finish_of(&claimed[1], Outcome::Succeeded);
+    reported.exit_code = Some(0);
+    reported.reason = Some("all good".into());
+    reported.image_digest = Some("sha256:abc".into());
+    let results = store
+        .execution_finish_many(
+            &[
+                reported.clone(),
+                unknown,
+                finish_of(&claimed[0], Outcome::Succeeded),
+                reported,
+            ],
+            at(4),
+        )
+        .await
+        .expect("the batch itself succeeds");
+    assert_eq!(results.len(), 4);
+    let mut results = results.into_iter();
+    let done = results
+        .next()
+        .expect("1")
+        .expect("the first item is written");
+    assert_eq!(done.execution.id, second.id);
+    assert_eq!(done.execution.status, Status::Succeeded);
+    assert_eq!(done.execution.reason.as_deref(), Some("all good"));
+    assert_eq!(done.execution.image_digest.as_deref(), Some("sha256:abc"));
+    assert_eq!(done.execution.finished_at, Some(at(4)));
+    assert!(done.retry.is_none());
+    assert_err!(results.next().expect("2"), StoreError::NotFound { .. });
+    let other = results
+        .next()
+        .expect("3")
+        .expect("the third item is written");
+    assert_eq!(other.execution.id, first.id);
+    assert_err!(results.next().expect("4"), StoreError::Stale);
+
+    let stored = store.execution_get(second.id).await.expect("get");
+    assert_eq!(stored.status, Status::Succeeded);
+    assert_eq!(stored.exit_code, Some(0));
+    assert_eq!(stored.lease_expires_at, None);
+    let next = claim(&store, 10, at(5)).await;
+    assert_eq!(
+        next.iter().map(|c| c.execution.id).collect::<Vec<_>>(),
+        [waiting.id],
+        "both slots were given back"
+    );
 }
