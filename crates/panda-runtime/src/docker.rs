@@ -3,9 +3,9 @@
 //! A run: make sure the image is there (the pull policy, progress in the logs), create the
 //! container (env, limits, working dir, the `panda.execution` label, no TTY so stdout and
 //! stderr stay apart), attach to its output and start it within the start deadline, stream the
-//! output, wait for it (the end
-//! of the log stream is not the exit), map the exit (OOMKilled included), store the logs, then
-//! remove it. A timeout or a cancel stops it with a grace period, then kills it.
+//! output, wait for it (the end of the log stream is not the exit), map the exit (OOMKilled
+//! included), store the logs, then report the outcome and remove the container in the
+//! background. A timeout or a cancel stops it with a grace period, then kills it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -539,9 +539,12 @@ impl Runtime for DockerRuntime {
             tracing::warn!(%err, "the container log reader failed");
         }
         let log_error = finish_logs(logs).await;
-        // Its logs are stored: the container has nothing left to give. A container that
-        // cannot be removed now is the start-up reaper's.
-        self.remove_quietly(&id).await;
+        // Its logs are stored: the container has nothing left to give. It is removed off the
+        // run's path (tens of milliseconds of the engine's time that the next run need not wait
+        // for); one that cannot be removed, or a removal cut short by a shutdown, is the
+        // start-up reaper's.
+        let runtime = self.clone();
+        tokio::spawn(async move { runtime.remove_quietly(&id).await });
         Ok(RunReport {
             outcome: outcome?,
             image_digest,

@@ -63,11 +63,21 @@ impl Kit {
     }
 
     /// Whether the job left nothing running: the process `pid` (as the job saw it) is gone,
-    /// or for a container, no container of this execution exists any more.
+    /// or for a container, no container of this execution exists any more (it is removed in
+    /// the background once the run has reported, so within a few seconds).
     async fn nothing_left_behind(&self, pid: u32) -> bool {
         match self.kind {
             Kind::Process => process_is_gone(pid),
-            Kind::Docker => docker::containers_of(self.execution).await.is_empty(),
+            Kind::Docker => docker::containers_gone(self.execution).await,
+        }
+    }
+
+    /// For a container, whether it is gone (removed in the background after the run); a
+    /// process leaves no such thing.
+    async fn container_removed(&self) -> bool {
+        match self.kind {
+            Kind::Process => true,
+            Kind::Docker => docker::containers_gone(self.execution).await,
         }
     }
 
@@ -100,12 +110,19 @@ impl Kit {
         config: LogConfig,
     ) -> Result<RunReport, RuntimeError> {
         let sink = self.sink(config, spec);
-        tokio::time::timeout(
+        let result = tokio::time::timeout(
             Duration::from_secs(120),
             runtime.run(spec, sink, CancellationToken::new()),
         )
         .await
-        .expect("the run ends (hang guard)")
+        .expect("the run ends (hang guard)");
+        // Removed in the background once the run has reported: soon, and before the test's
+        // runtime (and with it that task) ends.
+        assert!(
+            self.container_removed().await,
+            "the run's container is removed"
+        );
+        result
     }
 
     async fn run(&self, runtime: &dyn Runtime, spec: &RunSpec) -> RunReport {
@@ -461,6 +478,10 @@ async fn cancel_stops_the_job_as_cancelled(runtime: &dyn Runtime, kit: &Kit) {
     .await
     .expect("the run ends (hang guard)");
     assert_eq!(report.expect("runs").outcome, RunOutcome::Cancelled);
+    assert!(
+        kit.container_removed().await,
+        "the cancelled container is removed"
+    );
 }
 
 async fn live_followers_see_the_output_as_it_comes(runtime: &dyn Runtime, kit: &Kit) {
@@ -477,6 +498,7 @@ async fn live_followers_see_the_output_as_it_comes(runtime: &dyn Runtime, kit: &
         seen.push(String::from_utf8_lossy(&chunk.data).into_owned());
     }
     assert_eq!(seen, ["line 1\n", "line 2\n", "line 3\n"]);
+    assert!(kit.container_removed().await, "the container is removed");
 }
 
 // ---- errors, which need no script ----
@@ -686,6 +708,20 @@ mod docker {
         }
     }
 
+    /// Whether every container of an execution is gone within 10 s.
+    pub async fn containers_gone(execution: ExecutionId) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if containers_of(execution).await.is_empty() {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// The containers of an execution that still exist.
     pub async fn containers_of(execution: ExecutionId) -> Vec<String> {
         let label = format!("{EXECUTION_LABEL}={execution}");
@@ -791,10 +827,7 @@ mod docker {
         let report = kit.run(&runtime, &kit.spec("echo again")).await;
         assert_eq!(report.outcome, panda_runtime::RunOutcome::Succeeded);
         assert_eq!(kit.output(panda_store::LogStream::Stdout).await, "again\n");
-        assert!(
-            containers_of(kit.execution).await.is_empty(),
-            "both are gone"
-        );
+        assert!(containers_gone(kit.execution).await, "both are gone");
         kit.test.close().await;
     }
 
