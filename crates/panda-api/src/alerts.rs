@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use panda_core::api::AlertList;
+use panda_core::api::{AlertList, redacted_url};
 use serde::Deserialize;
 
 use crate::{AppState, Failure};
@@ -20,9 +20,13 @@ pub(crate) async fn list(
     query: Result<Query<AlertQuery>, QueryRejection>,
 ) -> Result<Json<AlertList>, Failure> {
     let Query(query) = query?;
-    let alerts = state
+    let mut alerts = state
         .store
         .alert_list(query.job.as_deref(), query.limit.unwrap_or(0))
         .await?;
+    // Where each delivery went, as the job's definition shows it: never a credential.
+    for delivery in alerts.iter_mut().flat_map(|a| a.deliveries.iter_mut()) {
+        delivery.url = redacted_url(&delivery.url);
+    }
     Ok(Json(AlertList { alerts }))
 }

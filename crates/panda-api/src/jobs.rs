@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use panda_core::api::{JobView, SECRET_PLACEHOLDER, redacted};
+use panda_core::api::{JobView, SECRET_PLACEHOLDER, redacted, restore_redacted_urls};
 use panda_core::{Job, JobSpec};
 use panda_store::{JobKind, Slot};
 use serde::Deserialize;
@@ -82,6 +82,8 @@ pub(crate) async fn update(
             value.clone_from(stored);
         }
     }
+    restore_redacted_urls(&mut spec.alerts.webhooks, &current.spec.alerts.webhooks);
+    restore_redacted_urls(&mut spec.alerts.slack, &current.spec.alerts.slack);
     let job = state.store.job_update(&spec, state.clock.now()).await?;
     state.jobs_changed();
     Ok(Json(redacted(job)))

@@ -294,3 +294,83 @@ async fn the_openapi_document_matches_the_routes() {
         );
     }
 }
+
+#[tokio::test]
+async fn alert_endpoints_are_shown_redacted_and_a_redacted_one_put_back_keeps_its_url() {
+    let api = Api::start().await;
+    let admin = Some(api.admin.as_str());
+    let viewer = Some(api.viewer.as_str());
+    const SLACK: &str = "https://hooks.slack.com/services/T000/B000/XXXXSECRET";
+    const HOOK: &str = "https://user:pw@alerts.example:8443/panda?token=SECRET2";
+    let mut spec = job("nightly");
+    spec["alerts"] = json!({"slack": [SLACK], "webhooks": [HOOK]});
+    let (status, created) = api
+        .call("POST", "/api/v1/jobs", admin, Some(spec.clone()))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    for answer in [
+        created,
+        api.call("GET", "/api/v1/jobs/nightly", viewer, None)
+            .await
+            .1,
+        api.call("GET", "/api/v1/jobs", viewer, None).await.1,
+    ] {
+        let text = answer.to_string();
+        assert!(!text.contains("SECRET"), "a credential shown: {text}");
+        assert!(
+            text.contains("https://hooks.slack.com/********"),
+            "which endpoint it is stays visible: {text}"
+        );
+    }
+
+    // Put back what was read, with another change: the endpoints keep their stored URLs.
+    let (_, mut read) = api.call("GET", "/api/v1/jobs/nightly", admin, None).await;
+    read["priority"] = json!(5);
+    let (status, answer) = api
+        .call("PUT", "/api/v1/jobs/nightly", admin, Some(read))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let stored = api.served.test.store.job_get("nightly").await.expect("job");
+    assert_eq!(stored.spec.alerts.slack, [SLACK]);
+    assert_eq!(stored.spec.alerts.webhooks, [HOOK]);
+    assert_eq!(stored.spec.priority, 5);
+
+    // A redacted URL where nothing was stored (a new job, say, from another server's export)
+    // is refused, not stored as a broken endpoint.
+    let mut copied = job("copied");
+    copied["alerts"] = json!({"slack": ["https://hooks.slack.com/********"]});
+    let (status, answer) = api.call("POST", "/api/v1/jobs", admin, Some(copied)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("redacted")),
+        "{answer}"
+    );
+
+    // Where an alert's deliveries went: the same redaction.
+    let alert = panda_store::NewAlert {
+        incident: "nightly:1".into(),
+        job_id: stored.id,
+        job: "nightly".into(),
+        kind: panda_core::AlertKind::Failed,
+        execution_id: None,
+        message: "nightly failed".into(),
+        body: json!({}),
+        notifiers: vec![(panda_core::NotifierKind::Slack, SLACK.into())],
+    };
+    api.served
+        .test
+        .store
+        .alert_raise(&alert, chrono::Utc::now())
+        .await
+        .expect("raise")
+        .expect("a new alert");
+    let (status, alerts) = api.call("GET", "/api/v1/alerts", viewer, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        alerts["alerts"][0]["deliveries"][0]["url"],
+        "https://hooks.slack.com/********"
+    );
+    assert!(!alerts.to_string().contains("SECRET"), "{alerts}");
+}

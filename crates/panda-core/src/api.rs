@@ -31,12 +31,54 @@ pub struct ApiError {
 /// The value shown instead of a secret environment value: the API never returns one.
 pub const SECRET_PLACEHOLDER: &str = "********";
 
-/// A job as the API shows it: secret values replaced by [`SECRET_PLACEHOLDER`].
+/// A job as the API shows it: secret values replaced by [`SECRET_PLACEHOLDER`], and its alert
+/// endpoints by [`redacted_url`] (a Slack webhook's path is its credential).
 pub fn redacted(mut job: Job) -> Job {
     for value in job.spec.secret_env.values_mut() {
         *value = SECRET_PLACEHOLDER.to_owned();
     }
+    let alerts = &mut job.spec.alerts;
+    for url in alerts.webhooks.iter_mut().chain(alerts.slack.iter_mut()) {
+        *url = redacted_url(url);
+    }
     job
+}
+
+/// A URL as the API shows it: scheme and host, with any credentials, path and query replaced
+/// by [`SECRET_PLACEHOLDER`]: `https://hooks.slack.com/********`. Enough to tell endpoints
+/// apart, not to call one.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return SECRET_PLACEHOLDER.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let hidden = authority.len() != host.len() || !matches!(tail, "" | "/");
+    if hidden {
+        format!("{scheme}://{host}/{SECRET_PLACEHOLDER}")
+    } else {
+        format!("{scheme}://{host}{tail}")
+    }
+}
+
+/// The alert endpoints of `incoming` with each redacted one (as [`redacted_url`] shows it)
+/// put back to the stored URL it stands for: the one in the same place when that matches,
+/// else the first that does. A definition read from the API can so be changed and put back.
+pub fn restore_redacted_urls(incoming: &mut [String], stored: &[String]) {
+    for (i, url) in incoming.iter_mut().enumerate() {
+        if !url.contains(SECRET_PLACEHOLDER) {
+            continue;
+        }
+        let same_place = stored.get(i).filter(|s| redacted_url(s) == *url);
+        if let Some(original) =
+            same_place.or_else(|| stored.iter().find(|s| redacted_url(s) == *url))
+        {
+            url.clone_from(original);
+        }
+    }
 }
 
 /// A job in a list: the definition (secrets redacted) and, for a cronjob that is not
@@ -219,4 +261,59 @@ impl std::str::FromStr for DeliveryState {
 pub struct AlertList {
     /// The alerts.
     pub alerts: Vec<Alert>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redacted_url_keeps_scheme_and_host_only() {
+        let cases = [
+            (
+                "https://hooks.slack.com/services/T000/B000/XXXX",
+                "https://hooks.slack.com/********",
+            ),
+            (
+                "http://user:pass@alerts.internal:8080/hook?token=abc",
+                "http://alerts.internal:8080/********",
+            ),
+            ("https://example.com?key=1", "https://example.com/********"),
+            ("https://example.com", "https://example.com"),
+            ("https://example.com/", "https://example.com/"),
+            ("not a url", "********"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redacted_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn redacted_urls_are_put_back_by_place_then_by_match() {
+        let stored = vec![
+            "https://hooks.slack.com/services/A".to_owned(),
+            "https://hooks.slack.com/services/B".to_owned(),
+            "https://other.example/x".to_owned(),
+        ];
+        let mut incoming = vec![
+            "https://hooks.slack.com/********".to_owned(),
+            "https://hooks.slack.com/********".to_owned(),
+            "https://new.example/hook".to_owned(),
+            "https://other.example/********".to_owned(),
+            "https://unknown.example/********".to_owned(),
+        ];
+        restore_redacted_urls(&mut incoming, &stored);
+        assert_eq!(
+            incoming,
+            [
+                "https://hooks.slack.com/services/A",
+                "https://hooks.slack.com/services/B",
+                "https://new.example/hook",
+                "https://other.example/x",
+                "https://unknown.example/********",
+            ],
+            "each by its place, the moved one by its host; an unknown one stays (and is refused)"
+        );
+        assert!(crate::validate_webhook_url(&incoming[4]).is_err());
+    }
 }

@@ -679,7 +679,8 @@ async fn attempt_delivery(
             "no answer within {}",
             humantime::format_duration(config.request_timeout)
         )),
-        Err(err) => Some(error_chain(&err)),
+        // Recorded and shown: without the URL, whose path may be the endpoint's credential.
+        Err(err) => Some(error_chain(&err.without_url())),
     };
     let now = clock.now();
     let outcome = match error {
