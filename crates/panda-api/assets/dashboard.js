@@ -1,6 +1,6 @@
 // Panda's dashboard: follows a running execution's log live (the same SSE stream as the CLI),
-// keeps the newest line in view unless the reader has scrolled up, and shows the final state
-// when the execution ends. Nothing else on the dashboard needs a script.
+// keeps the newest line in view unless the reader has scrolled up, shows when a queued one
+// starts, and shows the final state when the execution ends. Nothing else on the dashboard needs a script.
 (function () {
   "use strict";
   var log = document.getElementById("log");
@@ -44,6 +44,18 @@
     events.addEventListener("log", function (event) {
       append(JSON.parse(event.data));
       toBottom();
+    });
+    events.addEventListener("status", function (event) {
+      // Queued when the page was made, running now: say so (the end reloads the page).
+      var status = JSON.parse(event.data).status;
+      var shown = document.getElementById("status");
+      var symbols = { queued: "\u25CB", running: "\u25CF" };
+      if (!shown || !symbols[status]) return;
+      var badge = span("status s-" + status, " " + status);
+      var symbol = span("", symbols[status]);
+      symbol.setAttribute("aria-hidden", "true");
+      badge.insertBefore(symbol, badge.firstChild);
+      shown.replaceChildren(badge);
     });
     events.addEventListener("end", function () {
       events.close();

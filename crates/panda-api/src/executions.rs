@@ -233,6 +233,7 @@ pub(crate) async fn stream(
         state,
         id,
         after: query.after,
+        status: None,
         done: false,
     };
     let events = futures::stream::unfold(follow, |mut follow| async move {
@@ -249,11 +250,14 @@ struct Follow {
     state: AppState,
     id: ExecutionId,
     after: Option<u64>,
+    /// The status last sent, so that a change (queued to running) is sent once.
+    status: Option<panda_core::Status>,
     done: bool,
 }
 
 impl Follow {
-    /// The next events: new lines, or the end. `None` once the end was sent.
+    /// The next events: a change of status while it runs, new lines, or the end. `None` once
+    /// the end was sent.
     async fn next_events(&mut self) -> Option<Vec<Result<Event, Infallible>>> {
         if self.done {
             return None;
@@ -280,12 +284,23 @@ impl Follow {
                     Vec::new()
                 }
             };
+            let mut events = Vec::new();
+            if !execution.status.is_terminal() && self.status != Some(execution.status) {
+                self.status = Some(execution.status);
+                events.push(Ok(json_event(
+                    "status",
+                    &serde_json::json!({ "status": execution.status }),
+                )));
+            }
             if let Some(last) = chunks.last() {
                 self.after = Some(last.seq);
-                let events = chunks
-                    .into_iter()
-                    .map(|chunk| Ok(json_event("log", &line_of(chunk))))
-                    .collect();
+                events.extend(
+                    chunks
+                        .into_iter()
+                        .map(|chunk| Ok(json_event("log", &line_of(chunk)))),
+                );
+            }
+            if !events.is_empty() {
                 return Some(events);
             }
             if execution.status.is_terminal() {

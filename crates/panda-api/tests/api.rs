@@ -374,3 +374,42 @@ async fn alert_endpoints_are_shown_redacted_and_a_redacted_one_put_back_keeps_it
     );
     assert!(!alerts.to_string().contains("SECRET"), "{alerts}");
 }
+
+#[tokio::test]
+async fn a_log_stream_says_the_status_of_an_execution_that_has_not_ended() {
+    let api = Api::start().await;
+    let admin = Some(api.admin.as_str());
+    let (status, _) = api
+        .call("POST", "/api/v1/jobs", admin, Some(job("generate-reports")))
+        .await;
+    assert_eq!(status, 201);
+    // No worker runs here: the execution stays queued.
+    let (status, queued) = api
+        .call(
+            "POST",
+            "/api/v1/jobs/generate-reports/executions",
+            admin,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 201, "{queued}");
+    let id = queued["execution"]["id"].as_str().expect("an id");
+    let mut stream = api
+        .http
+        .get(format!("{}/api/v1/executions/{id}/logs/stream", api.url))
+        .bearer_auth(&api.admin)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status().as_u16(), 200);
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), stream.chunk())
+        .await
+        .expect("an event soon")
+        .expect("read")
+        .expect("a chunk");
+    let first = String::from_utf8_lossy(&first);
+    assert!(
+        first.starts_with("event: status\ndata: {\"status\":\"queued\"}"),
+        "{first}"
+    );
+}

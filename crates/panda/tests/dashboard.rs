@@ -316,16 +316,24 @@ async fn a_user_logs_in_triggers_a_cronjob_and_watches_its_log_live() {
         .click()
         .await
         .expect("trigger");
+    let seen = std::sync::Mutex::new(String::new());
     let partial = wait_for(
         "a first log line while the execution runs",
         Duration::from_secs(20),
         || async {
             let lines = log_lines(&browser).await;
             let status = status_text(&browser).await;
+            let url = browser.current_url().await.map(|u| u.to_string());
+            let now = format!("{url:?} status {status:?} lines {lines:?}");
+            if *seen.lock().expect("lock") != now {
+                eprintln!("live page: {now}");
+                *seen.lock().expect("lock") = now;
+            }
             (!lines.is_empty() && status.contains("running")).then_some(lines)
         },
     )
     .await;
+    eprintln!("live: {}", seen.lock().expect("lock"));
     assert!(
         !partial.iter().any(|line| line == "done"),
         "some lines arrive before the run ends: {partial:?}"
