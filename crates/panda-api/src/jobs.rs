@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use panda_core::api::{JobView, SECRET_PLACEHOLDER, redacted, restore_redacted_urls};
+use panda_core::api::{
+    JobView, SECRET_PLACEHOLDER, redacted, redacted_endpoint_left, restore_redacted_urls,
+};
 use panda_core::{Job, JobSpec};
 use panda_store::{JobKind, Slot};
 use serde::Deserialize;
@@ -48,6 +50,9 @@ pub(crate) async fn create(
     spec: Result<Json<JobSpec>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Job>), Failure> {
     let Json(spec) = spec?;
+    if let Some(why) = redacted_endpoint_left(&spec) {
+        return Err(Failure::invalid(why));
+    }
     let job = state.store.job_create(&spec, state.clock.now()).await?;
     state.jobs_changed();
     Ok((StatusCode::CREATED, Json(redacted(job))))
@@ -84,6 +89,9 @@ pub(crate) async fn update(
     }
     restore_redacted_urls(&mut spec.alerts.webhooks, &current.spec.alerts.webhooks);
     restore_redacted_urls(&mut spec.alerts.slack, &current.spec.alerts.slack);
+    if let Some(why) = redacted_endpoint_left(&spec) {
+        return Err(Failure::invalid(why));
+    }
     let job = state.store.job_update(&spec, state.clock.now()).await?;
     state.jobs_changed();
     Ok(Json(redacted(job)))

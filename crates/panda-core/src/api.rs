@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Execution, ExecutionId, Job, Status};
+use crate::{Execution, ExecutionId, Job, JobSpec, Status};
 
 /// What every failed call answers: `{"error": {"code": …, "message": …, "hint": …}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,25 @@ pub fn redacted_url(url: &str) -> String {
     } else {
         format!("{scheme}://{host}{tail}")
     }
+}
+
+/// Why a job definition cannot be stored as it is sent: an alert endpoint still redacted (one
+/// no stored URL stands behind: a new job, or a host the job never had). `None` when there is
+/// none. The server asks this after [`restore_redacted_urls`]; a client may not, since only the
+/// server knows what is stored.
+pub fn redacted_endpoint_left(spec: &JobSpec) -> Option<String> {
+    let alerts = &spec.alerts;
+    alerts
+        .webhooks
+        .iter()
+        .chain(&alerts.slack)
+        .find(|url| url.contains(SECRET_PLACEHOLDER))
+        .map(|url| {
+            format!(
+                "alert endpoint {url:?} is shown redacted, and no stored URL of this job stands \
+                 behind it; give the whole URL"
+            )
+        })
 }
 
 /// The alert endpoints of `incoming` with each redacted one (as [`redacted_url`] shows it)
@@ -314,6 +333,19 @@ mod tests {
             ],
             "each by its place, the moved one by its host; an unknown one stays (and is refused)"
         );
-        assert!(crate::validate_webhook_url(&incoming[4]).is_err());
+        let mut spec = JobSpec::new(
+            crate::JobName::new("sync").expect("a name"),
+            crate::RuntimeSpec::Process {
+                argv: vec!["true".into()],
+            },
+        );
+        spec.alerts.slack = incoming;
+        let refused = redacted_endpoint_left(&spec).expect("refused");
+        assert!(
+            refused.contains("https://unknown.example/********"),
+            "{refused}"
+        );
+        spec.alerts.slack.pop();
+        assert_eq!(redacted_endpoint_left(&spec), None);
     }
 }

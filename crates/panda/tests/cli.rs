@@ -528,8 +528,14 @@ fn export_and_apply_round_trip_and_report_what_changed() {
         "REPORT_FORMAT=pdf",
         "--secret-env",
         "API_KEY=s3cr3t-value",
+        "--alert-slack",
+        "https://hooks.slack.com/services/T1/B2/hook-s3cr3t",
     ]));
     let exported = succeeded(&server.panda(&["export"]));
+    assert!(
+        exported.contains("https://hooks.slack.com/********") && !exported.contains("hook-s3cr3t"),
+        "an alert endpoint is exported redacted: {exported}"
+    );
     assert!(
         exported.contains("[[job]]") && exported.contains("generate-reports"),
         "{exported}"
@@ -566,6 +572,10 @@ fn export_and_apply_round_trip_and_report_what_changed() {
     assert_eq!(
         job["secret_env"]["API_KEY"], "********",
         "the secret was kept, not shown"
+    );
+    assert_eq!(
+        job["alerts"]["slack"][0], "https://hooks.slack.com/********",
+        "the alert endpoint was kept (the API test checks the stored URL), not shown"
     );
     let logs_env = succeeded(&server.panda(&["job", "list"]));
     assert!(logs_env.contains("send-email"), "{logs_env}");
