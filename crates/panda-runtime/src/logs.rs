@@ -8,10 +8,12 @@
 //! writes the queue to the store in batches; a slow store delays only the flusher, never the
 //! job. [`LogSink::finish`] flushes the rest.
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::Utc;
+use memchr::memmem::Finder;
 use panda_core::ExecutionId;
 use panda_store::{LogChunk, LogStream, Store, StoreResult};
 use tokio::sync::{Notify, broadcast};
@@ -69,7 +71,7 @@ pub struct LogSink {
 struct Shared {
     execution_id: ExecutionId,
     config: LogConfig,
-    secrets: Vec<Vec<u8>>,
+    secrets: Vec<Finder<'static>>,
     state: Mutex<State>,
     queued: Notify,
     live: broadcast::Sender<LogChunk>,
@@ -105,13 +107,13 @@ impl LogSink {
         config: LogConfig,
         secrets: impl IntoIterator<Item = &'a String>,
     ) -> Self {
-        let mut secrets: Vec<Vec<u8>> = secrets
+        let mut secrets: Vec<Finder<'static>> = secrets
             .into_iter()
             .filter(|s| s.len() >= MIN_MASKED_LEN)
-            .map(|s| s.as_bytes().to_vec())
+            .map(|s| Finder::new(s.as_bytes()).into_owned())
             .collect();
         // Longest first, so a secret that contains another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.needle().len()));
         let (live, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             execution_id,
@@ -170,30 +172,18 @@ impl LogSink {
         // Secrets are masked in the stream before it is cut, so one that spans lines, reads or
         // a cut at the bound is still caught; the tail that could be the start of a secret waits
         // for the bytes that tell.
-        let pending = mask(pending, &self.shared.secrets);
+        let mut pending = mask(pending, &self.shared.secrets);
         let safe = pending.len() - secret_prefix_at_end(&pending, &self.shared.secrets);
-        // Complete lines go out together; a line cut at the bound goes out alone, piece by
-        // piece; the unfinished rest waits for more.
-        let mut pieces: Vec<std::ops::Range<usize>> = Vec::new();
-        let (mut chunk_start, mut line_start, mut out_end) = (0, 0, 0);
-        for (i, byte) in pending[..safe].iter().enumerate() {
-            if *byte == b'\n' {
-                line_start = i + 1;
-                out_end = i + 1;
-            } else if i + 1 - line_start >= max_line {
-                if line_start > chunk_start {
-                    pieces.push(chunk_start..line_start);
-                }
-                pieces.push(line_start..i + 1);
-                chunk_start = i + 1;
-                line_start = i + 1;
-                out_end = i + 1;
-            }
+        let (pieces, out_end) = cut(&pending[..safe], max_line);
+        state.partial[index] = pending.split_off(out_end);
+        // Usually one piece, all of it: it goes out without a copy.
+        if let [piece] = pieces.as_slice()
+            && piece.start == 0
+        {
+            pending.truncate(piece.end);
+            self.push(&mut state, stream, pending);
+            return;
         }
-        if out_end > chunk_start {
-            pieces.push(chunk_start..out_end);
-        }
-        state.partial[index] = pending[out_end..].to_vec();
         for piece in pieces {
             self.push(&mut state, stream, pending[piece].to_vec());
         }
@@ -296,24 +286,75 @@ impl LogSink {
     }
 }
 
+/// Where captured bytes are cut into chunks: complete lines go out together; a line longer than
+/// `max_line` goes out alone, in pieces of that size (before its newline); what follows the
+/// last of those is an unfinished line, which waits for more. Returns the pieces and where the
+/// unfinished rest starts.
+fn cut(bytes: &[u8], max_line: usize) -> (Vec<Range<usize>>, usize) {
+    let mut cutter = Cutter {
+        max_line,
+        pieces: Vec::new(),
+        chunk_start: 0,
+        line_start: 0,
+    };
+    for newline in memchr::memchr_iter(b'\n', bytes) {
+        cutter.split_long_line(newline);
+        cutter.line_start = newline + 1;
+    }
+    cutter.split_long_line(bytes.len());
+    let Cutter {
+        mut pieces,
+        chunk_start,
+        line_start,
+        ..
+    } = cutter;
+    if line_start > chunk_start {
+        pieces.push(chunk_start..line_start);
+    }
+    (pieces, line_start)
+}
+
+struct Cutter {
+    max_line: usize,
+    pieces: Vec<Range<usize>>,
+    /// Where the lines not yet in a piece start.
+    chunk_start: usize,
+    /// Where the current line starts.
+    line_start: usize,
+}
+
+impl Cutter {
+    /// Cuts the current line, whose text runs to `text_end` (its newline or the end of what was
+    /// read), into pieces of `max_line` while it is that long.
+    fn split_long_line(&mut self, text_end: usize) {
+        while text_end - self.line_start >= self.max_line {
+            if self.line_start > self.chunk_start {
+                self.pieces.push(self.chunk_start..self.line_start);
+            }
+            let end = self.line_start + self.max_line;
+            self.pieces.push(self.line_start..end);
+            self.line_start = end;
+            self.chunk_start = end;
+        }
+    }
+}
+
 /// Replaces every occurrence of each secret with `****`.
-fn mask(bytes: Vec<u8>, secrets: &[Vec<u8>]) -> Vec<u8> {
+fn mask(bytes: Vec<u8>, secrets: &[Finder<'static>]) -> Vec<u8> {
     let mut bytes = bytes;
     for secret in secrets {
-        if bytes.len() < secret.len() || !contains(&bytes, secret) {
+        let mut found = secret.find_iter(&bytes).peekable();
+        if found.peek().is_none() {
             continue;
         }
         let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i..].starts_with(secret) {
-                out.extend_from_slice(MASK);
-                i += secret.len();
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
+        let mut copied = 0;
+        for at in found {
+            out.extend_from_slice(&bytes[copied..at]);
+            out.extend_from_slice(MASK);
+            copied = at + secret.needle().len();
         }
+        out.extend_from_slice(&bytes[copied..]);
         bytes = out;
     }
     bytes
@@ -321,20 +362,17 @@ fn mask(bytes: Vec<u8>, secrets: &[Vec<u8>]) -> Vec<u8> {
 
 /// How many bytes at the end of `bytes` could be the start of a secret (a proper prefix of
 /// one): they are held back until what follows shows whether to mask them.
-fn secret_prefix_at_end(bytes: &[u8], secrets: &[Vec<u8>]) -> usize {
+fn secret_prefix_at_end(bytes: &[u8], secrets: &[Finder<'static>]) -> usize {
     secrets
         .iter()
         .filter_map(|secret| {
+            let secret = secret.needle();
             (1..secret.len().min(bytes.len() + 1))
                 .rev()
                 .find(|&n| bytes.ends_with(&secret[..n]))
         })
         .max()
         .unwrap_or(0)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -406,9 +444,76 @@ async fn append_patiently(
 mod tests {
     use super::*;
 
+    fn finders(secrets: &[&str]) -> Vec<Finder<'static>> {
+        secrets
+            .iter()
+            .map(|s| Finder::new(s.as_bytes()).into_owned())
+            .collect()
+    }
+
+    /// The cut as it was first written, a byte at a time: the reference for [`cut`].
+    fn cut_bytewise(bytes: &[u8], max_line: usize) -> (Vec<Range<usize>>, usize) {
+        let mut pieces = Vec::new();
+        let (mut chunk_start, mut line_start, mut out_end) = (0, 0, 0);
+        for (i, byte) in bytes.iter().enumerate() {
+            if *byte == b'\n' {
+                line_start = i + 1;
+                out_end = i + 1;
+            } else if i + 1 - line_start >= max_line {
+                if line_start > chunk_start {
+                    pieces.push(chunk_start..line_start);
+                }
+                pieces.push(line_start..i + 1);
+                chunk_start = i + 1;
+                line_start = i + 1;
+                out_end = i + 1;
+            }
+        }
+        if out_end > chunk_start {
+            pieces.push(chunk_start..out_end);
+        }
+        (pieces, out_end)
+    }
+
+    #[test]
+    fn lines_are_cut_at_newlines_and_at_the_bound() {
+        assert_eq!(cut(b"a\nbb\ncc", 10), (vec![Range { start: 0, end: 5 }], 5));
+        assert_eq!(cut(b"", 10), (vec![], 0));
+        assert_eq!(cut(b"partial", 10), (vec![], 0));
+        // A 7-byte line with a bound of 3: two pieces alone, then its last byte and newline.
+        assert_eq!(
+            cut(b"x\nabcdefg\ny\n", 3),
+            (vec![0..2, 2..5, 5..8, 8..12], 12)
+        );
+        // A line of exactly the bound's length, newline included, is not cut.
+        assert_eq!(cut(b"ab\n", 3), (vec![Range { start: 0, end: 3 }], 3));
+        // The unfinished rest may itself be cut at the bound.
+        assert_eq!(cut(b"a\nbcdef", 2), (vec![0..2, 2..4, 4..6], 6));
+    }
+
+    #[test]
+    fn the_cut_matches_the_bytewise_reference_on_every_small_input() {
+        // Every string of up to 9 bytes over {a, newline}, under bounds 1 to 4.
+        for len in 0..=9u32 {
+            for bits in 0..(1u32 << len) {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|i| if bits >> i & 1 == 1 { b'\n' } else { b'a' })
+                    .collect();
+                for max_line in 1..=4 {
+                    assert_eq!(
+                        cut(&bytes, max_line),
+                        cut_bytewise(&bytes, max_line),
+                        "{:?} at {max_line}",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn masking_replaces_every_occurrence_longest_first() {
-        let secrets = vec![b"hunter2-long".to_vec(), b"hunter2".to_vec()];
+        let secrets = finders(&["hunter2-long", "hunter2"]);
         assert_eq!(
             mask(b"a hunter2 b hunter2-long c\n".to_vec(), &secrets),
             b"a **** b **** c\n".to_vec()
@@ -418,7 +523,7 @@ mod tests {
 
     #[test]
     fn the_tail_that_could_start_a_secret_is_held_back() {
-        let secrets = vec![b"hunter2".to_vec(), b"abc".to_vec()];
+        let secrets = finders(&["hunter2", "abc"]);
         assert_eq!(secret_prefix_at_end(b"x hunt", &secrets), 4);
         assert_eq!(secret_prefix_at_end(b"x ab", &secrets), 2);
         assert_eq!(

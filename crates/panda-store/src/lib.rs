@@ -14,6 +14,7 @@
 
 mod error;
 mod lifecycle;
+mod log_codec;
 mod model;
 mod postgres;
 mod sqlite;

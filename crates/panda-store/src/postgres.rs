@@ -39,6 +39,7 @@ use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use crate::lifecycle::{self, SlotPlan};
+use crate::log_codec;
 use crate::model::{
     ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DueDelivery, Enqueued, ExecutionBrief,
     ExecutionFilter, ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, LogChunk,
@@ -527,7 +528,10 @@ fn chunk_from_row(row: &PgRow) -> StoreResult<LogChunk> {
         seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq}")))?,
         stream: parse::<LogStream>("stream", row.try_get("stream")?)?,
         at: row.try_get("at")?,
-        data: row.try_get("data")?,
+        data: log_codec::decode(
+            log_codec::Codec::parse(row.try_get("codec")?)?,
+            row.try_get("data")?,
+        )?,
     })
 }
 
@@ -2141,15 +2145,20 @@ impl Store for PgStore {
                 })
             })?);
         }
+        let encoded: Vec<_> = chunks
+            .iter()
+            .map(|chunk| log_codec::encode(&chunk.data))
+            .collect();
         // One statement: the existence check and the insert of every chunk. Within the batch,
         // as across calls, the first copy of a seq wins.
         let found: i64 = sqlx::query_scalar(
             "WITH e AS (SELECT id FROM executions WHERE id = $1), \
              ins AS ( \
-                 INSERT INTO log_chunks (execution_id, seq, stream, at, data) \
-                 SELECT e.id, t.seq, t.stream, t.at, t.data FROM e, \
-                     UNNEST($2::bigint[], $3::text[], $4::timestamptz[], $5::bytea[]) \
-                         WITH ORDINALITY AS t(seq, stream, at, data, n) \
+                 INSERT INTO log_chunks (execution_id, seq, stream, at, data, codec) \
+                 SELECT e.id, t.seq, t.stream, t.at, t.data, t.codec FROM e, \
+                     UNNEST($2::bigint[], $3::text[], $4::timestamptz[], $5::bytea[], \
+                            $6::text[]) \
+                         WITH ORDINALITY AS t(seq, stream, at, data, codec, n) \
                  ORDER BY t.n \
                  ON CONFLICT (execution_id, seq) DO NOTHING) \
              SELECT count(*) FROM e",
@@ -2158,7 +2167,18 @@ impl Store for PgStore {
         .bind(seqs)
         .bind(chunks.iter().map(|c| c.stream.as_str()).collect::<Vec<_>>())
         .bind(chunks.iter().map(|c| c.at).collect::<Vec<_>>())
-        .bind(chunks.iter().map(|c| c.data.as_slice()).collect::<Vec<_>>())
+        .bind(
+            encoded
+                .iter()
+                .map(|(_, data)| data.as_ref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            encoded
+                .iter()
+                .map(|(codec, _)| codec.as_str())
+                .collect::<Vec<_>>(),
+        )
         .fetch_one(&self.pool)
         .await?;
         if found == 0 {
@@ -2175,7 +2195,7 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<LogChunk>> {
         let after = after.map_or(-1, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
         sqlx::query(
-            "SELECT seq, stream, at, data FROM log_chunks \
+            "SELECT seq, stream, at, data, codec FROM log_chunks \
              WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(execution_id.as_uuid())
@@ -2190,7 +2210,7 @@ impl Store for PgStore {
 
     async fn log_tail(&self, execution_id: ExecutionId, n: u32) -> StoreResult<Vec<LogChunk>> {
         let mut chunks = sqlx::query(
-            "SELECT seq, stream, at, data FROM log_chunks \
+            "SELECT seq, stream, at, data, codec FROM log_chunks \
              WHERE execution_id = $1 ORDER BY seq DESC LIMIT $2",
         )
         .bind(execution_id.as_uuid())

@@ -27,6 +27,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 use crate::lifecycle::{self, SlotPlan};
+use crate::log_codec;
 use crate::model::{
     ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DueDelivery, Enqueued, ExecutionBrief,
     ExecutionFilter, ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, LogChunk,
@@ -261,7 +262,10 @@ fn chunk_from_row(row: &SqliteRow) -> StoreResult<LogChunk> {
         seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq}")))?,
         stream: parse::<LogStream>("stream", row.try_get("stream")?)?,
         at: instant(row.try_get("at")?)?,
-        data: row.try_get("data")?,
+        data: log_codec::decode(
+            log_codec::Codec::parse(row.try_get("codec")?)?,
+            row.try_get("data")?,
+        )?,
     })
 }
 
@@ -1446,15 +1450,17 @@ impl Store for SqliteStore {
                     message: format!("{} is too large", chunk.seq),
                 })
             })?;
+            let (codec, data) = log_codec::encode(&chunk.data);
             sqlx::query(
-                "INSERT INTO log_chunks (execution_id, seq, stream, at, data) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (execution_id, seq) DO NOTHING",
+                "INSERT INTO log_chunks (execution_id, seq, stream, at, data, codec) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (execution_id, seq) DO NOTHING",
             )
             .bind(execution_id.to_string())
             .bind(seq)
             .bind(chunk.stream.as_str())
             .bind(micros(chunk.at))
-            .bind(&chunk.data)
+            .bind(data.as_ref())
+            .bind(codec.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -1470,7 +1476,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<LogChunk>> {
         let after = after.map_or(-1, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
         sqlx::query(
-            "SELECT seq, stream, at, data FROM log_chunks \
+            "SELECT seq, stream, at, data, codec FROM log_chunks \
              WHERE execution_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         )
         .bind(execution_id.to_string())
@@ -1485,7 +1491,7 @@ impl Store for SqliteStore {
 
     async fn log_tail(&self, execution_id: ExecutionId, n: u32) -> StoreResult<Vec<LogChunk>> {
         let mut chunks = sqlx::query(
-            "SELECT seq, stream, at, data FROM log_chunks \
+            "SELECT seq, stream, at, data, codec FROM log_chunks \
              WHERE execution_id = ? ORDER BY seq DESC LIMIT ?",
         )
         .bind(execution_id.to_string())
@@ -1992,8 +1998,9 @@ mod tests {
             .expect("enqueue")
             .execution
             .id;
-        // 96 MiB of output in 1 MiB transactions: more WAL than the limit.
-        let line = vec![b'x'; 64 * 1024];
+        // 96 MiB of output in 1 MiB transactions: more WAL than the limit. Random bytes, which
+        // are stored as they are (repeated ones would be compressed).
+        let line: Vec<u8> = (0..64 * 1024).map(|_| rand::random::<u8>()).collect();
         for batch in 0..96u64 {
             let chunks: Vec<LogChunk> = (0..16u64)
                 .map(|i| LogChunk {

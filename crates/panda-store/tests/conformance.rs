@@ -199,6 +199,7 @@ conformance! {
     logs::log_tail_returns_the_last_chunks_in_order,
     logs::log_append_keeps_the_first_copy_of_a_seq,
     logs::log_chunks_round_trip_binary_data_and_streams,
+    logs::log_chunks_compressed_or_not_read_back_exactly,
     logs::logs_of_different_executions_are_kept_apart,
     // API tokens
     tokens::token_create_returns_a_secret_that_verifies,

@@ -128,3 +128,51 @@ pub async fn logs_of_different_executions_are_kept_apart(store: Arc<dyn Store>) 
         [0, 1]
     );
 }
+
+/// Chunks that compress and chunks that do not, of every size around where the store starts to
+/// compress, read back byte for byte, by cursor and from the end.
+pub async fn log_chunks_compressed_or_not_read_back_exactly(store: Arc<dyn Store>) {
+    let id = running(&store).await;
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut noise = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[0]
+            })
+            .collect()
+    };
+    let repeated = |len: usize| -> Vec<u8> {
+        b"2026-11-29T10:00:00Z INFO report sent\n"
+            .iter()
+            .copied()
+            .cycle()
+            .take(len)
+            .collect()
+    };
+    let datas = [
+        repeated(64 * 1024),
+        noise(64 * 1024),
+        repeated(255),
+        repeated(256),
+        repeated(257),
+        noise(300),
+        repeated(1024 * 1024),
+        [repeated(1000), noise(1000), repeated(1000)].concat(),
+    ];
+    let chunks: Vec<LogChunk> = datas
+        .iter()
+        .enumerate()
+        .map(|(seq, data)| chunk(seq as u64, data))
+        .collect();
+    store.log_append(id, &chunks[..4]).await.expect("append");
+    store.log_append(id, &chunks[4..]).await.expect("append");
+    assert_eq!(store.log_read(id, None, 100).await.expect("read"), chunks);
+    assert_eq!(
+        store.log_read(id, Some(5), 2).await.expect("read"),
+        chunks[6..8]
+    );
+    assert_eq!(store.log_tail(id, 3).await.expect("tail"), chunks[5..]);
+}
