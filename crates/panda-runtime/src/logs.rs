@@ -9,7 +9,7 @@
 //! job. [`LogSink::finish`] flushes the rest.
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -74,7 +74,9 @@ struct Shared {
     secrets: Vec<Finder<'static>>,
     state: Mutex<State>,
     queued: Notify,
-    live: broadcast::Sender<LogChunk>,
+    /// Made by the first follower: its 1,024 slots are about 100 KiB, which most runs, followed
+    /// by nobody, never need.
+    live: OnceLock<broadcast::Sender<LogChunk>>,
     flusher: Mutex<Option<JoinHandle<StoreResult<()>>>>,
 }
 
@@ -92,6 +94,9 @@ struct State {
     partial: [Vec<u8>; 2],
     finished: bool,
 }
+
+/// How many chunks a live follower may fall behind before it misses some.
+const LIVE_CAPACITY: usize = 1024;
 
 /// The shortest secret value that is masked: masking one or two characters would hide every
 /// occurrence of them in the output instead of a secret.
@@ -114,14 +119,13 @@ impl LogSink {
             .collect();
         // Longest first, so a secret that contains another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.needle().len()));
-        let (live, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             execution_id,
             config,
             secrets,
             state: Mutex::new(State::default()),
             queued: Notify::new(),
-            live,
+            live: OnceLock::new(),
             flusher: Mutex::new(None),
         });
         let flusher = tokio::spawn(flush_loop(Arc::clone(&shared), store));
@@ -149,7 +153,10 @@ impl LogSink {
     /// falls behind by more than 1,024 chunks misses some (and is told so by the channel); the
     /// store has them all.
     pub fn subscribe(&self) -> broadcast::Receiver<LogChunk> {
-        self.shared.live.subscribe()
+        self.shared
+            .live
+            .get_or_init(|| broadcast::channel(LIVE_CAPACITY).0)
+            .subscribe()
     }
 
     /// Captures bytes read from `stream` (stdout or stderr). Never waits.
@@ -276,8 +283,10 @@ impl LogSink {
         state.next_seq += 1;
         state.queued_bytes += chunk.data.len();
         // No follower is fine; a slow one lags, never the job.
-        if self.shared.live.receiver_count() > 0 {
-            let _ = self.shared.live.send(chunk.clone());
+        if let Some(live) = self.shared.live.get()
+            && live.receiver_count() > 0
+        {
+            let _ = live.send(chunk.clone());
         }
         state.queue.push(chunk);
         if state.queued_bytes >= self.shared.config.flush_bytes {

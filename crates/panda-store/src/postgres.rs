@@ -178,6 +178,10 @@ impl PgStore {
     ) -> StoreResult<Vec<StoreResult<Finished>>> {
         let reports: Vec<Finish> = batch.iter().map(storable_report).collect();
         // In id order, as every batch write here, so that two writers never deadlock.
+        // `(status = 'running') IS TRUE` is the plain test written so that the planner cannot
+        // answer it from `executions_lease` (the partial index of running executions): it
+        // would scan that index whole, with every entry that runs since the last vacuum left
+        // dead, instead of looking each id up in the primary key.
         let mut order: Vec<&Finish> = reports.iter().collect();
         order.sort_by_key(|f| f.execution_id);
         let sql = format!(
@@ -188,7 +192,8 @@ impl PgStore {
                  UPDATE executions e SET status = 'succeeded', finished_at = $1, \
                      lease_token = NULL, lease_expires_at = NULL, reason = t.reason, \
                      exit_code = t.exit_code, image_digest = t.image_digest \
-                 FROM t WHERE e.id = t.id AND e.status = 'running' AND e.lease_token = t.token \
+                 FROM t WHERE e.id = t.id AND e.lease_token = t.token \
+                     AND (e.status = 'running') IS TRUE \
                  RETURNING e.*), \
              d AS (DELETE FROM job_locks l USING u WHERE l.execution_id = u.id) \
              SELECT {EXECUTION_COLUMNS} FROM u"
@@ -980,13 +985,14 @@ async fn settle_executions(
             .map(|(_, s)| f(&s.execution))
             .collect::<Vec<_>>()
     };
+    // `IS TRUE` keeps the planner on the primary key, as in `finish_successes`.
     let written: HashMap<Uuid, bool> = sqlx::query_as(
         "UPDATE executions e SET status = t.status, finished_at = $1, lease_token = NULL, \
              lease_expires_at = NULL, reason = t.reason, exit_code = t.exit_code, \
              image_digest = t.image_digest \
          FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::integer[], $7::text[]) \
              AS t(id, token, status, reason, exit_code, image_digest) \
-         WHERE e.id = t.id AND e.status = 'running' AND e.lease_token = t.token \
+         WHERE e.id = t.id AND e.lease_token = t.token AND (e.status = 'running') IS TRUE \
          RETURNING e.id, e.cancel_requested",
     )
     .bind(now)
@@ -1536,10 +1542,12 @@ impl Store for PgStore {
                 .iter()
                 .map(|(id, holder)| (*id, lifecycle::overlap_reason(&holder.to_string())))
                 .unzip();
+            // `IS TRUE` keeps the planner on the primary key, off the partial indexes of queued
+            // executions, as in `finish_successes`.
             sqlx::query(
                 "UPDATE executions e SET status = 'skipped', finished_at = $1, reason = t.reason \
                  FROM UNNEST($2::uuid[], $3::text[]) AS t(id, reason) \
-                 WHERE e.id = t.id AND e.status = 'queued'",
+                 WHERE e.id = t.id AND (e.status = 'queued') IS TRUE",
             )
             .bind(now)
             .bind(ids)
