@@ -40,6 +40,10 @@ pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(30);
 const CLAIM_BATCH: usize = 100;
 /// At most this many finishes per transaction.
 const FINISH_BATCH: usize = 256;
+/// How long the writer gathers more finishes once one has come. Short runs end in a stream,
+/// and one write of several costs the store about what a write of one does; the runs' slots
+/// are free already, so only the record of each waits this long.
+const FINISH_LINGER: Duration = Duration::from_millis(2);
 /// How long a finish is retried while the store is unreachable. After that the lease expires
 /// and the Rescuer runs the execution again: at least once, never lost.
 const FINISH_PATIENCE: Duration = Duration::from_secs(60);
@@ -840,6 +844,15 @@ async fn write_finishes(
 ) {
     let mut batch = Vec::with_capacity(FINISH_BATCH);
     while incoming.recv_many(&mut batch, FINISH_BATCH).await > 0 {
+        let gather = async {
+            loop {
+                let room = FINISH_BATCH - batch.len();
+                if room == 0 || incoming.recv_many(&mut batch, room).await == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(FINISH_LINGER, gather).await;
         let (finishes, queues): (Vec<Finish>, Vec<String>) = batch.drain(..).unzip();
         let started = Instant::now();
         let mut wait = Duration::from_millis(50);
