@@ -128,3 +128,14 @@ impl Scratch {
         Ok(())
     }
 }
+
+/// The middle value (the mean of the two middle ones for an even count).
+pub(super) fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        f64::midpoint(values[mid - 1], values[mid])
+    } else {
+        values[mid]
+    }
+}

@@ -32,7 +32,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::runtime::{Row, print_table};
-use super::{Backend, Scratch};
+use super::{Backend, Scratch, median};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -152,17 +152,6 @@ pub(super) async fn run(args: QueueBench) -> anyhow::Result<()> {
     recording.cancel();
     print_table(&rows);
     Ok(())
-}
-
-/// The middle value (the mean of the two middle ones for an even count).
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        f64::midpoint(values[mid - 1], values[mid])
-    } else {
-        values[mid]
-    }
 }
 
 /// The `q`th percentile, in milliseconds.

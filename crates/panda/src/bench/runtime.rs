@@ -1,4 +1,5 @@
-//! `panda bench runtime`: each runtime against its baseline, in one run.
+//! `panda bench runtime`: each runtime against its baseline, in one run. The Docker and process
+//! measurements alternate the baseline and Panda over `--rounds` and compare the medians.
 //!
 //! - Docker: busybox `true` containers through [`DockerRuntime`] vs `docker run --rm` of the
 //!   same image, `--parallel` at a time.
@@ -25,7 +26,7 @@ use panda_runtime::{
 use panda_store::{NewExecution, Store};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backend, Scratch};
+use super::{Backend, Scratch, median};
 
 /// The image the Docker half runs, built from Debian's static busybox.
 const BENCH_IMAGE: &str = "panda-bench/busybox:latest";
@@ -41,6 +42,10 @@ pub(crate) struct RuntimeBench {
     /// Executions at a time
     #[arg(long, default_value_t = 4)]
     parallel: u32,
+    /// Rounds of the Docker and process measurements, each baseline then Panda; the medians
+    /// are compared
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// MiB the log measurement writes
     #[arg(long, default_value_t = 1024)]
     log_mib: u64,
@@ -62,8 +67,13 @@ pub(super) struct Row {
 }
 
 pub(super) async fn run(args: RuntimeBench) -> anyhow::Result<()> {
-    if args.runs == 0 || args.parallel == 0 || args.log_mib == 0 || args.lines == 0 {
-        bail!("--runs, --parallel, --log-mib and --lines must be at least 1");
+    if args.runs == 0
+        || args.rounds == 0
+        || args.parallel == 0
+        || args.log_mib == 0
+        || args.lines == 0
+    {
+        bail!("--runs, --rounds, --parallel, --log-mib and --lines must be at least 1");
     }
     let scratch = Scratch::open(Backend::Sqlite, None, 1).await?;
     let store = scratch.store();
@@ -82,16 +92,30 @@ pub(super) async fn run(args: RuntimeBench) -> anyhow::Result<()> {
             image: BENCH_IMAGE.into(),
             command: Some(vec!["true".into()]),
         };
-        eprintln!("docker: {} containers through the API", args.runs);
-        let ours = runs_per_second(&docker, &store, &spec, &args).await?;
-        eprintln!("docker: {} `docker run --rm`", args.runs);
-        let theirs =
-            commands_per_second(&["docker", "run", "--rm", BENCH_IMAGE, "true"], &args).await?;
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for round in 1..=args.rounds {
+            eprintln!("docker: {} `docker run --rm`, round {round}", args.runs);
+            theirs.push(
+                commands_per_second(&["docker", "run", "--rm", BENCH_IMAGE, "true"], &args).await?,
+            );
+            eprintln!(
+                "docker: {} containers through the API, round {round}",
+                args.runs
+            );
+            ours.push(runs_per_second(&docker, &store, &spec, &args).await?);
+            eprintln!(
+                "docker: round {round}: {:.2}x",
+                ours[ours.len() - 1] / theirs[theirs.len() - 1]
+            );
+        }
         rows.push(Row {
-            what: format!("docker: busybox true, {} at a time", args.parallel),
-            value: ours,
+            what: format!(
+                "docker: busybox true, {} at a time, median of {}",
+                args.parallel, args.rounds
+            ),
+            value: median(&mut ours),
             unit: "runs/s",
-            baseline: Some(theirs),
+            baseline: Some(median(&mut theirs)),
             target: ">= 1.2x docker run --rm",
         });
     }
@@ -99,14 +123,24 @@ pub(super) async fn run(args: RuntimeBench) -> anyhow::Result<()> {
     let spec = RuntimeSpec::Process {
         argv: vec!["/bin/true".into()],
     };
-    eprintln!("process: {} runs of /bin/true", args.runs);
-    let ours = runs_per_second(&ProcessRuntime, &store, &spec, &args).await?;
-    let theirs = commands_per_second(&["/bin/true"], &args).await?;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 1..=args.rounds {
+        eprintln!("process: {} runs of /bin/true, round {round}", args.runs);
+        theirs.push(commands_per_second(&["/bin/true"], &args).await?);
+        ours.push(runs_per_second(&ProcessRuntime, &store, &spec, &args).await?);
+        eprintln!(
+            "process: round {round}: {:.2}x",
+            ours[ours.len() - 1] / theirs[theirs.len() - 1]
+        );
+    }
     rows.push(Row {
-        what: format!("process: /bin/true, {} at a time", args.parallel),
-        value: ours,
+        what: format!(
+            "process: /bin/true, {} at a time, median of {}",
+            args.parallel, args.rounds
+        ),
+        value: median(&mut ours),
         unit: "runs/s",
-        baseline: Some(theirs),
+        baseline: Some(median(&mut theirs)),
         target: ">= 0.9x spawn and wait",
     });
 
