@@ -242,6 +242,17 @@ impl Execution {
             .clone()
             .unwrap_or_else(|| self.root_id.to_string())
     }
+
+    /// Whether this execution, while it runs, holds one of its job's slots: a `forbid` one
+    /// (slot 0), or one of a job with a limit of running executions. The slot is released
+    /// when its finish is written, and the job's next execution waits for that.
+    pub fn holds_job_slot(&self) -> bool {
+        match self.concurrency {
+            ConcurrencyPolicy::Forbid => true,
+            ConcurrencyPolicy::Allow => self.max_running.is_some(),
+            ConcurrencyPolicy::Replace => false,
+        }
+    }
 }
 
 #[cfg(test)]

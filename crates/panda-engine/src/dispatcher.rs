@@ -41,8 +41,10 @@ const CLAIM_BATCH: usize = 100;
 /// At most this many finishes per transaction.
 const FINISH_BATCH: usize = 256;
 /// How long the writer gathers more finishes once one has come. Short runs end in a stream,
-/// and one write of several costs the store about what a write of one does; the runs' slots
-/// are free already, so only the record of each waits this long.
+/// and one write of several costs the store about what a write of one does; the runs' places
+/// in this node's pool are free already, so only the record of each waits this long. A finish
+/// that releases a slot of its job (`forbid`, `--max-running`) is written at once instead:
+/// the job's next execution waits for it.
 const FINISH_LINGER: Duration = Duration::from_millis(2);
 /// How long a finish is retried while the store is unreachable. After that the lease expires
 /// and the Rescuer runs the execution again: at least once, never lost.
@@ -179,17 +181,23 @@ struct Context {
     clock: Arc<dyn Clock>,
     runtimes: Runtimes,
     config: DispatcherConfig,
-    finishes: mpsc::Sender<(Finish, String)>,
+    finishes: mpsc::Sender<Handed>,
     /// Finishes handed to the writer and not yet written, per queue: their executions are
     /// still `running` in the store, so they count against their queue's limit.
     unwritten: Arc<Unwritten>,
 }
+
+/// A finish handed to the writer, with its execution's queue and whether it holds one of its
+/// job's slots (`forbid`, or a `--max-running` limit) until the finish is written.
+type Handed = (Finish, String, bool);
 
 /// Finishes not yet written, per queue, and a wake-up for each write.
 #[derive(Debug, Default)]
 struct Unwritten {
     counts: std::sync::Mutex<HashMap<String, usize>>,
     written: tokio::sync::Notify,
+    /// A write released job slots: the executions waiting for them can be claimed now.
+    slots_freed: tokio::sync::Notify,
 }
 
 impl Unwritten {
@@ -285,6 +293,7 @@ impl Dispatcher {
                     claim_now = true;
                 }
                 () = context.unwritten.written.notified(), if limited => claim_now = true,
+                () = context.unwritten.slots_freed.notified() => claim_now = true,
                 _ = poll.tick() => claim_now = true,
             }
         }
@@ -765,7 +774,7 @@ async fn record(context: &Context, execution: &Execution, finish: Finish) {
     context.unwritten.add(&execution.queue, 1);
     if context
         .finishes
-        .send((finish, execution.queue.clone()))
+        .send((finish, execution.queue.clone(), execution.holds_job_slot()))
         .await
         .is_err()
     {
@@ -840,20 +849,30 @@ async fn write_finishes(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     unwritten: Arc<Unwritten>,
-    mut incoming: mpsc::Receiver<(Finish, String)>,
+    mut incoming: mpsc::Receiver<Handed>,
 ) {
-    let mut batch = Vec::with_capacity(FINISH_BATCH);
+    let holds_job_slot = |handed: &[Handed]| handed.iter().any(|(_, _, holds)| *holds);
+    let mut batch: Vec<Handed> = Vec::with_capacity(FINISH_BATCH);
     while incoming.recv_many(&mut batch, FINISH_BATCH).await > 0 {
-        let gather = async {
-            loop {
-                let room = FINISH_BATCH - batch.len();
-                if room == 0 || incoming.recv_many(&mut batch, room).await == 0 {
-                    break;
+        if !holds_job_slot(&batch) {
+            let gather = async {
+                loop {
+                    let (had, room) = (batch.len(), FINISH_BATCH - batch.len());
+                    if room == 0
+                        || incoming.recv_many(&mut batch, room).await == 0
+                        || holds_job_slot(&batch[had..])
+                    {
+                        break;
+                    }
                 }
-            }
-        };
-        let _ = tokio::time::timeout(FINISH_LINGER, gather).await;
-        let (finishes, queues): (Vec<Finish>, Vec<String>) = batch.drain(..).unzip();
+            };
+            let _ = tokio::time::timeout(FINISH_LINGER, gather).await;
+        }
+        let frees_job_slots = holds_job_slot(&batch);
+        let (finishes, queues): (Vec<Finish>, Vec<String>) = batch
+            .drain(..)
+            .map(|(finish, queue, _)| (finish, queue))
+            .unzip();
         let started = Instant::now();
         let mut wait = Duration::from_millis(50);
         let results: Vec<Written> = loop {
@@ -880,6 +899,9 @@ async fn write_finishes(
             unwritten.add(queue, -1);
         }
         unwritten.written.notify_one();
+        if frees_job_slots {
+            unwritten.slots_freed.notify_one();
+        }
     }
 }
 

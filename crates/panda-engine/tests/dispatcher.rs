@@ -33,6 +33,7 @@ backends! {
     a_worker_whose_lease_was_rescued_stops_and_records_nothing,
     a_queue_limit_caps_how_many_of_its_executions_run_at_once,
     a_job_limit_holds_across_two_nodes,
+    a_jobs_next_execution_is_claimed_once_the_slot_it_waits_for_is_written_free,
     a_delayed_execution_does_not_start_before_its_time,
     drain_lets_short_runs_finish_and_releases_the_rest,
     a_job_for_a_runtime_this_node_lacks_is_rejected_with_the_reason,
@@ -509,6 +510,36 @@ async fn a_job_limit_holds_across_two_nodes(test: &TestStore) {
         let done = store.execution_get(id).await.expect("get");
         assert_eq!(done.status, Status::Succeeded);
     }
+}
+
+async fn a_jobs_next_execution_is_claimed_once_the_slot_it_waits_for_is_written_free(
+    test: &TestStore,
+) {
+    let store = &test.store;
+    let mut one_at_a_time = job("sync", "true");
+    one_at_a_time.concurrency = ConcurrencyPolicy::Forbid;
+    let mut limited = job("crawl", "true");
+    limited.max_running = Some(1);
+    for spec in [&one_at_a_time, &limited] {
+        store.job_create(spec, Utc::now()).await.expect("create");
+    }
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        for name in ["sync", "crawl"] {
+            ids.push(enqueue(store, NewExecution::api(name)).await.id);
+        }
+    }
+
+    // No poll during the case: each next execution is claimed because the write of the finish
+    // before it released the job's slot. Waiting for a poll instead, the case runs out of time.
+    let mut patient = config("node-a");
+    patient.poll_every = Duration::from_secs(3600);
+    let node = Node::start(store, patient);
+    for id in ids {
+        let done = wait_for(store, id, "terminal", |e| e.status.is_terminal()).await;
+        assert_eq!(done.status, Status::Succeeded, "{done:#?}");
+    }
+    node.stop().await;
 }
 
 async fn a_delayed_execution_does_not_start_before_its_time(test: &TestStore) {

@@ -1051,10 +1051,7 @@ async fn settle_executions(
 
     // Only a `forbid` execution or one of a limited job ever holds a job lock.
     let holders: Vec<Uuid> = done()
-        .filter(|f| {
-            f.execution.concurrency == ConcurrencyPolicy::Forbid
-                || f.execution.max_running.is_some()
-        })
+        .filter(|f| f.execution.holds_job_slot())
         .map(|f| f.execution.id.as_uuid())
         .collect();
     if !holders.is_empty() {
