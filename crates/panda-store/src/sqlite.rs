@@ -1435,6 +1435,12 @@ impl Store for SqliteStore {
     }
 
     async fn log_append(&self, execution_id: ExecutionId, chunks: &[LogChunk]) -> StoreResult<()> {
+        // Compressed before the transaction: SQLite has one writer, which claims and finishes
+        // wait for.
+        let encoded: Vec<_> = chunks
+            .iter()
+            .map(|chunk| log_codec::encode(&chunk.data))
+            .collect();
         let mut tx = self.begin().await?;
         let exists = sqlx::query("SELECT 1 FROM executions WHERE id = ?")
             .bind(execution_id.to_string())
@@ -1443,14 +1449,13 @@ impl Store for SqliteStore {
         if exists.is_none() {
             return Err(StoreError::not_found(format!("execution {execution_id}")));
         }
-        for chunk in chunks {
+        for (chunk, (codec, data)) in chunks.iter().zip(&encoded) {
             let seq = i64::try_from(chunk.seq).map_err(|_| {
                 StoreError::Invalid(panda_core::ValidationError::Field {
                     field: "seq",
                     message: format!("{} is too large", chunk.seq),
                 })
             })?;
-            let (codec, data) = log_codec::encode(&chunk.data);
             sqlx::query(
                 "INSERT INTO log_chunks (execution_id, seq, stream, at, data, codec) \
                  VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (execution_id, seq) DO NOTHING",
