@@ -769,7 +769,8 @@ fn joined(first: String, more: Option<String>) -> Option<String> {
 }
 
 /// Hands a finish to the batching writer, which records it and logs what became of it. The
-/// run's slot is free once this returns: the next claim does not wait for the write.
+/// run's place in this node's pool is free once this returns; a slot of its job that it holds
+/// (`forbid`, `--max-running`) is free once the write is done.
 async fn record(context: &Context, execution: &Execution, finish: Finish) {
     context.unwritten.add(&execution.queue, 1);
     if context

@@ -276,9 +276,9 @@ async fn executions_per_second(
         Duration::from_secs(15),
     );
     // The runs are counted as they return, without asking the store every few milliseconds: a
-    // poll of it while they run would be load on the very thing measured. It is asked once a
-    // second (an execution rejected before it reaches the runtime is never counted), and
-    // again for the last finishes.
+    // poll of it while they run would be load on the very thing measured. It is asked after
+    // each second in which no run returned (an execution rejected before it reaches the
+    // runtime is never counted), and again for the last finishes.
     let unfinished = ExecutionFilter {
         job: Some(name.clone()),
         statuses: vec![Status::Queued, Status::Running],
