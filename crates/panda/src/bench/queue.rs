@@ -294,12 +294,7 @@ async fn executions_per_second(
             .await
             .is_err()
         {
-            if store
-                .execution_list(&unfinished)
-                .await?
-                .executions
-                .is_empty()
-            {
+            if all_finished(store, &unfinished).await? {
                 break;
             }
             ensure!(
@@ -308,15 +303,7 @@ async fn executions_per_second(
             );
         }
     }
-    loop {
-        if store
-            .execution_list(&unfinished)
-            .await?
-            .executions
-            .is_empty()
-        {
-            break;
-        }
+    while !all_finished(store, &unfinished).await? {
         ensure!(
             started.elapsed() < Duration::from_secs(600),
             "{n} executions did not finish in 10 minutes"
@@ -346,6 +333,18 @@ async fn executions_per_second(
     }
     ensure!(count == n as usize, "{count} of {n} executions succeeded");
     Ok(f64::from(n) / seconds)
+}
+
+/// Whether none of the executions `unfinished` selects (queued or running) is left.
+async fn all_finished(
+    store: &Arc<dyn Store>,
+    unfinished: &ExecutionFilter,
+) -> anyhow::Result<bool> {
+    Ok(store
+        .execution_list(unfinished)
+        .await?
+        .executions
+        .is_empty())
 }
 
 /// A runtime that counts the runs of another as they return.
