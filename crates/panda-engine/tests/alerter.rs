@@ -20,10 +20,7 @@ use panda_store::{
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-#[macro_use]
-mod support;
-
-backends! {
+panda_store::backends! {
     three_failures_in_a_row_raise_one_alert_and_a_success_one_recovery,
     a_receiver_that_fails_once_gets_the_alert_once_after_a_retry,
     a_receiver_that_hangs_holds_up_nothing,

@@ -20,10 +20,7 @@ use panda_store::{ClaimRequest, ExecutionFilter, LogStream, NewExecution, Store}
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-#[macro_use]
-mod support;
-
-backends! {
+panda_store::backends! {
     an_execution_runs_once_and_sees_its_panda_environment,
     a_failing_execution_retries_with_backoff_and_ends_dead,
     a_permanent_runtime_error_goes_to_the_dead_letter_queue_without_retrying,

@@ -15,33 +15,7 @@ use panda_store::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// Stamps each case once per backend: `sqlite::case` and `postgres::case`.
-macro_rules! backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let test = panda_store::testing::sqlite().await;
-                    super::$case(&test).await;
-                    test.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(test) = panda_store::testing::postgres().await else { return };
-                    super::$case(&test).await;
-                    test.close().await;
-                }
-            )*
-        }
-    };
-}
-
-backends! {
+panda_store::backends! {
     one_pass_drains_a_backlog_larger_than_a_batch,
     the_service_prunes_on_its_interval_and_stops_on_shutdown,
 }

@@ -15,10 +15,7 @@ use panda_engine::Scheduler;
 use panda_store::testing::TestStore;
 use panda_store::{ExecutionFilter, Store};
 
-#[macro_use]
-mod support;
-
-backends! {
+panda_store::backends! {
     every_slot_fires_exactly_once_while_one_scheduler_restarts_again_and_again,
     every_slot_fires_exactly_once_with_two_schedulers_on_one_database,
     missed_slots_after_downtime_are_recorded_as_skipped_and_the_latest_fires,

@@ -34,6 +34,11 @@ impl StoreError {
     pub(crate) fn not_found(what: impl Into<String>) -> Self {
         Self::NotFound { what: what.into() }
     }
+
+    /// Whether a write broke a unique index (a name or key that is taken).
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -120,3 +120,36 @@ pub async fn postgres() -> Option<TestStore> {
         reopen: Reopen::Postgres { url, schema },
     })
 }
+
+/// Stamps each case once per backend, as `sqlite::case` and `postgres::case`, each with a fresh
+/// store that is thrown away when the case returns: a case is `async fn case(test: &TestStore)`.
+/// The PostgreSQL one skips without a database, or fails under `PANDA_REQUIRE_ALL_BACKENDS=1`.
+///
+/// ```text
+/// panda_store::backends! { a_finish_frees_the_slot, a_rescue_runs_it_again }
+/// ```
+#[macro_export]
+macro_rules! backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let test = $crate::testing::sqlite().await;
+                    super::$case(&test).await;
+                    test.close().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(test) = $crate::testing::postgres().await else { return };
+                    super::$case(&test).await;
+                    test.close().await;
+                }
+            )*
+        }
+    };
+}

@@ -129,7 +129,7 @@ fn the_server_records_the_slots_of_a_cronjob_in_its_store() {
             },
         );
         spec.schedule = Some(panda_core::Schedule::new("* * * * * *"));
-        panda_store::Store::job_create(&store, &spec, chrono::Utc::now())
+        panda_store::JobStore::job_create(&store, &spec, chrono::Utc::now())
             .await
             .expect("create")
     });
@@ -139,7 +139,7 @@ fn the_server_records_the_slots_of_a_cronjob_in_its_store() {
             let store = panda_store::SqliteStore::open(&db).await.expect("open");
             // Waiting for the real clock: up to 30 s for slots that come every second.
             for _ in 0..300 {
-                let slots = panda_store::Store::slot_list(&store, job.id, 1000)
+                let slots = panda_store::SlotStore::slot_list(&store, job.id, 1000)
                     .await
                     .expect("slots");
                 if slots.len() >= at_least {

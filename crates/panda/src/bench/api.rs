@@ -19,7 +19,7 @@ use chrono::{TimeZone, Utc};
 use clap::Args;
 use panda_client::Client;
 use panda_core::{ConcurrencyPolicy, JobName, JobSpec, RuntimeSpec, Schedule};
-use panda_store::{NewSlot, SlotDecision, SqliteStore, Store};
+use panda_store::{JobStore, NewSlot, SlotDecision, SlotStore, SqliteStore};
 
 use super::runtime::{Row, print_table};
 

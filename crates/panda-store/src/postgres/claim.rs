@@ -1,0 +1,179 @@
+//! The claim, in PostgreSQL's dialect: candidates are locked `FOR UPDATE SKIP LOCKED`, so no
+//! execution is claimed twice and no claimer waits on another, and job locks are taken in key
+//! order, so two claimers cannot deadlock on them.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::PgStore;
+use super::encode::PgPoolConn;
+use crate::ClaimSql;
+use crate::StoreResult;
+use crate::dialect::{Arg, Conn, Query, Record, query};
+use crate::model::{Claimed, Lease};
+use crate::records::{self, all, execution_columns};
+
+pub(super) const SQL: ClaimSql = ClaimSql {
+    lock: "INSERT INTO job_locks (job_id, slot, execution_id) \
+           SELECT job_id, 0, execution_id \
+           FROM UNNEST($1::uuid[], $2::uuid[]) AS t(job_id, execution_id) \
+           ORDER BY job_id \
+           ON CONFLICT (job_id, slot) DO NOTHING RETURNING job_id",
+    holders: "SELECT job_id, execution_id FROM job_locks WHERE job_id = ANY($1)",
+    slots_taken: "SELECT job_id, slot FROM job_locks WHERE job_id = ANY($1)",
+    take_slots: "INSERT INTO job_locks (job_id, slot, execution_id) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::integer[], $3::uuid[]) \
+                     AS t(job_id, slot, execution_id) \
+                 ORDER BY job_id, slot \
+                 ON CONFLICT (job_id, slot) DO NOTHING RETURNING execution_id",
+    // `IS TRUE` keeps the planner on the primary key, off the partial indexes of queued
+    // executions (see the queue's statements).
+    skip: "UPDATE executions e SET status = 'skipped', finished_at = $1, reason = t.reason \
+           FROM UNNEST($2::uuid[], $3::text[]) AS t(id, reason) \
+           WHERE e.id = t.id AND (e.status = 'queued') IS TRUE",
+    replace: "UPDATE executions SET cancel_requested = true WHERE id IN ( \
+                  SELECT id FROM executions WHERE job_id = ANY($1) AND status = 'running' \
+                  ORDER BY id FOR UPDATE)",
+    start: "UPDATE executions e SET status = 'running', started_at = $1, worker_id = $2, \
+                lease_token = t.token, lease_expires_at = $3, \
+                cancel_requested = e.cancel_requested OR t.cancel \
+            FROM UNNEST($4::uuid[], $5::uuid[], $6::boolean[]) AS t(id, token, cancel) \
+            WHERE e.id = t.id",
+};
+
+/// Appends `AND column = …` for the queues a claim takes from (none: every queue). One queue
+/// is an equality, so the claim index yields rows already in claim order.
+fn queue_filter(q: Query, column: &str, queues: &[String]) -> Query {
+    match queues {
+        [] => q,
+        [queue] => q
+            .push(&format!(" AND {column} = "))
+            .push_arg::<PgStore>(Arg::Text(Some(queue.clone()))),
+        many => q
+            .push(&format!(" AND {column} = ANY("))
+            .push_arg::<PgStore>(Arg::Texts(many.to_vec()))
+            .push(")"),
+    }
+}
+
+/// Queued runs of running `forbid` jobs that a schedule fired, locked: driven by the (usually
+/// empty) lock table, so it costs nothing while no forbid job runs.
+pub(super) fn overlapping(queues: &[String], now: DateTime<Utc>) -> Query {
+    let q = query(
+        "SELECT e.id AS id, l.execution_id AS holder FROM job_locks l \
+         JOIN executions h ON h.id = l.execution_id AND h.concurrency = 'forbid' \
+         CROSS JOIN LATERAL ( \
+             SELECT x.id FROM executions x \
+             WHERE x.job_id = l.job_id AND x.status = 'queued' AND x.trigger = 'schedule' \
+               AND x.concurrency = 'forbid' AND x.run_at <= $1",
+    )
+    .time(now);
+    queue_filter(q, "x.queue", queues).push(" FOR UPDATE SKIP LOCKED) e")
+}
+
+/// The claim's candidates: up to `limit` due queued executions in claim order (highest
+/// priority, then earliest due, then oldest), locked, skipping rows another claimer holds, and
+/// leaving out `forbid` executions whose job lock is taken.
+///
+/// Each shape has an index that yields rows in claim order, so the scan stops after `limit`
+/// rows (a locking query cannot stop a sort early). Several queues are read each through its
+/// own index and merged; rows locked beyond the first `limit` are released at commit.
+pub(super) fn candidates(queues: &[String], now: DateTime<Utc>, limit: i64) -> Query {
+    const WHERE: &str = "status = 'queued' \
+        AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
+        AND NOT (max_running IS NOT NULL AND max_running <= ( \
+            SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
+        AND run_at <= ";
+    const ORDER: &str = " ORDER BY priority DESC, run_at, id LIMIT ";
+    if queues.len() > 1 {
+        query("SELECT c.* FROM UNNEST(")
+            .push_arg::<PgStore>(Arg::Texts(queues.to_vec()))
+            .push(concat!(
+                "::text[]) AS q(name) CROSS JOIN LATERAL ( SELECT ",
+                execution_columns!(),
+                " FROM executions WHERE queue = q.name AND "
+            ))
+            .push(WHERE)
+            .push_arg::<PgStore>(Arg::Time(Some(now)))
+            .push(ORDER)
+            .push_arg::<PgStore>(Arg::I64(Some(limit)))
+            .push(" FOR UPDATE SKIP LOCKED) c ORDER BY c.priority DESC, c.run_at, c.id LIMIT ")
+            .push_arg::<PgStore>(Arg::I64(Some(limit)))
+    } else {
+        let q = query(concat!(
+            "SELECT ",
+            execution_columns!(),
+            " FROM executions WHERE "
+        ))
+        .push(WHERE)
+        .push_arg::<PgStore>(Arg::Time(Some(now)));
+        queue_filter(q, "queue", queues)
+            .push(ORDER)
+            .push_arg::<PgStore>(Arg::I64(Some(limit)))
+            .push(" FOR UPDATE SKIP LOCKED")
+    }
+}
+
+/// The claim in one statement, for the common case where nothing restricts it: every
+/// candidate allows overlap and no job lock is held anywhere (so no scheduled run waits to be
+/// skipped). Otherwise it claims nothing, and the full claim, with its job locks, overlap
+/// skips and replacements, runs instead. One statement instead of five round trips is most of
+/// a claim's cost here. `None` for a claim from several queues, which it does not serve.
+pub(super) async fn unrestricted(
+    pool: &PgPool,
+    queues: &[String],
+    now: DateTime<Utc>,
+    limit: i64,
+    worker_id: &str,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<Option<Vec<Claimed>>> {
+    if queues.len() > 1 {
+        return Ok(None);
+    }
+    let q = query(
+        "WITH c AS ( \
+             SELECT id AS claim_id, concurrency AS claim_concurrency, \
+                 max_running IS NOT NULL AS claim_limited FROM executions \
+             WHERE status = 'queued' AND run_at <= $1",
+    )
+    .time(now);
+    let q = queue_filter(q, "queue", queues)
+        .push(" ORDER BY priority DESC, run_at, id LIMIT ")
+        .push_arg::<PgStore>(Arg::I64(Some(limit)))
+        .push(
+            " FOR UPDATE SKIP LOCKED), \
+             fast AS (SELECT NOT EXISTS ( \
+                     SELECT 1 FROM c WHERE claim_concurrency <> 'allow' OR claim_limited) \
+                 AND NOT EXISTS (SELECT 1 FROM job_locks) AS ok) \
+             UPDATE executions SET status = 'running', started_at = $1, worker_id = ",
+        )
+        .push_arg::<PgStore>(Arg::Text(Some(worker_id.to_owned())))
+        .push(", lease_token = gen_random_uuid(), lease_expires_at = ")
+        .push_arg::<PgStore>(Arg::Time(Some(expires_at)))
+        .push(concat!(
+            " FROM c, fast WHERE fast.ok AND id = c.claim_id RETURNING ",
+            execution_columns!(),
+            ", lease_token"
+        ));
+    let rows = PgPoolConn(pool.clone()).fetch_all(q).await?;
+    let mut claimed = all(&rows, |row| {
+        let execution = records::execution(row)?;
+        Ok(Claimed {
+            lease: Lease {
+                execution_id: execution.id,
+                token: row.uuid("lease_token")?,
+                expires_at,
+            },
+            execution,
+        })
+    })?;
+    // In claim order, as the full claim returns them.
+    claimed.sort_by(|a, b| {
+        b.execution
+            .priority
+            .cmp(&a.execution.priority)
+            .then(a.execution.run_at.cmp(&b.execution.run_at))
+            .then(a.execution.id.cmp(&b.execution.id))
+    });
+    Ok(Some(claimed))
+}

@@ -1,0 +1,742 @@
+//! The queue: enqueue, heartbeat, finish, release, cancel, rescue and the dead-letter queue.
+//! The claim is in [`crate::claim`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use panda_core::{Execution, ExecutionId, Status};
+use uuid::Uuid;
+
+use crate::dialect::{Backend, Column, Conn, Record, Tx, query};
+use crate::jobs::{JobLock, live_job};
+use crate::lifecycle;
+use crate::model::{
+    ClaimRequest, Claimed, Enqueued, Finish, Finished, Heartbeat, NewExecution, Outcome,
+};
+use crate::records::{self, all};
+use crate::{StoreError, StoreResult, to_json};
+
+/// The queue of executions and its dead letters.
+#[async_trait]
+pub trait QueueStore: Send + Sync {
+    /// Queues an execution of a live job. With an idempotency key that this job has seen
+    /// before, returns that execution instead (`created: false`).
+    async fn execution_enqueue(
+        &self,
+        request: &NewExecution,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Enqueued>;
+
+    /// Claims up to `limit` due executions (highest priority first, then earliest due) and
+    /// leases each to the worker. Takes the job lock of `forbid` jobs in the same transaction:
+    /// a queued execution whose job is already running waits, or, when a schedule fired it, is
+    /// recorded as `skipped` ("overlap forbidden"). For `replace` jobs, the running execution
+    /// is asked to stop.
+    async fn execution_claim(
+        &self,
+        request: &ClaimRequest,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Claimed>>;
+
+    /// Renews a lease. `Stale` if the token no longer holds it.
+    ///
+    /// A lease past its expiry still holds until the rescuer has marked the execution `lost`:
+    /// a worker that heartbeats late keeps its execution if it gets there first. Fencing is by
+    /// token, not by clock, so either way exactly one of them wins.
+    async fn execution_heartbeat(
+        &self,
+        execution_id: ExecutionId,
+        token: Uuid,
+        lease_ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Heartbeat>;
+
+    /// Records how runs ended, each fenced by its lease token and each applying the retry
+    /// policy (a failed or timed-out attempt with attempts left queues the next one with
+    /// backoff; the last one is `dead`). One transaction for the batch; one result per item,
+    /// `Stale` for an item whose lease has moved on (that item changes nothing).
+    async fn execution_finish_many(
+        &self,
+        batch: &[Finish],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Finished>>>;
+
+    /// [`QueueStore::execution_finish_many`] for one execution.
+    async fn execution_finish(&self, finish: &Finish, now: DateTime<Utc>) -> StoreResult<Finished> {
+        let mut results = self
+            .execution_finish_many(std::slice::from_ref(finish), now)
+            .await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("finish returned no result".into())))
+    }
+
+    /// Puts running executions back in the queue as if they had never been claimed (their
+    /// attempt is not used up), due at `now`: for a worker that shuts down before they finish.
+    /// Fenced like a finish: one result per item, `Stale` for an item whose lease has moved on
+    /// (that item changes nothing). Releases the job lock of `forbid` executions and wakes their
+    /// queues. A released execution's `reason` says so until its next run ends (the only way
+    /// a queued execution has a reason). An execution whose cancellation was asked for ends
+    /// `cancelled` instead: the user's wish stands.
+    async fn execution_release_many(
+        &self,
+        leases: &[(ExecutionId, Uuid)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Execution>>>;
+
+    /// Cancels a queued execution at once, or asks a running one to stop (its worker sees
+    /// `cancel_requested` at the next heartbeat). `Conflict` if it has already ended.
+    async fn execution_cancel(&self, id: ExecutionId, now: DateTime<Utc>)
+    -> StoreResult<Execution>;
+
+    /// Marks up to `limit` running executions whose lease expired before `now` as `lost` and
+    /// hands each to its retry policy (or marks it `dead`).
+    async fn execution_rescue(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Finished>>;
+
+    /// Runs a dead execution again: queues a new attempt (trigger `retry`, the same run and
+    /// idempotency key, attempt = the dead one's + 1, due at `now`, the same retry policy, so
+    /// if it fails it is dead again) and takes the dead one out of the dead-letter queue; it
+    /// stays `dead` in the history. `NotFound`; `Conflict` if it is not dead, already left the
+    /// queue, or its job was deleted.
+    async fn dlq_retry(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<Execution>;
+
+    /// [`QueueStore::dlq_retry`] for every execution of the live job `job` in the dead-letter
+    /// queue, in one transaction; returns the new attempts (none when the queue holds none).
+    async fn dlq_retry_job(&self, job: &str, now: DateTime<Utc>) -> StoreResult<Vec<Execution>>;
+
+    /// Takes a dead execution out of the dead-letter queue without running it again; it stays
+    /// `dead` in the history. `NotFound`; `Conflict` if it is not dead or already left the
+    /// queue.
+    async fn dlq_discard(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<()>;
+}
+
+/// The statements of [`QueueStore`], in each backend's dialect.
+#[derive(Debug)]
+pub struct QueueSql {
+    /// Inserts executions (a table of the 28 columns of `execution_columns!`, in order),
+    /// leaving out a first attempt whose idempotency key its job has seen; `RETURNING id`.
+    pub insert: &'static str,
+    /// A job's first attempt with an idempotency key: `(job_id, key)`.
+    pub by_key: &'static str,
+    /// One execution with its `lease_token`, locked where the backend locks rows: `(id)`.
+    pub leased: &'static str,
+    /// `(id)`: whether it exists.
+    pub exists: &'static str,
+    /// Renews a lease: `(expires_at, id, token)`, `RETURNING cancel_requested`.
+    pub heartbeat: &'static str,
+    /// Executions with their `lease_token`: `(ids)`.
+    pub leased_many: &'static str,
+    /// Writes settled attempts fenced by their lease: `(finished_at, table of (id, token,
+    /// status, reason, exit_code, image_digest))`, `RETURNING id, cancel_requested`.
+    pub settle: &'static str,
+    /// `(table of (execution_id, finished_at))`.
+    pub inbox: &'static str,
+    /// Releases job locks: `(execution ids)`.
+    pub unlock: &'static str,
+    /// Puts a running execution back in the queue: `(run_at, reason, id)`.
+    pub release: &'static str,
+    /// `(finished_at, reason, id)`.
+    pub cancel_queued: &'static str,
+    /// `(id)`.
+    pub stop_running: &'static str,
+    /// Running executions whose lease expired, with their `lease_token`: `(now, limit)`.
+    pub expired: &'static str,
+    /// How a dead execution left the queue: `resolution`; `(id)`.
+    pub resolution: &'static str,
+    /// `(execution_id, resolution, retry_id, resolved_at)`.
+    pub resolve: &'static str,
+    /// Whether a job is live, locked against a delete: `live`; `(id)`.
+    pub job_live: &'static str,
+    /// A job's dead executions still in the queue: `(job_id)`.
+    pub dead_of_job: &'static str,
+}
+
+/// Inserts executions in one statement; returns the ids inserted (a first attempt whose
+/// idempotency key its job has seen is left out, not an error).
+pub(crate) async fn insert_executions<B: Backend>(
+    tx: &mut B::Tx,
+    executions: &[Execution],
+) -> StoreResult<Vec<Uuid>> {
+    if executions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let es = executions;
+    let to_i32 = |v: u32| Some(i32::try_from(v).unwrap_or(i32::MAX));
+    let ms = |d: Duration| Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let envs = es
+        .iter()
+        .map(|e| to_json(&e.env).map(Some))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let table = vec![
+        Column::Uuids(Column::of(es, |e| Some(e.id.as_uuid()))),
+        Column::Uuids(Column::of(es, |e| Some(e.root_id.as_uuid()))),
+        Column::Uuids(Column::of(es, |e| Some(e.job_id.as_uuid()))),
+        Column::Texts(Column::of(es, |e| Some(e.job_name.clone()))),
+        Column::Texts(Column::of(es, |e| Some(e.queue.clone()))),
+        Column::I32s(Column::of(es, |e| Some(e.priority))),
+        Column::Texts(Column::of(es, |e| Some(e.status.as_str().to_owned()))),
+        Column::Texts(Column::of(es, |e| Some(e.trigger.as_str().to_owned()))),
+        Column::I32s(Column::of(es, |e| to_i32(e.attempt))),
+        Column::I32s(Column::of(es, |e| to_i32(e.retry.max_attempts))),
+        Column::I64s(Column::of(es, |e| ms(e.retry.backoff_base))),
+        Column::I64s(Column::of(es, |e| ms(e.retry.backoff_cap))),
+        Column::Texts(Column::of(es, |e| Some(e.concurrency.as_str().to_owned()))),
+        Column::Texts(Column::of(es, |e| e.idempotency_key.clone())),
+        Column::Jsons(Column::of(es, |e| e.payload.clone())),
+        Column::Jsons(envs),
+        Column::Times(Column::of(es, |e| e.scheduled_at)),
+        Column::Times(Column::of(es, |e| Some(e.run_at))),
+        Column::Times(Column::of(es, |e| Some(e.created_at))),
+        Column::Times(Column::of(es, |e| e.started_at)),
+        Column::Times(Column::of(es, |e| e.finished_at)),
+        Column::Texts(Column::of(es, |e| e.worker_id.clone())),
+        Column::Times(Column::of(es, |e| e.lease_expires_at)),
+        Column::Bools(Column::of(es, |e| e.cancel_requested)),
+        Column::I32s(Column::of(es, |e| e.exit_code)),
+        Column::Texts(Column::of(es, |e| e.reason.clone())),
+        Column::Texts(Column::of(es, |e| e.image_digest.clone())),
+        Column::I32s(Column::of(es, |e| e.max_running.and_then(to_i32))),
+    ];
+    let rows = tx
+        .fetch_all(query(B::SQL.queue.insert).table(table))
+        .await?;
+    all(&rows, |row| row.uuid("id"))
+}
+
+/// An attempt that ended (or was lost), settled by [`lifecycle::settled`], and the lease its
+/// write is fenced by: the lease must still hold when the row is written.
+#[derive(Debug)]
+pub(crate) struct Settling {
+    pub(crate) finished: Finished,
+    pub(crate) token: Uuid,
+}
+
+/// Writes the terminal status each attempt settled in, puts the failed ones in the alerter's
+/// inbox, releases their job locks and queues their next attempts (waking their queues), with
+/// one statement each for the whole batch.
+///
+/// Each write is fenced: an attempt whose row is no longer running under its token (its lease
+/// moved on since it was read) is left as it is and answered with `None`, in its place.
+pub(crate) async fn write_settled<B: Backend>(
+    tx: &mut B::Tx,
+    items: Vec<Settling>,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<Option<Finished>>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Rows are written in id order, as every batch write is, so that two transactions that
+    // touch the same rows wait for each other instead of deadlocking.
+    let mut order: Vec<&Settling> = items.iter().collect();
+    order.sort_by_key(|s| s.finished.execution.id);
+    let rows = tx
+        .fetch_all(query(B::SQL.queue.settle).time(now).table(vec![
+            Column::Uuids(Column::of(&order, |s| {
+                Some(s.finished.execution.id.as_uuid())
+            })),
+            Column::Uuids(Column::of(&order, |s| Some(s.token))),
+            Column::Texts(Column::of(&order, |s| {
+                Some(s.finished.execution.status.as_str().to_owned())
+            })),
+            Column::Texts(Column::of(&order, |s| s.finished.execution.reason.clone())),
+            Column::I32s(Column::of(&order, |s| s.finished.execution.exit_code)),
+            Column::Texts(Column::of(&order, |s| {
+                s.finished.execution.image_digest.clone()
+            })),
+        ]))
+        .await?;
+    let mut written: HashMap<Uuid, bool> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        written.insert(row.uuid("id")?, row.bool("cancel_requested")?);
+    }
+    let settled: Vec<Option<Finished>> = items
+        .into_iter()
+        .map(|item| {
+            let mut finished = item.finished;
+            finished.execution.cancel_requested = *written.get(&finished.execution.id.as_uuid())?;
+            Some(finished)
+        })
+        .collect();
+    let done: Vec<&Finished> = settled.iter().flatten().collect();
+
+    let failures: Vec<&&Finished> = done
+        .iter()
+        .filter(|f| lifecycle::alertable(f.execution.status))
+        .collect();
+    if !failures.is_empty() {
+        tx.execute(query(B::SQL.queue.inbox).table(vec![
+            Column::Uuids(Column::of(&failures, |f| Some(f.execution.id.as_uuid()))),
+            Column::Times(Column::of(&failures, |f| {
+                Some(f.execution.finished_at.unwrap_or(now))
+            })),
+        ]))
+        .await?;
+    }
+    // Only a `forbid` execution or one of a limited job ever holds a job lock.
+    let holders: Vec<Uuid> = done
+        .iter()
+        .filter(|f| f.execution.holds_job_slot())
+        .map(|f| f.execution.id.as_uuid())
+        .collect();
+    if !holders.is_empty() {
+        tx.execute(query(B::SQL.queue.unlock).uuids(holders))
+            .await?;
+    }
+    let retries: Vec<Execution> = done.iter().filter_map(|f| f.retry.clone()).collect();
+    if !retries.is_empty() {
+        let inserted = insert_executions::<B>(tx, &retries).await?;
+        if inserted.len() != retries.len() {
+            return Err(StoreError::Corrupt(format!(
+                "queued {} of {} retries",
+                inserted.len(),
+                retries.len()
+            )));
+        }
+        for retry in &retries {
+            tx.wake(&retry.queue);
+        }
+    }
+    Ok(settled)
+}
+
+/// The worker's report with the text the backend cannot store made storable.
+fn storable_report<B: Backend>(report: &Finish) -> Finish {
+    let storable = |text: &Option<String>| text.as_deref().map(|t| B::storable(t).into_owned());
+    Finish {
+        reason: storable(&report.reason),
+        image_digest: storable(&report.image_digest),
+        ..report.clone()
+    }
+}
+
+/// Plans a finish batch item by item, as if one at a time, over each item's stored row and
+/// lease token: an execution finished earlier in the batch has ended, so a second item for it
+/// is stale. Returns each item's answer (stale until its write says otherwise) and what to
+/// write, with the item's place.
+fn plan_finishes<B: Backend>(
+    batch: &[Finish],
+    mut current: HashMap<ExecutionId, (Execution, Option<Uuid>)>,
+    now: DateTime<Utc>,
+) -> (Vec<StoreResult<Finished>>, Vec<(usize, Settling)>) {
+    let mut results = Vec::with_capacity(batch.len());
+    let mut settling = Vec::new();
+    for (i, finish) in batch.iter().enumerate() {
+        let Some((execution, lease_token)) = current.get_mut(&finish.execution_id) else {
+            results.push(Err(StoreError::not_found(format!(
+                "execution {}",
+                finish.execution_id
+            ))));
+            continue;
+        };
+        results.push(Err(StoreError::Stale));
+        if execution.status != Status::Running || *lease_token != Some(finish.token) {
+            continue;
+        }
+        let finished =
+            lifecycle::settled(execution.clone(), Some(&storable_report::<B>(finish)), now);
+        execution.status = finished.execution.status;
+        *lease_token = None;
+        settling.push((
+            i,
+            Settling {
+                finished,
+                token: finish.token,
+            },
+        ));
+    }
+    (results, settling)
+}
+
+/// A finish batch item by item, from the stored rows: retries, dead letters, alerts.
+async fn finish_in_full<B: Backend>(
+    backend: &B,
+    batch: &[Finish],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<StoreResult<Finished>>> {
+    let mut tx = backend.begin().await?;
+    // Every item's row at once, unlocked: the writes are fenced by the lease, so an item whose
+    // lease moves on in between is refused as stale then.
+    let ids = batch.iter().map(|f| f.execution_id.as_uuid()).collect();
+    let rows = tx
+        .fetch_all(query(B::SQL.queue.leased_many).uuids(ids))
+        .await?;
+    let mut current = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let (execution, token) = records::leased_execution(row)?;
+        current.insert(execution.id, (execution, token));
+    }
+    let (mut results, settling) = plan_finishes::<B>(batch, current, now);
+    let (places, settling): (Vec<usize>, Vec<Settling>) = settling.into_iter().unzip();
+    let settled = write_settled::<B>(&mut tx, settling, now).await?;
+    for (i, finished) in places.into_iter().zip(settled) {
+        if let Some(finished) = finished {
+            results[i] = Ok(finished);
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// One execution with its lease token.
+async fn leased<B: Backend>(
+    tx: &mut B::Tx,
+    id: ExecutionId,
+) -> StoreResult<Option<(Execution, Option<Uuid>)>> {
+    tx.fetch_optional(query(B::SQL.queue.leased).uuid(id))
+        .await?
+        .as_ref()
+        .map(records::leased_execution)
+        .transpose()
+}
+
+/// A dead execution checked to be in the dead-letter queue, locked until the transaction ends
+/// where the backend locks rows (so two retries of it wait for each other, and the second
+/// finds it gone from the queue).
+async fn dead_letter<B: Backend>(tx: &mut B::Tx, id: ExecutionId) -> StoreResult<Execution> {
+    let (dead, _) = leased::<B>(tx, id)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("execution {id}")))?;
+    let resolved = tx
+        .fetch_optional(query(B::SQL.queue.resolution).uuid(id))
+        .await?
+        .map(|row| row.text("resolution"))
+        .transpose()?;
+    lifecycle::check_dead_letter(&dead, resolved.as_deref())?;
+    Ok(dead)
+}
+
+/// Records that a dead execution left the dead-letter queue.
+async fn dlq_resolve<B: Backend>(
+    tx: &mut B::Tx,
+    id: ExecutionId,
+    resolution: lifecycle::DlqResolution,
+    retry: Option<ExecutionId>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    tx.execute(
+        query(B::SQL.queue.resolve)
+            .uuid(id)
+            .text(resolution.as_str())
+            .opt_uuid(retry)
+            .time(now),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Queues the attempt that runs a dead execution again and takes it out of the queue.
+async fn dlq_retry_one<B: Backend>(
+    tx: &mut B::Tx,
+    id: ExecutionId,
+    now: DateTime<Utc>,
+) -> StoreResult<Execution> {
+    let dead = dead_letter::<B>(tx, id).await?;
+    let live = tx
+        .fetch_optional(query(B::SQL.queue.job_live).uuid(dead.job_id))
+        .await?
+        .map(|row| row.bool("live"))
+        .transpose()?;
+    if live != Some(true) {
+        return Err(StoreError::Conflict(format!(
+            "job {} of execution {id} was deleted; there is nothing to run it again",
+            dead.job_name
+        )));
+    }
+    let retry = lifecycle::dead_letter_retry(&dead, now);
+    insert_executions::<B>(tx, std::slice::from_ref(&retry)).await?;
+    dlq_resolve::<B>(
+        tx,
+        id,
+        lifecycle::DlqResolution::Retried,
+        Some(retry.id),
+        now,
+    )
+    .await?;
+    tx.wake(&retry.queue);
+    Ok(retry)
+}
+
+#[async_trait]
+impl<B: Backend> QueueStore for B {
+    async fn execution_enqueue(
+        &self,
+        request: &NewExecution,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Enqueued> {
+        lifecycle::validate_new_execution(request)?;
+        let mut tx = self.begin().await?;
+        let job = live_job::<B>(&mut tx, &request.job, JobLock::Share).await?;
+        if let Some(at) = request.scheduled_at {
+            lifecycle::validate_backfill(&job, at, now)?;
+        }
+        let execution = lifecycle::enqueued(&job, request, now);
+        // With a key, the unique index decides between racing enqueues: the loser's insert
+        // waits for the winner to commit, then does nothing, and it returns the winner's row.
+        if insert_executions::<B>(&mut tx, std::slice::from_ref(&execution))
+            .await?
+            .is_empty()
+        {
+            let key = request.idempotency_key.as_deref().unwrap_or_default();
+            let row = tx
+                .fetch_optional(query(B::SQL.queue.by_key).uuid(job.id).text(key))
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "idempotency key {key:?} conflicts but matches no execution"
+                    ))
+                })?;
+            return Ok(Enqueued {
+                execution: records::execution(&row)?,
+                created: false,
+            });
+        }
+        if let Some(at) = request.scheduled_at {
+            // Of racing recorders of the slot (the scheduler, another backfill), one inserts it.
+            let inserted = tx
+                .execute(
+                    query(B::SQL.slots.insert_fired)
+                        .uuid(job.id)
+                        .time(at)
+                        .uuid(execution.id)
+                        .time(now),
+                )
+                .await?;
+            if inserted == 0 {
+                let row = tx
+                    .fetch_optional(query(B::SQL.slots.get).uuid(job.id).time(at))
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("a slot neither inserted nor found".into())
+                    })?;
+                return Err(lifecycle::slot_taken(&job, &records::slot(&row)?));
+            }
+        }
+        tx.wake(&execution.queue);
+        tx.commit().await?;
+        Ok(Enqueued {
+            execution,
+            created: true,
+        })
+    }
+
+    async fn execution_claim(
+        &self,
+        request: &ClaimRequest,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Claimed>> {
+        crate::claim::claim(self, request, now).await
+    }
+
+    async fn execution_heartbeat(
+        &self,
+        execution_id: ExecutionId,
+        token: Uuid,
+        lease_ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Heartbeat> {
+        let ttl = chrono::Duration::from_std(lease_ttl)
+            .map_err(|_| StoreError::Corrupt("lease ttl out of range".into()))?;
+        let expires_at = now + ttl;
+        let mut writer = self.writer();
+        let renewed = writer
+            .fetch_optional(
+                query(B::SQL.queue.heartbeat)
+                    .time(expires_at)
+                    .uuid(execution_id)
+                    .uuid(token),
+            )
+            .await?;
+        let Some(row) = renewed else {
+            let exists = writer
+                .fetch_optional(query(B::SQL.queue.exists).uuid(execution_id))
+                .await?;
+            return match exists {
+                None => Err(StoreError::not_found(format!("execution {execution_id}"))),
+                Some(_) => Err(StoreError::Stale),
+            };
+        };
+        Ok(Heartbeat {
+            expires_at,
+            cancel_requested: row.bool("cancel_requested")?,
+        })
+    }
+
+    async fn execution_finish_many(
+        &self,
+        batch: &[Finish],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Finished>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !batch.iter().all(|f| f.outcome == Outcome::Succeeded) {
+            return finish_in_full(self, batch, now).await;
+        }
+        let reports: Vec<Finish> = batch.iter().map(storable_report::<B>).collect();
+        let Some(written) = self.finish_successes(&reports, now).await? else {
+            return finish_in_full(self, batch, now).await;
+        };
+        // Items it did not write (stale, unknown, or a second item for one execution) go
+        // through the full path, which says why.
+        let rest: Vec<Finish> = batch
+            .iter()
+            .zip(&written)
+            .filter(|(_, w)| w.is_none())
+            .map(|(f, _)| f.clone())
+            .collect();
+        let mut answers = if rest.is_empty() {
+            Vec::new()
+        } else {
+            finish_in_full(self, &rest, now).await?
+        }
+        .into_iter();
+        Ok(written
+            .into_iter()
+            .map(|w| match w {
+                Some(finished) => Ok(finished),
+                None => answers.next().unwrap_or(Err(StoreError::Stale)),
+            })
+            .collect())
+    }
+
+    async fn execution_release_many(
+        &self,
+        leases: &[(ExecutionId, Uuid)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Execution>>> {
+        let mut tx = self.begin().await?;
+        // Rows in id order, as every batch write, so two transactions never deadlock.
+        let mut order: Vec<usize> = (0..leases.len()).collect();
+        order.sort_by_key(|&i| leases[i].0);
+        let mut results: Vec<StoreResult<Execution>> =
+            leases.iter().map(|_| Err(StoreError::Stale)).collect();
+        for i in order {
+            let (id, token) = leases[i];
+            results[i] = match leased::<B>(&mut tx, id).await? {
+                None => Err(StoreError::not_found(format!("execution {id}"))),
+                Some((execution, Some(held)))
+                    if execution.status == Status::Running && held == token =>
+                {
+                    if execution.cancel_requested {
+                        let finish = lifecycle::released_cancelled(id, token);
+                        let finished = lifecycle::settled(execution, Some(&finish), now);
+                        write_settled::<B>(&mut tx, vec![Settling { finished, token }], now)
+                            .await?
+                            .into_iter()
+                            .flatten()
+                            .next()
+                            .map(|f| f.execution)
+                            .ok_or(StoreError::Stale)
+                    } else {
+                        let released = lifecycle::released(&execution, now);
+                        tx.execute(
+                            query(B::SQL.queue.release)
+                                .time(now)
+                                .text(lifecycle::RELEASED)
+                                .uuid(id),
+                        )
+                        .await?;
+                        tx.execute(query(B::SQL.queue.unlock).uuids(vec![id.as_uuid()]))
+                            .await?;
+                        tx.wake(&released.queue);
+                        Ok(released)
+                    }
+                }
+                Some(_) => Err(StoreError::Stale),
+            };
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn execution_cancel(
+        &self,
+        id: ExecutionId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Execution> {
+        let mut tx = self.begin().await?;
+        let (mut execution, _) = leased::<B>(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("execution {id}")))?;
+        match execution.status {
+            Status::Queued => {
+                execution.status = Status::Cancelled;
+                execution.finished_at = Some(now);
+                execution.reason = Some("cancelled by request".to_owned());
+                tx.execute(
+                    query(B::SQL.queue.cancel_queued)
+                        .time(now)
+                        .opt_text(execution.reason.clone())
+                        .uuid(id),
+                )
+                .await?;
+            }
+            Status::Running => {
+                execution.cancel_requested = true;
+                tx.execute(query(B::SQL.queue.stop_running).uuid(id))
+                    .await?;
+            }
+            ended => {
+                return Err(StoreError::Conflict(format!(
+                    "execution {id} has already ended ({ended}); there is nothing to cancel"
+                )));
+            }
+        }
+        tx.commit().await?;
+        Ok(execution)
+    }
+
+    async fn execution_rescue(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Finished>> {
+        let mut tx = self.begin().await?;
+        let rows = tx
+            .fetch_all(query(B::SQL.queue.expired).time(now).i64(i64::from(limit)))
+            .await?;
+        let mut settling = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (execution, token) = records::leased_execution(row)?;
+            settling.push(Settling {
+                finished: lifecycle::settled(execution, None, now),
+                token: token.unwrap_or_default(),
+            });
+        }
+        // The rows are locked (or the writer is this one), so every write holds.
+        let rescued = write_settled::<B>(&mut tx, settling, now)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        tx.commit().await?;
+        Ok(rescued)
+    }
+
+    async fn dlq_retry(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<Execution> {
+        let mut tx = self.begin().await?;
+        let retry = dlq_retry_one::<B>(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(retry)
+    }
+
+    async fn dlq_retry_job(&self, job: &str, now: DateTime<Utc>) -> StoreResult<Vec<Execution>> {
+        let mut tx = self.begin().await?;
+        let job = live_job::<B>(&mut tx, job, JobLock::Share).await?;
+        let dead = tx
+            .fetch_all(query(B::SQL.queue.dead_of_job).uuid(job.id))
+            .await?;
+        let mut retries = Vec::with_capacity(dead.len());
+        for row in &dead {
+            let id = ExecutionId::from_uuid(row.uuid("id")?);
+            retries.push(dlq_retry_one::<B>(&mut tx, id, now).await?);
+        }
+        tx.commit().await?;
+        Ok(retries)
+    }
+
+    async fn dlq_discard(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        dead_letter::<B>(&mut tx, id).await?;
+        dlq_resolve::<B>(&mut tx, id, lifecycle::DlqResolution::Discarded, None, now).await?;
+        tx.commit().await
+    }
+}

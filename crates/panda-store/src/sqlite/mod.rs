@@ -1,0 +1,307 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Writes go through a pool of exactly one connection, so writers queue fairly in-process
+//! instead of spinning on SQLite's busy handler, and every write transaction is
+//! `BEGIN IMMEDIATE`, so a second process on the same file waits (`busy_timeout`) rather than
+//! failing on a lock upgrade. Reads use a separate pool and see the last committed state.
+//! With one writer, the claim and the other batch writes need no row locks: the statements in
+//! this module's files are the ones PostgreSQL's files have, without `FOR UPDATE`.
+
+mod alerts;
+mod claim;
+mod encode;
+mod history;
+mod jobs;
+mod logs;
+mod queue;
+mod retention;
+mod slots;
+mod tokens;
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use panda_core::ExecutionId;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::broadcast;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::dialect::{Backend, Query, Wakes};
+use crate::model::{ExecutionBrief, LogChunk, Notice};
+use crate::{Sql, StoreResult};
+use encode::{SqlitePoolConn, SqliteTx};
+
+/// [`Store`](crate::Store) on an SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    notices: broadcast::Sender<Notice>,
+    /// Stops the WAL checkpointer when the last clone of the store is dropped.
+    _checkpointer: Arc<DropGuard>,
+}
+
+/// The size the WAL file is cut back to when it starts over, in bytes.
+const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// How often the checkpointer copies the WAL back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Checkpoints the WAL from a connection of its own, so that the writer's commits never stop to
+/// copy the WAL back into the database file (SQLite's automatic checkpoint runs inside the
+/// commit that crosses 1,000 pages). PASSIVE: it never waits for, nor blocks, readers or the
+/// writer.
+async fn spawn_checkpointer(options: &SqliteConnectOptions) -> StoreResult<DropGuard> {
+    let mut connection = options.connect().await?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stopped.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut connection)
+                .await
+            {
+                tracing::warn!(%err, "SQLite WAL checkpoint failed; retrying");
+            }
+        }
+        // The last connection to close checkpoints what is left.
+        if let Err(err) = connection.close().await {
+            tracing::warn!(%err, "closing the SQLite checkpoint connection");
+        }
+    });
+    Ok(stop.drop_guard())
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            // Once a checkpoint lets the writer start the WAL over, the file is cut back to
+            // this size: a burst of writes does not leave a WAL of its size on disk for good.
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            // sqlx counts open transactions itself. After some errors SQLite rolls a transaction
+            // back on its own; the ROLLBACK sqlx sends when the transaction is dropped then
+            // fails, and sqlx goes on counting it open, so the connection could never begin
+            // again (every write: "begin_with at non-zero transaction depth"). Such a
+            // connection is closed here and a fresh one opened.
+            .before_acquire(|conn, _| {
+                Box::pin(async move {
+                    if conn.is_in_transaction() {
+                        tracing::warn!(
+                            "closing a database connection left inside a transaction SQLite had ended"
+                        );
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone().read_only(true))
+            .await?;
+        let checkpointer = spawn_checkpointer(&options).await?;
+        let (notices, _) = broadcast::channel(1024);
+        Ok(Self {
+            writer,
+            reader,
+            notices,
+            _checkpointer: Arc::new(checkpointer),
+        })
+    }
+}
+
+/// Every statement of the SQLite dialect.
+const SQL: Sql = Sql {
+    jobs: jobs::SQL,
+    queue: queue::SQL,
+    claim: claim::SQL,
+    history: history::SQL,
+    slots: slots::SQL,
+    logs: logs::SQL,
+    tokens: tokens::SQL,
+    alerts: alerts::SQL,
+    retention: retention::SQL,
+};
+
+#[async_trait]
+impl Backend for SqliteStore {
+    type Row = SqliteRow;
+    type Tx = SqliteTx;
+    type Pool = SqlitePoolConn;
+
+    const SQL: &'static Sql = &SQL;
+
+    fn placeholder(n: usize) -> Cow<'static, str> {
+        format!("?{n}").into()
+    }
+
+    fn storable(text: &str) -> Cow<'_, str> {
+        Cow::Borrowed(text)
+    }
+
+    async fn begin(&self) -> StoreResult<SqliteTx> {
+        Ok(SqliteTx {
+            tx: self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            notices: self.notices.clone(),
+            wakes: Wakes::default(),
+        })
+    }
+
+    fn writer(&self) -> SqlitePoolConn {
+        SqlitePoolConn(self.writer.clone())
+    }
+
+    fn reader(&self) -> SqlitePoolConn {
+        SqlitePoolConn(self.reader.clone())
+    }
+
+    fn notices(&self) -> &broadcast::Sender<Notice> {
+        &self.notices
+    }
+
+    async fn append_log(&self, execution_id: ExecutionId, chunks: &[LogChunk]) -> StoreResult<()> {
+        logs::append(self, execution_id, chunks).await
+    }
+
+    async fn recent_per_job(
+        &self,
+        jobs: &[String],
+        per_job: u32,
+    ) -> StoreResult<Vec<ExecutionBrief>> {
+        history::recent_per_job(&self.reader, jobs, per_job).await
+    }
+
+    fn overlapping(queues: &[String], now: DateTime<Utc>) -> Query {
+        claim::overlapping(queues, now)
+    }
+
+    fn candidates(queues: &[String], now: DateTime<Utc>, limit: i64) -> Query {
+        claim::candidates(queues, now, limit)
+    }
+}
+
+/// What only SQLite can get wrong: the conformance suite in `tests/` covers the contract.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{JobStore, LogStore, LogStream, QueueStore, StoreError};
+    use panda_core::{JobName, JobSpec, RuntimeSpec};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_sqlite_ended_on_its_own_does_not_stop_later_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("panda.db"))
+            .await
+            .expect("open");
+        // As after an error SQLite answers by rolling back: the transaction ends under sqlx's
+        // feet, and the ROLLBACK sent when it is dropped fails.
+        let mut tx = Backend::begin(&store).await.expect("begin");
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut *tx.tx)
+            .await
+            .expect("end it behind sqlx's back");
+        drop(tx);
+        let spec = JobSpec::new(
+            JobName::new("after").expect("name"),
+            RuntimeSpec::Process {
+                argv: vec!["true".into()],
+            },
+        );
+        for _ in 0..3 {
+            store
+                .job_delete("after", Utc::now())
+                .await
+                .or_else(|err| match err {
+                    StoreError::NotFound { .. } => Ok(()),
+                    err => Err(err),
+                })
+                .expect("delete");
+            store
+                .job_create(&spec, Utc::now())
+                .await
+                .expect("writes go on");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_is_cut_back_after_a_burst_of_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("panda.db"))
+            .await
+            .expect("open");
+        let spec = JobSpec::new(
+            JobName::new("burst").expect("name"),
+            RuntimeSpec::Process {
+                argv: vec!["true".into()],
+            },
+        );
+        store.job_create(&spec, Utc::now()).await.expect("job");
+        let execution = store
+            .execution_enqueue(&crate::NewExecution::api("burst"), Utc::now())
+            .await
+            .expect("enqueue")
+            .execution
+            .id;
+        // 96 MiB of output in 1 MiB transactions: more WAL than the limit. Random bytes, which
+        // are stored as they are (repeated ones would be compressed).
+        let line: Vec<u8> = (0..64 * 1024).map(|_| rand::random::<u8>()).collect();
+        for batch in 0..96u64 {
+            let chunks: Vec<LogChunk> = (0..16u64)
+                .map(|i| LogChunk {
+                    seq: batch * 16 + i,
+                    stream: LogStream::Stdout,
+                    at: Utc::now(),
+                    data: line.clone(),
+                })
+                .collect();
+            store.log_append(execution, &chunks).await.expect("append");
+        }
+        let wal = dir.path().join("panda.db-wal");
+        let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size() > WAL_SIZE_LIMIT,
+            "the burst grew the WAL: {}",
+            size()
+        );
+        // After a checkpoint the next write starts the WAL over, and cuts the file back.
+        for seq in (96 * 16..).take(50) {
+            tokio::time::sleep(CHECKPOINT_EVERY).await;
+            let chunk = LogChunk {
+                seq,
+                stream: LogStream::Stdout,
+                at: Utc::now(),
+                data: b"after\n".to_vec(),
+            };
+            store.log_append(execution, &[chunk]).await.expect("append");
+            if size() <= WAL_SIZE_LIMIT {
+                return;
+            }
+        }
+        panic!("the WAL stayed at {} bytes", size());
+    }
+}

@@ -1,0 +1,71 @@
+//! The queue, in SQLite's dialect. One writer: no row locks to take.
+
+use crate::QueueSql;
+use crate::records::execution_columns;
+
+pub(super) const SQL: QueueSql = QueueSql {
+    insert: concat!(
+        "INSERT INTO executions (",
+        execution_columns!(),
+        ") SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, \
+             r.value ->> 5, r.value ->> 6, r.value ->> 7, r.value ->> 8, r.value ->> 9, \
+             r.value ->> 10, r.value ->> 11, r.value ->> 12, r.value ->> 13, r.value ->> 14, \
+             r.value ->> 15, r.value ->> 16, r.value ->> 17, r.value ->> 18, r.value ->> 19, \
+             r.value ->> 20, r.value ->> 21, r.value ->> 22, r.value ->> 23, r.value ->> 24, \
+             r.value ->> 25, r.value ->> 26, r.value ->> 27 \
+         FROM json_each(?) AS r WHERE true \
+         ON CONFLICT (job_id, idempotency_key) \
+             WHERE idempotency_key IS NOT NULL AND attempt = 1 DO NOTHING \
+         RETURNING id"
+    ),
+    by_key: concat!(
+        "SELECT ",
+        execution_columns!(),
+        " FROM executions WHERE job_id = ? AND idempotency_key = ? AND attempt = 1"
+    ),
+    leased: concat!(
+        "SELECT ",
+        execution_columns!(),
+        ", lease_token FROM executions WHERE id = ?"
+    ),
+    exists: "SELECT 1 AS found FROM executions WHERE id = ?",
+    heartbeat: "UPDATE executions SET lease_expires_at = ? \
+                WHERE id = ? AND status = 'running' AND lease_token = ? \
+                RETURNING cancel_requested",
+    leased_many: concat!(
+        "SELECT ",
+        execution_columns!(),
+        ", lease_token FROM executions WHERE id IN (SELECT value FROM json_each(?))"
+    ),
+    settle: "UPDATE executions SET status = s.value ->> 2, finished_at = ?1, \
+                 lease_token = NULL, lease_expires_at = NULL, reason = s.value ->> 3, \
+                 exit_code = s.value ->> 4, image_digest = s.value ->> 5 \
+             FROM json_each(?2) AS s \
+             WHERE executions.id = s.value ->> 0 AND executions.lease_token = s.value ->> 1 \
+                 AND executions.status = 'running' \
+             RETURNING executions.id AS id, executions.cancel_requested AS cancel_requested",
+    inbox: "INSERT INTO alert_inbox (execution_id, finished_at) \
+            SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true \
+            ON CONFLICT (execution_id) DO NOTHING",
+    unlock: "DELETE FROM job_locks WHERE execution_id IN (SELECT value FROM json_each(?))",
+    release: "UPDATE executions SET status = 'queued', run_at = ?, reason = ?, \
+                  started_at = NULL, worker_id = NULL, lease_token = NULL, \
+                  lease_expires_at = NULL \
+              WHERE id = ?",
+    cancel_queued: "UPDATE executions SET status = 'cancelled', finished_at = ?, reason = ? \
+                    WHERE id = ?",
+    stop_running: "UPDATE executions SET cancel_requested = 1 WHERE id = ?",
+    expired: concat!(
+        "SELECT ",
+        execution_columns!(),
+        ", lease_token FROM executions \
+         WHERE status = 'running' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?"
+    ),
+    resolution: "SELECT resolution FROM dlq_resolutions WHERE execution_id = ?",
+    resolve: "INSERT INTO dlq_resolutions (execution_id, resolution, retry_id, resolved_at) \
+              VALUES (?, ?, ?, ?)",
+    job_live: "SELECT deleted_at IS NULL AS live FROM jobs WHERE id = ?",
+    dead_of_job: "SELECT id FROM executions e WHERE job_id = ? AND status = 'dead' \
+                    AND NOT EXISTS (SELECT 1 FROM dlq_resolutions r WHERE r.execution_id = e.id) \
+                  ORDER BY id",
+};
