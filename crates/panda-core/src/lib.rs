@@ -8,6 +8,8 @@
 //!
 //! - **No I/O, no async.** Everything here is a pure function of its inputs, so the scheduler,
 //!   the retry logic and the state machine are table-tested with fixed instants and a seeded RNG.
+//!   The one exception is a declaration: [`LogStore`], with [`StoreError`], lives here so that
+//!   the runtimes write logs without depending on the store that implements it.
 //! - **Time is injected.** Code never calls `Utc::now()` directly; it asks a [`Clock`], which is
 //!   a [`SystemClock`] in production and a [`TestClock`] in tests.
 
@@ -20,6 +22,7 @@ mod execution;
 mod ids;
 mod job;
 mod retry;
+mod store;
 mod validate;
 
 pub use alert::{
@@ -37,6 +40,7 @@ pub use job::{
     RuntimeSpec, Schedule,
 };
 pub use retry::RetryPolicy;
+pub use store::{DatabaseError, LogChunk, LogStore, LogStream, StoreError, StoreResult};
 pub use validate::{
     MAX_IDEMPOTENCY_KEY_BYTES, MAX_PAYLOAD_BYTES, ValidationError, reject_nul, reject_nul_in_json,
     validate_name, validate_payload, validate_queue_name,

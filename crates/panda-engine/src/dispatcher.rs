@@ -544,7 +544,7 @@ async fn execute(
         }
     };
     let logs = LogSink::new(
-        Arc::clone(&context.store),
+        Arc::clone(&context.store) as Arc<dyn panda_store::LogStore>,
         execution.id,
         context.config.log,
         spec.secret_env.values(),

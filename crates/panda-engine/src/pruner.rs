@@ -1,7 +1,7 @@
 //! The Pruner: finished history beyond each job's keep count or maximum age is deleted, with
 //! its logs, a bounded batch at a time.
 //!
-//! Every interval it calls [`Store::retention_prune`] until a batch comes back short. Each
+//! Every interval it calls [`RetentionStore::retention_prune`] until a batch comes back short. Each
 //! call is one short transaction, and the Pruner pauses between calls, so claims, finishes and
 //! log writes interleave with a large backlog instead of waiting behind it.
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use panda_core::Clock;
-use panda_store::{Pruned, Retention, Store, StoreResult};
+use panda_store::{Pruned, Retention, RetentionStore, StoreResult};
 use tokio_util::sync::CancellationToken;
 
 /// How often the Pruner looks for history to delete.
@@ -27,7 +27,7 @@ pub const DEFAULT_PRUNE_PAUSE: Duration = Duration::from_millis(50);
 /// The Pruner service. See the module docs.
 #[derive(Debug)]
 pub struct Pruner {
-    store: Arc<dyn Store>,
+    store: Arc<dyn RetentionStore>,
     clock: Arc<dyn Clock>,
     retention: Retention,
     every: Duration,
@@ -38,7 +38,11 @@ impl Pruner {
     /// A pruner over `store` with the store-wide defaults `retention` (which jobs' own `keep`
     /// and `max_age` override), every [`DEFAULT_PRUNE_INTERVAL`], pausing
     /// [`DEFAULT_PRUNE_PAUSE`] between batches.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, retention: Retention) -> Self {
+    pub fn new(
+        store: Arc<dyn RetentionStore>,
+        clock: Arc<dyn Clock>,
+        retention: Retention,
+    ) -> Self {
         Self {
             store,
             clock,

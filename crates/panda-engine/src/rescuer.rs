@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use panda_core::Clock;
-use panda_store::{Finished, Store, StoreResult};
+use panda_store::{Finished, QueueStore, StoreResult};
 use tokio_util::sync::CancellationToken;
 
 /// How often the Rescuer looks for expired leases.
@@ -20,14 +20,14 @@ const RESCUE_BATCH: u32 = 500;
 /// The Rescuer service. See the module docs.
 #[derive(Debug)]
 pub struct Rescuer {
-    store: Arc<dyn Store>,
+    store: Arc<dyn QueueStore>,
     clock: Arc<dyn Clock>,
     every: Duration,
 }
 
 impl Rescuer {
     /// A rescuer over `store`, looking every [`DEFAULT_RESCUE_INTERVAL`].
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn QueueStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             clock,

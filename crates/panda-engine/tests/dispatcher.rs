@@ -101,7 +101,7 @@ impl Node {
 
 fn start_rescuer(store: &Arc<dyn Store>) -> (CancellationToken, JoinHandle<()>) {
     let shutdown = CancellationToken::new();
-    let rescuer = Rescuer::new(Arc::clone(store), Arc::new(SystemClock))
+    let rescuer = Rescuer::new(store.clone(), Arc::new(SystemClock))
         .with_interval(Duration::from_millis(100));
     (shutdown.clone(), tokio::spawn(rescuer.run(shutdown)))
 }

@@ -137,7 +137,7 @@ fn a_rescued_lease_counts_as_a_rescue_and_as_an_execution_finished_lost() {
             assert_eq!(claimed.len(), 1);
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             let rescuer = panda_engine::Rescuer::new(
-                std::sync::Arc::clone(store),
+                store.clone(),
                 std::sync::Arc::new(panda_core::SystemClock),
             );
             let rescued = rescuer.tick().await.expect("rescue");

@@ -112,7 +112,7 @@ async fn one_pass_drains_a_backlog_larger_than_a_batch(test: &TestStore) {
         keep_per_job: 5,
         batch: 4,
     };
-    let pruner = Pruner::new(Arc::clone(&store), clock, retention).with_pause(Duration::ZERO);
+    let pruner = Pruner::new(store.clone(), clock, retention).with_pause(Duration::ZERO);
 
     let pruned = pruner.tick(&CancellationToken::new()).await.expect("prune");
     assert_eq!(
@@ -136,7 +136,7 @@ async fn the_service_prunes_on_its_interval_and_stops_on_shutdown(test: &TestSto
         keep_per_job: 1000,
         batch: 5,
     };
-    let pruner = Pruner::new(Arc::clone(&store), clock, retention)
+    let pruner = Pruner::new(store.clone(), clock, retention)
         .with_interval(Duration::from_millis(20))
         .with_pause(Duration::from_millis(1));
     let shutdown = CancellationToken::new();

@@ -21,8 +21,8 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures::StreamExt;
+use panda_core::LogStream;
 use panda_core::RuntimeSpec;
-use panda_store::LogStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{LogSink, RunOutcome, RunReport, RunSpec, Runtime, RuntimeError};

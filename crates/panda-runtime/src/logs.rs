@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use memchr::memmem::Finder;
 use panda_core::ExecutionId;
-use panda_store::{LogChunk, LogStream, Store, StoreResult};
+use panda_core::{LogChunk, LogStore, LogStream, StoreError, StoreResult};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 
@@ -107,7 +107,7 @@ impl LogSink {
     /// A sink for `execution_id` writing into `store`, masking the values of `secrets`.
     /// Spawns its flusher on the current tokio runtime.
     pub fn new<'a>(
-        store: Arc<dyn Store>,
+        store: Arc<dyn LogStore>,
         execution_id: ExecutionId,
         config: LogConfig,
         secrets: impl IntoIterator<Item = &'a String>,
@@ -233,9 +233,9 @@ impl LogSink {
         self.shared.queued.notify_one();
         let flusher = lock(&self.shared.flusher).take();
         if let Some(flusher) = flusher {
-            flusher.await.map_err(|err| {
-                panda_store::StoreError::Corrupt(format!("the log flusher failed: {err}"))
-            })??;
+            flusher
+                .await
+                .map_err(|err| StoreError::Corrupt(format!("the log flusher failed: {err}")))??;
         }
         let state = lock(&self.shared.state);
         Ok(LogSummary {
@@ -392,7 +392,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Writes the queue to the store until the sink is finished and the queue empty. A failed
 /// write is retried (the store ignores a seq it has), with a growing pause.
-async fn flush_loop(shared: Arc<Shared>, store: Arc<dyn Store>) -> StoreResult<()> {
+async fn flush_loop(shared: Arc<Shared>, store: Arc<dyn LogStore>) -> StoreResult<()> {
     loop {
         // Every sink handle gone without `finish` (a runtime that returned early): write what
         // is queued and stop, instead of waiting forever for output that cannot come.
@@ -429,7 +429,7 @@ async fn flush_loop(shared: Arc<Shared>, store: Arc<dyn Store>) -> StoreResult<(
 /// Writes one batch, retrying with a growing pause while the store fails (the store ignores a
 /// seq it already has, so a retry never doubles a chunk); gives up after `patience`.
 async fn append_patiently(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn LogStore>,
     execution_id: ExecutionId,
     batch: &[LogChunk],
     patience: Duration,

@@ -14,7 +14,7 @@ use panda_runtime::{
     LogConfig, LogSink, ProcessRuntime, RunOutcome, RunReport, RunSpec, Runtime, RuntimeError,
 };
 use panda_store::testing::TestStore;
-use panda_store::{LogChunk, LogStream, NewExecution};
+use panda_store::{LogChunk, LogStore, LogStream, NewExecution, StoreError, StoreResult};
 use tokio_util::sync::CancellationToken;
 
 /// Which runtime a case runs under, where the two differ in what they can observe.
@@ -96,7 +96,7 @@ impl Kit {
 
     fn sink(&self, config: LogConfig, spec: &RunSpec) -> LogSink {
         LogSink::new(
-            Arc::clone(&self.test.store),
+            Arc::clone(&self.test.store) as Arc<dyn LogStore>,
             self.execution,
             config,
             spec.secret_env.values(),
@@ -129,14 +129,6 @@ impl Kit {
         self.run_with(runtime, spec, LogConfig::default())
             .await
             .expect("the run starts")
-    }
-
-    /// The SQLite file the store lives in.
-    fn db_path(&self) -> std::path::PathBuf {
-        self.test
-            .sqlite_path()
-            .expect("the runtime cases use SQLite")
-            .to_path_buf()
     }
 
     /// Every stored chunk, in order.
@@ -606,34 +598,43 @@ async fn a_log_sink_dropped_without_finish_stops_its_flusher_and_keeps_its_lines
     kit.test.close().await;
 }
 
+/// A log store every write to fails, as a broken disk would make it.
+struct FailingLogs;
+
+#[async_trait::async_trait]
+impl LogStore for FailingLogs {
+    async fn log_append(&self, _: ExecutionId, _: &[LogChunk]) -> StoreResult<()> {
+        Err(StoreError::Unavailable("the disk is gone".into()))
+    }
+
+    async fn log_read(&self, _: ExecutionId, _: Option<u64>, _: u32) -> StoreResult<Vec<LogChunk>> {
+        Ok(Vec::new())
+    }
+
+    async fn log_tail(&self, _: ExecutionId, _: u32) -> StoreResult<Vec<LogChunk>> {
+        Ok(Vec::new())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_store_failure_is_reported_beside_the_outcome_not_instead_of_it() {
     let kit = Kit::new(|script| RuntimeSpec::Process {
         argv: vec!["sh".into(), "-c".into(), script.into()],
     })
     .await;
-    // The store loses its log table: every append fails, as a broken disk would make it.
-    let path = kit.db_path();
-    let status = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('DROP TABLE log_chunks'); c.commit()",
-        ])
-        .arg(&path)
-        .status()
-        .expect("run python3");
-    assert!(status.success(), "drop the log table");
     let config = LogConfig {
         store_patience: Duration::from_millis(300),
         ..LogConfig::default()
     };
-    let report = kit
-        .run_with(&ProcessRuntime, &kit.spec("echo lost; exit 4"), config)
+    let spec = kit.spec("echo lost; exit 4");
+    let sink = LogSink::new(Arc::new(FailingLogs), kit.execution, config, []);
+    let report = ProcessRuntime
+        .run(&spec, sink, CancellationToken::new())
         .await
         .expect("the run itself ran");
     assert_eq!(report.outcome, RunOutcome::Failed { exit_code: 4 });
     let error = report.log_error.expect("the log failure is reported");
-    assert!(error.contains("log_chunks"), "{error}");
+    assert!(error.contains("the disk is gone"), "{error}");
     kit.test.close().await;
 }
 

@@ -15,7 +15,7 @@ use crate::{StoreError, StoreResult, page_size, stored_instant};
 
 /// Alerts and their deliveries.
 #[async_trait]
-pub trait AlertStore: Send + Sync {
+pub trait AlertStore: Send + Sync + std::fmt::Debug {
     /// Failed, timed-out and dead attempts not yet judged by the alerter, oldest first. Each
     /// is put here in the same transaction that records its outcome.
     async fn alert_inbox(&self, limit: u32) -> StoreResult<Vec<Execution>>;

@@ -28,8 +28,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::model::{Claimed, ExecutionBrief, Finish, Finished, LogChunk, Notice};
+use crate::model::{Claimed, ExecutionBrief, Finish, Finished, Notice};
 use panda_core::ExecutionId;
+use panda_core::LogChunk;
 
 use crate::StoreResult;
 

@@ -12,7 +12,7 @@ use crate::{StoreError, StoreResult, page_size};
 
 /// Executions as history.
 #[async_trait]
-pub trait HistoryStore: Send + Sync {
+pub trait HistoryStore: Send + Sync + std::fmt::Debug {
     /// One execution.
     async fn execution_get(&self, id: ExecutionId) -> StoreResult<Execution>;
 

@@ -5,13 +5,14 @@ use chrono::{DateTime, Utc};
 use panda_core::{Job, JobId, JobSpec};
 
 use crate::dialect::{Backend, Conn, Tx, query};
+use crate::error::is_unique_violation;
 use crate::model::JobKind;
 use crate::records::{self, all};
 use crate::{StoreError, StoreResult, to_json};
 
 /// Job definitions.
 #[async_trait]
-pub trait JobStore: Send + Sync {
+pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Creates a job. `Conflict` if a live job has that name; `Invalid` if the spec is.
     async fn job_create(&self, spec: &JobSpec, now: DateTime<Utc>) -> StoreResult<Job>;
 
@@ -107,7 +108,7 @@ impl<B: Backend> JobStore for B {
             )
             .await;
         match inserted {
-            Err(err) if err.is_unique_violation() => Err(StoreError::Conflict(format!(
+            Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
                 "a job named {:?} already exists",
                 spec.name.as_str()
             ))),

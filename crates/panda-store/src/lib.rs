@@ -38,16 +38,16 @@ use tokio::sync::broadcast;
 
 pub use alerts::{AlertSql, AlertStore};
 pub use claim::ClaimSql;
-pub use error::{StoreError, StoreResult};
 pub use history::{HistorySql, HistoryStore};
 pub use jobs::{JobSql, JobStore};
-pub use logs::{LogSql, LogStore};
+pub use logs::LogSql;
 pub use model::{
     ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DueDelivery, Enqueued, ExecutionBrief,
-    ExecutionFilter, ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, LogChunk,
-    LogStream, NewAlert, NewExecution, NewSlot, Notice, Outcome, Pruned, QueueStats, Retention,
-    Slot, SlotDecision, SlotRecord, TokenScope,
+    ExecutionFilter, ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, NewAlert,
+    NewExecution, NewSlot, Notice, Outcome, Pruned, QueueStats, Retention, Slot, SlotDecision,
+    SlotRecord, TokenScope,
 };
+pub use panda_core::{LogChunk, LogStore, LogStream, StoreError, StoreResult};
 pub use postgres::PgStore;
 pub use queue::{QueueSql, QueueStore};
 pub use retention::{RetentionSql, RetentionStore};
@@ -103,7 +103,7 @@ pub struct Sql {
 }
 
 /// The wake-ups: hints that work may be claimable.
-pub trait Notifier: Send + Sync {
+pub trait Notifier: Send + Sync + std::fmt::Debug {
     /// Hints that work may be claimable. Lossy by design: a receiver that lags or a listener
     /// that reconnects drops notices, so workers poll as well.
     fn subscribe(&self) -> broadcast::Receiver<Notice>;

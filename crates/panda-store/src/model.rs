@@ -1,7 +1,6 @@
 //! The values that cross the [`Store`](crate::Store) trait, besides the core types.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -271,64 +270,6 @@ impl SlotRecord {
             SlotRecord::Inserted(slot) | SlotRecord::Duplicate(slot) => slot,
         }
     }
-}
-
-/// Which output stream a log chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogStream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-    /// Panda's own lines about the execution (pulling, timeout, truncation).
-    System,
-}
-
-impl LogStream {
-    /// The word used in storage and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogStream::Stdout => "stdout",
-            LogStream::Stderr => "stderr",
-            LogStream::System => "system",
-        }
-    }
-}
-
-impl fmt::Display for LogStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for LogStream {
-    type Err = ValidationError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "stdout" => Ok(LogStream::Stdout),
-            "stderr" => Ok(LogStream::Stderr),
-            "system" => Ok(LogStream::System),
-            other => Err(ValidationError::Field {
-                field: "stream",
-                message: format!("{other:?} is not a stream; use stdout or stderr"),
-            }),
-        }
-    }
-}
-
-/// A piece of an execution's output, numbered by its writer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogChunk {
-    /// Position in the execution's log, from 0; appending a seq twice keeps the first.
-    pub seq: u64,
-    /// Where it came from.
-    pub stream: LogStream,
-    /// When it was read from the process.
-    pub at: DateTime<Utc>,
-    /// The bytes (usually one line).
-    pub data: Vec<u8>,
 }
 
 /// What an API token may do.

@@ -20,7 +20,7 @@ use crate::{StoreError, StoreResult, to_json};
 
 /// The queue of executions and its dead letters.
 #[async_trait]
-pub trait QueueStore: Send + Sync {
+pub trait QueueStore: Send + Sync + std::fmt::Debug {
     /// Queues an execution of a live job. With an idempotency key that this job has seen
     /// before, returns that execution instead (`created: false`).
     async fn execution_enqueue(

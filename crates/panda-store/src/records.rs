@@ -9,8 +9,9 @@ use panda_core::{Execution, ExecutionId, Job, JobId, RetryPolicy};
 
 use crate::dialect::Record;
 use crate::log_codec;
-use crate::model::{ApiToken, LogChunk, Slot};
+use crate::model::{ApiToken, Slot};
 use crate::{StoreError, StoreResult};
+use panda_core::LogChunk;
 
 /// The columns every execution read selects, in the order [`execution`] needs none of.
 macro_rules! execution_columns {

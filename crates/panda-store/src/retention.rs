@@ -12,7 +12,7 @@ use crate::model::{Pruned, Retention};
 
 /// History retention.
 #[async_trait]
-pub trait RetentionStore: Send + Sync {
+pub trait RetentionStore: Send + Sync + std::fmt::Debug {
     /// Deletes at most `retention.batch` finished executions (with their logs) that are older
     /// than the maximum age or beyond their job's keep count, and slots older than the maximum
     /// age. Call again while it returns a full batch.

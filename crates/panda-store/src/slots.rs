@@ -16,7 +16,7 @@ use crate::{StoreError, StoreResult};
 
 /// Cron slots.
 #[async_trait]
-pub trait SlotStore: Send + Sync {
+pub trait SlotStore: Send + Sync + std::fmt::Debug {
     /// Records slots and, in the same transaction, their executions: queued when fired,
     /// `skipped` with the reason otherwise. A slot already recorded (by this batch, an earlier
     /// call, or another node) is left as it is and answered with [`SlotRecord::Duplicate`].

@@ -51,14 +51,6 @@ impl TestStore {
         }
     }
 
-    /// The SQLite file of a SQLite store; `None` for PostgreSQL.
-    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
-        match &self.reopen {
-            Reopen::Sqlite(path) => Some(path),
-            Reopen::Postgres { .. } => None,
-        }
-    }
-
     /// Throws the store away: drops a PostgreSQL store's schema, with everything in it.
     ///
     /// # Panics

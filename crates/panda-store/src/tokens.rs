@@ -6,13 +6,14 @@ use panda_core::validate_name;
 use uuid::Uuid;
 
 use crate::dialect::{Backend, Conn, query};
+use crate::error::is_unique_violation;
 use crate::model::{ApiToken, TokenScope};
 use crate::records::{self, all};
 use crate::{StoreError, StoreResult, token};
 
 /// API tokens.
 #[async_trait]
-pub trait TokenStore: Send + Sync {
+pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// Creates a token and returns it with its secret, which is not stored and cannot be shown
     /// again. `Conflict` if the name is taken.
     async fn token_create(
@@ -80,7 +81,7 @@ impl<B: Backend> TokenStore for B {
             )
             .await;
         match inserted {
-            Err(err) if err.is_unique_violation() => Err(StoreError::Conflict(format!(
+            Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
                 "a token named {name:?} already exists; revoke it first or pick another name"
             ))),
             Err(err) => Err(err),

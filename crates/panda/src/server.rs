@@ -385,7 +385,7 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
         tracing::info!(address = %bound, "metrics on http://{bound}/metrics");
     }
     if let Some(parts) = &server {
-        let pruner = Pruner::new(Arc::clone(&store), clock.clone(), parts.retention)
+        let pruner = Pruner::new(store.clone(), clock.clone(), parts.retention)
             .with_interval(parts.prune_interval);
         services.push(tokio::spawn(pruner.run(shutdown.clone())));
         tracing::info!(
@@ -398,7 +398,7 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
             "pruner running"
         );
     }
-    let rescuer = Rescuer::new(Arc::clone(&store), clock.clone());
+    let rescuer = Rescuer::new(store.clone(), clock.clone());
     services.push(tokio::spawn(rescuer.run(shutdown.clone())));
     tracing::info!(
         worker = %config.worker_id,

@@ -11,6 +11,7 @@ use sqlx::{Executor, PgPool, Postgres, Row, Transaction};
 
 use super::notify;
 use crate::dialect::{Arg, Column, Conn, Query, Record, Tx, Wakes};
+use crate::error::OrStore;
 use crate::{StoreError, StoreResult};
 
 /// Text as PostgreSQL can store it.
@@ -62,52 +63,53 @@ fn bind(query: Query) -> sqlx::query::Query<'static, Postgres, PgArguments> {
 
 impl Record for PgRow {
     fn uuid(&self, column: &str) -> StoreResult<uuid::Uuid> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn opt_uuid(&self, column: &str) -> StoreResult<Option<uuid::Uuid>> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn time(&self, column: &str) -> StoreResult<DateTime<Utc>> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn text(&self, column: &str) -> StoreResult<String> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn i64(&self, column: &str) -> StoreResult<i64> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn i32(&self, column: &str) -> StoreResult<i32> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn opt_i32(&self, column: &str) -> StoreResult<Option<i32>> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn bool(&self, column: &str) -> StoreResult<bool> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn json<T: DeserializeOwned>(&self, column: &str) -> StoreResult<T> {
-        let value: serde_json::Value = self.try_get(column)?;
+        let value: serde_json::Value = self.try_get(column).or_store()?;
         serde_json::from_value(value).map_err(|err| StoreError::Corrupt(format!("{column}: {err}")))
     }
 
     fn opt_json<T: DeserializeOwned>(&self, column: &str) -> StoreResult<Option<T>> {
-        self.try_get::<Option<serde_json::Value>, _>(column)?
+        self.try_get::<Option<serde_json::Value>, _>(column)
+            .or_store()?
             .map(|value| {
                 serde_json::from_value(value)
                     .map_err(|err| StoreError::Corrupt(format!("{column}: {err}")))
@@ -116,26 +118,26 @@ impl Record for PgRow {
     }
 
     fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 }
 
 async fn execute<'e>(on: impl Executor<'e, Database = Postgres>, query: Query) -> StoreResult<u64> {
-    Ok(bind(query).execute(on).await?.rows_affected())
+    Ok(bind(query).execute(on).await.or_store()?.rows_affected())
 }
 
 async fn fetch_all<'e>(
     on: impl Executor<'e, Database = Postgres>,
     query: Query,
 ) -> StoreResult<Vec<PgRow>> {
-    Ok(bind(query).fetch_all(on).await?)
+    bind(query).fetch_all(on).await.or_store()
 }
 
 async fn fetch_optional<'e>(
     on: impl Executor<'e, Database = Postgres>,
     query: Query,
 ) -> StoreResult<Option<PgRow>> {
-    Ok(bind(query).fetch_optional(on).await?)
+    bind(query).fetch_optional(on).await.or_store()
 }
 
 /// The pool, one statement at a time.
@@ -192,7 +194,7 @@ impl Tx for PgTx {
     async fn commit(mut self) -> StoreResult<()> {
         let queues = self.wakes.take();
         notify::queued(&mut self.tx, queues).await?;
-        self.tx.commit().await?;
+        self.tx.commit().await.or_store()?;
         Ok(())
     }
 }

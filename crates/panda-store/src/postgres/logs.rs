@@ -3,9 +3,10 @@
 use panda_core::ExecutionId;
 use sqlx::PgPool;
 
+use crate::error::OrStore;
 use crate::logs::stored_seq;
-use crate::model::LogChunk;
 use crate::{LogSql, StoreError, StoreResult, log_codec};
+use panda_core::LogChunk;
 
 pub(super) const SQL: LogSql = LogSql {
     read: "SELECT seq, stream, at, data, codec FROM log_chunks \
@@ -58,7 +59,8 @@ pub(super) async fn append(
             .collect::<Vec<_>>(),
     )
     .fetch_one(pool)
-    .await?;
+    .await
+    .or_store()?;
     if found == 0 {
         return Err(StoreError::not_found(format!("execution {execution_id}")));
     }

@@ -47,10 +47,12 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 use crate::dialect::{Backend, Query, Wakes};
-use crate::model::{Claimed, ExecutionBrief, Finish, Finished, LogChunk, Notice};
+use crate::error::OrStore;
+use crate::model::{Claimed, ExecutionBrief, Finish, Finished, Notice};
 use crate::{Sql, StoreError, StoreResult};
 use encode::{PgPoolConn, PgTx};
 use notify::CHANNEL;
+use panda_core::LogChunk;
 
 /// [`Store`](crate::Store) on a PostgreSQL database, shared by every node.
 ///
@@ -109,12 +111,13 @@ impl PgStore {
             "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
         )))
         .execute(&self.pool)
-        .await?;
+        .await
+        .or_store()?;
         Ok(())
     }
 
     async fn open(url: &str, schema: Option<&str>, max_connections: u32) -> StoreResult<Self> {
-        let mut options = PgConnectOptions::from_str(url)?;
+        let mut options = PgConnectOptions::from_str(url).or_store()?;
         if let Some(schema) = schema {
             create_schema(&options, schema).await?;
             options = options.options([("search_path", schema)]);
@@ -126,8 +129,12 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            .await
+            .or_store()?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .or_store()?;
 
         let (notices, _) = broadcast::channel(1024);
         // The listener has a connection of its own, so it never takes one from the pool the
@@ -177,21 +184,23 @@ fn validate_schema_name(schema: &str) -> StoreResult<()> {
 /// Creates `schema` unless it exists (checked first, so a role without the right to create
 /// schemas can still use one made for it).
 async fn create_schema(options: &PgConnectOptions, schema: &str) -> StoreResult<()> {
-    let mut conn = PgConnection::connect_with(options).await?;
+    let mut conn = PgConnection::connect_with(options).await.or_store()?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
             .bind(schema)
             .fetch_one(&mut conn)
-            .await?;
+            .await
+            .or_store()?;
     if !exists {
         // The name was validated to [a-z0-9_], so quoting it is enough.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
         )))
         .execute(&mut conn)
-        .await?;
+        .await
+        .or_store()?;
     }
-    conn.close().await?;
+    conn.close().await.or_store()?;
     Ok(())
 }
 
@@ -230,7 +239,7 @@ impl Backend for PgStore {
 
     async fn begin(&self) -> StoreResult<PgTx> {
         Ok(PgTx {
-            tx: self.pool.begin().await?,
+            tx: self.pool.begin().await.or_store()?,
             wakes: Wakes::default(),
         })
     }

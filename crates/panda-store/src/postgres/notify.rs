@@ -9,6 +9,7 @@ use sqlx::{Postgres, Transaction};
 use tokio::sync::broadcast;
 
 use crate::StoreResult;
+use crate::error::OrStore;
 use crate::model::Notice;
 
 /// The channel wake-ups are sent on; the payload is the queue's name.
@@ -78,6 +79,7 @@ pub(super) async fn queued(
         .bind(CHANNEL)
         .bind(&queues)
         .execute(&mut **tx)
-        .await?;
+        .await
+        .or_store()?;
     Ok(())
 }

@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::dialect::{Arg, Column, Conn, Query, Record, Tx, Wakes};
+use crate::error::OrStore;
 use crate::model::Notice;
 use crate::{StoreError, StoreResult};
 
@@ -103,44 +104,47 @@ fn from_json<T: DeserializeOwned>(column: &str, text: &str) -> StoreResult<T> {
 
 impl Record for SqliteRow {
     fn uuid(&self, column: &str) -> StoreResult<Uuid> {
-        parse_uuid(self.try_get(column)?)
+        parse_uuid(self.try_get(column).or_store()?)
     }
 
     fn opt_uuid(&self, column: &str) -> StoreResult<Option<Uuid>> {
-        self.try_get::<Option<&str>, _>(column)?
+        self.try_get::<Option<&str>, _>(column)
+            .or_store()?
             .map(parse_uuid)
             .transpose()
     }
 
     fn time(&self, column: &str) -> StoreResult<DateTime<Utc>> {
-        instant(self.try_get(column)?)
+        instant(self.try_get(column).or_store()?)
     }
 
     fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
-        self.try_get::<Option<i64>, _>(column)?
+        self.try_get::<Option<i64>, _>(column)
+            .or_store()?
             .map(instant)
             .transpose()
     }
 
     fn text(&self, column: &str) -> StoreResult<String> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn i64(&self, column: &str) -> StoreResult<i64> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn i32(&self, column: &str) -> StoreResult<i32> {
-        let value: i64 = self.try_get(column)?;
+        let value: i64 = self.try_get(column).or_store()?;
         i32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} {value}")))
     }
 
     fn opt_i32(&self, column: &str) -> StoreResult<Option<i32>> {
-        self.try_get::<Option<i64>, _>(column)?
+        self.try_get::<Option<i64>, _>(column)
+            .or_store()?
             .map(|value| {
                 i32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} {value}")))
             })
@@ -148,40 +152,41 @@ impl Record for SqliteRow {
     }
 
     fn bool(&self, column: &str) -> StoreResult<bool> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 
     fn json<T: DeserializeOwned>(&self, column: &str) -> StoreResult<T> {
-        from_json(column, self.try_get(column)?)
+        from_json(column, self.try_get(column).or_store()?)
     }
 
     fn opt_json<T: DeserializeOwned>(&self, column: &str) -> StoreResult<Option<T>> {
-        self.try_get::<Option<&str>, _>(column)?
+        self.try_get::<Option<&str>, _>(column)
+            .or_store()?
             .map(|text| from_json(column, text))
             .transpose()
     }
 
     fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
-        Ok(self.try_get(column)?)
+        self.try_get(column).or_store()
     }
 }
 
 async fn execute<'e>(on: impl Executor<'e, Database = Sqlite>, query: Query) -> StoreResult<u64> {
-    Ok(bind(query).execute(on).await?.rows_affected())
+    Ok(bind(query).execute(on).await.or_store()?.rows_affected())
 }
 
 async fn fetch_all<'e>(
     on: impl Executor<'e, Database = Sqlite>,
     query: Query,
 ) -> StoreResult<Vec<SqliteRow>> {
-    Ok(bind(query).fetch_all(on).await?)
+    bind(query).fetch_all(on).await.or_store()
 }
 
 async fn fetch_optional<'e>(
     on: impl Executor<'e, Database = Sqlite>,
     query: Query,
 ) -> StoreResult<Option<SqliteRow>> {
-    Ok(bind(query).fetch_optional(on).await?)
+    bind(query).fetch_optional(on).await.or_store()
 }
 
 /// A pool of SQLite connections (the writer or the readers), one statement at a time.
@@ -239,7 +244,7 @@ impl Tx for SqliteTx {
 
     async fn commit(mut self) -> StoreResult<()> {
         let wakes = self.wakes.take();
-        self.tx.commit().await?;
+        self.tx.commit().await.or_store()?;
         for queue in wakes {
             // No receiver is fine: polling is the truth.
             let _ = self.notices.send(Notice::Queued { queue });

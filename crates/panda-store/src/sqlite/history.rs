@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Row, SqlitePool};
 
 use super::encode::instant;
+use crate::error::OrStore;
 use crate::model::ExecutionBrief;
 use crate::records::{execution_columns, parse};
 use crate::{HistorySql, StoreError, StoreResult};
@@ -52,11 +53,12 @@ pub(super) async fn recent_per_job(
     .bind(names)
     .bind(i64::from(per_job))
     .fetch_all(reader)
-    .await?;
+    .await
+    .or_store()?;
     let mut briefs = Vec::new();
     for row in &rows {
-        let job_name: String = row.try_get("name")?;
-        let recent: Option<String> = row.try_get("recent")?;
+        let job_name: String = row.try_get("name").or_store()?;
+        let recent: Option<String> = row.try_get("recent").or_store()?;
         for packed in recent.as_deref().unwrap_or("").split(',') {
             if packed.is_empty() {
                 continue;

@@ -5,8 +5,8 @@ use panda_core::ExecutionId;
 use super::SqliteStore;
 use crate::dialect::{Backend, Conn, Tx, query};
 use crate::logs::stored_seq;
-use crate::model::LogChunk;
 use crate::{LogSql, StoreError, StoreResult, log_codec};
+use panda_core::LogChunk;
 
 pub(super) const SQL: LogSql = LogSql {
     read: "SELECT seq, stream, at, data, codec FROM log_chunks \

@@ -35,9 +35,11 @@ use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::dialect::{Backend, Query, Wakes};
-use crate::model::{ExecutionBrief, LogChunk, Notice};
+use crate::error::OrStore;
+use crate::model::{ExecutionBrief, Notice};
 use crate::{Sql, StoreResult};
 use encode::{SqlitePoolConn, SqliteTx};
+use panda_core::LogChunk;
 
 /// [`Store`](crate::Store) on an SQLite file.
 #[derive(Debug, Clone)]
@@ -60,7 +62,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// commit that crosses 1,000 pages). PASSIVE: it never waits for, nor blocks, readers or the
 /// writer.
 async fn spawn_checkpointer(options: &SqliteConnectOptions) -> StoreResult<DropGuard> {
-    let mut connection = options.connect().await?;
+    let mut connection = options.connect().await.or_store()?;
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     tokio::spawn(async move {
@@ -118,12 +120,16 @@ impl SqliteStore {
                 })
             })
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+            .await.or_store()?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .or_store()?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone().read_only(true))
-            .await?;
+            .await
+            .or_store()?;
         let checkpointer = spawn_checkpointer(&options).await?;
         let (notices, _) = broadcast::channel(1024);
         Ok(Self {
@@ -166,7 +172,7 @@ impl Backend for SqliteStore {
 
     async fn begin(&self) -> StoreResult<SqliteTx> {
         Ok(SqliteTx {
-            tx: self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            tx: self.writer.begin_with("BEGIN IMMEDIATE").await.or_store()?,
             notices: self.notices.clone(),
             wakes: Wakes::default(),
         })

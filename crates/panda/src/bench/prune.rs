@@ -127,7 +127,7 @@ async fn bench_prune(
         batch: args.batch,
     };
     let pruner =
-        Pruner::new(Arc::clone(&store), Arc::new(SystemClock), retention).with_pause(args.pause);
+        Pruner::new(store.clone(), Arc::new(SystemClock), retention).with_pause(args.pause);
     let started = Instant::now();
     let pruned = pruner.tick(&CancellationToken::new()).await?;
     let pruning = started.elapsed();

@@ -429,7 +429,7 @@ async fn rescue_delays(store: &Arc<dyn Store>, args: &QueueBench) -> anyhow::Res
     let (tx, mut started) = mpsc::unbounded_channel();
     let runtime = Arc::new(NoopRuntime { started: Some(tx) });
     let (shutdown, handle) = node(store, runtime, args.concurrency, args.lease_ttl);
-    let rescuer = Rescuer::new(Arc::clone(store), Arc::new(SystemClock));
+    let rescuer = Rescuer::new(store.clone(), Arc::new(SystemClock));
     let rescuer = tokio::spawn(rescuer.run(shutdown.clone()));
     let mut delays = Vec::new();
     for _ in 0..args.rescues {

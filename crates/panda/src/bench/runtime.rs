@@ -23,7 +23,7 @@ use panda_core::{ExecutionId, JobName, JobSpec, Limits, RuntimeSpec};
 use panda_runtime::{
     DockerRuntime, LogConfig, LogSink, ProcessRuntime, PullPolicy, RunOutcome, RunSpec, Runtime,
 };
-use panda_store::{NewExecution, Store};
+use panda_store::{LogStore, NewExecution, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::{Backend, Scratch, median};
@@ -278,7 +278,12 @@ async fn runs_per_second(
                     return anyhow::Ok(());
                 };
                 let run = run_spec(execution, spec.clone());
-                let sink = LogSink::new(Arc::clone(store), execution, LogConfig::default(), []);
+                let sink = LogSink::new(
+                    Arc::clone(store) as Arc<dyn LogStore>,
+                    execution,
+                    LogConfig::default(),
+                    [],
+                );
                 let report = runtime.run(&run, sink, CancellationToken::new()).await?;
                 ensure!(
                     report.outcome == RunOutcome::Succeeded,
@@ -356,7 +361,12 @@ async fn capture_seconds(
         ..LogConfig::default()
     };
     let started = Instant::now();
-    let sink = LogSink::new(Arc::clone(store), execution, config, []);
+    let sink = LogSink::new(
+        Arc::clone(store) as Arc<dyn LogStore>,
+        execution,
+        config,
+        [],
+    );
     let report = ProcessRuntime
         .run(&spec, sink, CancellationToken::new())
         .await?;
@@ -390,7 +400,12 @@ async fn follower_latencies(store: &Arc<dyn Store>, lines: u32) -> anyhow::Resul
             argv: vec!["sh".into(), "-c".into(), script],
         },
     );
-    let sink = LogSink::new(Arc::clone(store), execution, LogConfig::default(), []);
+    let sink = LogSink::new(
+        Arc::clone(store) as Arc<dyn LogStore>,
+        execution,
+        LogConfig::default(),
+        [],
+    );
     let mut follow = sink.subscribe();
     let collect = async {
         let mut latencies = Vec::new();
