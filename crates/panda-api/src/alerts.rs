@@ -28,5 +28,7 @@ pub(crate) async fn list(
     for delivery in alerts.iter_mut().flat_map(|a| a.deliveries.iter_mut()) {
         delivery.url = redacted_url(&delivery.url);
     }
-    Ok(Json(AlertList { alerts }))
+    Ok(Json(AlertList {
+        alerts: alerts.into_iter().map(Into::into).collect(),
+    }))
 }

@@ -239,41 +239,7 @@ pub struct AlertDelivery {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// Not delivered yet; tried again at `next_attempt_at`.
-    Pending,
-    /// The endpoint answered 2xx.
-    Delivered,
-    /// Every attempt failed; given up.
-    Failed,
-}
-
-impl DeliveryState {
-    /// The lower-case word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-impl std::str::FromStr for DeliveryState {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "pending" => Ok(Self::Pending),
-            "delivered" => Ok(Self::Delivered),
-            "failed" => Ok(Self::Failed),
-            other => Err(format!("unknown delivery state {other:?}")),
-        }
-    }
-}
+pub use crate::DeliveryState;
 
 /// A page of alerts, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -26,7 +26,8 @@ mod store;
 mod validate;
 
 pub use alert::{
-    AlertKind, AlertPolicy, DEFAULT_LATE_AFTER, NotifierKind, failure_alert, validate_webhook_url,
+    AlertKind, AlertPolicy, DEFAULT_LATE_AFTER, DeliveryState, NotifierKind, failure_alert,
+    validate_webhook_url,
 };
 pub use clock::{Clock, SystemClock, TestClock};
 pub use cron::{CronError, CronSchedule, Slots};

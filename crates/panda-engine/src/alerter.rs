@@ -24,14 +24,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use panda_core::api::Alert;
 use panda_core::{
     AlertKind, Clock, CronSchedule, Execution, ExecutionId, Job, JobId, NotifierKind, RetryPolicy,
     Status,
 };
 use panda_store::{
-    DeliveryOutcome, DueDelivery, ExecutionFilter, JobKind, NewAlert, Store, StoreError,
-    StoreResult,
+    AlertRecord, DeliveryOutcome, DueDelivery, ExecutionFilter, JobKind, NewAlert, Store,
+    StoreError, StoreResult,
 };
 use sha2::Sha256;
 use tokio::sync::Semaphore;
@@ -136,7 +135,7 @@ impl Alerter {
     }
 
     /// One pass over failures and recoveries; returns the alerts it raised.
-    pub async fn judge(&mut self) -> StoreResult<Vec<Alert>> {
+    pub async fn judge(&mut self) -> StoreResult<Vec<AlertRecord>> {
         let mut raised = Vec::new();
         let inbox = self.store.alert_inbox(INBOX_BATCH).await?;
         let mut done = Vec::with_capacity(inbox.len());
@@ -156,7 +155,7 @@ impl Alerter {
     }
 
     /// One pass over cron slots and running executions; returns the alerts it raised.
-    pub async fn watch(&mut self) -> StoreResult<Vec<Alert>> {
+    pub async fn watch(&mut self) -> StoreResult<Vec<AlertRecord>> {
         let now = self.clock.now();
         let jobs = self.store.job_list(JobKind::All).await?;
         let mut raised = Vec::new();
@@ -261,7 +260,7 @@ impl Alerter {
         self.settle().await;
     }
 
-    async fn judge_failure(&self, failed: &Execution) -> StoreResult<Option<Alert>> {
+    async fn judge_failure(&self, failed: &Execution) -> StoreResult<Option<AlertRecord>> {
         let job = match self.store.job_get_by_id(failed.job_id).await {
             Ok(job) => job,
             Err(StoreError::NotFound { .. }) => return Ok(None),
@@ -312,7 +311,7 @@ impl Alerter {
         self.raise(&job, kind, Some(failed), message).await
     }
 
-    async fn judge_recovery(&self, open: &Alert) -> StoreResult<Option<Alert>> {
+    async fn judge_recovery(&self, open: &AlertRecord) -> StoreResult<Option<AlertRecord>> {
         let newest = self
             .store
             .execution_list(&ExecutionFilter {
@@ -349,7 +348,11 @@ impl Alerter {
         .await
     }
 
-    async fn watch_slot(&mut self, job: &Job, now: DateTime<Utc>) -> StoreResult<Option<Alert>> {
+    async fn watch_slot(
+        &mut self,
+        job: &Job,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<AlertRecord>> {
         let Some(schedule) = job.spec.schedule.as_ref() else {
             return Ok(None);
         };
@@ -433,7 +436,7 @@ impl Alerter {
         job: &Job,
         execution: &Execution,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<Alert>> {
+    ) -> StoreResult<Option<AlertRecord>> {
         let (Some(limit), Some(started)) =
             (job.spec.alerts.running_longer_than, execution.started_at)
         else {
@@ -461,7 +464,7 @@ impl Alerter {
         kind: AlertKind,
         execution: Option<&Execution>,
         message: String,
-    ) -> StoreResult<Option<Alert>> {
+    ) -> StoreResult<Option<AlertRecord>> {
         let latest = self.store.alert_latest(job.id).await?;
         if latest
             .as_ref()
@@ -478,11 +481,11 @@ impl Alerter {
     async fn raise_after(
         &self,
         job: &Job,
-        previous: Option<&Alert>,
+        previous: Option<&AlertRecord>,
         kind: AlertKind,
         execution: Option<&Execution>,
         message: String,
-    ) -> StoreResult<Option<Alert>> {
+    ) -> StoreResult<Option<AlertRecord>> {
         let now = self.clock.now();
         let incident = format!(
             "{}:after:{}",
@@ -618,7 +621,7 @@ fn alert_body(
 }
 
 /// The body a Slack-compatible webhook receives.
-fn slack_body(alert: &Alert) -> serde_json::Value {
+fn slack_body(alert: &AlertRecord) -> serde_json::Value {
     let icon = match alert.kind {
         AlertKind::Recovered => ":white_check_mark:",
         AlertKind::Late | AlertKind::LongRunning => ":warning:",

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use panda_core::api::{Alert, AlertDelivery, DeliveryState};
+use panda_core::DeliveryState;
 use panda_core::{Execution, ExecutionId, JobId};
 use uuid::Uuid;
 
 use crate::dialect::{Backend, Column, Conn, Record, Tx, query};
-use crate::model::{DeliveryOutcome, DueDelivery, NewAlert};
+use crate::model::{AlertRecord, DeliveryOutcome, DeliveryRecord, DueDelivery, NewAlert};
 use crate::records::{self, all};
 use crate::{StoreError, StoreResult, page_size, stored_instant};
 
@@ -25,19 +25,22 @@ pub trait AlertStore: Send + Sync + std::fmt::Debug {
 
     /// Raises an alert with one pending delivery per notifier, due now; `None` when an alert
     /// with the same incident key exists (another node raised it first).
-    async fn alert_raise(&self, alert: &NewAlert, now: DateTime<Utc>)
-    -> StoreResult<Option<Alert>>;
+    async fn alert_raise(
+        &self,
+        alert: &NewAlert,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<AlertRecord>>;
 
     /// The newest alert about a job (without its deliveries).
-    async fn alert_latest(&self, job_id: JobId) -> StoreResult<Option<Alert>>;
+    async fn alert_latest(&self, job_id: JobId) -> StoreResult<Option<AlertRecord>>;
 
     /// Open incidents: each job's newest alert where that is not a recovery (without
     /// deliveries).
-    async fn alert_open(&self) -> StoreResult<Vec<Alert>>;
+    async fn alert_open(&self) -> StoreResult<Vec<AlertRecord>>;
 
     /// Alerts newest first, with their deliveries; only `job`'s when given; at most `limit`
     /// (0 means the default page).
-    async fn alert_list(&self, job: Option<&str>, limit: u32) -> StoreResult<Vec<Alert>>;
+    async fn alert_list(&self, job: Option<&str>, limit: u32) -> StoreResult<Vec<AlertRecord>>;
 
     /// Claims up to `limit` pending deliveries due at `now` for one attempt each: their next
     /// attempt moves to `now + hold`, so a node that dies mid-attempt hands them on.
@@ -90,8 +93,8 @@ pub struct AlertSql {
 /// The deliveries of `alerts`, attached to each.
 async fn attach_deliveries<B: Backend>(
     backend: &B,
-    mut alerts: Vec<Alert>,
-) -> StoreResult<Vec<Alert>> {
+    mut alerts: Vec<AlertRecord>,
+) -> StoreResult<Vec<AlertRecord>> {
     if alerts.is_empty() {
         return Ok(alerts);
     }
@@ -100,7 +103,7 @@ async fn attach_deliveries<B: Backend>(
         .reader()
         .fetch_all(query(B::SQL.alerts.deliveries_of).uuids(ids))
         .await?;
-    let mut by_alert: HashMap<Uuid, Vec<AlertDelivery>> = HashMap::new();
+    let mut by_alert: HashMap<Uuid, Vec<DeliveryRecord>> = HashMap::new();
     for row in &rows {
         by_alert
             .entry(row.uuid("alert_id")?)
@@ -138,7 +141,7 @@ impl<B: Backend> AlertStore for B {
         &self,
         alert: &NewAlert,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<Alert>> {
+    ) -> StoreResult<Option<AlertRecord>> {
         let now = stored_instant(now);
         let id = Uuid::now_v7();
         let mut tx = self.begin().await?;
@@ -159,10 +162,10 @@ impl<B: Backend> AlertStore for B {
         if inserted == 0 {
             return Ok(None);
         }
-        let deliveries: Vec<AlertDelivery> = alert
+        let deliveries: Vec<DeliveryRecord> = alert
             .notifiers
             .iter()
-            .map(|(notifier, url)| AlertDelivery {
+            .map(|(notifier, url)| DeliveryRecord {
                 id: Uuid::now_v7(),
                 notifier: *notifier,
                 url: url.clone(),
@@ -189,7 +192,7 @@ impl<B: Backend> AlertStore for B {
             .await?;
         }
         tx.commit().await?;
-        Ok(Some(Alert {
+        Ok(Some(AlertRecord {
             id,
             job_id: alert.job_id,
             job: alert.job.clone(),
@@ -202,7 +205,7 @@ impl<B: Backend> AlertStore for B {
         }))
     }
 
-    async fn alert_latest(&self, job_id: JobId) -> StoreResult<Option<Alert>> {
+    async fn alert_latest(&self, job_id: JobId) -> StoreResult<Option<AlertRecord>> {
         self.reader()
             .fetch_optional(query(B::SQL.alerts.latest).uuid(job_id))
             .await?
@@ -211,12 +214,12 @@ impl<B: Backend> AlertStore for B {
             .transpose()
     }
 
-    async fn alert_open(&self) -> StoreResult<Vec<Alert>> {
+    async fn alert_open(&self) -> StoreResult<Vec<AlertRecord>> {
         let rows = self.reader().fetch_all(query(B::SQL.alerts.open)).await?;
         all(&rows, records::alert)
     }
 
-    async fn alert_list(&self, job: Option<&str>, limit: u32) -> StoreResult<Vec<Alert>> {
+    async fn alert_list(&self, job: Option<&str>, limit: u32) -> StoreResult<Vec<AlertRecord>> {
         let limit = i64::from(page_size(limit));
         let statement = match job {
             Some(job) => query(B::SQL.alerts.list_by_job).text(job).i64(limit),

@@ -42,10 +42,10 @@ pub use history::{HistorySql, HistoryStore};
 pub use jobs::{JobSql, JobStore};
 pub use logs::LogSql;
 pub use model::{
-    ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DueDelivery, Enqueued, ExecutionBrief,
-    ExecutionFilter, ExecutionPage, Finish, Finished, Heartbeat, JobKind, Lease, NewAlert,
-    NewExecution, NewSlot, Notice, Outcome, Pruned, QueueStats, Retention, Slot, SlotDecision,
-    SlotRecord, TokenScope,
+    AlertRecord, ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DeliveryRecord, DueDelivery,
+    Enqueued, ExecutionBrief, ExecutionFilter, ExecutionPage, Finish, Finished, Heartbeat, JobKind,
+    Lease, NewAlert, NewExecution, NewSlot, Notice, Outcome, Pruned, QueueStats, Retention, Slot,
+    SlotDecision, SlotRecord, TokenScope,
 };
 pub use panda_core::{LogChunk, LogStore, LogStream, StoreError, StoreResult};
 pub use postgres::PgStore;

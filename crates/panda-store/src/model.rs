@@ -5,9 +5,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use panda_core::api::{Alert, AlertDelivery};
 use panda_core::{
-    AlertKind, Execution, ExecutionId, JobId, NotifierKind, Status, Trigger, ValidationError,
+    AlertKind, DeliveryState, Execution, ExecutionId, JobId, NotifierKind, Status, Trigger,
+    ValidationError,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -347,9 +347,9 @@ pub struct NewAlert {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueDelivery {
     /// The delivery, its `attempts` counting this one.
-    pub delivery: AlertDelivery,
+    pub delivery: DeliveryRecord,
     /// The alert it carries (its `deliveries` left empty).
-    pub alert: Alert,
+    pub alert: AlertRecord,
 }
 
 /// How one delivery attempt went.
@@ -428,4 +428,79 @@ pub enum Notice {
         /// The queue's name.
         queue: String,
     },
+}
+
+/// An alert as stored, with its deliveries where the call says so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRecord {
+    /// Its id (UUIDv7: sorts by time).
+    pub id: Uuid,
+    /// The job it is about (its id: the name may be reused after a delete).
+    pub job_id: JobId,
+    /// The job's name when it was raised.
+    pub job: String,
+    /// What happened.
+    pub kind: AlertKind,
+    /// The execution it is about, when there is one.
+    pub execution_id: Option<ExecutionId>,
+    /// One line for people.
+    pub message: String,
+    /// The JSON body a generic webhook receives.
+    pub body: serde_json::Value,
+    /// When it was raised.
+    pub created_at: DateTime<Utc>,
+    /// One per notifier it goes to.
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// How far one alert got to one notifier, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// Its id.
+    pub id: Uuid,
+    /// What kind of endpoint.
+    pub notifier: NotifierKind,
+    /// Where it goes.
+    pub url: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due, while pending.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// What the last failed attempt said.
+    pub last_error: Option<String>,
+    /// When it was delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl From<AlertRecord> for panda_core::api::Alert {
+    fn from(alert: AlertRecord) -> Self {
+        Self {
+            id: alert.id,
+            job_id: alert.job_id,
+            job: alert.job,
+            kind: alert.kind,
+            execution_id: alert.execution_id,
+            message: alert.message,
+            body: alert.body,
+            created_at: alert.created_at,
+            deliveries: alert.deliveries.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<DeliveryRecord> for panda_core::api::AlertDelivery {
+    fn from(delivery: DeliveryRecord) -> Self {
+        Self {
+            id: delivery.id,
+            notifier: delivery.notifier,
+            url: delivery.url,
+            state: delivery.state,
+            attempts: delivery.attempts,
+            next_attempt_at: delivery.next_attempt_at,
+            last_error: delivery.last_error,
+            delivered_at: delivery.delivered_at,
+        }
+    }
 }

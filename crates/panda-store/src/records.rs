@@ -4,12 +4,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use panda_core::api::{Alert, AlertDelivery};
 use panda_core::{Execution, ExecutionId, Job, JobId, RetryPolicy};
 
 use crate::dialect::Record;
 use crate::log_codec;
-use crate::model::{ApiToken, Slot};
+use crate::model::{AlertRecord, ApiToken, DeliveryRecord, Slot};
 use crate::{StoreError, StoreResult};
 use panda_core::LogChunk;
 
@@ -118,8 +117,8 @@ pub(crate) fn chunk<R: Record>(row: &R) -> StoreResult<LogChunk> {
     })
 }
 
-pub(crate) fn alert<R: Record>(row: &R) -> StoreResult<Alert> {
-    Ok(Alert {
+pub(crate) fn alert<R: Record>(row: &R) -> StoreResult<AlertRecord> {
+    Ok(AlertRecord {
         id: row.uuid("id")?,
         job_id: JobId::from_uuid(row.uuid("job_id")?),
         job: row.text("job_name")?,
@@ -132,8 +131,8 @@ pub(crate) fn alert<R: Record>(row: &R) -> StoreResult<Alert> {
     })
 }
 
-pub(crate) fn delivery<R: Record>(row: &R) -> StoreResult<AlertDelivery> {
-    Ok(AlertDelivery {
+pub(crate) fn delivery<R: Record>(row: &R) -> StoreResult<DeliveryRecord> {
+    Ok(DeliveryRecord {
         id: row.uuid("id")?,
         notifier: parse("notifier", &row.text("notifier")?)?,
         url: row.text("url")?,

@@ -1153,7 +1153,7 @@ struct AlertRow {
 }
 
 impl AlertRow {
-    fn of(alert: &panda_core::api::Alert, now: DateTime<Utc>) -> Self {
+    fn of(alert: &panda_store::AlertRecord, now: DateTime<Utc>) -> Self {
         use panda_core::AlertKind;
         use panda_core::api::DeliveryState;
         let (symbol, class) = match alert.kind {
