@@ -226,6 +226,37 @@ pub trait Conn: Send {
     async fn fetch_optional(&mut self, query: Query) -> StoreResult<Option<Self::Row>>;
 }
 
+/// Implements [`Conn`] for one of a backend's connection types, over the calling module's
+/// `execute`, `fetch_all` and `fetch_optional`, which bind a [`Query`] in the backend's
+/// encoding and run it on any of its executors; `|c| …` says which executor `c` has.
+macro_rules! conn {
+    ($conn:ty, $row:ty, |$c:ident| $on:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::dialect::Conn for $conn {
+            type Row = $row;
+
+            async fn execute(&mut self, query: $crate::dialect::Query) -> StoreResult<u64> {
+                let $c = self;
+                execute($on, query).await
+            }
+
+            async fn fetch_all(&mut self, query: $crate::dialect::Query) -> StoreResult<Vec<$row>> {
+                let $c = self;
+                fetch_all($on, query).await
+            }
+
+            async fn fetch_optional(
+                &mut self,
+                query: $crate::dialect::Query,
+            ) -> StoreResult<Option<$row>> {
+                let $c = self;
+                fetch_optional($on, query).await
+            }
+        }
+    };
+}
+pub(crate) use conn;
+
 /// A write transaction. Dropped without [`Tx::commit`], it rolls back.
 #[async_trait]
 pub trait Tx: Conn {

@@ -26,6 +26,7 @@ mod postgres;
 mod queue;
 mod records;
 mod retention;
+mod settle;
 mod slots;
 mod sqlite;
 #[cfg(feature = "testing")]

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Executor, PgPool, Postgres, Row, Transaction};
 
 use super::notify;
-use crate::dialect::{Arg, Column, Conn, Query, Record, Tx, Wakes};
+use crate::dialect::{Arg, Column, Query, Record, Tx, Wakes, conn};
 use crate::error::OrStore;
 use crate::{StoreError, StoreResult};
 
@@ -144,22 +144,7 @@ async fn fetch_optional<'e>(
 #[derive(Debug, Clone)]
 pub struct PgPoolConn(pub(crate) PgPool);
 
-#[async_trait]
-impl Conn for PgPoolConn {
-    type Row = PgRow;
-
-    async fn execute(&mut self, query: Query) -> StoreResult<u64> {
-        execute(&self.0, query).await
-    }
-
-    async fn fetch_all(&mut self, query: Query) -> StoreResult<Vec<PgRow>> {
-        fetch_all(&self.0, query).await
-    }
-
-    async fn fetch_optional(&mut self, query: Query) -> StoreResult<Option<PgRow>> {
-        fetch_optional(&self.0, query).await
-    }
-}
+conn!(PgPoolConn, PgRow, |c| &c.0);
 
 /// A transaction; its wake-ups are sent inside it (NOTIFY is delivered on commit).
 #[derive(Debug)]
@@ -168,22 +153,7 @@ pub struct PgTx {
     pub(crate) wakes: Wakes,
 }
 
-#[async_trait]
-impl Conn for PgTx {
-    type Row = PgRow;
-
-    async fn execute(&mut self, query: Query) -> StoreResult<u64> {
-        execute(&mut *self.tx, query).await
-    }
-
-    async fn fetch_all(&mut self, query: Query) -> StoreResult<Vec<PgRow>> {
-        fetch_all(&mut *self.tx, query).await
-    }
-
-    async fn fetch_optional(&mut self, query: Query) -> StoreResult<Option<PgRow>> {
-        fetch_optional(&mut *self.tx, query).await
-    }
-}
+conn!(PgTx, PgRow, |c| &mut *c.tx);
 
 #[async_trait]
 impl Tx for PgTx {

@@ -10,7 +10,7 @@ use sqlx::{Executor, Row, Sqlite, SqlitePool, Transaction};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::dialect::{Arg, Column, Conn, Query, Record, Tx, Wakes};
+use crate::dialect::{Arg, Column, Query, Record, Tx, Wakes, conn};
 use crate::error::OrStore;
 use crate::model::Notice;
 use crate::{StoreError, StoreResult};
@@ -193,22 +193,7 @@ async fn fetch_optional<'e>(
 #[derive(Debug, Clone)]
 pub struct SqlitePoolConn(pub(crate) SqlitePool);
 
-#[async_trait]
-impl Conn for SqlitePoolConn {
-    type Row = SqliteRow;
-
-    async fn execute(&mut self, query: Query) -> StoreResult<u64> {
-        execute(&self.0, query).await
-    }
-
-    async fn fetch_all(&mut self, query: Query) -> StoreResult<Vec<SqliteRow>> {
-        fetch_all(&self.0, query).await
-    }
-
-    async fn fetch_optional(&mut self, query: Query) -> StoreResult<Option<SqliteRow>> {
-        fetch_optional(&self.0, query).await
-    }
-}
+conn!(SqlitePoolConn, SqliteRow, |c| &c.0);
 
 /// A write transaction (`BEGIN IMMEDIATE` on the one writer connection); its wake-ups go out
 /// after it commits.
@@ -219,22 +204,7 @@ pub struct SqliteTx {
     pub(crate) wakes: Wakes,
 }
 
-#[async_trait]
-impl Conn for SqliteTx {
-    type Row = SqliteRow;
-
-    async fn execute(&mut self, query: Query) -> StoreResult<u64> {
-        execute(&mut *self.tx, query).await
-    }
-
-    async fn fetch_all(&mut self, query: Query) -> StoreResult<Vec<SqliteRow>> {
-        fetch_all(&mut *self.tx, query).await
-    }
-
-    async fn fetch_optional(&mut self, query: Query) -> StoreResult<Option<SqliteRow>> {
-        fetch_optional(&mut *self.tx, query).await
-    }
-}
+conn!(SqliteTx, SqliteRow, |c| &mut *c.tx);
 
 #[async_trait]
 impl Tx for SqliteTx {
