@@ -182,6 +182,7 @@ conformance! {
     trigger::forced_trigger_runs_beside_a_running_forbid_execution,
     trigger::forced_trigger_does_not_replace_a_running_execution,
     trigger::backfill_of_a_past_slot_counts_as_that_slot,
+    trigger::backfill_enqueued_again_with_its_idempotency_key_returns_the_first_run,
     trigger::backfill_of_a_recorded_slot_is_a_conflict_and_queues_nothing,
     trigger::backfill_of_a_future_instant_a_non_slot_or_a_plain_job_is_invalid,
     // listing
@@ -211,6 +212,7 @@ conformance! {
     tokens::token_revoke_of_an_unknown_name_is_not_found,
     // alerts
     alerts::failed_attempts_reach_the_alert_inbox_and_successes_do_not,
+    alerts::a_raised_alert_reads_back_as_it_was_returned,
     alerts::an_incident_is_raised_once_and_a_recovery_closes_it,
     alerts::deliveries_are_claimed_retried_and_recorded,
     // retention

@@ -83,6 +83,27 @@ pub async fn failed_attempts_reach_the_alert_inbox_and_successes_do_not(store: A
     store.alert_inbox_done(&[]).await.expect("nothing to do");
 }
 
+/// What `alert_raise` returns is what the store reads back later, to the microsecond both
+/// backends keep, deliveries included.
+pub async fn a_raised_alert_reads_back_as_it_was_returned(store: Arc<dyn Store>) {
+    let job = create_job(&store, "sync").await;
+    let now = at(5) + chrono::Duration::nanoseconds(123_456);
+    let raised = store
+        .alert_raise(&new_alert(&job, "sync:1", AlertKind::Failed), now)
+        .await
+        .expect("raise")
+        .expect("a new alert");
+    let listed = store.alert_list(Some("sync"), 0).await.expect("list");
+    assert_eq!(listed, vec![raised.clone()]);
+    let mut latest = store
+        .alert_latest(job.id)
+        .await
+        .expect("latest")
+        .expect("an alert");
+    latest.deliveries = raised.deliveries.clone();
+    assert_eq!(latest, raised);
+}
+
 pub async fn an_incident_is_raised_once_and_a_recovery_closes_it(store: Arc<dyn Store>) {
     let job = create_job(&store, "sync").await;
     let other = create_job(&store, "other").await;

@@ -98,6 +98,29 @@ pub async fn backfill_of_a_past_slot_counts_as_that_slot(store: Arc<dyn Store>) 
     assert_eq!(executions_of(&store, "nightly").await.len(), 1);
 }
 
+/// A backfill sent again (a client retrying after a timeout) with its idempotency key gets
+/// the first run back, not a conflict over the slot that run recorded.
+pub async fn backfill_enqueued_again_with_its_idempotency_key_returns_the_first_run(
+    store: Arc<dyn Store>,
+) {
+    create_job_from(&store, cronjob_spec("nightly", "0 5 * * *")).await;
+    let mut request = manual("nightly");
+    request.scheduled_at = Some(at(-86_400));
+    request.idempotency_key = Some("backfill-1".into());
+    let first = store
+        .execution_enqueue(&request, base())
+        .await
+        .expect("enqueue");
+    assert!(first.created);
+    let again = store
+        .execution_enqueue(&request, at(1))
+        .await
+        .expect("enqueue again");
+    assert!(!again.created);
+    assert_eq!(again.execution, first.execution);
+    assert_eq!(executions_of(&store, "nightly").await.len(), 1);
+}
+
 pub async fn backfill_of_a_recorded_slot_is_a_conflict_and_queues_nothing(store: Arc<dyn Store>) {
     let job = create_job_from(&store, cronjob_spec("nightly", "0 5 * * *")).await;
     store
