@@ -192,6 +192,8 @@ pub trait Record: Send + Sync {
     fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>>;
     /// A text column.
     fn text(&self, column: &str) -> StoreResult<String>;
+    /// A text column, borrowed from the row (a word to parse: a status, a trigger).
+    fn word(&self, column: &str) -> StoreResult<&str>;
     /// A nullable text column.
     fn opt_text(&self, column: &str) -> StoreResult<Option<String>>;
     /// A 64-bit integer column (a `COUNT`, a `bigint`).

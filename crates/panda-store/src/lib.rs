@@ -1,16 +1,23 @@
 //! Panda's persistent state.
 //!
-//! Storage is the source of truth: the scheduler, the workers and the API are loops around the
-//! [`Store`] trait, implemented here by [`SqliteStore`] (one machine, embedded) and [`PgStore`]
-//! (many machines). The conformance suite in `tests/conformance/` runs every case against both.
+//! Storage is the source of truth: the scheduler, the workers and the API are loops around it.
+//! It is one narrow trait per domain ([`JobStore`], [`QueueStore`], [`HistoryStore`],
+//! [`SlotStore`], [`LogStore`], [`TokenStore`], [`AlertStore`], [`RetentionStore`],
+//! [`Notifier`]), and [`Store`] is their union; each consumer takes the narrowest it needs.
+//! [`SqliteStore`] (one machine, embedded) and [`PgStore`] (many machines) implement them all.
+//! The conformance suite in `tests/conformance/` runs every case against both.
 //!
-//! Two decisions a newcomer must know:
+//! Three decisions a newcomer must know:
 //!
 //! - **Each method is one atomic unit.** No transaction handle crosses the trait; anything that
 //!   must happen together (claim and job lock, finish and retry, slot and execution) happens in
 //!   one method.
 //! - **`now` comes from the caller.** Every time-dependent call takes the engine's clock reading
 //!   instead of the database's `NOW()`, so both backends agree and tests are deterministic.
+//! - **Each method is written once.** A domain's module holds its trait, its algorithm over a
+//!   [`dialect::Backend`] (decisions in pure functions, as `lifecycle` and `claim` plan), and
+//!   the struct of statements that `sqlite/` and `postgres/` each fill in their dialect, a file
+//!   per domain. docs/architecture.md says how to add a method.
 
 mod alerts;
 mod claim;

@@ -59,15 +59,15 @@ pub(crate) fn execution<R: Record>(row: &R) -> StoreResult<Execution> {
         job_name: row.text("job_name")?,
         queue: row.text("queue")?,
         priority: row.i32("priority")?,
-        status: parse("status", &row.text("status")?)?,
-        trigger: parse("trigger", &row.text("trigger")?)?,
+        status: parse("status", row.word("status")?)?,
+        trigger: parse("trigger", row.word("trigger")?)?,
         attempt: as_u32("attempt", row.i32("attempt")?)?,
         retry: RetryPolicy {
             max_attempts: as_u32("max_attempts", row.i32("max_attempts")?)?,
             backoff_base: as_ms(row.i64("backoff_base_ms")?),
             backoff_cap: as_ms(row.i64("backoff_cap_ms")?),
         },
-        concurrency: parse("concurrency", &row.text("concurrency")?)?,
+        concurrency: parse("concurrency", row.word("concurrency")?)?,
         max_running: row
             .opt_i32("max_running")?
             .map(|v| as_u32("max_running", v))
@@ -98,7 +98,7 @@ pub(crate) fn token<R: Record>(row: &R) -> StoreResult<ApiToken> {
     Ok(ApiToken {
         id: row.uuid("id")?,
         name: row.text("name")?,
-        scope: parse("scope", &row.text("scope")?)?,
+        scope: parse("scope", row.word("scope")?)?,
         created_at: row.time("created_at")?,
         last_used_at: row.opt_time("last_used_at")?,
     })
@@ -108,10 +108,10 @@ pub(crate) fn chunk<R: Record>(row: &R) -> StoreResult<LogChunk> {
     let seq = row.i64("seq")?;
     Ok(LogChunk {
         seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq}")))?,
-        stream: parse("stream", &row.text("stream")?)?,
+        stream: parse("stream", row.word("stream")?)?,
         at: row.time("at")?,
         data: log_codec::decode(
-            log_codec::Codec::parse(&row.text("codec")?)?,
+            log_codec::Codec::parse(row.word("codec")?)?,
             row.bytes("data")?,
         )?,
     })
@@ -122,7 +122,7 @@ pub(crate) fn alert<R: Record>(row: &R) -> StoreResult<AlertRecord> {
         id: row.uuid("id")?,
         job_id: JobId::from_uuid(row.uuid("job_id")?),
         job: row.text("job_name")?,
-        kind: parse("alert kind", &row.text("kind")?)?,
+        kind: parse("alert kind", row.word("kind")?)?,
         execution_id: row.opt_uuid("execution_id")?.map(ExecutionId::from_uuid),
         message: row.text("message")?,
         body: row.json("body")?,
@@ -134,9 +134,9 @@ pub(crate) fn alert<R: Record>(row: &R) -> StoreResult<AlertRecord> {
 pub(crate) fn delivery<R: Record>(row: &R) -> StoreResult<DeliveryRecord> {
     Ok(DeliveryRecord {
         id: row.uuid("id")?,
-        notifier: parse("notifier", &row.text("notifier")?)?,
+        notifier: parse("notifier", row.word("notifier")?)?,
         url: row.text("url")?,
-        state: parse("delivery state", &row.text("state")?)?,
+        state: parse("delivery state", row.word("state")?)?,
         attempts: u32::try_from(row.i32("attempts")?).unwrap_or(0),
         next_attempt_at: row.opt_time("next_attempt_at")?,
         last_error: row.opt_text("last_error")?,

@@ -82,6 +82,10 @@ impl Record for PgRow {
         self.try_get(column).or_store()
     }
 
+    fn word(&self, column: &str) -> StoreResult<&str> {
+        self.try_get(column).or_store()
+    }
+
     fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
         self.try_get(column).or_store()
     }

@@ -60,8 +60,8 @@ pub(super) async fn recent_per_job(
         Ok(ExecutionBrief {
             id: ExecutionId::from_uuid(row.uuid("id")?),
             job_name: row.text("job_name")?,
-            status: parse("status", &row.text("status")?)?,
-            trigger: parse("trigger", &row.text("trigger")?)?,
+            status: parse("status", row.word("status")?)?,
+            trigger: parse("trigger", row.word("trigger")?)?,
             attempt: u32::try_from(attempt)
                 .map_err(|_| StoreError::Corrupt(format!("attempt {attempt}")))?,
             created_at: row.time("created_at")?,

@@ -18,9 +18,11 @@ pub(super) const SQL: ClaimSql = ClaimSql {
     take_slots: "INSERT INTO job_locks (job_id, slot, execution_id) \
                  SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?) WHERE true \
                  ON CONFLICT (job_id, slot) DO NOTHING RETURNING execution_id",
+    // `+executions.status`: on the primary key, not every queued execution (see the queue's
+    // statements).
     skip: "UPDATE executions SET status = 'skipped', finished_at = ?1, reason = s.value ->> 1 \
            FROM json_each(?2) AS s \
-           WHERE executions.id = s.value ->> 0 AND executions.status = 'queued'",
+           WHERE executions.id = s.value ->> 0 AND +executions.status = 'queued'",
     replace: "UPDATE executions SET cancel_requested = 1 \
               WHERE job_id IN (SELECT value FROM json_each(?)) AND status = 'running'",
     start: "UPDATE executions SET status = 'running', started_at = ?1, worker_id = ?2, \

@@ -129,6 +129,10 @@ impl Record for SqliteRow {
         self.try_get(column).or_store()
     }
 
+    fn word(&self, column: &str) -> StoreResult<&str> {
+        self.try_get(column).or_store()
+    }
+
     fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
         self.try_get(column).or_store()
     }

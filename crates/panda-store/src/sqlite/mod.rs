@@ -310,4 +310,45 @@ mod tests {
         }
         panic!("the WAL stayed at {} bytes", size());
     }
+
+    /// The batch writes that join `json_each(?)` to `executions` look each row up by its
+    /// primary key. A plain test of the status let the planner walk every running (or queued)
+    /// execution through `executions_status` and scan the batch for each: SQLite's
+    /// claim+finish fell from about 17,000 to 5,000 executions/s (BENCHMARKS.md, 2026-12-02).
+    #[tokio::test]
+    async fn batch_writes_look_executions_up_by_primary_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("panda.db"))
+            .await
+            .expect("open");
+        for (name, sql) in [
+            ("settle", SQL.queue.settle),
+            ("skip", SQL.claim.skip),
+            ("start", SQL.claim.start),
+        ] {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .bind(0_i64)
+                .bind("[]")
+                .bind(0_i64)
+                .bind("[]")
+                .fetch_all(&store.writer)
+                .await
+                .expect("explain");
+            let plan: Vec<String> = rows
+                .iter()
+                .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+                .collect();
+            let executions: Vec<&String> = plan
+                .iter()
+                .filter(|step| step.contains(" executions "))
+                .collect();
+            assert!(
+                !executions.is_empty()
+                    && executions
+                        .iter()
+                        .all(|step| step.contains("sqlite_autoindex_executions_1 (id=?)")),
+                "{name}: {plan:?}"
+            );
+        }
+    }
 }

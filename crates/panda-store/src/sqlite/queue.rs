@@ -3,6 +3,10 @@
 use crate::QueueSql;
 use crate::records::execution_columns;
 
+/// A batch write joins `json_each(?)` to `executions` by id. A test of the status is written
+/// `+executions.status`, which keeps SQLite's planner on the primary key: with a plain
+/// `executions.status = …` it walks every running (or queued) execution through
+/// `executions_status` and scans the whole batch for each, a cost that grows with the queue.
 pub(super) const SQL: QueueSql = QueueSql {
     insert: concat!(
         "INSERT INTO executions (",
@@ -42,7 +46,7 @@ pub(super) const SQL: QueueSql = QueueSql {
                  exit_code = s.value ->> 4, image_digest = s.value ->> 5 \
              FROM json_each(?2) AS s \
              WHERE executions.id = s.value ->> 0 AND executions.lease_token = s.value ->> 1 \
-                 AND executions.status = 'running' \
+                 AND +executions.status = 'running' \
              RETURNING executions.id AS id, executions.cancel_requested AS cancel_requested",
     inbox: "INSERT INTO alert_inbox (execution_id, finished_at) \
             SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true \
