@@ -29,8 +29,8 @@ use panda_core::{
     Status,
 };
 use panda_store::{
-    AlertRecord, DeliveryOutcome, DueDelivery, ExecutionFilter, JobKind, NewAlert, Store,
-    StoreError, StoreResult,
+    AlertRecord, AlertStore, DeliveryOutcome, DueDelivery, ExecutionFilter, HistoryStore, JobKind,
+    JobStore, LogStore, NewAlert, SlotStore, Store, StoreError, StoreResult,
 };
 use sha2::Sha256;
 use tokio::sync::Semaphore;
@@ -92,10 +92,12 @@ impl Default for AlerterConfig {
     }
 }
 
-/// The Alerter service. See the module docs.
+/// The Alerter service. See the module docs. It writes alerts and reads what they are about
+/// (jobs, their executions, slots and logs): any store with those five traits will do (the
+/// server's is its whole [`Store`]).
 #[derive(Debug)]
-pub struct Alerter {
-    store: Arc<dyn Store>,
+pub struct Alerter<S: ?Sized = dyn Store> {
+    store: Arc<S>,
     clock: Arc<dyn Clock>,
     config: Arc<AlerterConfig>,
     http: reqwest::Client,
@@ -107,14 +109,17 @@ pub struct Alerter {
     deliveries: TaskTracker,
 }
 
-impl Alerter {
+impl<S> Alerter<S>
+where
+    S: AlertStore + HistoryStore + JobStore + LogStore + SlotStore + ?Sized + 'static,
+{
     /// An alerter over `store`.
     ///
     /// # Errors
     ///
     /// When the HTTP client cannot be built (no TLS roots).
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<S>,
         clock: Arc<dyn Clock>,
         config: AlerterConfig,
     ) -> Result<Self, reqwest::Error> {
@@ -653,7 +658,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 /// One attempt of one delivery, recorded whatever happens.
 async fn attempt_delivery(
-    store: &dyn Store,
+    store: &(impl AlertStore + ?Sized),
     clock: &dyn Clock,
     config: &AlerterConfig,
     http: &reqwest::Client,

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use panda_core::{Clock, CronSchedule, Job, JobId, Verdict, decide};
-use panda_store::{JobKind, NewSlot, SlotDecision, SlotRecord, Store, StoreError, StoreResult};
+use panda_store::{
+    JobKind, JobStore, NewSlot, SlotDecision, SlotRecord, SlotStore, Store, StoreError, StoreResult,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -27,10 +29,11 @@ const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 /// for many slots; 2,000 keep a batch to a few hundred milliseconds on SQLite's one writer.
 const RECORD_BATCH: usize = 2000;
 
-/// The Scheduler service. See the module docs.
+/// The Scheduler service. See the module docs. It reads jobs and records slots: any store with
+/// a [`JobStore`] and a [`SlotStore`] will do (the server's is its whole [`Store`]).
 #[derive(Debug)]
-pub struct Scheduler {
-    store: Arc<dyn Store>,
+pub struct Scheduler<S: ?Sized = dyn Store> {
+    store: Arc<S>,
     clock: Arc<dyn Clock>,
     jobs: HashMap<JobId, Entry>,
     resync_every: Duration,
@@ -112,9 +115,9 @@ impl SchedulerHandle {
     }
 }
 
-impl Scheduler {
+impl<S: JobStore + SlotStore + ?Sized + 'static> Scheduler<S> {
     /// A scheduler over `store`, reading the time from `clock`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<S>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             clock,
