@@ -221,7 +221,7 @@ pub(crate) async fn claim<B: Backend>(
     let ttl = chrono::Duration::from_std(request.lease_ttl)
         .map_err(|_| StoreError::Corrupt("lease ttl out of range".into()))?;
     let expires_at = now + ttl;
-    let worker_id = B::storable(&request.worker_id).into_owned();
+    let worker_id = B::without_nul(&request.worker_id).into_owned();
     // Each queue once: a queue named twice must not yield its rows twice. A name with a NUL
     // character names no queue (queue names are validated); when nothing else is left, there
     // is nothing to claim (not everything: no queues at all means every queue).

@@ -309,7 +309,7 @@ pub trait Backend: sealed::Sealed + Send + Sync + std::fmt::Debug + 'static {
     fn placeholder(n: usize) -> Cow<'static, str>;
 
     /// Text as this backend can store it (PostgreSQL: NUL characters become U+FFFD).
-    fn storable(text: &str) -> Cow<'_, str>;
+    fn without_nul(text: &str) -> Cow<'_, str>;
 
     /// Begins a write transaction.
     async fn begin(&self) -> StoreResult<Self::Tx>;

@@ -22,6 +22,7 @@
 mod alerts;
 mod claim;
 pub mod dialect;
+mod ends;
 mod error;
 mod history;
 mod jobs;
@@ -33,7 +34,6 @@ mod postgres;
 mod queue;
 mod records;
 mod retention;
-mod settle;
 mod slots;
 mod sqlite;
 #[cfg(feature = "testing")]

@@ -271,17 +271,17 @@ pub(crate) fn slot_taken(job: &Job, slot: &Slot) -> StoreError {
     ))
 }
 
-/// How an attempt that ended (or was lost) settles: its final status, and whether another
+/// How an attempt that ended (or was lost) ends: its final status, and whether another
 /// attempt follows after a wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Settlement {
+pub(crate) struct EndStatus {
     pub(crate) status: Status,
     pub(crate) retry_in: Option<std::time::Duration>,
 }
 
 /// Applies the retry policy. `None` as outcome means the lease expired (the attempt is lost);
 /// a lost attempt with attempts left is retried at once, without backoff.
-pub(crate) fn settle(execution: &Execution, outcome: Option<Outcome>) -> Settlement {
+pub(crate) fn end_status(execution: &Execution, outcome: Option<Outcome>) -> EndStatus {
     let failed_status = match outcome {
         Some(Outcome::Succeeded) => return final_status(Status::Succeeded),
         Some(Outcome::Cancelled) => return final_status(Status::Cancelled),
@@ -298,11 +298,11 @@ pub(crate) fn settle(execution: &Execution, outcome: Option<Outcome>) -> Settlem
     {
         // A lost attempt is retried at once: its worker died, not the job, and a crash already
         // cost the lease expiry; a backoff on top would only delay the rescue.
-        Some(_) if failed_status == Status::Lost => Settlement {
+        Some(_) if failed_status == Status::Lost => EndStatus {
             status: failed_status,
             retry_in: Some(std::time::Duration::ZERO),
         },
-        Some(wait) => Settlement {
+        Some(wait) => EndStatus {
             status: failed_status,
             retry_in: Some(wait),
         },
@@ -310,40 +310,38 @@ pub(crate) fn settle(execution: &Execution, outcome: Option<Outcome>) -> Settlem
     }
 }
 
-fn final_status(status: Status) -> Settlement {
-    Settlement {
+fn final_status(status: Status) -> EndStatus {
+    EndStatus {
         status,
         retry_in: None,
     }
 }
 
 /// The attempt as it ends, and the next attempt when the policy allows one: applies
-/// [`settle`] and the worker's report (`None` when the lease expired) to the execution.
-pub(crate) fn settled(
+/// [`end_status`] and the worker's report (`None` when the lease expired) to the execution.
+pub(crate) fn end_attempt(
     mut execution: Execution,
     report: Option<&Finish>,
     now: DateTime<Utc>,
 ) -> Finished {
     let outcome = report.map(|f| f.outcome);
-    let settlement = settle(&execution, outcome);
+    let end = end_status(&execution, outcome);
     let given_reason = report.and_then(|f| f.reason.as_deref());
-    execution.status = settlement.status;
+    execution.status = end.status;
     execution.finished_at = Some(now);
     execution.lease_expires_at = None;
-    execution.reason = settled_reason(settlement.status, outcome, given_reason);
+    execution.reason = end_reason(end.status, outcome, given_reason);
     if let Some(report) = report {
         execution.exit_code = report.exit_code;
         execution.image_digest = report.image_digest.clone();
     }
-    let retry = settlement
-        .retry_in
-        .map(|wait| next_attempt(&execution, wait, now));
+    let retry = end.retry_in.map(|wait| next_attempt(&execution, wait, now));
     Finished { execution, retry }
 }
 
-/// The reason recorded on an attempt that settled in `status`: the worker's own words, or what
+/// The reason recorded on an attempt that ended in `status`: the worker's own words, or what
 /// the store knows when the worker said nothing (it was lost).
-pub(crate) fn settled_reason(
+pub(crate) fn end_reason(
     status: Status,
     outcome: Option<Outcome>,
     given: Option<&str>,
@@ -538,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn settlement_table() {
+    fn end_status_table() {
         let now = Utc::now();
         let first = first_attempt(&job(2), Trigger::Api, Status::Running, now, now);
         let last = Execution {
@@ -563,7 +561,7 @@ mod tests {
             (&last, None, Status::Dead, false),
         ];
         for (execution, outcome, status, retries) in cases {
-            let s = settle(execution, outcome);
+            let s = end_status(execution, outcome);
             assert_eq!(
                 s.status, status,
                 "attempt {} {outcome:?}",

@@ -1,5 +1,5 @@
 //! The queue: enqueue, heartbeat, finish, release, cancel, rescue and the dead-letter queue.
-//! The claim is in [`crate::claim`], how an attempt's end is written in [`crate::settle`].
+//! The claim is in [`crate::claim`], how an attempt's end is written in [`crate::ends`].
 
 use std::time::Duration;
 
@@ -9,13 +9,13 @@ use panda_core::{Execution, ExecutionId, Status};
 use uuid::Uuid;
 
 use crate::dialect::{Backend, Conn, Record, Tx, query};
+use crate::ends::{FencedEnd, finish_in_full, insert_executions, without_nul_report, write_ends};
 use crate::jobs::{JobLock, live_job};
 use crate::lifecycle;
 use crate::model::{
     ClaimRequest, Claimed, Enqueued, Finish, Finished, Heartbeat, NewExecution, Outcome,
 };
 use crate::records;
-use crate::settle::{Settling, finish_in_full, insert_executions, storable_report, write_settled};
 use crate::{StoreError, StoreResult};
 
 /// The queue of executions and its dead letters.
@@ -128,9 +128,9 @@ pub struct QueueSql {
     pub heartbeat: &'static str,
     /// Executions with their `lease_token`: `(ids)`.
     pub leased_many: &'static str,
-    /// Writes settled attempts fenced by their lease: `(finished_at, table of (id, token,
+    /// Writes ended attempts fenced by their lease: `(finished_at, table of (id, token,
     /// status, reason, exit_code, image_digest))`, `RETURNING id, cancel_requested`.
-    pub settle: &'static str,
+    pub write_ends: &'static str,
     /// `(table of (execution_id, finished_at))`.
     pub inbox: &'static str,
     /// Releases job locks: `(execution ids)`.
@@ -348,7 +348,7 @@ impl<B: Backend> QueueStore for B {
         if !batch.iter().all(|f| f.outcome == Outcome::Succeeded) {
             return finish_in_full(self, batch, now).await;
         }
-        let reports: Vec<Finish> = batch.iter().map(storable_report::<B>).collect();
+        let reports: Vec<Finish> = batch.iter().map(without_nul_report::<B>).collect();
         let Some(written) = self.finish_successes(&reports, now).await? else {
             return finish_in_full(self, batch, now).await;
         };
@@ -395,8 +395,8 @@ impl<B: Backend> QueueStore for B {
                 {
                     if execution.cancel_requested {
                         let finish = lifecycle::released_cancelled(id, token);
-                        let finished = lifecycle::settled(execution, Some(&finish), now);
-                        write_settled::<B>(&mut tx, vec![Settling { finished, token }], now)
+                        let finished = lifecycle::end_attempt(execution, Some(&finish), now);
+                        write_ends::<B>(&mut tx, vec![FencedEnd { finished, token }], now)
                             .await?
                             .into_iter()
                             .flatten()
@@ -467,16 +467,16 @@ impl<B: Backend> QueueStore for B {
         let rows = tx
             .fetch_all(query(B::SQL.queue.expired).time(now).i64(i64::from(limit)))
             .await?;
-        let mut settling = Vec::with_capacity(rows.len());
+        let mut ends = Vec::with_capacity(rows.len());
         for row in &rows {
             let (execution, token) = records::leased_execution(row)?;
-            settling.push(Settling {
-                finished: lifecycle::settled(execution, None, now),
+            ends.push(FencedEnd {
+                finished: lifecycle::end_attempt(execution, None, now),
                 token: token.unwrap_or_default(),
             });
         }
         // The rows are locked (or the writer is this one), so every write holds.
-        let rescued = write_settled::<B>(&mut tx, settling, now)
+        let rescued = write_ends::<B>(&mut tx, ends, now)
             .await?
             .into_iter()
             .flatten()

@@ -8,10 +8,10 @@ use panda_core::{Execution, JobId};
 use uuid::Uuid;
 
 use crate::dialect::{Backend, Column, Conn, Record, Tx, query};
+use crate::ends::insert_executions;
 use crate::lifecycle::{self, SlotPlan};
 use crate::model::{NewSlot, Slot, SlotDecision, SlotRecord};
 use crate::records::{self, all};
-use crate::settle::insert_executions;
 use crate::{StoreError, StoreResult};
 
 /// Cron slots.

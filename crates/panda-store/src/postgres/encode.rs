@@ -15,7 +15,7 @@ use crate::error::OrStore;
 use crate::{StoreError, StoreResult};
 
 /// Text as PostgreSQL can store it.
-pub(crate) fn storable(text: String) -> String {
+pub(crate) fn without_nul(text: String) -> String {
     if text.contains('\0') {
         text.replace('\0', "\u{FFFD}")
     } else {
@@ -23,8 +23,8 @@ pub(crate) fn storable(text: String) -> String {
     }
 }
 
-fn storable_all(texts: Vec<Option<String>>) -> Vec<Option<String>> {
-    texts.into_iter().map(|t| t.map(storable)).collect()
+fn all_without_nul(texts: Vec<Option<String>>) -> Vec<Option<String>> {
+    texts.into_iter().map(|t| t.map(without_nul)).collect()
 }
 
 /// The statement with its arguments bound in PostgreSQL's encoding.
@@ -34,20 +34,20 @@ fn bind(query: Query) -> sqlx::query::Query<'static, Postgres, PgArguments> {
         q = match arg {
             Arg::Uuid(v) => q.bind(v),
             Arg::Time(v) => q.bind(v),
-            Arg::Text(v) => q.bind(v.map(storable)),
+            Arg::Text(v) => q.bind(v.map(without_nul)),
             Arg::I64(v) => q.bind(v),
             Arg::I32(v) => q.bind(v),
             Arg::Bool(v) => q.bind(v),
             Arg::Json(v) => q.bind(v),
             Arg::Bytes(v) => q.bind(v),
             Arg::Uuids(v) => q.bind(v),
-            Arg::Texts(v) => q.bind(v.into_iter().map(storable).collect::<Vec<_>>()),
+            Arg::Texts(v) => q.bind(v.into_iter().map(without_nul).collect::<Vec<_>>()),
             Arg::Table(columns) => {
                 for column in columns {
                     q = match column {
                         Column::Uuids(v) => q.bind(v),
                         Column::Times(v) => q.bind(v),
-                        Column::Texts(v) => q.bind(storable_all(v)),
+                        Column::Texts(v) => q.bind(all_without_nul(v)),
                         Column::I64s(v) => q.bind(v),
                         Column::I32s(v) => q.bind(v),
                         Column::Bools(v) => q.bind(v),

@@ -1,6 +1,6 @@
 //! The shared store: PostgreSQL, for many nodes.
 //!
-//! The semantics are those of [`SqliteStore`](crate::SqliteStore), and the retry and settle
+//! The semantics are those of [`SqliteStore`](crate::SqliteStore), and the retry and end-of-attempt
 //! decisions, and every algorithm, are written once for both (`crate::dialect`); what differs is
 //! the dialect, and how concurrent nodes are kept apart, because here they really do run at the
 //! same time:
@@ -9,10 +9,10 @@
 //!   skips the rows another claimer holds, so no execution is claimed twice and no claimer
 //!   waits on another. The job lock of `forbid` jobs is a row in `job_locks`, inserted with
 //!   `ON CONFLICT DO NOTHING` in key order (so two claimers cannot deadlock on it).
-//! - **Races are settled by unique indexes**, not by reading first: an enqueue with an
+//! - **Races are decided by unique indexes**, not by reading first: an enqueue with an
 //!   idempotency key and a cron slot are inserted with `ON CONFLICT DO NOTHING`, and the loser
 //!   reads the winner's row.
-//! - **Batches are set-based**: a claim marks all its executions running, and a finish settles
+//! - **Batches are set-based**: a claim marks all its executions running, and a finish ends
 //!   all its items, with one statement each (`UNNEST` of per-row values), not a round trip per
 //!   row.
 //! - **Wake-ups use `LISTEN/NOTIFY` as a hint only**: enqueues, fired slots and retries call
@@ -229,9 +229,9 @@ impl Backend for PgStore {
         format!("${n}").into()
     }
 
-    fn storable(text: &str) -> Cow<'_, str> {
+    fn without_nul(text: &str) -> Cow<'_, str> {
         if text.contains('\0') {
-            Cow::Owned(encode::storable(text.to_owned()))
+            Cow::Owned(encode::without_nul(text.to_owned()))
         } else {
             Cow::Borrowed(text)
         }

@@ -51,7 +51,7 @@ pub(super) const SQL: QueueSql = QueueSql {
         execution_columns!(),
         ", lease_token FROM executions WHERE id = ANY($1)"
     ),
-    settle: "UPDATE executions e SET status = t.status, finished_at = $1, lease_token = NULL, \
+    write_ends: "UPDATE executions e SET status = t.status, finished_at = $1, lease_token = NULL, \
                  lease_expires_at = NULL, reason = t.reason, exit_code = t.exit_code, \
                  image_digest = t.image_digest \
              FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::integer[], \

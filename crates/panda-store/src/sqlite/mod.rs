@@ -166,7 +166,7 @@ impl Backend for SqliteStore {
         format!("?{n}").into()
     }
 
-    fn storable(text: &str) -> Cow<'_, str> {
+    fn without_nul(text: &str) -> Cow<'_, str> {
         Cow::Borrowed(text)
     }
 
@@ -322,7 +322,7 @@ mod tests {
             .await
             .expect("open");
         for (name, sql) in [
-            ("settle", SQL.queue.settle),
+            ("write_ends", SQL.queue.write_ends),
             ("skip", SQL.claim.skip),
             ("start", SQL.claim.start),
         ] {

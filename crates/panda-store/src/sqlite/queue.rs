@@ -41,7 +41,7 @@ pub(super) const SQL: QueueSql = QueueSql {
         execution_columns!(),
         ", lease_token FROM executions WHERE id IN (SELECT value FROM json_each(?))"
     ),
-    settle: "UPDATE executions SET status = s.value ->> 2, finished_at = ?1, \
+    write_ends: "UPDATE executions SET status = s.value ->> 2, finished_at = ?1, \
                  lease_token = NULL, lease_expires_at = NULL, reason = s.value ->> 3, \
                  exit_code = s.value ->> 4, image_digest = s.value ->> 5 \
              FROM json_each(?2) AS s \

@@ -1,6 +1,6 @@
 //! How an attempt's end is written, once for the finish, the release and the rescue: the new
-//! executions a batch inserts, the settle writes fenced by each lease, and the finish planned
-//! item by item over the stored rows.
+//! executions a batch inserts, the writes of ended attempts fenced by each lease, and the finish
+//! planned item by item over the stored rows.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -67,23 +67,23 @@ pub(crate) async fn insert_executions<B: Backend>(
     all(&rows, |row| row.uuid("id"))
 }
 
-/// An attempt that ended (or was lost), settled by [`lifecycle::settled`], and the lease its
+/// An attempt that ended (or was lost), ended by [`lifecycle::end_attempt`], and the lease its
 /// write is fenced by: the lease must still hold when the row is written.
 #[derive(Debug)]
-pub(crate) struct Settling {
+pub(crate) struct FencedEnd {
     pub(crate) finished: Finished,
     pub(crate) token: Uuid,
 }
 
-/// Writes the terminal status each attempt settled in, puts the failed ones in the alerter's
+/// Writes the terminal status each attempt ended in, puts the failed ones in the alerter's
 /// inbox, releases their job locks and queues their next attempts (waking their queues), with
 /// one statement each for the whole batch.
 ///
 /// Each write is fenced: an attempt whose row is no longer running under its token (its lease
 /// moved on since it was read) is left as it is and answered with `None`, in its place.
-pub(crate) async fn write_settled<B: Backend>(
+pub(crate) async fn write_ends<B: Backend>(
     tx: &mut B::Tx,
-    items: Vec<Settling>,
+    items: Vec<FencedEnd>,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<Option<Finished>>> {
     if items.is_empty() {
@@ -91,10 +91,10 @@ pub(crate) async fn write_settled<B: Backend>(
     }
     // Rows are written in id order, as every batch write is, so that two transactions that
     // touch the same rows wait for each other instead of deadlocking.
-    let mut order: Vec<&Settling> = items.iter().collect();
+    let mut order: Vec<&FencedEnd> = items.iter().collect();
     order.sort_by_key(|s| s.finished.execution.id);
     let rows = tx
-        .fetch_all(query(B::SQL.queue.settle).time(now).table(vec![
+        .fetch_all(query(B::SQL.queue.write_ends).time(now).table(vec![
             Column::Uuids(Column::of(&order, |s| {
                 Some(s.finished.execution.id.as_uuid())
             })),
@@ -113,7 +113,7 @@ pub(crate) async fn write_settled<B: Backend>(
     for row in &rows {
         written.insert(row.uuid("id")?, row.bool("cancel_requested")?);
     }
-    let settled: Vec<Option<Finished>> = items
+    let written: Vec<Option<Finished>> = items
         .into_iter()
         .map(|item| {
             let mut finished = item.finished;
@@ -121,7 +121,7 @@ pub(crate) async fn write_settled<B: Backend>(
             Some(finished)
         })
         .collect();
-    let done: Vec<&Finished> = settled.iter().flatten().collect();
+    let done: Vec<&Finished> = written.iter().flatten().collect();
 
     let failures: Vec<&&Finished> = done
         .iter()
@@ -160,15 +160,16 @@ pub(crate) async fn write_settled<B: Backend>(
             tx.wake(&retry.queue);
         }
     }
-    Ok(settled)
+    Ok(written)
 }
 
-/// The worker's report with the text the backend cannot store made storable.
-pub(crate) fn storable_report<B: Backend>(report: &Finish) -> Finish {
-    let storable = |text: &Option<String>| text.as_deref().map(|t| B::storable(t).into_owned());
+/// The worker's report with the text the backend cannot store made without_nul.
+pub(crate) fn without_nul_report<B: Backend>(report: &Finish) -> Finish {
+    let without_nul =
+        |text: &Option<String>| text.as_deref().map(|t| B::without_nul(t).into_owned());
     Finish {
-        reason: storable(&report.reason),
-        image_digest: storable(&report.image_digest),
+        reason: without_nul(&report.reason),
+        image_digest: without_nul(&report.image_digest),
         ..report.clone()
     }
 }
@@ -181,9 +182,9 @@ fn plan_finishes<B: Backend>(
     batch: &[Finish],
     mut current: HashMap<ExecutionId, (Execution, Option<Uuid>)>,
     now: DateTime<Utc>,
-) -> (Vec<StoreResult<Finished>>, Vec<(usize, Settling)>) {
+) -> (Vec<StoreResult<Finished>>, Vec<(usize, FencedEnd)>) {
     let mut results = Vec::with_capacity(batch.len());
-    let mut settling = Vec::new();
+    let mut ends = Vec::new();
     for (i, finish) in batch.iter().enumerate() {
         let Some((execution, lease_token)) = current.get_mut(&finish.execution_id) else {
             results.push(Err(StoreError::not_found(format!(
@@ -196,19 +197,22 @@ fn plan_finishes<B: Backend>(
         if execution.status != Status::Running || *lease_token != Some(finish.token) {
             continue;
         }
-        let finished =
-            lifecycle::settled(execution.clone(), Some(&storable_report::<B>(finish)), now);
+        let finished = lifecycle::end_attempt(
+            execution.clone(),
+            Some(&without_nul_report::<B>(finish)),
+            now,
+        );
         execution.status = finished.execution.status;
         *lease_token = None;
-        settling.push((
+        ends.push((
             i,
-            Settling {
+            FencedEnd {
                 finished,
                 token: finish.token,
             },
         ));
     }
-    (results, settling)
+    (results, ends)
 }
 
 /// A finish batch item by item, from the stored rows: retries, dead letters, alerts.
@@ -229,10 +233,10 @@ pub(crate) async fn finish_in_full<B: Backend>(
         let (execution, token) = records::leased_execution(row)?;
         current.insert(execution.id, (execution, token));
     }
-    let (mut results, settling) = plan_finishes::<B>(batch, current, now);
-    let (places, settling): (Vec<usize>, Vec<Settling>) = settling.into_iter().unzip();
-    let settled = write_settled::<B>(&mut tx, settling, now).await?;
-    for (i, finished) in places.into_iter().zip(settled) {
+    let (mut results, ends) = plan_finishes::<B>(batch, current, now);
+    let (places, ends): (Vec<usize>, Vec<FencedEnd>) = ends.into_iter().unzip();
+    let written = write_ends::<B>(&mut tx, ends, now).await?;
+    for (i, finished) in places.into_iter().zip(written) {
         if let Some(finished) = finished {
             results[i] = Ok(finished);
         }
