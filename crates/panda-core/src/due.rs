@@ -45,7 +45,7 @@ impl fmt::Display for SkipReason {
             Self::MissedDeadline { deadline } => write!(
                 f,
                 "missed starting deadline: found more than {} after its time",
-                humanize(*deadline)
+                crate::human::exact(*deadline)
             ),
             Self::CatchUpNone => f.write_str("missed: catch-up none runs no missed slot"),
             Self::Superseded => {
@@ -56,15 +56,6 @@ impl fmt::Display for SkipReason {
                 "missed: catch-up all runs at most the {CATCH_UP_ALL_CAP} most recent missed slots"
             ),
         }
-    }
-}
-
-fn humanize(d: Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
     }
 }
 

@@ -19,6 +19,7 @@ mod clock;
 mod cron;
 mod due;
 mod execution;
+pub mod human;
 mod ids;
 mod job;
 mod retry;

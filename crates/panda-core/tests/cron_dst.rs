@@ -1,4 +1,4 @@
-//! Cron schedules across daylight-saving changes, held to the rule of DESIGN.md §2 "Schedule":
+//! Cron schedules across daylight-saving changes, held to the rule `CronSchedule` documents:
 //! a wall time that does not exist (spring forward) fires once, at the first instant after the
 //! gap; a wall time that occurs twice (fall back) fires once, at its first occurrence;
 //! fixed-interval schedules (`*/5 * * * *`, `@hourly`) keep their interval across the change.

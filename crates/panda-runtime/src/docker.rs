@@ -23,6 +23,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use panda_core::LogStream;
 use panda_core::RuntimeSpec;
+use panda_core::human;
 use tokio_util::sync::CancellationToken;
 
 use crate::{LogSink, RunOutcome, RunReport, RunSpec, Runtime, RuntimeError};
@@ -523,7 +524,7 @@ impl Runtime for DockerRuntime {
             }
             Err(outcome) => {
                 let why = if outcome == RunOutcome::TimedOut {
-                    format!("timed out after {}s", spec.timeout.as_secs_f64())
+                    format!("timed out after {}", human::exact(spec.timeout))
                 } else {
                     "cancelled".to_owned()
                 };

@@ -11,6 +11,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use panda_core::LogStream;
 use panda_core::RuntimeSpec;
+use panda_core::human;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
@@ -90,13 +91,13 @@ impl Runtime for ProcessRuntime {
             Ended::Exited(status) => exit_outcome(status, &logs),
             Ended::Stopped(outcome) => {
                 let why = if outcome == RunOutcome::TimedOut {
-                    format!("timed out after {}", humanize(spec.timeout))
+                    format!("timed out after {}", human::exact(spec.timeout))
                 } else {
                     "cancelled".to_owned()
                 };
                 logs.system(&format!(
                     "{why}: sending SIGTERM, then SIGKILL after {}",
-                    humanize(spec.kill_grace)
+                    human::exact(spec.kill_grace)
                 ));
                 stop(&mut child, group, spec.kill_grace).await;
                 Ok(outcome)
@@ -212,14 +213,5 @@ fn spawn_error(program: &str, workdir: Option<&str>, err: &std::io::Error) -> Ru
             RuntimeError::Permanent(format!("cannot start {program:?}: {err}"))
         }
         _ => RuntimeError::Transient(format!("cannot start {program:?}: {err}")),
-    }
-}
-
-fn humanize(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
     }
 }
