@@ -760,6 +760,146 @@ mod tests {
         );
     }
 
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("an RFC 3339 instant")
+    }
+
+    /// A job whose third attempt of a run failed with exit code 3, and that attempt.
+    fn failed_run() -> (Job, Execution) {
+        let job_id: JobId = "01900000-0000-7000-8000-000000000001".parse().expect("id");
+        let job = Job {
+            id: job_id,
+            spec: panda_core::JobSpec::new(
+                panda_core::JobName::new("reports").expect("name"),
+                panda_core::RuntimeSpec::Process {
+                    argv: vec!["true".into()],
+                },
+            ),
+            created_at: at("2026-03-01T11:00:00Z"),
+            updated_at: at("2026-03-01T11:00:00Z"),
+        };
+        let id: ExecutionId = "01900000-0000-7000-8000-000000000003".parse().expect("id");
+        let execution = Execution {
+            id,
+            root_id: "01900000-0000-7000-8000-000000000002".parse().expect("id"),
+            job_id,
+            job_name: "reports".into(),
+            queue: "default".into(),
+            priority: 0,
+            status: Status::Dead,
+            trigger: panda_core::Trigger::Retry,
+            attempt: 3,
+            retry: RetryPolicy::triggered_default(),
+            concurrency: panda_core::ConcurrencyPolicy::Allow,
+            max_running: None,
+            idempotency_key: None,
+            payload: None,
+            env: std::collections::BTreeMap::new(),
+            scheduled_at: Some(at("2026-03-01T12:00:00Z")),
+            run_at: at("2026-03-01T12:00:00Z"),
+            created_at: at("2026-03-01T12:00:00Z"),
+            started_at: Some(at("2026-03-01T12:00:01Z")),
+            finished_at: Some(at("2026-03-01T12:00:03.250Z")),
+            worker_id: Some("w1".into()),
+            lease_expires_at: None,
+            cancel_requested: false,
+            exit_code: Some(3),
+            reason: Some("disk full".into()),
+            image_digest: None,
+        };
+        (job, execution)
+    }
+
+    fn alert(kind: AlertKind, message: &str, body: serde_json::Value) -> AlertRecord {
+        AlertRecord {
+            id: ExecutionId::new().into(),
+            job_id: JobId::new(),
+            job: "reports".into(),
+            kind,
+            execution_id: None,
+            message: message.into(),
+            body,
+            created_at: at("2026-03-01T12:00:05Z"),
+            deliveries: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_alert_about_an_execution_has_these_webhook_and_slack_bodies() {
+        let (job, execution) = failed_run();
+        let message = "reports: gave up after attempt 3 (exited with code 3: disk full); the run is in the dead-letter queue";
+        let body = alert_body(
+            &job,
+            AlertKind::Dead,
+            Some(&execution),
+            message,
+            &["line one".to_owned(), "line two".to_owned()],
+            Some("http://panda.example/"),
+            at("2026-03-01T12:00:05Z"),
+        );
+        assert_eq!(
+            serde_json::to_string(&body).expect("JSON"),
+            concat!(
+                r#"{"at":"2026-03-01T12:00:05Z","#,
+                r#""dashboard_url":"http://panda.example/executions/01900000-0000-7000-8000-000000000003","#,
+                r#""event":"dead","#,
+                r#""execution":{"attempt":3,"duration_ms":2250,"exit_code":3,"#,
+                r#""finished_at":"2026-03-01T12:00:03.250Z","#,
+                r#""id":"01900000-0000-7000-8000-000000000003","reason":"disk full","#,
+                r#""scheduled_at":"2026-03-01T12:00:00Z","started_at":"2026-03-01T12:00:01Z","#,
+                r#""status":"dead","trigger":"retry"},"#,
+                r#""job":"reports","log_tail":["line one","line two"],"#,
+                r#""message":"reports: gave up after attempt 3 (exited with code 3: disk full); the run is in the dead-letter queue"}"#,
+            )
+        );
+        let slack = slack_body(&alert(AlertKind::Dead, message, body));
+        assert_eq!(
+            serde_json::to_string(&slack).expect("JSON"),
+            concat!(
+                r#"{"text":":x: *dead* reports: gave up after attempt 3 (exited with code 3: disk full); "#,
+                r#"the run is in the dead-letter queue\n<http://panda.example/executions/01900000-0000-7000-8000-000000000003|Open in Panda>"#,
+                r#"\n```line one\nline two```"}"#,
+            )
+        );
+    }
+
+    #[test]
+    fn an_alert_without_an_execution_or_a_dashboard_has_these_webhook_and_slack_bodies() {
+        let (job, _) = failed_run();
+        let message = "reports: the run due at 2026-03-01 12:00:00 UTC did not happen";
+        let body = alert_body(
+            &job,
+            AlertKind::Missed,
+            None,
+            message,
+            &[],
+            None,
+            at("2026-03-01T12:05:00Z"),
+        );
+        assert_eq!(
+            serde_json::to_string(&body).expect("JSON"),
+            concat!(
+                r#"{"at":"2026-03-01T12:05:00Z","dashboard_url":null,"event":"missed","#,
+                r#""execution":null,"job":"reports","log_tail":[],"#,
+                r#""message":"reports: the run due at 2026-03-01 12:00:00 UTC did not happen"}"#,
+            )
+        );
+        let slack = slack_body(&alert(AlertKind::Missed, message, body));
+        assert_eq!(
+            serde_json::to_string(&slack).expect("JSON"),
+            r#"{"text":":x: *missed* reports: the run due at 2026-03-01 12:00:00 UTC did not happen"}"#
+        );
+        let late = slack_body(&alert(
+            AlertKind::Late,
+            "reports: late",
+            serde_json::json!({}),
+        ));
+        assert_eq!(
+            serde_json::to_string(&late).expect("JSON"),
+            r#"{"text":":warning: *late* reports: late"}"#
+        );
+    }
+
     #[test]
     fn short_durations_read_like_the_cli() {
         assert_eq!(short(chrono::Duration::seconds(45)), "45s");
