@@ -57,7 +57,8 @@ where
         Ok(started)
     }
 
-    /// Waits until every delivery attempt under way has ended and been recorded.
+    /// Waits until every delivery attempt under way has ended; each records its outcome (or
+    /// logs that it could not) before it ends.
     pub async fn wait_for_deliveries(&self) {
         self.deliveries.close();
         self.deliveries.wait().await;
