@@ -20,4 +20,4 @@ pub use pruner::{
     DEFAULT_KEEP, DEFAULT_PRUNE_BATCH, DEFAULT_PRUNE_INTERVAL, DEFAULT_PRUNE_PAUSE, Pruner,
 };
 pub use rescuer::{DEFAULT_RESCUE_INTERVAL, Rescuer};
-pub use scheduler::{Scheduler, SchedulerHandle, Tick};
+pub use scheduler::{Scheduler, SchedulerHandle, SchedulerPass};

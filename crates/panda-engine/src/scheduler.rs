@@ -89,9 +89,10 @@ impl Entry {
     }
 }
 
-/// What one pass did.
+/// What one scheduler pass ([`Scheduler::tick`]) did: the slots it recorded, and when the
+/// next is due.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tick {
+pub struct SchedulerPass {
     /// Slots recorded as fired (an execution was queued).
     pub fired: usize,
     /// Slots recorded as skipped.
@@ -186,7 +187,7 @@ impl<S: JobStore + SlotStore + ?Sized + 'static> Scheduler<S> {
     ///
     /// The store's. Slots recorded before the error stay recorded, and a job's place only
     /// moves past slots that were recorded, so the next pass picks up where this one stopped.
-    pub async fn tick(&mut self) -> StoreResult<Tick> {
+    pub async fn tick(&mut self) -> StoreResult<SchedulerPass> {
         let now = self.clock.now();
         let resync_due = self.synced_at.is_none_or(|at| {
             (now - at)
@@ -198,7 +199,7 @@ impl<S: JobStore + SlotStore + ?Sized + 'static> Scheduler<S> {
             self.sync().await?;
         }
 
-        let mut tick = Tick::default();
+        let mut pass = SchedulerPass::default();
         let mut pending: Vec<(NewSlot, bool)> = Vec::new();
         for entry in self.jobs.values() {
             let (Some(schedule), Some(policy)) = (&entry.schedule, &entry.job.spec.schedule) else {
@@ -242,11 +243,11 @@ impl<S: JobStore + SlotStore + ?Sized + 'static> Scheduler<S> {
             for ((slot, fired), result) in batch.iter().zip(results) {
                 match result {
                     Ok(SlotRecord::Inserted(_)) if *fired => {
-                        tick.fired += 1;
+                        pass.fired += 1;
                         crate::metrics::slot_fired(slot.scheduled_at, now);
                     }
-                    Ok(SlotRecord::Inserted(_)) => tick.skipped += 1,
-                    Ok(SlotRecord::Duplicate(_)) => tick.duplicates += 1,
+                    Ok(SlotRecord::Inserted(_)) => pass.skipped += 1,
+                    Ok(SlotRecord::Duplicate(_)) => pass.duplicates += 1,
                     Err(StoreError::NotFound { .. }) => {
                         // Deleted since the last sync: forget it.
                         self.jobs.remove(&slot.job_id);
@@ -261,16 +262,16 @@ impl<S: JobStore + SlotStore + ?Sized + 'static> Scheduler<S> {
                 }
             }
         }
-        tick.wake_at = self.jobs.values().filter_map(|e| e.next).min();
-        if tick.fired + tick.skipped > 0 {
+        pass.wake_at = self.jobs.values().filter_map(|e| e.next).min();
+        if pass.fired + pass.skipped > 0 {
             tracing::debug!(
-                fired = tick.fired,
-                skipped = tick.skipped,
-                duplicates = tick.duplicates,
+                fired = pass.fired,
+                skipped = pass.skipped,
+                duplicates = pass.duplicates,
                 "scheduler pass"
             );
         }
-        Ok(tick)
+        Ok(pass)
     }
 
     /// Runs until `shutdown`: a pass, then sleep until the next slot, the next re-read, or a
@@ -280,7 +281,7 @@ impl<S: JobStore + SlotStore + ?Sized + 'static> Scheduler<S> {
         let wake = Arc::clone(&self.wake);
         loop {
             let wake_at = match self.tick().await {
-                Ok(tick) => tick.wake_at,
+                Ok(pass) => pass.wake_at,
                 Err(err) => {
                     tracing::warn!(%err, "scheduler pass failed; retrying");
                     Some(self.clock.now() + chrono_duration(RETRY_AFTER_ERROR))

@@ -133,7 +133,7 @@ async fn enqueue(store: &Arc<dyn Store>, clock: &TestClock, job: &str) -> Execut
 async fn judge_and_deliver(alerter: &mut Alerter) -> Vec<AlertKind> {
     let raised = alerter.judge().await.expect("judge");
     alerter.deliver().await.expect("deliver");
-    alerter.settle().await;
+    alerter.wait_for_deliveries().await;
     raised.iter().map(|a| a.kind).collect()
 }
 
@@ -289,11 +289,11 @@ async fn a_receiver_that_fails_once_gets_the_alert_once_after_a_retry(test: &Tes
         alerter.deliver().await.expect("deliver"),
         usize::from(retry_at <= clock.now())
     );
-    alerter.settle().await;
+    alerter.wait_for_deliveries().await;
     // ...and once it is due, it goes through.
     clock.advance(chrono::Duration::seconds(3));
     alerter.deliver().await.expect("deliver");
-    alerter.settle().await;
+    alerter.wait_for_deliveries().await;
     let listed = store.alert_list(None, 0).await.expect("list");
     assert_eq!(listed.len(), 1, "one alert");
     let delivery = &listed[0].deliveries[0];
@@ -307,7 +307,7 @@ async fn a_receiver_that_fails_once_gets_the_alert_once_after_a_retry(test: &Tes
     );
     clock.advance(chrono::Duration::seconds(3600));
     alerter.deliver().await.expect("deliver");
-    alerter.settle().await;
+    alerter.wait_for_deliveries().await;
     assert_eq!(
         server.received_requests().await.expect("on").len(),
         2,
@@ -339,7 +339,7 @@ async fn a_receiver_that_hangs_holds_up_nothing(test: &TestStore) {
     .await
     .expect("judging and starting a delivery do not wait for the receiver");
     assert_eq!(raised.len(), 1);
-    alerter.settle().await;
+    alerter.wait_for_deliveries().await;
     let listed = store.alert_list(None, 0).await.expect("list");
     let delivery = &listed[0].deliveries[0];
     assert_eq!(delivery.state, DeliveryState::Pending);
@@ -450,7 +450,7 @@ async fn a_missed_cron_slot_and_a_long_run_are_noticed(test: &TestStore) {
     );
 
     alerter.deliver().await.expect("deliver");
-    alerter.settle().await;
+    alerter.wait_for_deliveries().await;
     let bodies: Vec<String> = received(&server)
         .await
         .iter()

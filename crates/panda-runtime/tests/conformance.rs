@@ -575,27 +575,61 @@ async fn process_a_descendant_that_leaves_the_group_does_not_hold_the_run_open()
 #[tokio::test(flavor = "current_thread")]
 async fn a_log_sink_dropped_without_finish_stops_its_flusher_and_keeps_its_lines() {
     let kit = Kit::new(|_| RuntimeSpec::Process { argv: vec![] }).await;
-    // The store's own tasks settle first, so the count moves only with the sink's.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let metrics = tokio::runtime::Handle::current().metrics();
-    let before = metrics.num_alive_tasks();
+    let (dropped, flusher_ended) = tokio::sync::oneshot::channel();
+    // Only the sink's flusher holds this store, so it is dropped when the flusher ends.
+    let store = Arc::new(HeldLogs {
+        inner: Arc::clone(&kit.test.store) as Arc<dyn LogStore>,
+        dropped: Some(dropped),
+    });
+    let held = Arc::downgrade(&store);
     let config = LogConfig {
         flush_every: Duration::from_millis(20),
         ..LogConfig::default()
     };
-    let sink = kit.sink(config, &kit.spec(""));
-    assert_eq!(metrics.num_alive_tasks(), before + 1, "the flusher runs");
+    let sink = LogSink::new(store, kit.execution, config, []);
+    assert!(held.upgrade().is_some(), "the flusher runs");
     sink.write(LogStream::Stdout, b"kept\n");
     drop(sink);
-    for _ in 0..100 {
-        if metrics.num_alive_tasks() == before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(metrics.num_alive_tasks(), before, "the flusher ended");
+    tokio::time::timeout(Duration::from_secs(10), flusher_ended)
+        .await
+        .expect("the flusher ended (hang guard)")
+        .expect("the store said it was dropped");
     assert_eq!(kit.output(LogStream::Stdout).await, "kept\n");
     kit.test.close().await;
+}
+
+/// A log store that says when it is dropped: when whoever held it last is gone.
+struct HeldLogs {
+    inner: Arc<dyn LogStore>,
+    dropped: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for HeldLogs {
+    fn drop(&mut self) {
+        if let Some(dropped) = self.dropped.take() {
+            let _ = dropped.send(());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LogStore for HeldLogs {
+    async fn log_append(&self, execution: ExecutionId, chunks: &[LogChunk]) -> StoreResult<()> {
+        self.inner.log_append(execution, chunks).await
+    }
+
+    async fn log_read(
+        &self,
+        execution: ExecutionId,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<LogChunk>> {
+        self.inner.log_read(execution, after, limit).await
+    }
+
+    async fn log_tail(&self, execution: ExecutionId, lines: u32) -> StoreResult<Vec<LogChunk>> {
+        self.inner.log_tail(execution, lines).await
+    }
 }
 
 /// A log store every write to fails, as a broken disk would make it.

@@ -1,0 +1,186 @@
+//! The cron watch, a dead-man's switch: each cronjob's latest slot past its grace must have a
+//! run that started within the grace (else it was missed or late), and no execution may run
+//! longer than its job's limit.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use panda_core::{AlertKind, CronSchedule, Execution, Job, Status};
+use panda_store::{
+    AlertRecord, AlertStore, ExecutionFilter, HistoryStore, JobKind, JobStore, LogStore, SlotStore,
+    StoreResult,
+};
+
+use super::Alerter;
+
+impl<S> Alerter<S>
+where
+    S: AlertStore + HistoryStore + JobStore + LogStore + SlotStore + ?Sized + 'static,
+{
+    /// One pass over cron slots and running executions; returns the alerts it raised.
+    pub async fn watch(&mut self) -> StoreResult<Vec<AlertRecord>> {
+        let now = self.clock.now();
+        let jobs = self.store.job_list(JobKind::All).await?;
+        let mut raised = Vec::new();
+        for job in jobs.iter().filter(|j| j.spec.schedule.is_some()) {
+            if let Some(alert) = self.watch_slot(job, now).await? {
+                raised.push(alert);
+            }
+        }
+        let watched: HashMap<&str, &Job> = jobs
+            .iter()
+            .filter(|j| j.spec.alerts.running_longer_than.is_some())
+            .map(|j| (j.spec.name.as_str(), j))
+            .collect();
+        if !watched.is_empty() {
+            let running = self
+                .store
+                .execution_list(&ExecutionFilter {
+                    statuses: vec![Status::Running],
+                    limit: panda_store::MAX_PAGE_SIZE,
+                    ..ExecutionFilter::default()
+                })
+                .await?;
+            for execution in &running.executions {
+                let Some(job) = watched.get(execution.job_name.as_str()) else {
+                    continue;
+                };
+                if let Some(alert) = self.watch_run(job, execution, now).await? {
+                    raised.push(alert);
+                }
+            }
+        }
+        Ok(raised)
+    }
+
+    async fn watch_slot(
+        &mut self,
+        job: &Job,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<AlertRecord>> {
+        let Some(schedule) = job.spec.schedule.as_ref() else {
+            return Ok(None);
+        };
+        if job.spec.suspended {
+            return Ok(None);
+        }
+        let grace = job.spec.alerts.late_after();
+        let key = (schedule.cron.clone(), schedule.timezone.clone());
+        let parsed = self
+            .schedules
+            .entry(key)
+            .or_insert_with(|| CronSchedule::parse(&schedule.cron, &schedule.timezone).ok());
+        let Some(parsed) = parsed.as_ref() else {
+            return Ok(None);
+        };
+        let Some(slot_at) = chrono::Duration::from_std(grace)
+            .ok()
+            .and_then(|g| parsed.latest_at_or_before(now - g))
+        else {
+            return Ok(None);
+        };
+        // Slots from before the job (or its latest change) are not its to miss.
+        if slot_at <= job.updated_at || self.checked_slots.get(&job.id) >= Some(&slot_at) {
+            return Ok(None);
+        }
+        self.checked_slots.insert(job.id, slot_at);
+        let slots = self.store.slot_list(job.id, 50).await?;
+        let Some(slot) = slots.iter().find(|s| s.scheduled_at == slot_at) else {
+            let message = format!(
+                "{}: the run due at {} did not happen: no node recorded it (were they all down?)",
+                job.spec.name,
+                slot_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            return self.raise(job, AlertKind::Missed, None, message).await;
+        };
+        let execution = self.store.execution_get(slot.execution_id).await?;
+        let late_by = |started: DateTime<Utc>| started - slot_at;
+        let grace_chrono = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let (kind, message) = if !slot.fired {
+            let reason = execution.reason.as_deref().unwrap_or("skipped");
+            if reason == panda_core::SkipReason::Suspended.to_string() {
+                return Ok(None);
+            }
+            (
+                AlertKind::Missed,
+                format!(
+                    "{}: the run due at {} was skipped: {reason}",
+                    job.spec.name,
+                    slot_at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+            )
+        } else {
+            match execution.started_at {
+                Some(started) if late_by(started) <= grace_chrono => return Ok(None),
+                Some(started) => (
+                    AlertKind::Late,
+                    format!(
+                        "{}: the run due at {} started {} late",
+                        job.spec.name,
+                        slot_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        short(late_by(started))
+                    ),
+                ),
+                None if execution.status.is_terminal() => return Ok(None),
+                None => (
+                    AlertKind::Late,
+                    format!(
+                        "{}: the run due at {} has not started after {}",
+                        job.spec.name,
+                        slot_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        short(now - slot_at)
+                    ),
+                ),
+            }
+        };
+        self.raise(job, kind, Some(&execution), message).await
+    }
+
+    async fn watch_run(
+        &self,
+        job: &Job,
+        execution: &Execution,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<AlertRecord>> {
+        let (Some(limit), Some(started)) =
+            (job.spec.alerts.running_longer_than, execution.started_at)
+        else {
+            return Ok(None);
+        };
+        let limit = chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX);
+        if now - started <= limit {
+            return Ok(None);
+        }
+        let message = format!(
+            "{}: {} has been running for {}, longer than {}",
+            job.spec.name,
+            execution.id,
+            short(now - started),
+            short(limit)
+        );
+        self.raise(job, AlertKind::LongRunning, Some(execution), message)
+            .await
+    }
+}
+
+/// A short duration: `45s`, `3m04s`, `2h05m`.
+fn short(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_durations_read_like_the_cli() {
+        assert_eq!(short(chrono::Duration::seconds(45)), "45s");
+        assert_eq!(short(chrono::Duration::seconds(184)), "3m04s");
+        assert_eq!(short(chrono::Duration::seconds(7500)), "2h05m");
+    }
+}
