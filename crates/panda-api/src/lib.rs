@@ -34,6 +34,7 @@ use panda_store::Store;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Failure;
+pub use metrics::install_recorder as install_metrics_recorder;
 
 /// Parsed schedules, `None` for one that does not parse.
 type ScheduleCache = Arc<

@@ -41,3 +41,41 @@ pub(crate) async fn render(State(state): State<AppState>) -> Result<impl IntoRes
         metrics.handle.render(),
     ))
 }
+
+/// How often histogram samples are folded into their buckets between scrapes, so memory stays
+/// flat however rarely Prometheus comes.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Installs the Prometheus recorder every metric in this process goes to, with the buckets
+/// [`panda_engine::metrics::HISTOGRAM_BUCKETS`] gives each histogram, and starts its upkeep,
+/// which ends with `shutdown`. Once per process, before any service starts.
+///
+/// # Errors
+///
+/// When a recorder is already installed in this process.
+pub fn install_recorder(
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+    for (name, buckets) in panda_engine::metrics::HISTOGRAM_BUCKETS {
+        builder = builder.set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full((*name).to_owned()),
+            buckets,
+        )?;
+    }
+    let handle = builder.install_recorder()?;
+    panda_engine::metrics::describe();
+    let upkeep = handle.clone();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(UPKEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => upkeep.run_upkeep(),
+            }
+        }
+    });
+    Ok(handle)
+}

@@ -6,12 +6,14 @@
 
 use std::time::Duration;
 
+use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 use panda_core::api::{
     ApiError, ErrorBody, ExecutionList, JobView, LogEnd, LogLine, LogPage, TriggerRequest,
     Triggered,
 };
 use panda_core::{Execution, ExecutionId, Job, JobSpec};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -368,71 +370,56 @@ impl Client {
     }
 }
 
-/// Parses a `text/event-stream` body into log events.
+/// Parses a `text/event-stream` body into log events. The framing (LF, CRLF or CR line ends,
+/// comments, `id:` and `retry:` fields, events split across chunks) is eventsource-stream's;
+/// this reads Panda's two events, `log` and `end`, and stops after `end`.
 fn sse_events(
     bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
     base: String,
 ) -> impl Stream<Item = Result<LogEvent, ClientError>> {
-    let state = (Box::pin(bytes), Vec::<u8>::new(), base, false);
-    futures::stream::unfold(state, |(mut bytes, mut buffer, base, done)| async move {
+    let state = (Box::pin(bytes.eventsource()), base, false);
+    futures::stream::unfold(state, |(mut events, base, done)| async move {
         if done {
             return None;
         }
         loop {
-            // One event ends at a blank line.
-            if let Some(end) = find_blank_line(&buffer) {
-                let block: Vec<u8> = buffer.drain(..end).collect();
-                let event = parse_block(&String::from_utf8_lossy(&block));
-                match event {
+            match events.next().await? {
+                Ok(event) => match log_event(&event) {
                     Some(Ok(LogEvent::End(execution))) => {
-                        return Some((Ok(LogEvent::End(execution)), (bytes, buffer, base, true)));
+                        return Some((Ok(LogEvent::End(execution)), (events, base, true)));
                     }
-                    Some(item) => return Some((item, (bytes, buffer, base, false))),
-                    None => continue,
+                    Some(item) => return Some((item, (events, base, false))),
+                    None => {}
+                },
+                Err(EventStreamError::Transport(err)) => {
+                    return Some((Err(transport(&err, &base)), (events, base, true)));
                 }
-            }
-            match bytes.next().await {
-                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                Some(Err(err)) => {
-                    return Some((Err(transport(&err, &base)), (bytes, buffer, base, true)));
+                Err(err) => {
+                    let err = ClientError::Transport {
+                        message: format!("the log stream from {base} could not be read: {err}"),
+                        hint: None,
+                    };
+                    return Some((Err(err), (events, base, true)));
                 }
-                None => return None,
             }
         }
     })
 }
 
-/// Where the first event block ends (after its blank line), if a whole one is buffered.
-fn find_blank_line(buffer: &[u8]) -> Option<usize> {
-    buffer.windows(2).position(|w| w == b"\n\n").map(|i| i + 2)
-}
-
-/// One event block: `event:` and `data:` lines (keep-alive comments give `None`).
-fn parse_block(block: &str) -> Option<Result<LogEvent, ClientError>> {
-    let mut name = "message";
-    let mut data = String::new();
-    for line in block.lines() {
-        if let Some(value) = line.strip_prefix("event:") {
-            name = value.trim();
-        } else if let Some(value) = line.strip_prefix("data:") {
-            if !data.is_empty() {
-                data.push('\n');
-            }
-            data.push_str(value.strip_prefix(' ').unwrap_or(value));
-        }
-    }
-    if data.is_empty() {
+/// One event as a log event; events of other names, and events without data, give `None`.
+fn log_event(event: &Event) -> Option<Result<LogEvent, ClientError>> {
+    if event.data.is_empty() {
         return None;
     }
     let unreadable = |err: serde_json::Error| ClientError::Transport {
         message: format!("a log event could not be read: {err}"),
         hint: None,
     };
-    Some(match name {
-        "log" => serde_json::from_str::<LogLine>(&data)
+    Some(match event.event.as_str() {
+        "log" => serde_json::from_str::<LogLine>(&event.data)
             .map(LogEvent::Line)
             .map_err(unreadable),
-        "end" => serde_json::from_str::<LogEnd>(&data)
+        "end" => serde_json::from_str::<LogEnd>(&event.data)
             .map(|end| LogEvent::End(Box::new(end.execution)))
             .map_err(unreadable),
         _ => return None,
@@ -477,39 +464,72 @@ fn status_code(status: StatusCode) -> &'static str {
     }
 }
 
+/// What [`segment`] leaves as it is: RFC 3986's unreserved characters.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes one path or query value.
 fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn sse_blocks_parse_into_log_events() {
-        let line = parse_block(
-            "event: log\ndata: {\"seq\":3,\"stream\":\"stdout\",\"at\":\"2026-11-28T00:00:00Z\",\"text\":\"hi\\n\"}\n",
-        );
-        match line {
-            Some(Ok(LogEvent::Line(line))) => {
-                assert_eq!(
-                    (line.seq, line.stream.as_str(), line.text.as_str()),
-                    (3, "stdout", "hi\n")
-                );
-            }
-            other => panic!("{other:?}"),
+    const LOG: &str = r#"{"seq":3,"stream":"stdout","at":"2026-11-28T00:00:00Z","text":"hi\n"}"#;
+
+    /// The events `sse_events` reads from `chunks`, as they arrive.
+    async fn events_of(chunks: &[&str]) -> Vec<Result<LogEvent, ClientError>> {
+        let chunks: Vec<reqwest::Result<bytes::Bytes>> = chunks
+            .iter()
+            .map(|chunk| Ok(bytes::Bytes::from(chunk.to_string())))
+            .collect();
+        sse_events(futures::stream::iter(chunks), "http://test".into())
+            .collect()
+            .await
+    }
+
+    fn line_of(event: &Result<LogEvent, ClientError>) -> (u64, &str, &str) {
+        match event {
+            Ok(LogEvent::Line(line)) => (line.seq, line.stream.as_str(), line.text.as_str()),
+            other => panic!("not a log line: {other:?}"),
         }
-        assert!(parse_block(": keep-alive\n").is_none());
-        assert_eq!(find_blank_line(b"event: a\ndata: 1\n\nrest"), Some(18));
+    }
+
+    #[tokio::test]
+    async fn sse_log_events_are_read_across_chunks() {
+        let block = format!("event: log\ndata: {LOG}\n\n");
+        let (head, tail) = block.split_at(20);
+        let events = events_of(&[": keep-alive\n\n", head, tail]).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(line_of(&events[0]), (3, "stdout", "hi\n"));
+    }
+
+    #[tokio::test]
+    async fn sse_streams_with_crlf_line_ends_are_read() {
+        let block = format!("event: log\r\ndata: {LOG}\r\n\r\n");
+        // The second event's CRLF is cut between two chunks.
+        let (head, tail) = block.split_at(block.len() - 3);
+        let other = "event: other\r\ndata: {}\r\n\r\n";
+        let events = events_of(&[&block, head, tail, other]).await;
+        assert_eq!(events.len(), 2, "{events:?}");
+        for event in &events {
+            assert_eq!(line_of(event), (3, "stdout", "hi\n"));
+        }
+    }
+
+    #[tokio::test]
+    async fn sse_id_and_retry_fields_and_comments_are_ignored() {
+        let body = format!(
+            ": the server says hello\nid: 41\nretry: 3000\nevent: log\ndata: {LOG}\n\nid: 42\n\n"
+        );
+        let events = events_of(&[&body]).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(line_of(&events[0]), (3, "stdout", "hi\n"));
     }
 
     #[tokio::test]

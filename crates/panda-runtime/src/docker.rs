@@ -16,9 +16,9 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
-    CreateImageOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use panda_core::LogStream;
@@ -130,11 +130,13 @@ impl DockerRuntime {
 
     /// Builds an image tagged `tag` holding only a static busybox (every applet on `/bin`),
     /// from the binary at `busybox`, through the engine's build API: the image the tests and
-    /// `panda bench runtime` run where no registry can be reached.
+    /// `panda-bench runtime` run where no registry can be reached. Behind the `testing` feature:
+    /// the server never builds images.
     ///
     /// # Errors
     ///
     /// Reading the binary, or the engine's, classed.
+    #[cfg(feature = "testing")]
     pub async fn build_busybox_image(
         &self,
         tag: &str,
@@ -149,6 +151,7 @@ impl DockerRuntime {
     /// # Errors
     ///
     /// Reading the binary, or the engine's, classed.
+    #[cfg(feature = "testing")]
     pub async fn build_busybox_image_with_cmd(
         &self,
         tag: &str,
@@ -185,7 +188,10 @@ impl DockerRuntime {
         let context = context
             .into_inner()
             .map_err(|err| RuntimeError::Permanent(format!("building the context: {err}")))?;
-        let options = BuildImageOptionsBuilder::new().t(tag).rm(true).build();
+        let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
+            .t(tag)
+            .rm(true)
+            .build();
         let mut build =
             self.docker
                 .build_image(options, None, Some(bollard::body_full(context.into())));

@@ -56,7 +56,7 @@ pub use model::{
     SlotDecision, SlotRecord, TokenScope,
 };
 pub use panda_core::{LogChunk, LogStore, LogStream, StoreError, StoreResult};
-pub use postgres::PgStore;
+pub use postgres::{PgStore, redact_url};
 pub use queue::{QueueSql, QueueStore};
 pub use retention::{RetentionSql, RetentionStore};
 pub use slots::{SlotSql, SlotStore};

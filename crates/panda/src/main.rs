@@ -4,7 +4,6 @@
 //! configuration and hands the rest of Panda an `Arc<dyn Store>`.
 
 mod apply;
-mod bench;
 mod cli;
 mod metrics;
 mod output;
@@ -86,9 +85,6 @@ enum Command {
     Server(server::ServerArgs),
     /// Run workers only: an extra node next to a server, on the same PostgreSQL
     Worker(server::WorkerArgs),
-    /// Measure Panda's throughput on this machine.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -136,7 +132,6 @@ fn main() -> ExitCode {
             }
             Command::Server(args) => server::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Worker(args) => server::run_worker(args).await.map(|()| ExitCode::SUCCESS),
-            Command::Bench(command) => bench::run(command).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

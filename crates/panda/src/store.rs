@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+pub(crate) use panda_store::redact_url as redact;
 use panda_store::{PgStore, SqliteStore, Store};
 
 use crate::UserError;
@@ -51,37 +52,5 @@ pub(crate) async fn open(
                 .with_context(|| format!("open the SQLite store at {}", path.display()))?;
             Ok(Arc::new(store))
         }
-    }
-}
-
-/// A URL fit for printing: the password, if any, replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redact_hides_only_the_password() {
-        assert_eq!(
-            redact("postgres://panda:s3cret@db:5432/panda"),
-            "postgres://panda:***@db:5432/panda"
-        );
-        assert_eq!(
-            redact("postgres://panda@db/panda"),
-            "postgres://panda@db/panda"
-        );
-        assert_eq!(redact("not a url"), "not a url");
     }
 }

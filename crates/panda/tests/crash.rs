@@ -423,7 +423,7 @@ async fn postgres_a_worker_node_finishes_the_killed_servers_work() {
             "taken while node-a's lease still held: {restarted}"
         );
         // ...and soon after: a liveness bound with room for a loaded machine. The tight figure
-        // (lease + 1 s) is measured by `panda bench queue`.
+        // (lease + 1 s) is measured by `panda-bench queue`.
         assert!(
             restarted <= lease_ttl + chrono::Duration::seconds(10),
             "node-b took {restarted} to take over"

@@ -297,3 +297,35 @@ impl Backend for PgStore {
             .map(Some)
     }
 }
+
+/// A database URL fit for printing: the password, if any, replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact_url("postgres://panda:s3cret@db:5432/panda"),
+            "postgres://panda:***@db:5432/panda"
+        );
+        assert_eq!(
+            redact_url("postgres://panda@db/panda"),
+            "postgres://panda@db/panda"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+}

@@ -1,4 +1,4 @@
-//! `panda bench dashboard`: time to first byte of the dashboard's heaviest pages, on each
+//! `panda-bench dashboard`: time to first byte of the dashboard's heaviest pages, on each
 //! backend, with a realistic amount of data behind them.
 //!
 //! - The cronjobs page (`/`) with `--jobs` cronjobs, each with `--history` finished executions
@@ -29,9 +29,9 @@ use super::{Backend, Scratch};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  panda bench dashboard
-  panda bench dashboard --database-url postgres://postgres@127.0.0.1:5432/panda_bench
-  panda bench dashboard --jobs 1000 --history 40 --executions 1000000 --requests 50")]
+  panda-bench dashboard
+  panda-bench dashboard --database-url postgres://postgres@127.0.0.1:5432/panda_bench
+  panda-bench dashboard --jobs 1000 --history 40 --executions 1000000 --requests 50")]
 pub(crate) struct DashboardBench {
     /// PostgreSQL database to measure in (a fresh schema is made and dropped); without it only
     /// SQLite is measured

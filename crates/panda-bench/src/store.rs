@@ -1,4 +1,4 @@
-//! `panda bench store`: enqueue, then claim and finish, on each backend.
+//! `panda-bench store`: enqueue, then claim and finish, on each backend.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +14,9 @@ use super::{Backend, Scratch};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  panda bench store
-  panda bench store --database-url postgres://postgres@127.0.0.1:5432/panda_bench
-  panda bench store --executions 50000 --batch 200 --workers 4")]
+  panda-bench store
+  panda-bench store --database-url postgres://postgres@127.0.0.1:5432/panda_bench
+  panda-bench store --executions 50000 --batch 200 --workers 4")]
 pub(crate) struct StoreBench {
     /// PostgreSQL database to measure in (a fresh schema is made and dropped); without it only
     /// SQLite is measured

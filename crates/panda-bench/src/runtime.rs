@@ -1,4 +1,4 @@
-//! `panda bench runtime`: each runtime against its baseline, in one run. The Docker and process
+//! `panda-bench runtime`: each runtime against its baseline, in one run. The Docker and process
 //! measurements alternate the baseline and Panda over `--rounds` and compare the medians.
 //!
 //! - Docker: busybox `true` containers through [`DockerRuntime`] vs `docker run --rm` of the
@@ -33,8 +33,8 @@ const BENCH_IMAGE: &str = "panda-bench/busybox:latest";
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  panda bench runtime
-  panda bench runtime --runs 200 --parallel 4 --log-mib 1024")]
+  panda-bench runtime
+  panda-bench runtime --runs 200 --parallel 4 --log-mib 1024")]
 pub(crate) struct RuntimeBench {
     /// Executions per measurement (each runtime and each baseline)
     #[arg(long, default_value_t = 100)]

@@ -1,4 +1,4 @@
-//! `panda bench api`: the server as a user meets it, on its embedded defaults (SQLite), each
+//! `panda-bench api`: the server as a user meets it, on its embedded defaults (SQLite), each
 //! figure next to its floor in the same run.
 //!
 //! - `panda cronjob list` with `--jobs` cronjobs (each a different daily time, none due
@@ -10,7 +10,7 @@
 //!   answering.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,8 +25,8 @@ use super::runtime::{Row, print_table};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  panda bench api
-  panda bench api --jobs 1000 --executions 1000000 --requests 1000")]
+  panda-bench api
+  panda-bench api --jobs 1000 --executions 1000000 --requests 1000")]
 pub(crate) struct ApiBench {
     /// Cronjobs listed
     #[arg(long, default_value_t = 1000)]
@@ -40,13 +40,26 @@ pub(crate) struct ApiBench {
     /// Times each command is run for the list measurement
     #[arg(long, default_value_t = 20)]
     runs: u32,
+    /// The `panda` binary measured [default: the one beside this binary, as cargo builds it]
+    #[arg(long, value_name = "PATH")]
+    panda: Option<PathBuf>,
 }
 
 pub(super) async fn run(args: ApiBench) -> anyhow::Result<()> {
     if args.jobs == 0 || args.requests == 0 || args.runs == 0 {
         bail!("--jobs, --requests and --runs must be at least 1");
     }
-    let exe = std::env::current_exe().context("find the panda binary")?;
+    let exe = match &args.panda {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .context("find this binary")?
+            .with_file_name("panda"),
+    };
+    ensure!(
+        exe.is_file(),
+        "no panda binary at {} (build it with `cargo build --release -p panda`, or pass --panda PATH)",
+        exe.display()
+    );
     let mut rows = Vec::new();
 
     // A fresh server: memory once idle, and start to ready.

@@ -1,4 +1,4 @@
-//! `panda bench prune`: claim latency while a large history is pruned, against the same
+//! `panda-bench prune`: claim latency while a large history is pruned, against the same
 //! claims on an idle store, in one run.
 //!
 //! - Seeds `--executions` finished executions of one job (skipped slots of a suspended
@@ -33,9 +33,9 @@ const _: () = assert!(DEFAULT_PRUNE_PAUSE.as_millis() == 50);
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  panda bench prune
-  panda bench prune --database-url postgres://postgres@127.0.0.1:5432/panda_bench
-  panda bench prune --executions 100000 --batch 200 --pause 20ms")]
+  panda-bench prune
+  panda-bench prune --database-url postgres://postgres@127.0.0.1:5432/panda_bench
+  panda-bench prune --executions 100000 --batch 200 --pause 20ms")]
 pub(crate) struct PruneBench {
     /// PostgreSQL database to measure in (a fresh schema is made and dropped); without it the
     /// measurement runs on a temp-file SQLite database

@@ -1,7 +1,9 @@
-//! `panda bench`: measurements that go into BENCHMARKS.md.
+//! `panda-bench`: measurements that go into BENCHMARKS.md
+//! (`cargo run --release -p panda-bench -- queue …`).
 //!
 //! Benchmarks live here, not in tests: absolute times on a shared machine drift, so a result is
-//! only read next to the other backends measured in the same run.
+//! only read next to the other backends measured in the same run. They are a binary of their
+//! own, so the `panda` that ships carries none of them.
 
 mod api;
 mod dashboard;
@@ -11,14 +13,23 @@ mod runtime;
 mod schedule;
 mod store;
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Parser, Subcommand};
 use panda_store::{PgStore, SqliteStore, Store};
 
+/// Measure Panda's throughput on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "panda-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
 #[derive(Debug, Subcommand)]
-pub(crate) enum BenchCommand {
+enum BenchCommand {
     /// Enqueue, then claim and finish, executions on each store backend.
     Store(store::StoreBench),
     /// The scheduler: a minute's slots of many cronjobs, and the lag of an every-second one.
@@ -36,7 +47,29 @@ pub(crate) enum BenchCommand {
     Prune(prune::PruneBench),
 }
 
-pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    // Every HTTPS client in this process (reqwest is built without a provider) uses ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PANDA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Runtime::new()
+        .context("start the async runtime")
+        .and_then(|runtime| runtime.block_on(run(cli.command)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Store(args) => store::run(args).await,
         BenchCommand::Schedule(args) => schedule::run(args).await,
@@ -96,7 +129,7 @@ impl Scratch {
                 let schema = format!("panda_bench_{}", uuid::Uuid::now_v7().simple());
                 let store = PgStore::connect_in_schema(url, &schema, max_connections)
                     .await
-                    .with_context(|| format!("connect to {}", crate::store::redact(url)))?;
+                    .with_context(|| format!("connect to {}", panda_store::redact_url(url)))?;
                 Ok(Self::Postgres(Arc::new(store)))
             }
             _ => {
@@ -130,7 +163,7 @@ impl Scratch {
 }
 
 /// The middle value (the mean of the two middle ones for an even count).
-pub(super) fn median(values: &mut [f64]) -> f64 {
+fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     if values.len().is_multiple_of(2) {

@@ -1,4 +1,4 @@
-//! `panda bench queue`: the workers end to end, on each store backend, in one run.
+//! `panda-bench queue`: the workers end to end, on each store backend, in one run.
 //!
 //! - The engine's own overhead: executions/s through the Dispatcher with a runtime that does
 //!   nothing (claim, heartbeat bookkeeping, log sink, finish).
@@ -36,8 +36,8 @@ use super::{Backend, Scratch, median};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  panda bench queue
-  panda bench queue --database-url postgres://postgres@127.0.0.1/panda_bench --concurrency 8")]
+  panda-bench queue
+  panda-bench queue --database-url postgres://postgres@127.0.0.1/panda_bench --concurrency 8")]
 pub(crate) struct QueueBench {
     /// PostgreSQL database to measure in (a fresh schema is made and dropped); without it only
     /// SQLite is measured
@@ -76,7 +76,7 @@ pub(super) async fn run(args: QueueBench) -> anyhow::Result<()> {
         bail!("--executions, --runs, --rounds, --concurrency and --samples must be at least 1");
     }
     let recording = CancellationToken::new();
-    let _metrics = crate::metrics::install(&recording)?;
+    let _metrics = panda_api::install_metrics_recorder(&recording)?;
     let mut rows = Vec::new();
     for backend in Backend::requested(args.database_url.as_deref()) {
         let name = backend.name();

@@ -1,4 +1,4 @@
-//! `panda bench schedule`: the scheduler's two numbers on each backend.
+//! `panda-bench schedule`: the scheduler's two numbers on each backend.
 //!
 //! - Fan-out: `--jobs` cronjobs on `* * * * *`; the time from a minute boundary until the last
 //!   of its slots is recorded (each a queued execution). The clock is a test clock set to the
@@ -28,9 +28,9 @@ use super::{Backend, Scratch};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  panda bench schedule
-  panda bench schedule --database-url postgres://postgres@127.0.0.1:5432/panda_bench
-  panda bench schedule --jobs 10000 --slots 100")]
+  panda-bench schedule
+  panda-bench schedule --database-url postgres://postgres@127.0.0.1:5432/panda_bench
+  panda-bench schedule --jobs 10000 --slots 100")]
 pub(crate) struct ScheduleBench {
     /// PostgreSQL database to measure in (a fresh schema is made and dropped); without it only
     /// SQLite is measured

@@ -1,0 +1,464 @@
+//! `panda cronjob …` and `panda job …`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use panda_client::Client;
+use panda_core::api::TriggerRequest;
+use panda_core::{CronSchedule, Execution, Job, RuntimeSpec};
+
+use super::connection::{Connection, user};
+use super::logs::{Filter, LogsArgs, logs, stream_logs};
+use super::spec::{CreateArgs, UpdateArgs, pairs, spec_of, update_spec};
+use crate::UserError;
+use crate::output::{self, Format};
+
+/// `panda cronjob …` and `panda job …`: the same commands, for jobs with or without a schedule.
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobCommand {
+    /// Create a job
+    #[command(after_help = "Examples:
+  panda cronjob create --name generate-reports --image your-registry/report-job:latest \\
+    --schedule \"0 5 * * *\" --env REPORT_FORMAT=pdf
+  panda cronjob create --name cleanup --exec \"python3 cleanup.py --days 30\" --schedule @daily
+  panda job create --name send-email --image acme/mailer:2 --max-attempts 5
+  panda cronjob create --name nightly-sync --exec ./sync.sh --schedule \"0 2 * * *\" \\
+    --alert-slack https://hooks.slack.com/services/T/B/X --alert-after-failures 3")]
+    Create(Box<CreateArgs>),
+    /// Change a job: only the flags given change
+    #[command(after_help = "Examples:
+  panda cronjob update generate-reports --schedule \"30 6 * * *\" --timezone Europe/Berlin
+  panda cronjob update generate-reports --env REPORT_FORMAT=csv --timeout 2h")]
+    Update(Box<UpdateArgs>),
+    /// List jobs
+    List,
+    /// Show a job: its definition, next fire times and last executions
+    Get {
+        /// The job's name
+        name: String,
+    },
+    /// Delete a job (its history stays)
+    Delete {
+        /// The job's name
+        name: String,
+    },
+    /// Stop a cronjob's schedule from firing (its slots are recorded as skipped)
+    Suspend {
+        /// The cronjob's name
+        name: String,
+    },
+    /// Let a suspended cronjob fire again
+    Resume {
+        /// The cronjob's name
+        name: String,
+    },
+    /// Run a job now, as a manual execution recorded in its history
+    #[command(
+        alias = "enqueue",
+        after_help = "Examples:
+  panda cronjob trigger generate-reports
+  panda cronjob trigger generate-reports --env REPORT_FORMAT=csv --force
+  panda job enqueue send-email --payload '{\"to\":\"ada@example.com\"}' --idempotency-key signup-42 --wait"
+    )]
+    Trigger(TriggerArgs),
+    /// List a job's executions, newest first
+    #[command(after_help = "Examples:
+  panda cronjob executions generate-reports
+  panda cronjob executions generate-reports --status failed --limit 5 -o json")]
+    Executions {
+        /// The job's name
+        name: String,
+        /// Only these statuses (comma-separated: failed,dead)
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Print an execution's logs; follow it while it runs
+    #[command(after_help = "Examples:
+  panda cronjob logs generate-reports --latest
+  panda cronjob logs generate-reports --execution 0193… --timestamps
+  panda cronjob logs generate-reports --latest --tail 20 --stream stderr")]
+    Logs(LogsArgs),
+    /// Print the next fire times of a cronjob, in its time zone and in UTC
+    Next {
+        /// The cronjob's name
+        name: String,
+        /// How many
+        #[arg(short = 'n', default_value_t = 5)]
+        count: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TriggerArgs {
+    /// The job's name
+    name: String,
+    /// Environment overrides for this run, K=V (repeatable)
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// JSON for PANDA_PAYLOAD, or @FILE
+    #[arg(long)]
+    payload: Option<String>,
+    /// A second enqueue with this key returns the first execution
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Not before this long from now
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "at")]
+    delay: Option<Duration>,
+    /// Not before this instant (RFC 3339)
+    #[arg(long)]
+    at: Option<DateTime<Utc>>,
+    /// Overrides the job's priority
+    #[arg(long, allow_negative_numbers = true)]
+    priority: Option<i32>,
+    /// Run beside a running execution whatever the concurrency policy
+    #[arg(long)]
+    force: bool,
+    /// Backfill: the past slot this run stands for (RFC 3339)
+    #[arg(long)]
+    scheduled_for: Option<DateTime<Utc>>,
+    /// Stream its logs and exit with its exit code, like `docker run`
+    #[arg(long)]
+    wait: bool,
+}
+
+/// Runs a job command; `scheduled` is true for `panda cronjob`.
+pub(crate) async fn run(
+    command: JobCommand,
+    connection: &Connection,
+    scheduled: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let client = connection.client()?;
+    let format = connection.output;
+    let noun = if scheduled { "cronjob" } else { "job" };
+    match command {
+        JobCommand::Create(args) => {
+            let spec = spec_of(&args, scheduled)?;
+            let job = client.job_create(&spec).await.map_err(user)?;
+            match format {
+                Format::Json | Format::Yaml => output::structured(&job, format)?,
+                Format::Table => {
+                    println!("{noun} {} created", job.spec.name);
+                    if let Some(next) = next_fire_times(&job, 1).first() {
+                        println!("next run {next}");
+                    }
+                }
+            }
+        }
+        JobCommand::Update(args) => {
+            let mut spec = client.job(&args.name).await.map_err(user)?.spec;
+            update_spec(&mut spec, &args)?;
+            let job = client.job_update(&spec).await.map_err(user)?;
+            match format {
+                Format::Json | Format::Yaml => output::structured(&job, format)?,
+                Format::Table => println!("{noun} {} updated", job.spec.name),
+            }
+        }
+        JobCommand::List => {
+            let kind = if scheduled { "scheduled" } else { "triggered" };
+            let jobs = client.jobs(kind).await.map_err(user)?;
+            match format {
+                Format::Json | Format::Yaml => output::structured(&jobs, format)?,
+                Format::Table => print_jobs(&jobs, scheduled),
+            }
+        }
+        JobCommand::Get { name } => {
+            let job = client.job(&name).await.map_err(user)?;
+            let recent = client.executions(&name, "", 5, None).await.map_err(user)?;
+            match format {
+                Format::Json | Format::Yaml => output::structured(&job, format)?,
+                Format::Table => describe(&job, &recent.executions),
+            }
+        }
+        JobCommand::Delete { name } => {
+            client.job_delete(&name).await.map_err(user)?;
+            println!("{noun} {name} deleted (its history stays)");
+        }
+        JobCommand::Suspend { name } => {
+            client.job_suspend(&name, true).await.map_err(user)?;
+            println!("{noun} {name} suspended");
+        }
+        JobCommand::Resume { name } => {
+            client.job_suspend(&name, false).await.map_err(user)?;
+            println!("{noun} {name} resumed");
+        }
+        JobCommand::Trigger(args) => return trigger(&client, args, format, scheduled).await,
+        JobCommand::Executions {
+            name,
+            status,
+            limit,
+        } => {
+            let page = client
+                .executions(&name, status.as_deref().unwrap_or(""), limit, None)
+                .await
+                .map_err(user)?;
+            match format {
+                Format::Json | Format::Yaml => output::structured(&page.executions, format)?,
+                Format::Table if page.executions.is_empty() => {
+                    eprintln!("no executions of {name} yet");
+                }
+                Format::Table => {
+                    println!(
+                        "{}",
+                        output::render(&output::executions_table(&page.executions, Utc::now()))
+                    );
+                }
+            }
+        }
+        JobCommand::Logs(args) => return logs(&client, &args).await,
+        JobCommand::Next { name, count } => {
+            let job = client.job(&name).await.map_err(user)?;
+            let times = next_fire_times(&job, count);
+            if times.is_empty() {
+                return Err(UserError::plain(format!("{noun} {name} has no schedule")).into());
+            }
+            match format {
+                Format::Json | Format::Yaml => output::structured(&times, format)?,
+                Format::Table => {
+                    for line in times {
+                        println!("{line}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn print_jobs(jobs: &[panda_core::api::JobView], scheduled: bool) {
+    if jobs.is_empty() {
+        eprintln!("no {} yet", if scheduled { "cronjobs" } else { "jobs" });
+        return;
+    }
+    let now = Utc::now();
+    let mut table = if scheduled {
+        output::table(&[
+            "name",
+            "schedule",
+            "timezone",
+            "next run",
+            "suspended",
+            "runs",
+        ])
+    } else {
+        output::table(&["name", "queue", "max attempts", "runs"])
+    };
+    for view in jobs {
+        let job = &view.job;
+        let runs = match &job.spec.runtime {
+            RuntimeSpec::Image { image, .. } => image.clone(),
+            RuntimeSpec::Process { argv } => shell_words::join(argv),
+        };
+        if let Some(schedule) = &job.spec.schedule {
+            let next = view
+                .next_run_at
+                .map_or_else(|| "-".to_owned(), |at| output::relative(at, now));
+            table.add_row(vec![
+                job.spec.name.to_string(),
+                schedule.cron.clone(),
+                schedule.timezone.clone(),
+                if job.spec.suspended { "-".into() } else { next },
+                job.spec.suspended.to_string(),
+                runs,
+            ]);
+        } else {
+            table.add_row(vec![
+                job.spec.name.to_string(),
+                job.spec.queue.clone(),
+                job.spec.retry.max_attempts.to_string(),
+                runs,
+            ]);
+        }
+    }
+    println!("{}", output::render(&table));
+}
+
+/// `get`: the definition, the next fire times and the last executions.
+fn describe(job: &Job, recent: &[Execution]) {
+    let spec = &job.spec;
+    println!("Name:          {}", spec.name);
+    match &spec.runtime {
+        RuntimeSpec::Image { image, command } => {
+            println!("Image:         {image}");
+            if let Some(command) = command {
+                println!("Command:       {}", shell_words::join(command));
+            }
+        }
+        RuntimeSpec::Process { argv } => println!("Exec:          {}", shell_words::join(argv)),
+    }
+    if let Some(schedule) = &spec.schedule {
+        println!("Schedule:      {} ({})", schedule.cron, schedule.timezone);
+        println!("Suspended:     {}", spec.suspended);
+    }
+    println!(
+        "Timeout:       {}",
+        humantime::format_duration(spec.timeout)
+    );
+    println!(
+        "Retries:       {} attempts, backoff {} up to {}",
+        spec.retry.max_attempts,
+        humantime::format_duration(spec.retry.backoff_base),
+        humantime::format_duration(spec.retry.backoff_cap)
+    );
+    match spec.max_running {
+        Some(n) => println!(
+            "Concurrency:   {}, at most {n} running",
+            spec.concurrency.as_str()
+        ),
+        None => println!("Concurrency:   {}", spec.concurrency.as_str()),
+    }
+    println!("Queue:         {} (priority {})", spec.queue, spec.priority);
+    let history = [
+        spec.keep.map(|keep| format!("keep {keep}")),
+        spec.max_age
+            .map(|age| format!("max age {}", humantime::format_duration(age))),
+    ];
+    if history.iter().any(Option::is_some) {
+        println!(
+            "History:       {}",
+            history.into_iter().flatten().collect::<Vec<_>>().join(", ")
+        );
+    }
+    for (key, value) in &spec.env {
+        println!("Env:           {key}={value}");
+    }
+    for key in spec.secret_env.keys() {
+        println!("Secret env:    {key} (hidden)");
+    }
+    println!(
+        "Alerts:        {}",
+        alert_summary(&spec.alerts, spec.schedule.is_some())
+    );
+    let next = next_fire_times(job, 3);
+    if !next.is_empty() {
+        println!("Next runs:");
+        for line in next {
+            println!("  {line}");
+        }
+    }
+    if recent.is_empty() {
+        println!("Executions:    none yet");
+    } else {
+        println!("Last executions:");
+        println!(
+            "{}",
+            output::render(&output::executions_table(recent, Utc::now()))
+        );
+    }
+}
+
+/// How a job is watched, in one line: `after 3 failures, runs over 30m, late after 5m; to 1
+/// webhook`.
+fn alert_summary(policy: &panda_core::AlertPolicy, scheduled: bool) -> String {
+    let mut when = vec![match policy.threshold() {
+        1 => "on failure".to_owned(),
+        n => format!("after {n} failures in a row"),
+    }];
+    if let Some(limit) = policy.running_longer_than {
+        when.push(format!("runs over {}", humantime::format_duration(limit)));
+    }
+    if scheduled {
+        when.push(format!(
+            "late after {}",
+            humantime::format_duration(policy.late_after())
+        ));
+    }
+    let to = match (policy.webhooks.len(), policy.slack.len()) {
+        (0, 0) => "to the server's notifiers".to_owned(),
+        (w, s) => format!("to {w} webhook(s) and {s} Slack webhook(s)"),
+    };
+    format!("{}; {to}", when.join(", "))
+}
+
+/// The next `count` fire times, each in the job's zone and in UTC.
+fn next_fire_times(job: &Job, count: usize) -> Vec<String> {
+    let Some(schedule) = &job.spec.schedule else {
+        return Vec::new();
+    };
+    let Ok(cron) = CronSchedule::parse(&schedule.cron, &schedule.timezone) else {
+        return Vec::new();
+    };
+    let zone: chrono_tz::Tz = schedule.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let mut at = Utc::now();
+    let mut times = Vec::new();
+    while times.len() < count {
+        let Some(next) = cron.next_after(at) else {
+            break;
+        };
+        let local = next.with_timezone(&zone);
+        times.push(format!(
+            "{} ({})",
+            local.format("%Y-%m-%d %H:%M:%S %Z"),
+            next.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+        at = next;
+    }
+    times
+}
+
+async fn trigger(
+    client: &Client,
+    args: TriggerArgs,
+    format: Format,
+    scheduled: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let payload = match &args.payload {
+        None => None,
+        Some(text) => {
+            let json = match text.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("read the payload file {path}"))?,
+                None => text.clone(),
+            };
+            Some(serde_json::from_str(&json).map_err(|err| {
+                UserError::new(
+                    format!("--payload is not JSON: {err}"),
+                    "pass JSON ('{\"id\": 42}') or @FILE holding JSON",
+                )
+            })?)
+        }
+    };
+    let run_at = match (args.delay, args.at) {
+        (Some(delay), _) => Some(Utc::now() + chrono::Duration::from_std(delay)?),
+        (None, at) => at,
+    };
+    let request = TriggerRequest {
+        trigger: Some(if scheduled { "manual" } else { "api" }.to_owned()),
+        payload,
+        env: pairs("--env", &args.env)?,
+        idempotency_key: args.idempotency_key.clone(),
+        run_at,
+        priority: args.priority,
+        scheduled_for: args.scheduled_for,
+        force: args.force,
+    };
+    let triggered = client.trigger(&args.name, &request).await.map_err(user)?;
+    let execution = triggered.execution;
+    if !args.wait {
+        match format {
+            Format::Json | Format::Yaml => output::structured(&execution, format)?,
+            Format::Table => println!("{}", execution.id),
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "execution {} {}",
+        execution.id,
+        output::status(execution.status)
+    );
+    let ended = stream_logs(client, execution.id, None, &Filter::default(), true).await?;
+    Ok(exit_code_of(&ended))
+}
+
+/// The process exit code `--wait` ends with: the job's own, or 1 when it has none.
+fn exit_code_of(execution: &Execution) -> std::process::ExitCode {
+    match (execution.status, execution.exit_code) {
+        (panda_core::Status::Succeeded, _) => std::process::ExitCode::SUCCESS,
+        (_, Some(code)) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1).max(1)),
+        _ => std::process::ExitCode::FAILURE,
+    }
+}

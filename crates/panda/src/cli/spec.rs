@@ -1,0 +1,496 @@
+//! The job flags of `create` and `update`, and the job definition they build.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use panda_core::{
+    CatchUp, ConcurrencyPolicy, CronSchedule, JobName, JobSpec, RetryPolicy, RuntimeSpec, Schedule,
+};
+
+use crate::UserError;
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// The job's name: lower-case letters, digits and '-'
+    #[arg(long)]
+    name: String,
+    /// The container image to run
+    #[arg(long, conflicts_with = "exec")]
+    image: Option<String>,
+    /// A local command to run instead of an image (split like a shell, run without one)
+    #[arg(long)]
+    exec: Option<String>,
+    /// When it fires: cron (5 fields, or 6 with seconds) or @daily, @hourly, …
+    #[arg(long)]
+    schedule: Option<String>,
+    /// The schedule's IANA time zone
+    #[arg(long, default_value = "UTC")]
+    timezone: String,
+    /// Environment, K=V (repeatable)
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// Secret environment, K=V: never shown again, masked in logs (repeatable)
+    #[arg(long = "secret-env", value_name = "K=V")]
+    secret_env: Vec<String>,
+    /// A file of K=V lines to add to the environment
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+    /// Stopped after this long
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Attempts per run [default: 1 for cronjobs, 3 for jobs]
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// The first retry's backoff ceiling (doubles per attempt, full jitter)
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    backoff: Duration,
+    /// The largest backoff
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    backoff_max: Duration,
+    /// forbid, allow or replace [default: forbid; allow with --max-running]
+    #[arg(long)]
+    concurrency: Option<String>,
+    /// At most N executions at once, across every node; the rest wait (implies --concurrency
+    /// allow)
+    #[arg(long, value_name = "N")]
+    max_running: Option<u32>,
+    /// What to do with missed slots: latest, none or all
+    #[arg(long, default_value = "latest")]
+    catch_up: String,
+    /// A missed slot later than this is skipped
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    starting_deadline: Duration,
+    /// The queue its executions wait in
+    #[arg(long, default_value = "default")]
+    queue: String,
+    /// Higher runs first
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
+    /// Memory limit for containers (512m, 2g)
+    #[arg(long)]
+    memory: Option<String>,
+    /// CPU limit for containers (1.5)
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// The working directory
+    #[arg(long)]
+    workdir: Option<String>,
+    /// A label, K=V (repeatable)
+    #[arg(long = "label", value_name = "K=V")]
+    labels: Vec<String>,
+    /// Finished executions kept [default: the server's --keep]
+    #[arg(long)]
+    keep: Option<u32>,
+    /// Finished executions older than this are deleted with their logs (30d)
+    /// [default: the server's --max-age]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    max_age: Option<Duration>,
+    /// Create it suspended
+    #[arg(long)]
+    suspended: bool,
+    #[command(flatten)]
+    alerts: AlertFlags,
+    /// The image's command, replaced (after --)
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+/// `--max-running` of `update`: a limit, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MaxRunning {
+    Limit(u32),
+    None,
+}
+
+fn parse_max_running(text: &str) -> Result<MaxRunning, String> {
+    if text == "none" {
+        return Ok(MaxRunning::None);
+    }
+    text.parse()
+        .map(MaxRunning::Limit)
+        .map_err(|_| format!("{text:?} is not a number of executions (such as 4) or none"))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// The job's name
+    pub(super) name: String,
+    /// A new image (a job that ran a local command runs this image instead)
+    #[arg(long, conflicts_with = "exec")]
+    image: Option<String>,
+    /// A new local command
+    #[arg(long)]
+    exec: Option<String>,
+    /// A new schedule
+    #[arg(long)]
+    schedule: Option<String>,
+    /// A new time zone for the schedule
+    #[arg(long)]
+    timezone: Option<String>,
+    /// Sets an environment variable, K=V (repeatable); the others stay
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// Removes an environment variable (repeatable)
+    #[arg(long = "unset-env", value_name = "K")]
+    unset_env: Vec<String>,
+    /// Sets a secret environment variable, K=V (repeatable)
+    #[arg(long = "secret-env", value_name = "K=V")]
+    secret_env: Vec<String>,
+    /// A new timeout
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// New attempts per run
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// forbid, allow or replace
+    #[arg(long)]
+    concurrency: Option<String>,
+    /// At most N executions at once (implies --concurrency allow), or "none" for no limit
+    #[arg(long, value_name = "N|none", value_parser = parse_max_running)]
+    max_running: Option<MaxRunning>,
+    /// A new queue
+    #[arg(long)]
+    queue: Option<String>,
+    /// A new priority
+    #[arg(long, allow_negative_numbers = true)]
+    priority: Option<i32>,
+    /// Finished executions kept
+    #[arg(long)]
+    keep: Option<u32>,
+    /// Finished executions older than this are deleted with their logs (30d)
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    max_age: Option<Duration>,
+    #[command(flatten)]
+    alerts: AlertFlags,
+}
+
+/// How a job is watched; on update, each flag given replaces what was set.
+#[derive(Debug, Args)]
+pub(crate) struct AlertFlags {
+    /// Send this job's alerts to this JSON webhook instead of the server's (repeatable)
+    #[arg(long = "alert-webhook", value_name = "URL")]
+    alert_webhook: Vec<String>,
+    /// Send this job's alerts to this Slack-compatible webhook instead of the server's
+    /// (repeatable)
+    #[arg(long = "alert-slack", value_name = "URL")]
+    alert_slack: Vec<String>,
+    /// Alert only once this many attempts in a row failed [default: 1]
+    #[arg(long, value_name = "N")]
+    alert_after_failures: Option<u32>,
+    /// Alert when an execution runs longer than this
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    alert_running_longer_than: Option<Duration>,
+    /// A cron slot that has not started this long after its time is late [default: 5m]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    alert_late_after: Option<Duration>,
+}
+
+impl AlertFlags {
+    fn apply(&self, policy: &mut panda_core::AlertPolicy) {
+        if !self.alert_webhook.is_empty() {
+            policy.webhooks.clone_from(&self.alert_webhook);
+        }
+        if !self.alert_slack.is_empty() {
+            policy.slack.clone_from(&self.alert_slack);
+        }
+        if self.alert_after_failures.is_some() {
+            policy.after_failures = self.alert_after_failures;
+        }
+        if self.alert_running_longer_than.is_some() {
+            policy.running_longer_than = self.alert_running_longer_than;
+        }
+        if self.alert_late_after.is_some() {
+            policy.late_after = self.alert_late_after;
+        }
+    }
+}
+
+/// The job definition the create flags describe.
+pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobSpec> {
+    let name = JobName::new(&args.name).map_err(|err| {
+        UserError::new(
+            err.to_string(),
+            "a name is 1 to 63 lower-case letters, digits and '-', starting and ending with a letter or digit",
+        )
+    })?;
+    let runtime = match (&args.image, &args.exec) {
+        (Some(image), None) => RuntimeSpec::Image {
+            image: image.clone(),
+            command: (!args.command.is_empty()).then(|| args.command.clone()),
+        },
+        (None, Some(exec)) => {
+            let mut argv = shell_words::split(exec).map_err(|err| {
+                UserError::new(
+                    format!("--exec {exec:?} cannot be split into words: {err}"),
+                    "quote arguments as a shell would; no shell runs it",
+                )
+            })?;
+            argv.extend(args.command.iter().cloned());
+            RuntimeSpec::Process { argv }
+        }
+        _ => {
+            return Err(UserError::new(
+                "say what to run: --image IMAGE or --exec \"COMMAND\"",
+                "--image runs a container, --exec a local process",
+            )
+            .into());
+        }
+    };
+    let mut spec = JobSpec::new(name, runtime);
+    spec.env = pairs("--env", &args.env)?;
+    if let Some(file) = &args.env_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("read --env-file {}", file.display()))?;
+        let lines: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        for (key, value) in pairs("--env-file", &lines)? {
+            spec.env.entry(key).or_insert(value);
+        }
+    }
+    spec.secret_env = pairs("--secret-env", &args.secret_env)?;
+    spec.labels = pairs("--label", &args.labels)?;
+    spec.workdir.clone_from(&args.workdir);
+    spec.timeout = args.timeout;
+    let defaults = if scheduled {
+        RetryPolicy::cronjob_default()
+    } else {
+        RetryPolicy::triggered_default()
+    };
+    spec.retry = RetryPolicy {
+        max_attempts: args.max_attempts.unwrap_or(defaults.max_attempts),
+        backoff_base: args.backoff,
+        backoff_cap: args.backoff_max,
+    };
+    spec.queue.clone_from(&args.queue);
+    spec.priority = args.priority;
+    spec.concurrency = match (&args.concurrency, args.max_running) {
+        (Some(policy), _) => policy
+            .parse::<ConcurrencyPolicy>()
+            .map_err(|err| UserError::plain(err.to_string()))?,
+        (None, Some(_)) => ConcurrencyPolicy::Allow,
+        (None, None) => ConcurrencyPolicy::Forbid,
+    };
+    spec.max_running = args.max_running;
+    spec.limits.memory_bytes = args.memory.as_deref().map(memory_bytes).transpose()?;
+    spec.limits.cpus = args.cpus;
+    spec.keep = args.keep;
+    spec.max_age = args.max_age;
+    spec.suspended = args.suspended;
+    args.alerts.apply(&mut spec.alerts);
+    match (&args.schedule, scheduled) {
+        (Some(cron), true) => {
+            let catch_up = match args.catch_up.as_str() {
+                "latest" => CatchUp::Latest,
+                "none" => CatchUp::None,
+                "all" => CatchUp::All,
+                other => {
+                    return Err(UserError::plain(format!(
+                        "--catch-up {other:?} is not latest, none or all"
+                    ))
+                    .into());
+                }
+            };
+            // Checked here too, so the error can say which flag.
+            CronSchedule::parse(cron, &args.timezone).map_err(|err| {
+                UserError::new(
+                    format!("--schedule {cron:?}: {err}"),
+                    "five fields: minute hour day-of-month month day-of-week, as in \"0 5 * * *\"; or @daily, @hourly",
+                )
+            })?;
+            spec.schedule = Some(Schedule {
+                cron: cron.clone(),
+                timezone: args.timezone.clone(),
+                catch_up,
+                starting_deadline: args.starting_deadline,
+            });
+        }
+        (None, true) => {
+            return Err(UserError::new(
+                "a cronjob needs --schedule",
+                "as in --schedule \"0 5 * * *\"; a job without one is `panda job create`",
+            )
+            .into());
+        }
+        (Some(_), false) => {
+            return Err(UserError::new(
+                "a job has no --schedule",
+                "a job with a schedule is `panda cronjob create`",
+            )
+            .into());
+        }
+        (None, false) => {}
+    }
+    spec.validate()
+        .map_err(|err| UserError::plain(err.to_string()))?;
+    Ok(spec)
+}
+
+/// Applies the update flags that were given to a definition read from the server (whose
+/// secrets are placeholders, which the server keeps as they are).
+pub(super) fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Result<()> {
+    if let Some(image) = &args.image {
+        let command = match &spec.runtime {
+            RuntimeSpec::Image { command, .. } => command.clone(),
+            RuntimeSpec::Process { .. } => None,
+        };
+        spec.runtime = RuntimeSpec::Image {
+            image: image.clone(),
+            command,
+        };
+    }
+    if let Some(exec) = &args.exec {
+        let argv = shell_words::split(exec).map_err(|err| {
+            UserError::new(
+                format!("--exec {exec:?} cannot be split into words: {err}"),
+                "quote arguments as a shell would; no shell runs it",
+            )
+        })?;
+        spec.runtime = RuntimeSpec::Process { argv };
+    }
+    if args.schedule.is_some() || args.timezone.is_some() {
+        let Some(schedule) = spec.schedule.as_mut() else {
+            return Err(UserError::new(
+                format!("job {} has no schedule to change", spec.name),
+                "a job becomes a cronjob by `panda apply` with a schedule",
+            )
+            .into());
+        };
+        if let Some(cron) = &args.schedule {
+            schedule.cron.clone_from(cron);
+        }
+        if let Some(timezone) = &args.timezone {
+            schedule.timezone.clone_from(timezone);
+        }
+        CronSchedule::parse(&schedule.cron, &schedule.timezone).map_err(|err| {
+            UserError::new(
+                format!("--schedule {:?}: {err}", schedule.cron),
+                "five fields: minute hour day-of-month month day-of-week, as in \"0 5 * * *\"",
+            )
+        })?;
+    }
+    spec.env.extend(pairs("--env", &args.env)?);
+    for key in &args.unset_env {
+        spec.env.remove(key);
+    }
+    spec.secret_env
+        .extend(pairs("--secret-env", &args.secret_env)?);
+    if let Some(timeout) = args.timeout {
+        spec.timeout = timeout;
+    }
+    if let Some(max_attempts) = args.max_attempts {
+        spec.retry.max_attempts = max_attempts;
+    }
+    if let Some(concurrency) = &args.concurrency {
+        spec.concurrency = concurrency
+            .parse()
+            .map_err(|err: panda_core::ValidationError| UserError::plain(err.to_string()))?;
+    }
+    match args.max_running {
+        Some(MaxRunning::Limit(n)) => {
+            spec.max_running = Some(n);
+            if args.concurrency.is_none() {
+                spec.concurrency = ConcurrencyPolicy::Allow;
+            }
+        }
+        Some(MaxRunning::None) => spec.max_running = None,
+        None => {}
+    }
+    if let Some(queue) = &args.queue {
+        spec.queue.clone_from(queue);
+    }
+    if let Some(priority) = args.priority {
+        spec.priority = priority;
+    }
+    if args.keep.is_some() {
+        spec.keep = args.keep;
+    }
+    args.alerts.apply(&mut spec.alerts);
+    if args.max_age.is_some() {
+        spec.max_age = args.max_age;
+    }
+    spec.validate()
+        .map_err(|err| UserError::plain(err.to_string()))?;
+    Ok(())
+}
+
+/// `K=V` flags as a map; a value without `=` is an error that names the flag.
+pub(super) fn pairs(flag: &str, items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for item in items {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(UserError::new(
+                format!("{flag} {item:?} has no '='"),
+                format!("write it as {flag} KEY=VALUE"),
+            )
+            .into());
+        };
+        if key.is_empty() {
+            return Err(UserError::new(
+                format!("{flag} {item:?} has no name before '='"),
+                format!("write it as {flag} KEY=VALUE"),
+            )
+            .into());
+        }
+        map.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(map)
+}
+
+/// `512m`, `2g`, `1024k`, or bytes.
+pub(super) fn memory_bytes(text: &str) -> anyhow::Result<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let lower = lower.trim_end_matches('b').trim_end_matches('i');
+    let (number, unit) = match lower.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => lower.split_at(i),
+        None => (lower, ""),
+    };
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => 0,
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && factor > 0)
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| {
+            UserError::new(
+                format!("--memory {text:?} is not a size"),
+                "write it as 512m or 2g",
+            )
+            .into()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_parse() {
+        assert_eq!(memory_bytes("512m").ok(), Some(512 << 20));
+        assert_eq!(memory_bytes("2G").ok(), Some(2 << 30));
+        assert_eq!(memory_bytes("1024").ok(), Some(1024));
+        assert_eq!(memory_bytes("1gib").ok(), Some(1 << 30));
+        assert!(memory_bytes("lots").is_err());
+        assert!(memory_bytes("0m").is_err());
+    }
+
+    #[test]
+    fn env_pairs_need_an_equals_sign() {
+        let ok = pairs("--env", &["A=1".into(), "B=x=y".into()]).expect("pairs");
+        assert_eq!(ok["B"], "x=y");
+        let err = pairs("--env", &["REPORT_FORMAT".into()]).expect_err("no =");
+        assert!(err.to_string().contains("has no '='"), "{err}");
+    }
+}
