@@ -204,34 +204,44 @@ mod tests {
         }
     }
 
+    /// Pins `body` to `expected`: its fields in this order (the server's build keeps JSON
+    /// objects in insertion order), and what the alert stores, whatever the order.
+    fn assert_body(body: &WebhookBody<'_>, expected: &str) -> serde_json::Value {
+        assert_eq!(serde_json::to_string(body).expect("JSON"), expected);
+        let stored = body.to_value();
+        assert_eq!(
+            stored,
+            serde_json::from_str::<serde_json::Value>(expected).expect("JSON")
+        );
+        stored
+    }
+
     #[test]
     fn an_alert_about_an_execution_has_these_webhook_and_slack_bodies() {
         let (job, execution) = failed_run();
         let message = "reports: gave up after attempt 3 (exited with code 3: disk full); the run is in the dead-letter queue";
+        let log_tail = ["line one".to_owned(), "line two".to_owned()];
         let body = WebhookBody::new(
             &job,
             AlertKind::Dead,
             Some(&execution),
             message,
-            &["line one".to_owned(), "line two".to_owned()],
+            &log_tail,
             Some("http://panda.example/"),
             at("2026-03-01T12:00:05Z"),
-        )
-        .to_value();
-        assert_eq!(
-            serde_json::to_string(&body).expect("JSON"),
+        );
+        let body = assert_body(
+            &body,
             concat!(
-                r#"{"at":"2026-03-01T12:00:05Z","#,
-                r#""dashboard_url":"http://panda.example/executions/01900000-0000-7000-8000-000000000003","#,
-                r#""event":"dead","#,
-                r#""execution":{"attempt":3,"duration_ms":2250,"exit_code":3,"#,
-                r#""finished_at":"2026-03-01T12:00:03.250Z","#,
-                r#""id":"01900000-0000-7000-8000-000000000003","reason":"disk full","#,
-                r#""scheduled_at":"2026-03-01T12:00:00Z","started_at":"2026-03-01T12:00:01Z","#,
-                r#""status":"dead","trigger":"retry"},"#,
-                r#""job":"reports","log_tail":["line one","line two"],"#,
-                r#""message":"reports: gave up after attempt 3 (exited with code 3: disk full); the run is in the dead-letter queue"}"#,
-            )
+                r#"{"event":"dead","job":"reports","#,
+                r#""message":"reports: gave up after attempt 3 (exited with code 3: disk full); the run is in the dead-letter queue","#,
+                r#""at":"2026-03-01T12:00:05Z","#,
+                r#""execution":{"id":"01900000-0000-7000-8000-000000000003","status":"dead","attempt":3,"#,
+                r#""trigger":"retry","scheduled_at":"2026-03-01T12:00:00Z","started_at":"2026-03-01T12:00:01Z","#,
+                r#""finished_at":"2026-03-01T12:00:03.250Z","duration_ms":2250,"exit_code":3,"reason":"disk full"},"#,
+                r#""log_tail":["line one","line two"],"#,
+                r#""dashboard_url":"http://panda.example/executions/01900000-0000-7000-8000-000000000003"}"#,
+            ),
         );
         let slack = SlackBody::of(&alert(AlertKind::Dead, message, body));
         assert_eq!(
@@ -256,15 +266,14 @@ mod tests {
             &[],
             None,
             at("2026-03-01T12:05:00Z"),
-        )
-        .to_value();
-        assert_eq!(
-            serde_json::to_string(&body).expect("JSON"),
+        );
+        let body = assert_body(
+            &body,
             concat!(
-                r#"{"at":"2026-03-01T12:05:00Z","dashboard_url":null,"event":"missed","#,
-                r#""execution":null,"job":"reports","log_tail":[],"#,
-                r#""message":"reports: the run due at 2026-03-01 12:00:00 UTC did not happen"}"#,
-            )
+                r#"{"event":"missed","job":"reports","#,
+                r#""message":"reports: the run due at 2026-03-01 12:00:00 UTC did not happen","#,
+                r#""at":"2026-03-01T12:05:00Z","execution":null,"log_tail":[],"dashboard_url":null}"#,
+            ),
         );
         let slack = SlackBody::of(&alert(AlertKind::Missed, message, body));
         assert_eq!(
