@@ -201,7 +201,7 @@ async fn bench_prune(
                 "{name}: pruned {} (batch {}, pause {})",
                 pruned.executions,
                 args.batch,
-                humantime::format_duration(args.pause)
+                panda_core::human::exact(args.pause)
             ),
             value: pruned.executions as f64 / pruning.as_secs_f64(),
             unit: "exec/s",

@@ -1,5 +1,5 @@
 //! How the CLI prints: `kubectl`-like tables for a terminal, JSON for machines, statuses with a
-//! symbol that survives `NO_COLOR`, relative times and short durations.
+//! symbol that survives `NO_COLOR`, relative times and short durations (both from `panda_core::human`).
 
 use std::io::IsTerminal;
 
@@ -79,41 +79,6 @@ pub(crate) fn status(status: Status) -> String {
     }
 }
 
-/// `3m ago`, `in 4h`, `just now`.
-pub(crate) fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let delta = now - at;
-    let (seconds, future) = if delta.num_seconds() >= 0 {
-        (delta.num_seconds(), false)
-    } else {
-        (-delta.num_seconds(), true)
-    };
-    if seconds < 2 {
-        return "just now".to_owned();
-    }
-    let amount = match seconds {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86_400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    };
-    if future {
-        format!("in {amount}")
-    } else {
-        format!("{amount} ago")
-    }
-}
-
-/// `850ms`, `1.2s`, `3m04s`, `2h05m`.
-pub(crate) fn duration(d: chrono::Duration) -> String {
-    let ms = d.num_milliseconds().max(0);
-    match ms {
-        ms if ms < 1000 => format!("{ms}ms"),
-        ms if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        ms if ms < 3_600_000 => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
-        ms => format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60),
-    }
-}
-
 /// How long an execution ran (so far, while running).
 pub(crate) fn ran_for(execution: &Execution, now: DateTime<Utc>) -> Option<chrono::Duration> {
     let started = execution.started_at?;
@@ -138,10 +103,10 @@ pub(crate) fn executions_table(executions: &[Execution], now: DateTime<Utc>) -> 
             e.id.to_string(),
             e.trigger.to_string(),
             e.scheduled_at
-                .map_or_else(|| "-".to_owned(), |at| relative(at, now)),
+                .map_or_else(|| "-".to_owned(), |at| panda_core::human::relative(at, now)),
             e.started_at
-                .map_or_else(|| "-".to_owned(), |at| relative(at, now)),
-            ran_for(e, now).map_or_else(|| "-".to_owned(), duration),
+                .map_or_else(|| "-".to_owned(), |at| panda_core::human::relative(at, now)),
+            ran_for(e, now).map_or_else(|| "-".to_owned(), panda_core::human::elapsed),
             status(e.status),
             e.exit_code
                 .map_or_else(|| "-".to_owned(), |c| c.to_string()),
@@ -158,7 +123,7 @@ pub(crate) fn alerts_table(alerts: &[panda_core::api::Alert], now: DateTime<Utc>
     let mut table = table(&["raised", "job", "event", "delivered", "message"]);
     for alert in alerts {
         table.add_row(vec![
-            relative(alert.created_at, now),
+            panda_core::human::relative(alert.created_at, now),
             alert.job.clone(),
             alert.kind.to_string(),
             deliveries(&alert.deliveries),
@@ -191,26 +156,4 @@ fn deliveries(deliveries: &[panda_core::api::AlertDelivery]) -> String {
         }
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_are_short() {
-        let ms = chrono::Duration::milliseconds;
-        assert_eq!(duration(ms(850)), "850ms");
-        assert_eq!(duration(ms(1_234)), "1.2s");
-        assert_eq!(duration(ms(184_000)), "3m04s");
-        assert_eq!(duration(ms(7_500_000)), "2h05m");
-    }
-
-    #[test]
-    fn times_are_relative() {
-        let now = Utc::now();
-        assert_eq!(relative(now - chrono::Duration::minutes(3), now), "3m ago");
-        assert_eq!(relative(now + chrono::Duration::hours(4), now), "in 4h");
-        assert_eq!(relative(now, now), "just now");
-    }
 }

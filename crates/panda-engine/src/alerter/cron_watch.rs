@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use panda_core::{AlertKind, CronSchedule, Execution, Job, Status};
+use panda_core::{AlertKind, CronSchedule, Execution, Job, Status, human};
 use panda_store::{
     AlertRecord, AlertStore, ExecutionFilter, HistoryStore, JobKind, JobStore, LogStore, SlotStore,
     StoreResult,
@@ -118,7 +118,7 @@ where
                         "{}: the run due at {} started {} late",
                         job.spec.name,
                         slot_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                        short(late_by(started))
+                        human::elapsed(late_by(started))
                     ),
                 ),
                 None if execution.status.is_terminal() => return Ok(None),
@@ -128,7 +128,7 @@ where
                         "{}: the run due at {} has not started after {}",
                         job.spec.name,
                         slot_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                        short(now - slot_at)
+                        human::elapsed(now - slot_at)
                     ),
                 ),
             }
@@ -155,32 +155,10 @@ where
             "{}: {} has been running for {}, longer than {}",
             job.spec.name,
             execution.id,
-            short(now - started),
-            short(limit)
+            human::elapsed(now - started),
+            human::elapsed(limit)
         );
         self.raise(job, AlertKind::LongRunning, Some(execution), message)
             .await
-    }
-}
-
-/// A short duration: `45s`, `3m04s`, `2h05m`.
-fn short(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_durations_read_like_the_cli() {
-        assert_eq!(short(chrono::Duration::seconds(45)), "45s");
-        assert_eq!(short(chrono::Duration::seconds(184)), "3m04s");
-        assert_eq!(short(chrono::Duration::seconds(7500)), "2h05m");
     }
 }

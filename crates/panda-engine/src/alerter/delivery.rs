@@ -103,7 +103,7 @@ async fn attempt_delivery(
         Ok(response) => Some(format!("HTTP {}", response.status())),
         Err(err) if err.is_timeout() => Some(format!(
             "no answer within {}",
-            humantime::format_duration(config.request_timeout)
+            panda_core::human::exact(config.request_timeout)
         )),
         // Recorded and shown: without the URL, whose path may be the endpoint's credential.
         Err(err) => Some(error_chain(&err.without_url())),

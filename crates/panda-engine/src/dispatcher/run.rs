@@ -188,10 +188,7 @@ fn finish_of(
                 RunOutcome::TimedOut => {
                     finish.outcome = Outcome::TimedOut;
                     finish.reason = joined(
-                        format!(
-                            "timed out after {}",
-                            humantime::format_duration(spec.timeout)
-                        ),
+                        format!("timed out after {}", panda_core::human::exact(spec.timeout)),
                         finish.reason,
                     );
                 }

@@ -145,7 +145,10 @@ pub(crate) async fn status(connection: &Connection) -> anyhow::Result<std::proce
             println!("Jobs:          {}", jobs.len() - cronjobs);
             println!("Dead letters:  {dead_count}");
             if let Some((at, name)) = next {
-                println!("Next run:      {name} {}", output::relative(at, Utc::now()));
+                println!(
+                    "Next run:      {name} {}",
+                    panda_core::human::relative(at, Utc::now())
+                );
             }
         }
     }

@@ -256,7 +256,7 @@ fn print_jobs(jobs: &[panda_core::api::JobView], scheduled: bool) {
         if let Some(schedule) = &job.spec.schedule {
             let next = view
                 .next_run_at
-                .map_or_else(|| "-".to_owned(), |at| output::relative(at, now));
+                .map_or_else(|| "-".to_owned(), |at| panda_core::human::relative(at, now));
             table.add_row(vec![
                 job.spec.name.to_string(),
                 schedule.cron.clone(),
@@ -294,15 +294,12 @@ fn describe(job: &Job, recent: &[Execution]) {
         println!("Schedule:      {} ({})", schedule.cron, schedule.timezone);
         println!("Suspended:     {}", spec.suspended);
     }
-    println!(
-        "Timeout:       {}",
-        humantime::format_duration(spec.timeout)
-    );
+    println!("Timeout:       {}", panda_core::human::exact(spec.timeout));
     println!(
         "Retries:       {} attempts, backoff {} up to {}",
         spec.retry.max_attempts,
-        humantime::format_duration(spec.retry.backoff_base),
-        humantime::format_duration(spec.retry.backoff_cap)
+        panda_core::human::exact(spec.retry.backoff_base),
+        panda_core::human::exact(spec.retry.backoff_cap)
     );
     match spec.max_running {
         Some(n) => println!(
@@ -315,7 +312,7 @@ fn describe(job: &Job, recent: &[Execution]) {
     let history = [
         spec.keep.map(|keep| format!("keep {keep}")),
         spec.max_age
-            .map(|age| format!("max age {}", humantime::format_duration(age))),
+            .map(|age| format!("max age {}", panda_core::human::exact(age))),
     ];
     if history.iter().any(Option::is_some) {
         println!(
@@ -359,12 +356,12 @@ fn alert_summary(policy: &panda_core::AlertPolicy, scheduled: bool) -> String {
         n => format!("after {n} failures in a row"),
     }];
     if let Some(limit) = policy.running_longer_than {
-        when.push(format!("runs over {}", humantime::format_duration(limit)));
+        when.push(format!("runs over {}", panda_core::human::exact(limit)));
     }
     if scheduled {
         when.push(format!(
             "late after {}",
-            humantime::format_duration(policy.late_after())
+            panda_core::human::exact(policy.late_after())
         ));
     }
     let to = match (policy.webhooks.len(), policy.slack.len()) {

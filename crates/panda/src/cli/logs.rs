@@ -218,7 +218,7 @@ pub(super) fn final_line(execution: &Execution) {
         output::status(execution.status)
     );
     if let Some(ran) = output::ran_for(execution, Utc::now()) {
-        line.push_str(&format!(" in {}", output::duration(ran)));
+        line.push_str(&format!(" in {}", panda_core::human::elapsed(ran)));
     }
     if let Some(code) = execution.exit_code {
         line.push_str(&format!(" (exit code {code})"));

@@ -57,7 +57,10 @@ pub(crate) async fn token(
                         value
                             .as_str()
                             .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-                            .map_or_else(|| "-".to_owned(), |at| output::relative(at, now))
+                            .map_or_else(
+                                || "-".to_owned(),
+                                |at| panda_core::human::relative(at, now),
+                            )
                     };
                     for token in &tokens {
                         table.add_row(vec![
