@@ -455,8 +455,11 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
     }
     stop.received().await;
     tracing::info!("shutting down");
-    if let Some(path) = &args.ready_file {
-        remove_ready_file(path)?;
+    // Not ready any more; a file that cannot be removed must not keep the drain from running.
+    if let Some(path) = &args.ready_file
+        && let Err(err) = remove_ready_file(path)
+    {
+        tracing::warn!(err = format!("{err:#}"), "the ready file stays");
     }
     shutdown.cancel();
     for service in services {

@@ -182,6 +182,7 @@ impl Start {
             log,
             home: self.home,
             data_dir,
+            ready_file: ready_file.clone(),
             url: None,
             metrics_url: None,
         };
@@ -211,6 +212,7 @@ pub struct Server {
     log: Arc<Mutex<Vec<String>>>,
     home: Home,
     data_dir: PathBuf,
+    ready_file: PathBuf,
     url: Option<String>,
     metrics_url: Option<String>,
 }
@@ -306,6 +308,10 @@ impl Server {
         assert!(
             status.success(),
             "SIGTERM is a clean stop, got {status}: {log:#?}"
+        );
+        assert!(
+            !self.ready_file.exists(),
+            "a clean stop removes the ready file"
         );
         log
     }
