@@ -128,7 +128,8 @@ pub(crate) struct AlertArgs {
 }
 
 impl AlertArgs {
-    fn config(&self, bound: std::net::SocketAddr) -> anyhow::Result<AlerterConfig> {
+    /// Refuses an endpoint or a public address that is not an http:// or https:// URL.
+    fn check(&self) -> anyhow::Result<()> {
         for url in self.webhooks.iter().chain(&self.slack) {
             panda_core::validate_webhook_url(url).map_err(|err| {
                 UserError::new(
@@ -137,7 +138,20 @@ impl AlertArgs {
                 )
             })?;
         }
-        Ok(AlerterConfig {
+        if let Some(url) = &self.public_url {
+            panda_core::validate_webhook_url(url).map_err(|_| {
+                UserError::new(
+                    format!("--public-url {url:?} is not an http:// or https:// URL"),
+                    "give the address people open, such as https://panda.example.com",
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The Alerter's configuration, once [`AlertArgs::check`] passed and the API is bound.
+    fn config(&self, bound: std::net::SocketAddr) -> AlerterConfig {
+        AlerterConfig {
             webhooks: self.webhooks.clone(),
             slack: self.slack.clone(),
             signing_secret: self.signing_secret.clone().filter(|s| !s.is_empty()),
@@ -147,7 +161,7 @@ impl AlertArgs {
                     .unwrap_or_else(|| format!("http://{bound}")),
             ),
             ..AlerterConfig::default()
-        })
+        }
     }
 }
 
@@ -213,6 +227,12 @@ pub(crate) struct NodeArgs {
     /// worker`, which serves no API, is scraped
     #[arg(long, env = "PANDA_METRICS_BIND", value_name = "ADDR")]
     metrics_bind: Option<String>,
+    /// Once every service runs, write this file, with a line `api=http://ADDR` (a server) and
+    /// `metrics=http://ADDR/metrics` (with --metrics-bind) for the addresses bound: a signal for
+    /// scripts and supervisors that the node is ready (the file is written whole, by rename; it
+    /// is removed at the start and at a clean stop)
+    #[arg(long, env = "PANDA_READY_FILE", value_name = "PATH")]
+    ready_file: Option<PathBuf>,
 }
 
 /// The example cronjob `--example` creates.
@@ -300,7 +320,28 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
 /// Runs a node until SIGTERM or Ctrl-C: with `server`, a whole server; without, workers only.
 async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::Result<()> {
     let stop = ShutdownSignal::install()?;
+    // The whole configuration is checked before anything is bound or opened: a mistake is
+    // reported as itself, not as whatever the first bind or open ran into (a port in use).
     let config = dispatcher_config(args)?;
+    if let Some(parts) = &server {
+        check_address(parts.bind, "--bind", "PANDA_BIND")?;
+        parts.alerts.check()?;
+    }
+    if let Some(bind) = &args.metrics_bind {
+        check_address(bind, "--metrics-bind", "PANDA_METRICS_BIND")?;
+    }
+    store::check_url(args.database_url.as_deref())?;
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => store::default_data_dir()?,
+    };
+    if args.database_url.is_none() || server.is_some() {
+        check_data_dir(&data_dir)?;
+    }
+    if let Some(path) = &args.ready_file {
+        check_ready_file(path)?;
+        remove_ready_file(path)?;
+    }
     let listener = match &server {
         Some(ServerParts { bind, .. }) => {
             Some(tokio::net::TcpListener::bind(bind).await.map_err(|err| {
@@ -320,10 +361,6 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
             )
         })?),
         None => None,
-    };
-    let data_dir = match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => store::default_data_dir()?,
     };
     let store = store::open(args.database_url.as_deref(), &data_dir).await?;
     match &args.database_url {
@@ -345,10 +382,11 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
     let shutdown = CancellationToken::new();
     let metrics = crate::metrics::install(&shutdown)?;
     let mut services = Vec::new();
+    let mut ready = String::new();
     if let (Some(listener), Some(parts)) = (listener, &server) {
         let alerts = parts
             .alerts
-            .config(listener.local_addr().context("the listening address")?)?;
+            .config(listener.local_addr().context("the listening address")?);
         let alerter = Alerter::new(Arc::clone(&store), clock.clone(), alerts)
             .context("set up the HTTP client for alerts")?;
         services.push(tokio::spawn(alerter.run(shutdown.clone())));
@@ -369,6 +407,7 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
             }
         }));
         tracing::info!(address = %bound, "API listening on http://{bound}");
+        ready.push_str(&format!("api=http://{bound}\n"));
         tracing::info!("scheduler and alerter running");
     }
     if let Some(listener) = metrics_listener {
@@ -383,6 +422,7 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
             }
         }));
         tracing::info!(address = %bound, "metrics on http://{bound}/metrics");
+        ready.push_str(&format!("metrics=http://{bound}/metrics\n"));
     }
     if let Some(parts) = &server {
         let pruner = Pruner::new(store.clone(), clock.clone(), parts.retention)
@@ -410,8 +450,17 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
     );
     let dispatcher = Dispatcher::new(Arc::clone(&store), clock, runtimes, config);
     let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
+    if let Some(path) = &args.ready_file {
+        write_ready_file(path, &ready)?;
+    }
     stop.received().await;
     tracing::info!("shutting down");
+    // Not ready any more; a file that cannot be removed must not keep the drain from running.
+    if let Some(path) = &args.ready_file
+        && let Err(err) = remove_ready_file(path)
+    {
+        tracing::warn!(err = format!("{err:#}"), "the ready file stays");
+    }
     shutdown.cancel();
     for service in services {
         service.await.context("a service task")?;
@@ -423,6 +472,71 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
         "stopped"
     );
     Ok(())
+}
+
+/// Refuses a listening address that has no port: `HOST:PORT`, `[IPV6]:PORT`.
+fn check_address(address: &str, flag: &str, env: &str) -> anyhow::Result<()> {
+    let has_port = address.parse::<std::net::SocketAddr>().is_ok()
+        || address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok()
+        });
+    if has_port {
+        return Ok(());
+    }
+    Err(UserError::new(
+        format!("{flag} {address:?} is not an address with a port"),
+        format!("give HOST:PORT, such as 127.0.0.1:7070, to {flag} or {env}"),
+    )
+    .into())
+}
+
+/// Refuses a data directory that is there but is not a directory.
+fn check_data_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(UserError::new(
+            format!("the data directory {} is not a directory", dir.display()),
+            "pass --data-dir DIR or set PANDA_DATA_DIR to a directory (it is made if missing)",
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a ready file that could not be written once the node runs: a directory, or a path
+/// in a directory that is not there.
+fn check_ready_file(path: &Path) -> anyhow::Result<()> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if path.is_dir() || !parent.is_dir() {
+        return Err(UserError::new(
+            format!("--ready-file {} cannot be written", path.display()),
+            "give a file path in a directory that exists",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Writes the ready file whole: a reader sees no file or all of it.
+fn write_ready_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    std::fs::write(&partial, contents)
+        .with_context(|| format!("write the ready file {}", partial.display()))?;
+    std::fs::rename(&partial, path)
+        .with_context(|| format!("write the ready file {}", path.display()))
+}
+
+fn remove_ready_file(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("remove the ready file {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn dispatcher_config(args: &NodeArgs) -> anyhow::Result<DispatcherConfig> {

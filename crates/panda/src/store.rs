@@ -25,24 +25,34 @@ pub(crate) fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(base.data_dir().join("panda"))
 }
 
+/// Refuses a database URL no store can open, before anything is opened.
+pub(crate) fn check_url(database_url: Option<&str>) -> anyhow::Result<()> {
+    match database_url {
+        Some(url) if !url.starts_with("postgres://") && !url.starts_with("postgresql://") => {
+            Err(UserError::new(
+                format!("unsupported database URL {:?}", redact(url)),
+                "use a postgres:// URL, or leave --database-url out to use SQLite in the data dir",
+            )
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Opens the store: PostgreSQL when `database_url` is given, SQLite at `DATA_DIR/panda.db`
 /// otherwise.
 pub(crate) async fn open(
     database_url: Option<&str>,
     data_dir: &Path,
 ) -> anyhow::Result<Arc<dyn Store>> {
+    check_url(database_url)?;
     match database_url {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+        Some(url) => {
             let store = PgStore::connect(url, PG_POOL_SIZE)
                 .await
                 .with_context(|| format!("connect to PostgreSQL at {}", redact(url)))?;
             Ok(Arc::new(store))
         }
-        Some(url) => Err(UserError::new(
-            format!("unsupported database URL {:?}", redact(url)),
-            "use a postgres:// URL, or leave --database-url out to use SQLite in the data dir",
-        )
-        .into()),
         None => {
             std::fs::create_dir_all(data_dir)
                 .with_context(|| format!("create the data directory {}", data_dir.display()))?;

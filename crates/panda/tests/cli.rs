@@ -1,108 +1,24 @@
 //! The CLI end to end: the real binary as a server and as the client, as a user types it.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-/// A running `panda server` on a port of its own, with its data dir.
-struct Server {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
+use support::{Home, Server, stderr, stdout, succeeded};
 
-impl Server {
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_panda"))
-            .env_remove("PANDA_DATABASE_URL")
-            .env("PANDA_LOG", "info")
-            .args(["server", "--bind", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start panda server");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let mut url = None;
-        let mut seen = Vec::new();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(at) = line.find("API listening on ") {
-                        let rest = &line[at + "API listening on ".len()..];
-                        url = rest.split_whitespace().next().map(str::to_owned);
-                    }
-                    if line.contains("workers running") {
-                        break;
-                    }
-                    seen.push(line);
-                }
-                _ => panic!("panda server stopped before it was ready: {seen:#?}"),
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-        let url = url.unwrap_or_else(|| panic!("no listening address in {seen:#?}"));
-        Self { child, url, dir }
-    }
-
-    /// Runs `panda ARGS` against this server, as a local user would (the admin token is found
-    /// in the data dir).
-    fn panda(&self, args: &[&str]) -> Output {
-        self.panda_with(args, self.dir.path(), &[])
-    }
-
-    fn panda_with(&self, args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_panda"));
-        command
-            .env_remove("PANDA_TOKEN")
-            .env("PANDA_URL", &self.url)
-            .env("PANDA_DATA_DIR", data_dir)
-            // A config dir of this server's own: no saved login leaks in from elsewhere.
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("NO_COLOR", "1")
-            .args(args);
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        command.output().expect("run panda")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}\nstdout: {}",
-        stderr(output),
-        stdout(output)
-    );
-    stdout(output)
+/// Runs `panda ARGS` against `server` with another data dir (no local admin token there) and
+/// more environment.
+fn panda_with(server: &Server, args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> Output {
+    server
+        .cli()
+        .env("PANDA_DATA_DIR", data_dir)
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("run panda")
 }
 
 /// Polls `panda cronjob executions NAME -o json` until the newest execution is terminal.
@@ -379,7 +295,7 @@ fn bad_input_is_one_error_line_with_a_hint_and_creates_nothing() {
 
     // No token (a data dir without one): 401, with how to get one.
     let nowhere = tempfile::tempdir().expect("temp dir");
-    let out = server.panda_with(&["cronjob", "list"], nowhere.path(), &[]);
+    let out = panda_with(&server, &["cronjob", "list"], nowhere.path(), &[]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.starts_with("error: no API token given"), "{err}");
@@ -387,9 +303,9 @@ fn bad_input_is_one_error_line_with_a_hint_and_creates_nothing() {
 
     // A read-only token may read, not write: 403.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let admin = std::fs::read_to_string(server.dir.path().join("admin.token")).expect("token");
+    let admin = std::fs::read_to_string(server.data_dir().join("admin.token")).expect("token");
     let created = runtime.block_on(async {
-        panda_client::Client::new(&server.url, Some(admin.trim().to_owned()))
+        panda_client::Client::new(server.url(), Some(admin.trim().to_owned()))
             .expect("client")
             .token_create("viewer", "read_only")
             .await
@@ -397,8 +313,14 @@ fn bad_input_is_one_error_line_with_a_hint_and_creates_nothing() {
     });
     let viewer = created["secret"].as_str().expect("secret").to_owned();
     let env = [("PANDA_TOKEN", viewer.as_str())];
-    succeeded(&server.panda_with(&["cronjob", "list"], nowhere.path(), &env));
-    let out = server.panda_with(
+    succeeded(&panda_with(
+        &server,
+        &["cronjob", "list"],
+        nowhere.path(),
+        &env,
+    ));
+    let out = panda_with(
+        &server,
         &["cronjob", "trigger", "generate-reports"],
         nowhere.path(),
         &env,
@@ -413,11 +335,11 @@ fn a_server_that_is_not_running_gets_a_hint_to_start_one() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_panda"))
+    let home = Home::new();
+    let out = home
+        .panda()
         .env("PANDA_URL", format!("http://127.0.0.1:{port}"))
-        .env("PANDA_DATA_DIR", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
+        .env("PANDA_DATA_DIR", home.data_dir())
         .args(["cronjob", "list"])
         .output()
         .expect("run panda");
@@ -493,7 +415,8 @@ fn the_dead_letter_queue_tokens_and_completions_from_the_cli() {
     assert!(succeeded(&server.panda(&["token", "list"])).contains("read_only"));
     succeeded(&server.panda(&["token", "revoke", "viewer"]));
     let nowhere = tempfile::tempdir().expect("temp dir");
-    let revoked = server.panda_with(
+    let revoked = panda_with(
+        &server,
         &["job", "list"],
         nowhere.path(),
         &[("PANDA_TOKEN", secret.trim())],
@@ -704,12 +627,22 @@ fn login_saves_a_checked_token_that_later_commands_use() {
     let viewer = viewer.trim();
     let nowhere = tempfile::tempdir().expect("temp dir");
 
-    let refused = server.panda_with(&["login", "--token", "panda_wrong"], nowhere.path(), &[]);
+    let refused = panda_with(
+        &server,
+        &["login", "--token", "panda_wrong"],
+        nowhere.path(),
+        &[],
+    );
     assert!(!refused.status.success());
-    let config = server.dir.path().join("config/panda/config.toml");
+    let config = server.home().path().join("config/panda/config.toml");
     assert!(!config.exists(), "a token the server refuses is not saved");
 
-    let out = succeeded(&server.panda_with(&["login", "--token", viewer], nowhere.path(), &[]));
+    let out = succeeded(&panda_with(
+        &server,
+        &["login", "--token", viewer],
+        nowhere.path(),
+        &[],
+    ));
     assert!(out.starts_with("logged in to "), "{out}");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&config)
@@ -719,7 +652,7 @@ fn login_saves_a_checked_token_that_later_commands_use() {
     assert_eq!(mode & 0o777, 0o600);
 
     // No token given and no local admin token: the saved one is used.
-    let status = succeeded(&server.panda_with(&["status"], nowhere.path(), &[]));
+    let status = succeeded(&panda_with(&server, &["status"], nowhere.path(), &[]));
     assert!(
         status.contains("Cronjobs:      1 (0 suspended)"),
         "{status}"
@@ -821,7 +754,7 @@ fn a_failing_job_alerts_the_servers_webhook_and_the_cli_lists_it() {
     assert!(
         alert["dashboard_url"]
             .as_str()
-            .is_some_and(|u| u.starts_with(&server.url) && u.contains("/executions/")),
+            .is_some_and(|u| u.starts_with(server.url()) && u.contains("/executions/")),
         "{alert}"
     );
 
@@ -846,11 +779,11 @@ fn a_failing_job_alerts_the_servers_webhook_and_the_cli_lists_it() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The dashboard lists it too (its session cookie holds the token).
-    let token = std::fs::read_to_string(server.dir.path().join("admin.token")).expect("token");
-    let page = http_get(
-        &server.url,
+    let token = std::fs::read_to_string(server.data_dir().join("admin.token")).expect("token");
+    let page = support::http_get(
+        server.url(),
         "/alerts",
-        &format!("panda_session={}", token.trim()),
+        &[&format!("Cookie: panda_session={}", token.trim())],
     );
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(
@@ -865,19 +798,4 @@ fn a_failing_job_alerts_the_servers_webhook_and_the_cli_lists_it() {
         lines[1].contains("flaky") && lines[1].contains("dead") && lines[1].contains("1/1"),
         "{table}"
     );
-}
-
-/// A plain HTTP/1.1 GET of `path` with `cookie`; the whole answer, head and body.
-fn http_get(base: &str, path: &str, cookie: &str) -> String {
-    use std::io::{Read, Write};
-    let address = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
-    answer
 }

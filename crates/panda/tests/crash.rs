@@ -7,10 +7,10 @@
 //! database `PANDA_TEST_DATABASE_URL` names; the case skips without it unless
 //! `PANDA_REQUIRE_ALL_BACKENDS=1`).
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use panda_core::{
 };
 use panda_store::testing::{DATABASE_URL_ENV, REQUIRE_ALL_ENV};
 use panda_store::{ExecutionFilter, NewExecution, PgStore, SqliteStore, Store};
+use support::{Server, Start};
 
 /// How long any one wait may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -90,80 +91,23 @@ impl Backend {
     }
 }
 
-/// A running `panda server`.
-struct Server {
-    child: Child,
+/// Starts a server node on `backend` and returns once its workers run.
+fn start_server(backend: &Backend, node: &str, extra: &[&str]) -> Server {
+    start_node(Start::server(), backend, node, extra)
 }
 
-impl Server {
-    /// Starts a server node and returns once its workers run.
-    fn start(backend: &Backend, node: &str, extra: &[&str]) -> Self {
-        Self::start_as(backend, &["server", "--bind", "127.0.0.1:0"], node, extra)
-    }
-
-    /// Starts a `panda worker` node (no API, no scheduler).
-    fn start_worker(backend: &Backend, node: &str, extra: &[&str]) -> Self {
-        Self::start_as(backend, &["worker"], node, extra)
-    }
-
-    fn start_as(backend: &Backend, how: &[&str], node: &str, extra: &[&str]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_panda"));
-        command
-            .env_remove("PANDA_DATABASE_URL")
-            .env_remove("PANDA_DATA_DIR")
-            .env("PANDA_LOG", "info")
-            .args(how)
-            .args(["--runtime", "process"])
-            .args(["--worker-id", node])
-            .arg("--data-dir")
-            .arg(backend.node_dir(node))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(url) = &backend.url {
-            command.arg("--database-url").arg(url);
-        }
-        let mut child = command.spawn().expect("start panda server");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let mut seen = Vec::new();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) if line.contains("workers running") => break,
-                Some(Ok(line)) => seen.push(line),
-                _ => panic!("panda server {node} stopped before it was ready: {seen:#?}"),
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal}");
-    }
-
-    fn kill(mut self) {
-        self.signal("KILL");
-        self.child.wait().expect("wait for the killed server");
-    }
-
-    fn terminate(mut self) {
-        self.signal("TERM");
-        let status = self.child.wait().expect("wait for the server");
-        assert!(status.success(), "SIGTERM is a clean stop, got {status}");
-    }
+/// Starts a `panda worker` node (no API, no scheduler) on `backend`.
+fn start_worker(backend: &Backend, node: &str, extra: &[&str]) -> Server {
+    start_node(Start::worker(), backend, node, extra)
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_node(start: Start, backend: &Backend, node: &str, extra: &[&str]) -> Server {
+    start
+        .data_dir(backend.node_dir(node))
+        .database_url(backend.url.as_deref())
+        .args(["--runtime", "process", "--worker-id", node])
+        .args(extra)
+        .start()
 }
 
 fn job(name: &str, script: &str, max_attempts: u32) -> JobSpec {
@@ -287,7 +231,7 @@ async fn sigkill_mid_batch(backend: Backend) {
         "500ms",
     ];
 
-    let server = Server::start(&backend, "node-a", &node_args);
+    let server = start_server(&backend, "node-a", &node_args);
     let before_kill = wait_until(store, "batch", "half done", |all| {
         count(all, Status::Succeeded) >= N / 2 && count(all, Status::Running) > 0
     })
@@ -296,12 +240,12 @@ async fn sigkill_mid_batch(backend: Backend) {
     let killed_at = Utc::now();
     assert!(before_kill.iter().any(|e| e.status == Status::Running));
 
-    let server = Server::start(&backend, "node-a", &node_args);
+    let server = start_server(&backend, "node-a", &node_args);
     let all = wait_until(store, "batch", "all succeeded", |all| {
         count(all, Status::Succeeded) >= N && all.iter().all(|e| e.status.is_terminal())
     })
     .await;
-    server.terminate();
+    server.stop();
 
     // Every run ended succeeded, exactly once; the only other attempts are lost ones.
     let mut by_root: HashMap<ExecutionId, Vec<&Execution>> = HashMap::new();
@@ -371,9 +315,9 @@ async fn postgres_a_worker_node_finishes_the_killed_servers_work() {
         "--heartbeat-interval",
         "1s",
     ];
-    let a = Server::start(&backend, "node-a", &node_args);
+    let a = start_server(&backend, "node-a", &node_args);
     // The survivor is a worker-only node, as an extra machine runs `panda worker`.
-    let b = Server::start_worker(&backend, "node-b", &node_args);
+    let b = start_worker(&backend, "node-b", &node_args);
     // As much work as both nodes run at once: each holds four executions.
     enqueue_many(store, "work", 8).await;
     let running = wait_until(store, "work", "running on both nodes", |all| {
@@ -397,7 +341,7 @@ async fn postgres_a_worker_node_finishes_the_killed_servers_work() {
         count(all, Status::Succeeded) == 8 && all.iter().all(|e| e.status.is_terminal())
     })
     .await;
-    b.terminate();
+    b.stop();
 
     assert_eq!(held_by_a.len(), 4);
     for id in held_by_a {
@@ -456,7 +400,7 @@ async fn sigterm_drains(backend: Backend) {
         .job_create(&job("long", "exec sleep 60", 1), Utc::now())
         .await
         .expect("create");
-    let server = Server::start(
+    let server = start_server(
         &backend,
         "node-a",
         &["--concurrency", "6", "--shutdown-grace", "2s"],
@@ -472,7 +416,7 @@ async fn sigterm_drains(backend: Backend) {
     })
     .await;
     let asked = Instant::now();
-    server.terminate();
+    server.stop();
     let took = asked.elapsed();
 
     for id in short {

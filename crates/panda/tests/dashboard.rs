@@ -5,103 +5,18 @@
 //! `PANDA_REQUIRE_ALL_BACKENDS=1`, where that is a failure. Each run saves screenshots to
 //! `target/dashboard-screenshots/` (under `CARGO_TARGET_DIR` when it is set).
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::{Start, succeeded};
 use thirtyfour::prelude::*;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// A `panda server` with a data dir of its own, stopped on drop.
-struct Server {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_panda"))
-            .env_remove("PANDA_DATABASE_URL")
-            .env("PANDA_LOG", "info")
-            .args([
-                "server",
-                "--bind",
-                "127.0.0.1:0",
-                "--runtime",
-                "process",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start panda server");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let mut url = None;
-        let mut seen = Vec::new();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(at) = line.find("API listening on ") {
-                        let rest = &line[at + "API listening on ".len()..];
-                        url = rest.split_whitespace().next().map(str::to_owned);
-                    }
-                    if line.contains("workers running") {
-                        break;
-                    }
-                    seen.push(line);
-                }
-                _ => panic!("panda server stopped before it was ready: {seen:#?}"),
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-        let url = url.unwrap_or_else(|| panic!("no listening address in {seen:#?}"));
-        Self { child, url, dir }
-    }
-
-    /// Runs `panda ARGS` against this server with its admin token.
-    fn panda(&self, args: &[&str]) -> String {
-        let output: Output = Command::new(env!("CARGO_BIN_EXE_panda"))
-            .env_remove("PANDA_TOKEN")
-            .env("PANDA_URL", &self.url)
-            .env("PANDA_DATA_DIR", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("NO_COLOR", "1")
-            .args(args)
-            .output()
-            .expect("run panda");
-        assert!(
-            output.status.success(),
-            "panda {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("admin.token"))
-            .expect("read the admin token")
-            .trim()
-            .to_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 /// `chromedriver` on a free port, killed on drop.
 struct Driver {
@@ -261,8 +176,8 @@ async fn a_user_logs_in_triggers_a_cronjob_and_watches_its_log_live() {
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let shots = screenshot_dir();
-    let server = Server::start();
-    server.panda(&[
+    let server = Start::server().args(["--runtime", "process"]).start();
+    succeeded(&server.panda(&[
         "cronjob",
         "create",
         "--name",
@@ -271,15 +186,14 @@ async fn a_user_logs_in_triggers_a_cronjob_and_watches_its_log_live() {
         "0 5 * * *",
         "--exec",
         "sh -c 'for i in 1 2 3; do echo line $i; sleep 2; done; echo done >&2'",
-    ]);
-    let viewer = server
-        .panda(&["token", "create", "viewer", "--read-only"])
+    ]));
+    let viewer = succeeded(&server.panda(&["token", "create", "viewer", "--read-only"]))
         .trim()
         .to_owned();
     let driver = Driver::start();
     let profile = tempfile::tempdir().expect("a browser profile dir");
     let browser = browser(&driver, profile.path()).await;
-    let base = server.url.trim_end_matches('/').to_owned();
+    let base = server.url().trim_end_matches('/').to_owned();
 
     // Log in; the cronjob is listed.
     browser.goto(format!("{base}/")).await.expect("open");

@@ -1,106 +1,45 @@
 //! `/metrics` on the real binary: the recorder is global to a process, so it is tested in the
 //! process that installs it, scraped over HTTP as Prometheus would.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running `panda server` (or `panda worker`) on a port of its own, with its data dir.
-struct Server {
-    child: Child,
-    /// `127.0.0.1:PORT` of the API, or of the metrics listener of a worker.
-    address: String,
-    dir: std::sync::Arc<tempfile::TempDir>,
-}
+use support::{Server, succeeded};
 
-impl Server {
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    fn start_with(args: &[&str]) -> Self {
-        let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
-        let mut all = vec!["server", "--bind", "127.0.0.1:0"];
-        all.extend_from_slice(args);
-        Self::launch(&all, dir, "API listening on http://")
-    }
-
-    /// `panda worker ARGS` on this server's store, with its metrics on a port of their own.
-    fn worker(&self, args: &[&str]) -> Self {
-        let mut all = vec!["worker", "--metrics-bind", "127.0.0.1:0"];
-        all.extend_from_slice(args);
-        Self::launch(&all, std::sync::Arc::clone(&self.dir), "metrics on http://")
-    }
-
-    /// Starts `panda ARGS` and reads its address from the log line that says `listening`.
-    fn launch(args: &[&str], dir: std::sync::Arc<tempfile::TempDir>, listening: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_panda"))
-            .env_remove("PANDA_DATABASE_URL")
-            .env("PANDA_LOG", "info")
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start panda");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let mut address = None;
-        let mut seen = Vec::new();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(at) = line.find(listening) {
-                        let rest = &line[at + listening.len()..];
-                        address = rest
-                            .split_whitespace()
-                            .next()
-                            .map(|a| a.trim_end_matches("/metrics").to_owned());
-                    }
-                    if line.contains("workers running") {
-                        break;
-                    }
-                    seen.push(line);
-                }
-                _ => panic!("panda stopped before it was ready: {seen:#?}"),
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-        let address = address.unwrap_or_else(|| panic!("no listening address in {seen:#?}"));
-        Self {
-            child,
-            address,
-            dir,
-        }
-    }
-
+/// What these tests do with a node: the CLI, and scrapes of its `/metrics`.
+trait Scrape {
     /// Runs `panda ARGS` against this server with the admin token from its data dir.
-    #[track_caller]
-    fn panda(&self, args: &[&str]) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_panda"))
-            .env_remove("PANDA_TOKEN")
-            .env("PANDA_URL", format!("http://{}", self.address))
-            .env("PANDA_DATA_DIR", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("NO_COLOR", "1")
-            .args(args)
-            .output()
-            .expect("run panda");
-        succeeded(&output)
-    }
+    fn run(&self, args: &[&str]) -> String;
 
     /// `GET /metrics` with `token`: the status code, the content type and the body.
+    fn scrape(&self, token: Option<&str>) -> (u16, String, String);
+
+    /// Scrapes until the body has every one of `lines` (the engine counts a result just after
+    /// the store has it, so a client can see an execution end a moment before its count).
+    fn scrape_until(&self, token: &str, lines: &[&str]) -> String;
+}
+
+impl Scrape for Server {
+    #[track_caller]
+    fn run(&self, args: &[&str]) -> String {
+        succeeded(&self.panda(args))
+    }
+
     fn scrape(&self, token: Option<&str>) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(&self.address).expect("connect");
+        let url = self.metrics_url();
+        let address = url
+            .trim_start_matches("http://")
+            .trim_end_matches("/metrics");
+        let mut stream = TcpStream::connect(address).expect("connect");
         let authorization = token
             .map(|token| format!("Authorization: Bearer {token}\r\n"))
             .unwrap_or_default();
         write!(
             stream,
-            "GET /metrics HTTP/1.1\r\nHost: {}\r\n{authorization}Connection: close\r\n\r\n",
-            self.address
+            "GET /metrics HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n",
         )
         .expect("send the request");
         let mut response = String::new();
@@ -122,8 +61,6 @@ impl Server {
         (status, content_type, body.to_owned())
     }
 
-    /// Scrapes until the body has every one of `lines` (the engine counts a result just after
-    /// the store has it, so a client can see an execution end a moment before its count).
     fn scrape_until(&self, token: &str, lines: &[&str]) -> String {
         let started = Instant::now();
         loop {
@@ -141,27 +78,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-#[track_caller]
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}\nstdout: {}",
-        String::from_utf8_lossy(&output.stderr),
-        String::from_utf8_lossy(&output.stdout)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// The body's lines that start with `prefix`.
 fn lines_of<'a>(body: &'a str, prefix: &str) -> Vec<&'a str> {
     body.lines().filter(|l| l.starts_with(prefix)).collect()
@@ -170,8 +86,8 @@ fn lines_of<'a>(body: &'a str, prefix: &str) -> Vec<&'a str> {
 #[test]
 fn metrics_count_executions_by_job_and_status_time_them_in_buckets_and_show_queues() {
     let server = Server::start();
-    server.panda(&["job", "create", "--name", "fine", "--exec", "true"]);
-    server.panda(&[
+    server.run(&["job", "create", "--name", "fine", "--exec", "true"]);
+    server.run(&[
         "job",
         "create",
         "--name",
@@ -181,22 +97,15 @@ fn metrics_count_executions_by_job_and_status_time_them_in_buckets_and_show_queu
         "--max-attempts",
         "1",
     ]);
-    server.panda(&[
+    server.run(&[
         "job", "create", "--name", "nightly", "--exec", "true", "--queue", "reports",
     ]);
-    server.panda(&["job", "enqueue", "fine", "--wait"]);
-    let failed = Command::new(env!("CARGO_BIN_EXE_panda"))
-        .env_remove("PANDA_TOKEN")
-        .env("PANDA_URL", format!("http://{}", server.address))
-        .env("PANDA_DATA_DIR", server.dir.path())
-        .env("XDG_CONFIG_HOME", server.dir.path().join("config"))
-        .args(["job", "enqueue", "broken", "--wait"])
-        .output()
-        .expect("run panda");
+    server.run(&["job", "enqueue", "fine", "--wait"]);
+    let failed = server.panda(&["job", "enqueue", "broken", "--wait"]);
     assert!(!failed.status.success(), "--wait fails with the job");
-    let later = server.panda(&["job", "enqueue", "nightly", "--delay", "1h"]);
+    let later = server.run(&["job", "enqueue", "nightly", "--delay", "1h"]);
     let later = later.trim();
-    let viewer = server.panda(&["token", "create", "scraper", "--read-only"]);
+    let viewer = server.run(&["token", "create", "scraper", "--read-only"]);
     let viewer = viewer.trim();
 
     let (status, _, body) = server.scrape(None);
@@ -269,14 +178,14 @@ fn metrics_count_executions_by_job_and_status_time_them_in_buckets_and_show_queu
         assert!(body.lines().any(|l| l == line), "{line} in:\n{body}");
     }
     // Once the queue empties, its gauges drop to 0 instead of keeping their last value.
-    server.panda(&["execution", "cancel", later]);
+    server.run(&["execution", "cancel", later]);
     server.scrape_until(viewer, &[r#"panda_queue_waiting{queue="reports"} 0"#]);
 }
 
 #[test]
 fn metrics_time_how_late_each_cron_slot_fired() {
     let server = Server::start();
-    server.panda(&[
+    server.run(&[
         "cronjob",
         "create",
         "--name",
@@ -286,7 +195,7 @@ fn metrics_time_how_late_each_cron_slot_fired() {
         "--schedule",
         "* * * * * *",
     ]);
-    let token = std::fs::read_to_string(server.dir.path().join("admin.token")).expect("token");
+    let token = std::fs::read_to_string(server.data_dir().join("admin.token")).expect("token");
     let started = Instant::now();
     let body = loop {
         let (status, _, body) = server.scrape(Some(token.trim()));
@@ -320,13 +229,16 @@ fn metrics_time_how_late_each_cron_slot_fired() {
 #[test]
 fn a_worker_serves_its_own_metrics_behind_a_token() {
     let server = Server::start_with(&["--queues", "default"]);
-    server.panda(&[
+    server.run(&[
         "job", "create", "--name", "far-away", "--exec", "true", "--queue", "edge",
     ]);
-    let viewer = server.panda(&["token", "create", "scraper", "--read-only"]);
+    let viewer = server.run(&["token", "create", "scraper", "--read-only"]);
     let viewer = viewer.trim();
-    let worker = server.worker(&["--queues", "edge"]);
-    server.panda(&["job", "enqueue", "far-away", "--wait"]);
+    let worker = server
+        .worker()
+        .args(["--metrics-bind", "127.0.0.1:0", "--queues", "edge"])
+        .start();
+    server.run(&["job", "enqueue", "far-away", "--wait"]);
 
     let (status, _, body) = worker.scrape(None);
     assert_eq!(status, 401, "{body}");

@@ -1,53 +1,14 @@
 //! `panda server` run as a user runs it: the real binary, a temp data dir, real signals.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
-fn panda() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_panda"));
-    command
-        .env_remove("PANDA_DATABASE_URL")
-        .env_remove("PANDA_DATA_DIR")
-        .env("PANDA_LOG", "info");
-    command
-}
+use support::{Home, Server, Start, stderr};
 
-/// Starts the server and returns once it says the admin token is in place.
-fn start_server(data_dir: &Path) -> Child {
-    let mut server = panda()
-        .args(["server", "--bind", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start panda server");
-    let stderr = server.stderr.take().expect("piped stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("admin token") => break,
-            Some(Ok(line)) => seen.push(line),
-            _ => panic!("panda server stopped before it was ready: {seen:#?}"),
-        }
-    }
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    server
-}
-
-fn stop(mut server: Child) {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.id().to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-    let status = server.wait().expect("wait for the server");
-    assert!(status.success(), "SIGTERM is a clean stop, got {status}");
+fn start_server(data_dir: &Path) -> Server {
+    Start::server().data_dir(data_dir).start()
 }
 
 #[test]
@@ -57,7 +18,7 @@ fn first_start_writes_an_owner_only_admin_token_that_later_starts_keep() {
 
     let server = start_server(dir.path());
     let token = std::fs::read_to_string(&token_path).expect("read the admin token");
-    stop(server);
+    server.stop();
 
     assert!(token.starts_with("panda_"), "{token:?}");
     let mode = std::fs::metadata(&token_path)
@@ -73,13 +34,13 @@ fn first_start_writes_an_owner_only_admin_token_that_later_starts_keep() {
     // The store knows the token, so the second start leaves the file alone.
     let again = start_server(dir.path());
     assert_eq!(std::fs::read_to_string(&token_path).expect("read"), token);
-    stop(again);
+    again.stop();
 
     // A token file the store does not know (say, copied from elsewhere) is replaced.
     std::fs::write(&token_path, "panda_0000\n").expect("overwrite the token");
     let replaced = start_server(dir.path());
     let fresh = std::fs::read_to_string(&token_path).expect("read");
-    stop(replaced);
+    replaced.stop();
     assert_ne!(fresh, "panda_0000\n");
     assert_ne!(fresh, token);
     assert!(fresh.starts_with("panda_"));
@@ -87,15 +48,16 @@ fn first_start_writes_an_owner_only_admin_token_that_later_starts_keep() {
 
 #[test]
 fn an_unsupported_database_url_is_one_error_line_with_a_hint() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let output = panda()
+    let home = Home::new();
+    let output = home
+        .panda()
         .args([
             "server",
             "--database-url",
             "mysql://root:hunter2@db/panda",
             "--data-dir",
         ])
-        .arg(dir.path())
+        .arg(home.data_dir())
         .output()
         .expect("run panda");
     assert!(!output.status.success());
@@ -153,12 +115,12 @@ fn the_server_records_the_slots_of_a_cronjob_in_its_store() {
 
     let server = start_server(dir.path());
     let first = slots(2);
-    stop(server);
+    server.stop();
     assert!(first.iter().all(|s| s.fired));
 
     let server = start_server(dir.path());
     let later = slots(first.len() + 2);
-    stop(server);
+    server.stop();
     let mut instants: Vec<_> = later.iter().map(|s| s.scheduled_at).collect();
     instants.sort();
     instants.dedup();
@@ -167,37 +129,116 @@ fn the_server_records_the_slots_of_a_cronjob_in_its_store() {
 
 #[test]
 fn log_format_json_writes_one_json_object_a_line() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = panda()
-        .args([
-            "--log-format",
-            "json",
-            "server",
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start panda server");
-    let stderr = server.stderr.take().expect("piped stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = 0;
-    while let Some(Ok(line)) = lines.next() {
+    let server = Start::server().global(["--log-format", "json"]).start();
+    let log = server.stop();
+    for line in &log {
         let value: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
         assert!(
             value["level"].is_string() && value["fields"]["message"].is_string(),
             "{line}"
         );
-        seen += 1;
-        if line.contains("workers running") {
-            break;
-        }
     }
-    assert!(seen >= 3, "the start-up lines came");
-    std::thread::spawn(move || lines.for_each(drop));
-    stop(server);
+    assert!(log.len() >= 3, "the start-up lines came: {log:#?}");
+    assert!(
+        log.iter().any(|line| line.contains("workers running")),
+        "{log:#?}"
+    );
+}
+
+/// Each mistake in the configuration is reported as itself, before anything is bound or
+/// opened: with the listening address taken (as when another server runs on the default
+/// port), the error is still the mistake, and no data dir is made.
+#[test]
+fn invalid_configuration_is_one_error_line_before_anything_is_bound_or_opened() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let taken = taken.local_addr().expect("the held address").to_string();
+    let home = Home::new();
+    let not_a_dir = home.path().join("a-file");
+    std::fs::write(&not_a_dir, "").expect("write a file");
+    let not_a_dir = not_a_dir.to_str().expect("a UTF-8 path").to_owned();
+    let nowhere = home.path().join("missing/ready");
+    let nowhere = nowhere.to_str().expect("a UTF-8 path").to_owned();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--database-url", "mysql://root:hunter2@db/panda"],
+            "error: unsupported database URL",
+        ),
+        (
+            &["--heartbeat-interval", "20s", "--lease-ttl", "15s"],
+            "error: --heartbeat-interval 20s must be above 0 and shorter than --lease-ttl 15s",
+        ),
+        (
+            &["--prune-interval", "0s"],
+            "error: --prune-interval must be above 0",
+        ),
+        (
+            &["--max-age", "10ms"],
+            "error: --max-age must be at least 1s",
+        ),
+        (
+            &["--alert-webhook", "hooks.example.com/panda"],
+            "error: --alert-webhook/--alert-slack:",
+        ),
+        (
+            &["--public-url", "panda.example.com"],
+            "error: --public-url \"panda.example.com\" is not an http:// or https:// URL",
+        ),
+        (
+            &["--metrics-bind", "localhost"],
+            "error: --metrics-bind \"localhost\" is not an address with a port",
+        ),
+        (&["--ready-file", &nowhere], "error: --ready-file"),
+    ];
+    for (args, error) in cases {
+        let data_dir = home.path().join("data");
+        let output = home
+            .panda()
+            .args(["server", "--bind", &taken, "--data-dir"])
+            .arg(&data_dir)
+            .args(*args)
+            .output()
+            .expect("run panda");
+        let err = one_error(&output, error);
+        assert!(
+            !err.contains("hunter2"),
+            "the password is never printed: {err}"
+        );
+        assert!(!data_dir.exists(), "{args:?}: the data dir was made");
+    }
+
+    // A bad --bind, and a data dir that is a file, with the metrics address taken.
+    let data_dir = home.data_dir().to_string_lossy().into_owned();
+    for (args, error) in [
+        (
+            ["--bind", "nonsense", "--data-dir", &data_dir],
+            "error: --bind \"nonsense\" is not an address with a port",
+        ),
+        (
+            ["--bind", "127.0.0.1:0", "--data-dir", &not_a_dir],
+            "error: the data directory",
+        ),
+    ] {
+        let output = home
+            .panda()
+            .arg("server")
+            .args(args)
+            .args(["--metrics-bind", &taken])
+            .output()
+            .expect("run panda");
+        one_error(&output, error);
+    }
+}
+
+/// Asserts that `output` failed with one line that starts with `error` and one hint; returns
+/// its stderr.
+#[track_caller]
+fn one_error(output: &std::process::Output, error: &str) -> String {
+    let err = stderr(output);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(!output.status.success(), "{err}");
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].starts_with(error), "{err}");
+    assert!(lines[1].starts_with("hint: "), "{err}");
+    err
 }

@@ -1,0 +1,259 @@
+//! One job: its definition, its history and skipped slots, and the buttons that trigger,
+//! suspend and resume it.
+
+use askama::Template;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Extension, Form, Path, Query, State};
+use axum::response::Redirect;
+use panda_core::api::{SECRET_PLACEHOLDER, redacted};
+use panda_core::{ExecutionId, Job, RuntimeSpec, Status, Trigger};
+use panda_store::{ExecutionFilter, NewExecution, StoreError};
+
+use super::history::{History, HistoryQuery, history};
+use super::session::Session;
+use super::view;
+use super::{CsrfForm, Nav, Page};
+use crate::AppState;
+use crate::jobs::{job_named, no_job, set_suspended};
+
+/// A skipped slot and why.
+#[derive(Debug)]
+struct SkippedRow {
+    id: ExecutionId,
+    slot: String,
+    slot_abs: String,
+    reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+struct JobPage {
+    nav: Nav,
+    name: String,
+    scheduled: bool,
+    suspended: bool,
+    definition: Vec<(&'static str, String)>,
+    next_runs: Vec<String>,
+    chart: Option<String>,
+    skipped: Vec<SkippedRow>,
+    action: String,
+    history: History,
+}
+
+pub(super) async fn job(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Page, Page> {
+    let job = redacted(job_named(&state, &name).await?);
+    let base = format!("/jobs/{name}");
+    let now = state.clock.now();
+    let skipped_filter = ExecutionFilter {
+        job: Some(name.clone()),
+        statuses: vec![Status::Skipped],
+        limit: 10,
+        ..ExecutionFilter::default()
+    };
+    let ((history, executions), skipped) =
+        tokio::try_join!(history(&state, Some(&name), query, &base), async {
+            state
+                .store
+                .execution_list(&skipped_filter)
+                .await
+                .map_err(Page::from)
+        },)?;
+    let skipped = skipped
+        .executions
+        .iter()
+        .map(|e| {
+            let slot = e.scheduled_at.unwrap_or(e.created_at);
+            SkippedRow {
+                id: e.id,
+                slot: view::relative(slot, now),
+                slot_abs: view::absolute(slot),
+                reason: e.reason.clone().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let mut next_runs = Vec::new();
+    if let Some(mut at) = state.next_run(&job) {
+        next_runs.push(at);
+        if let Some(schedule) = job
+            .spec
+            .schedule
+            .as_ref()
+            .and_then(|s| panda_core::CronSchedule::parse(&s.cron, &s.timezone).ok())
+        {
+            while next_runs.len() < 3 {
+                match schedule.next_after(at) {
+                    Some(next) => {
+                        next_runs.push(next);
+                        at = next;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    let next_runs = next_runs
+        .into_iter()
+        .map(|at| format!("{} ({})", view::absolute(at), view::relative(at, now)))
+        .collect();
+    Ok(Page::render(&JobPage {
+        nav: Nav::new(
+            &session,
+            if job.spec.schedule.is_some() {
+                "cronjobs"
+            } else {
+                "jobs"
+            },
+        ),
+        name: name.clone(),
+        scheduled: job.spec.schedule.is_some(),
+        suspended: job.spec.suspended,
+        definition: definition(&job),
+        next_runs,
+        chart: view::duration_chart_svg(&executions, now),
+        skipped,
+        action: base,
+        history,
+    }))
+}
+
+/// A job's definition as label/value rows (secret values already redacted).
+fn definition(job: &Job) -> Vec<(&'static str, String)> {
+    let spec = &job.spec;
+    let mut rows = Vec::new();
+    match &spec.runtime {
+        RuntimeSpec::Image { image, command } => {
+            rows.push(("Image", image.clone()));
+            if let Some(command) = command {
+                rows.push(("Command", command.join(" ")));
+            }
+        }
+        RuntimeSpec::Process { argv } => rows.push(("Command", argv.join(" "))),
+    }
+    if let Some(schedule) = &spec.schedule {
+        let words = view::schedule_in_words(&schedule.cron)
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
+        rows.push(("Schedule", format!("{}{words}", schedule.cron)));
+        rows.push(("Time zone", schedule.timezone.clone()));
+        rows.push((
+            "Catch-up",
+            format!(
+                "{}, starting deadline {}",
+                serde_json::to_value(schedule.catch_up)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                humanize(schedule.starting_deadline)
+            ),
+        ));
+    }
+    rows.push(("Timeout", humanize(spec.timeout)));
+    rows.push((
+        "Retries",
+        format!(
+            "{} attempt{}, backoff {} up to {}",
+            spec.retry.max_attempts,
+            if spec.retry.max_attempts == 1 {
+                ""
+            } else {
+                "s"
+            },
+            humanize(spec.retry.backoff_base),
+            humanize(spec.retry.backoff_cap)
+        ),
+    ));
+    rows.push((
+        "Queue",
+        format!("{} (priority {})", spec.queue, spec.priority),
+    ));
+    rows.push((
+        "Concurrency",
+        match spec.max_running {
+            Some(n) => format!("{}, at most {n} running", spec.concurrency.as_str()),
+            None => spec.concurrency.as_str().to_owned(),
+        },
+    ));
+    if let Some(workdir) = &spec.workdir {
+        rows.push(("Working dir", workdir.clone()));
+    }
+    if let Some(memory) = spec.limits.memory_bytes {
+        rows.push(("Memory", format!("{} MiB", memory / (1024 * 1024))));
+    }
+    if let Some(cpus) = spec.limits.cpus {
+        rows.push(("CPUs", cpus.to_string()));
+    }
+    for (key, value) in &spec.env {
+        rows.push(("Env", format!("{key}={value}")));
+    }
+    for key in spec.secret_env.keys() {
+        rows.push(("Secret env", format!("{key}={SECRET_PLACEHOLDER}")));
+    }
+    for (key, value) in &spec.labels {
+        rows.push(("Label", format!("{key}={value}")));
+    }
+    if let Some(keep) = spec.keep {
+        rows.push(("History kept", format!("{keep} executions")));
+    }
+    rows
+}
+
+/// `1h`, `10m`, `30s`: a definition's durations.
+fn humanize(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+pub(super) async fn trigger(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Redirect, Page> {
+    session.check(&CsrfForm::of(form).csrf)?;
+    let new = NewExecution {
+        trigger: Trigger::Manual,
+        ..NewExecution::api(name.clone())
+    };
+    match state.store.execution_enqueue(&new, state.clock.now()).await {
+        Ok(enqueued) => Ok(Redirect::to(&format!(
+            "/executions/{}",
+            enqueued.execution.id
+        ))),
+        Err(StoreError::NotFound { .. }) => Err(no_job(&state, &name).await.into()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+pub(super) async fn suspend(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Redirect, Page> {
+    let form = CsrfForm::of(form);
+    session.check(&form.csrf)?;
+    let _job = set_suspended(&state, &name, true).await?;
+    Ok(Redirect::to(&form.back_or(format!("/jobs/{name}"))))
+}
+
+pub(super) async fn resume(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Redirect, Page> {
+    let form = CsrfForm::of(form);
+    session.check(&form.csrf)?;
+    let _job = set_suspended(&state, &name, false).await?;
+    Ok(Redirect::to(&form.back_or(format!("/jobs/{name}"))))
+}
