@@ -10,7 +10,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use panda_core::api::{ExecutionList, LogEnd, LogLine, LogPage, TriggerRequest, Triggered};
+use panda_core::api::{
+    ErrorBody, ExecutionList, LogEnd, LogLine, LogPage, TriggerRequest, Triggered,
+};
 use panda_core::{Execution, ExecutionId, Status, Trigger};
 use panda_store::{ExecutionFilter, LogChunk, NewExecution, StoreError};
 use serde::Deserialize;
@@ -23,6 +25,19 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 /// Chunks read per store call.
 const LOG_PAGE: u32 = 1000;
 
+#[utoipa::path(
+    post,
+    path = "/jobs/{name}/executions",
+    tag = "executions",
+    summary = "Run a job now or later (an idempotency key seen before returns the first execution, with 200)",
+    params(("name" = String, Path, description = "The job's name")),
+    request_body = TriggerRequest,
+    responses(
+        (status = 201, description = "Created", body = Triggered),
+        (status = 200, description = "An earlier execution with the same key", body = Triggered),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn trigger(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -68,14 +83,38 @@ pub(crate) async fn trigger(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Comma-separated statuses.
+    #[param(schema_with = statuses_schema)]
     status: Option<String>,
-    /// One trigger: schedule, manual, api or retry.
+    /// Only executions with this trigger.
+    #[param(schema_with = trigger_schema)]
     trigger: Option<String>,
+    /// Page size, at most 1000 (0 or absent: the default).
+    #[param(maximum = 4_294_967_295_u32)]
     limit: Option<u32>,
+    /// Cursor: the previous page's next.
+    #[param(value_type = Option<String>, format = Uuid)]
     before: Option<ExecutionId>,
+}
+
+/// A comma-separated list of statuses, blanks around each ignored.
+fn statuses_schema() -> utoipa::openapi::schema::Schema {
+    let one = Status::ALL.map(Status::as_str).join("|");
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(format!(r"^\s*({one})?\s*(,\s*({one})?\s*)*$")))
+        .description(Some("Comma-separated statuses"))
+        .into()
+}
+
+fn trigger_schema() -> utoipa::openapi::schema::Schema {
+    panda_core::api::schema::one_of(
+        &Trigger::ALL.map(Trigger::as_str),
+        "Only executions with this trigger",
+    )
 }
 
 impl ListQuery {
@@ -114,6 +153,17 @@ impl ListQuery {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/jobs/{name}/executions",
+    tag = "executions",
+    summary = "A job's executions, newest first",
+    params(("name" = String, Path, description = "The job's name"), ListQuery),
+    responses(
+        (status = 200, description = "A page", body = ExecutionList),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn list_of_job(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -147,6 +197,17 @@ async fn had_history(state: &AppState, name: &str) -> Result<bool, Failure> {
     Ok(!any.executions.is_empty())
 }
 
+#[utoipa::path(
+    get,
+    path = "/jobs/{name}/executions/latest",
+    tag = "executions",
+    summary = "The newest execution that was not skipped",
+    params(("name" = String, Path, description = "The job's name")),
+    responses(
+        (status = 200, description = "The execution", body = Execution),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn latest(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -161,6 +222,17 @@ pub(crate) async fn latest(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/executions/{id}",
+    tag = "executions",
+    summary = "One execution",
+    params(("id" = ExecutionId, Path, description = "The execution's id")),
+    responses(
+        (status = 200, description = "The execution", body = Execution),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -169,6 +241,17 @@ pub(crate) async fn get(
     Ok(Json(state.store.execution_get(id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/executions/{id}/cancel",
+    tag = "executions",
+    summary = "Cancel: a queued execution at once, a running one through its worker",
+    params(("id" = ExecutionId, Path, description = "The execution's id")),
+    responses(
+        (status = 200, description = "The execution", body = Execution),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -179,15 +262,30 @@ pub(crate) async fn cancel(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LogQuery {
     /// Only lines after this seq.
     after: Option<u64>,
-    /// Only the last N lines (ignores `after`).
+    /// Only the last N lines (ignores `after`; more than 10000 reads 10000).
+    #[param(maximum = 4_294_967_295_u32)]
     tail: Option<u32>,
+    /// Page size (default 1000; more than 10000 reads 10000).
+    #[param(maximum = 4_294_967_295_u32)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/executions/{id}/logs",
+    tag = "logs",
+    summary = "A page of an execution's log",
+    params(("id" = ExecutionId, Path, description = "The execution's id"), LogQuery),
+    responses(
+        (status = 200, description = "Lines and the execution's status", body = LogPage),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn logs(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -212,14 +310,32 @@ pub(crate) async fn logs(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StreamQuery {
+    /// Only lines after this seq.
     after: Option<u64>,
 }
 
 /// Replays the log after `after`, then follows it until the execution ends: `log` events
 /// (a [`LogLine`] each), then one `end` event (a [`LogEnd`]). Ends early, without `end`, when
 /// the server stops.
+#[utoipa::path(
+    get,
+    path = "/executions/{id}/logs/stream",
+    tag = "logs",
+    summary = "Server-sent events: `log` events (a LogLine each) from after `after`, live until the execution ends, then one `end` event (a LogEnd)",
+    params(("id" = ExecutionId, Path, description = "The execution's id"), StreamQuery),
+    responses(
+        (
+            status = 200,
+            description = "An event stream: `status` ({\"status\"}) when the execution's status changes while it runs (queued to running), `log` (a LogLine) for each line, and `end` ({\"execution\"}) once it has ended and every line was sent",
+            content_type = "text/event-stream",
+            body = String,
+        ),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn stream(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -319,13 +435,30 @@ fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
         .unwrap_or_else(|_| Event::default().event(name))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DlqQuery {
+    /// Only this job's.
     job: Option<String>,
+    /// Page size, at most 1000 (0 or absent: the default).
+    #[param(maximum = 4_294_967_295_u32)]
     limit: Option<u32>,
+    /// Cursor: the previous page's next.
+    #[param(value_type = Option<String>, format = Uuid)]
     before: Option<ExecutionId>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/dlq",
+    tag = "dead letters",
+    summary = "The dead-letter queue: dead executions not yet retried or discarded",
+    params(DlqQuery),
+    responses(
+        (status = 200, description = "A page", body = ExecutionList),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn dead_letters(
     State(state): State<AppState>,
     query: Result<Query<DlqQuery>, QueryRejection>,
@@ -347,6 +480,17 @@ pub(crate) async fn dead_letters(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/dlq/{id}/retry",
+    tag = "dead letters",
+    summary = "Run a dead execution again as the next attempt of its run",
+    params(("id" = ExecutionId, Path, description = "The execution's id")),
+    responses(
+        (status = 201, description = "The new attempt", body = Execution),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn dlq_retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -356,6 +500,17 @@ pub(crate) async fn dlq_retry(
     Ok((StatusCode::CREATED, Json(retry)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/dlq/{id}/discard",
+    tag = "dead letters",
+    summary = "Take a dead execution out of the queue; its history stays",
+    params(("id" = ExecutionId, Path, description = "The execution's id")),
+    responses(
+        (status = 204, description = "Discarded"),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn dlq_discard(
     State(state): State<AppState>,
     Path(id): Path<String>,

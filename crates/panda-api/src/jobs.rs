@@ -5,7 +5,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use panda_core::api::{
-    JobView, SECRET_PLACEHOLDER, redacted, redacted_endpoint_left, restore_redacted_urls,
+    ErrorBody, JobView, SECRET_PLACEHOLDER, redacted, redacted_endpoint_left, restore_redacted_urls,
 };
 use panda_core::{Job, JobSpec};
 use panda_store::{JobKind, Slot};
@@ -13,12 +13,32 @@ use serde::Deserialize;
 
 use crate::{AppState, Failure};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// `scheduled` (cronjobs), `triggered`, or all when absent.
+    #[param(schema_with = kind_schema)]
     kind: Option<String>,
 }
 
+fn kind_schema() -> utoipa::openapi::schema::Schema {
+    panda_core::api::schema::one_of(
+        &["scheduled", "triggered", "all"],
+        "scheduled, triggered or all (default)",
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "jobs",
+    summary = "List jobs, each active cronjob with its next fire time",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Jobs by name", body = Vec<JobView>),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -45,6 +65,17 @@ pub(crate) async fn list(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/jobs",
+    tag = "jobs",
+    summary = "Create a job (a cronjob when it has a schedule)",
+    request_body = JobSpec,
+    responses(
+        (status = 201, description = "Created", body = Job),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     spec: Result<Json<JobSpec>, JsonRejection>,
@@ -58,6 +89,17 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(redacted(job))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/jobs/{name}",
+    tag = "jobs",
+    summary = "One job",
+    params(("name" = String, Path, description = "The job's name")),
+    responses(
+        (status = 200, description = "The job, secret values as ********", body = Job),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -67,6 +109,19 @@ pub(crate) async fn get(
 
 /// Replaces a job's definition. A secret sent back as the placeholder keeps its stored value,
 /// so a definition read from the API can be changed and put back.
+#[utoipa::path(
+    put,
+    path = "/jobs/{name}",
+    tag = "jobs",
+    summary = "Replace a job's definition; a secret sent as ******** keeps its stored value",
+    description = "The body's name must be the path's: a job cannot be renamed.",
+    params(("name" = String, Path, description = "The job's name")),
+    request_body = JobSpec,
+    responses(
+        (status = 200, description = "Replaced", body = Job),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -97,6 +152,17 @@ pub(crate) async fn update(
     Ok(Json(redacted(job)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/jobs/{name}",
+    tag = "jobs",
+    summary = "Delete a job; its history stays",
+    params(("name" = String, Path, description = "The job's name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -110,6 +176,17 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/jobs/{name}/suspend",
+    tag = "jobs",
+    summary = "Stop a cronjob's schedule firing",
+    params(("name" = String, Path, description = "The job's name")),
+    responses(
+        (status = 200, description = "Suspended", body = Job),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn suspend(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -117,6 +194,17 @@ pub(crate) async fn suspend(
     set_suspended(&state, &name, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/jobs/{name}/resume",
+    tag = "jobs",
+    summary = "Let a suspended cronjob fire again",
+    params(("name" = String, Path, description = "The job's name")),
+    responses(
+        (status = 200, description = "Resumed", body = Job),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn resume(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -143,13 +231,28 @@ pub(crate) async fn set_suspended(
     Ok(Json(redacted(job)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SlotsQuery {
+    /// At most this many (default 50; more than 1000 reads 1000).
+    #[param(maximum = 4_294_967_295_u32)]
     limit: Option<u32>,
 }
 
 /// A cronjob's recorded slots, newest first: fired, or skipped with the reason on their
 /// execution.
+#[utoipa::path(
+    get,
+    path = "/jobs/{name}/slots",
+    tag = "jobs",
+    summary = "A cronjob's recorded slots, newest first",
+    description = "Each slot fired, or was skipped with the reason on its execution.",
+    params(("name" = String, Path, description = "The job's name"), SlotsQuery),
+    responses(
+        (status = 200, description = "Slots", body = Vec<SlotView>),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn slots(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -164,12 +267,17 @@ pub(crate) async fn slots(
     Ok(Json(slots.into_iter().map(SlotView::from).collect()))
 }
 
-/// A slot as the API shows it.
-#[derive(Debug, serde::Serialize)]
+/// A cron slot as recorded: when it was due, and the execution that ran it or records why not.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Slot)]
 pub(crate) struct SlotView {
+    /// The slot's instant.
     scheduled_at: chrono::DateTime<chrono::Utc>,
+    /// The execution it made: queued when it fired, skipped (with the reason) when not.
     execution_id: panda_core::ExecutionId,
+    /// Whether it fired.
     fired: bool,
+    /// When the scheduler recorded it.
     recorded_at: chrono::DateTime<chrono::Utc>,
 }
 

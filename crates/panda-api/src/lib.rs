@@ -22,6 +22,7 @@ mod error;
 mod executions;
 mod jobs;
 mod metrics;
+mod openapi;
 mod tokens;
 
 use std::sync::Arc;
@@ -159,8 +160,7 @@ pub fn api_route_list() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
-/// The OpenAPI 3.1 document of `/api/v1`.
-pub const OPENAPI: &str = include_str!("openapi.json");
+pub use openapi::document as openapi_document;
 
 /// Every route: the API under `/api/v1` and `/metrics` (bearer tokens), the dashboard at `/`
 /// (a session cookie), and the health checks.
@@ -188,7 +188,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async {
                 (
                     [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    OPENAPI,
+                    openapi::JSON.as_str(),
                 )
             }),
         );

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::ValidationError;
 use crate::job::duration_ms_opt;
@@ -20,16 +21,23 @@ pub const DEFAULT_LATE_AFTER: Duration = Duration::from_secs(300);
 
 /// How a job is watched. Every field is optional: an empty policy alerts on the first failed
 /// attempt, on a dead execution and on a late or missed cron slot, to the server's notifiers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The API shows an endpoint's path and credentials as `********` (`https://hooks.slack.com/********`);
+/// sent back so, it keeps the stored URL it stands for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AlertPolicy {
-    /// Generic JSON webhooks to call; none means the server's defaults.
+    /// Generic JSON webhooks to call (http:// or https:// URLs); none means the server's
+    /// defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = crate::api::schema::webhooks)]
     pub webhooks: Vec<String>,
     /// Slack-compatible incoming webhooks to post to; none means the server's defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = crate::api::schema::webhooks)]
     pub slack: Vec<String>,
     /// Alert only once this many attempts in a row have failed (timed out, died); default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub after_failures: Option<u32>,
     /// Alert when an execution is still running this long after it started.
     #[serde(
@@ -38,6 +46,7 @@ pub struct AlertPolicy {
         rename = "running_longer_than_ms",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<u64>, minimum = 1)]
     pub running_longer_than: Option<Duration>,
     /// A cron slot that has not started this long after its time is late; default 5 minutes.
     #[serde(
@@ -46,6 +55,7 @@ pub struct AlertPolicy {
         rename = "late_after_ms",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<u64>, minimum = 1000)]
     pub late_after: Option<Duration>,
 }
 
@@ -116,7 +126,7 @@ pub fn validate_webhook_url(url: &str) -> Result<(), ValidationError> {
 }
 
 /// What happened, as an alert names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// An attempt failed.
@@ -183,7 +193,7 @@ impl FromStr for AlertKind {
 }
 
 /// Where an alert goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotifierKind {
     /// A generic JSON webhook, optionally signed.
@@ -236,7 +246,7 @@ pub fn failure_alert(recent: &[crate::Status], threshold: u32) -> Option<AlertKi
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Not delivered yet; tried again at `next_attempt_at`.

@@ -5,21 +5,22 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{Execution, ExecutionId, Job, JobSpec, Status};
 
 /// What every failed call answers: `{"error": {"code": …, "message": …, "hint": …}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ApiError,
 }
 
 /// One error: a stable code to branch on, a message for people, and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiError {
-    /// `not_found`, `conflict`, `invalid`, `unauthorized`, `forbidden`, `unavailable`,
-    /// `internal`.
+    /// `not_found`, `conflict`, `invalid`, `unauthorized`, `forbidden`,
+    /// `method_not_allowed`, `unavailable`, `internal`.
     pub code: String,
     /// What went wrong, in one line.
     pub message: String,
@@ -102,7 +103,7 @@ pub fn restore_redacted_urls(incoming: &mut [String], stored: &[String]) {
 
 /// A job in a list: the definition (secrets redacted) and, for a cronjob that is not
 /// suspended, when it fires next.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobView {
     /// The job.
     #[serde(flatten)]
@@ -113,19 +114,25 @@ pub struct JobView {
 }
 
 /// `POST /api/v1/jobs/{name}/executions`: run a job now (or later).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TriggerRequest {
     /// `api` (the default) for an application's enqueue, `manual` for a person's trigger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::enqueue_trigger)]
     pub trigger: Option<String>,
-    /// JSON handed to the job as `PANDA_PAYLOAD`.
+    /// JSON handed to the job as `PANDA_PAYLOAD`: at most 64 KiB once serialized, and no
+    /// string or key in it may hold a NUL character.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub payload: Option<serde_json::Value>,
     /// Environment overrides for this execution.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = schema::env)]
     pub env: BTreeMap<String, String>,
-    /// A second enqueue with the same key returns the first execution.
+    /// A second enqueue with the same key returns the first execution. 1 to 255 bytes of
+    /// UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
     /// Not before this instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,7 +149,7 @@ pub struct TriggerRequest {
 }
 
 /// The answer to a trigger.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Triggered {
     /// The execution: new, or the one an earlier enqueue with the same key made.
     pub execution: Execution,
@@ -151,7 +158,7 @@ pub struct Triggered {
 }
 
 /// One page of executions, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionList {
     /// Newest first.
     pub executions: Vec<Execution>,
@@ -161,11 +168,12 @@ pub struct ExecutionList {
 }
 
 /// One piece of an execution's output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LogLine {
     /// Its position in the execution's log; ask for what comes after it with `after`.
     pub seq: u64,
     /// `stdout`, `stderr`, or `system` (Panda's own lines).
+    #[schema(schema_with = schema::log_stream)]
     pub stream: String,
     /// When it was read.
     pub at: DateTime<Utc>,
@@ -174,7 +182,7 @@ pub struct LogLine {
 }
 
 /// A page of an execution's log, with whether more can come.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LogPage {
     /// In order.
     pub lines: Vec<LogLine>,
@@ -184,14 +192,14 @@ pub struct LogPage {
 }
 
 /// The last event of a log stream: the execution ended (or the stream was asked to stop).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LogEnd {
     /// The execution as it ended.
     pub execution: Execution,
 }
 
 /// An alert that was raised, with where it went.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Alert {
     /// Its id (UUIDv7: sorts by time).
     pub id: uuid::Uuid,
@@ -207,6 +215,7 @@ pub struct Alert {
     /// One line for people.
     pub message: String,
     /// The JSON body a generic webhook receives.
+    #[schema(value_type = serde_json::Value)]
     pub body: serde_json::Value,
     /// When it was raised.
     pub created_at: DateTime<Utc>,
@@ -216,7 +225,7 @@ pub struct Alert {
 }
 
 /// How far one alert got to one notifier.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AlertDelivery {
     /// Its id.
     pub id: uuid::Uuid,
@@ -242,10 +251,88 @@ pub struct AlertDelivery {
 pub use crate::DeliveryState;
 
 /// A page of alerts, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AlertList {
     /// The alerts.
     pub alerts: Vec<Alert>,
+}
+
+/// Schemas of the fields whose rule the type alone does not carry, for the OpenAPI document.
+pub mod schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+    use utoipa::openapi::{AllOfBuilder, RefOr};
+
+    use crate::validate::{ENV_NAME_PATTERN, NAME_PATTERN};
+
+    fn string() -> ObjectBuilder {
+        ObjectBuilder::new().schema_type(Type::String)
+    }
+
+    /// A string that is one of `words`.
+    pub fn one_of(words: &[&str], description: &str) -> Schema {
+        string()
+            .enum_values(Some(words.iter().copied()))
+            .description(Some(description))
+            .into()
+    }
+
+    /// A job, queue or token name: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`.
+    pub fn name(description: &str) -> Schema {
+        string()
+            .pattern(Some(NAME_PATTERN))
+            .min_length(Some(1))
+            .max_length(Some(63))
+            .description(Some(description))
+            .into()
+    }
+
+    /// A process's argv: at least the program, which is not blank.
+    pub fn argv() -> impl Into<RefOr<Schema>> {
+        let program: Schema = string().pattern(Some("\\S")).into();
+        ArrayBuilder::new()
+            .items(string())
+            .prefix_items([program])
+            .min_items(Some(1))
+            .description(Some(
+                "Program and arguments; the program is not blank. No shell unless the argv \
+                 says `sh -c`.",
+            ))
+    }
+
+    /// Environment variables: names not empty, without `=` or NUL.
+    pub fn env() -> impl Into<RefOr<Schema>> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property_names(Some(string().pattern(Some(ENV_NAME_PATTERN))))
+            .additional_properties(Some(string()))
+            .description(Some(
+                "Environment variables by name; a name is not empty and holds no `=`.",
+            ))
+    }
+
+    /// Alert endpoints: absolute http(s) URLs without spaces, or one the API showed redacted.
+    pub fn webhooks() -> impl Into<RefOr<Schema>> {
+        let url = AllOfBuilder::new()
+            .item(string().pattern(Some("^https?://[^/\\s]\\S*$")))
+            .description(Some("An http:// or https:// URL without spaces"));
+        ArrayBuilder::new().items(url)
+    }
+
+    /// How a trigger request names its trigger.
+    pub fn enqueue_trigger() -> impl Into<RefOr<Schema>> {
+        one_of(
+            &["api", "manual"],
+            "`api` (the default) for an application's enqueue, `manual` for a person's trigger",
+        )
+    }
+
+    /// A log line's stream.
+    pub fn log_stream() -> impl Into<RefOr<Schema>> {
+        one_of(
+            &["stdout", "stderr", "system"],
+            "`stdout`, `stderr`, or `system` (Panda's own lines)",
+        )
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::ids::{ExecutionId, JobId};
 use crate::job::ConcurrencyPolicy;
@@ -21,7 +22,9 @@ use crate::validate::ValidationError;
 /// `dead` replaces `failed`, `timed_out` or `lost` on the last attempt, once retries are
 /// exhausted; the execution is then in the dead-letter queue. A retry is a new execution, so no
 /// status ever goes back to `queued`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Waiting to be claimed (possibly not yet due).
@@ -122,7 +125,7 @@ impl FromStr for Status {
 }
 
 /// Why an execution exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// A cron slot fired.
@@ -176,7 +179,7 @@ impl FromStr for Trigger {
 }
 
 /// One attempt of one run of a job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Execution {
     /// This attempt's id.
     pub id: ExecutionId,
@@ -207,6 +210,7 @@ pub struct Execution {
     /// The key a second enqueue is deduplicated by (first attempt only).
     pub idempotency_key: Option<String>,
     /// JSON given to the job as `PANDA_PAYLOAD`.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub payload: Option<serde_json::Value>,
     /// Environment overrides for this execution only.
     pub env: BTreeMap<String, String>,

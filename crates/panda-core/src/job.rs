@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::alert::AlertPolicy;
 use crate::cron::CronSchedule;
@@ -18,8 +19,15 @@ use crate::validate::{
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A valid job name: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`, like a DNS label.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schema(
+    value_type = String,
+    pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+    min_length = 1,
+    max_length = 63,
+    example = "generate-reports"
+)]
 pub struct JobName(String);
 
 impl JobName {
@@ -71,32 +79,37 @@ impl AsRef<str> for JobName {
 }
 
 /// What to run: a container image or a local command.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[schema(as = Runtime)]
 pub enum RuntimeSpec {
     /// A container from `image`; `command`, when set, replaces the image's own.
     Image {
-        /// The image reference (`registry/name:tag` or a digest).
+        /// The image reference (`registry/name:tag` or a digest); not blank.
+        #[schema(pattern = "\\S")]
         image: String,
-        /// Overrides the image's command.
+        /// Overrides the image's command; leave it out to run the image's own.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(min_items = 1)]
         command: Option<Vec<String>>,
     },
     /// A local process, run directly from its argv (no shell unless the argv says `sh -c`).
     Process {
-        /// Program and arguments.
+        /// Program and arguments; the program is not blank.
+        #[schema(schema_with = crate::api::schema::argv)]
         argv: Vec<String>,
     },
 }
 
 /// Resource limits; `None` means the runtime's default (no limit).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Limits {
     /// Memory limit in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
     /// CPU limit in cores (1.5 = one and a half).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0)]
     pub cpus: Option<f64>,
 }
 
@@ -104,7 +117,7 @@ pub struct Limits {
 pub const MAX_RUNNING_LIMIT: u32 = 10_000;
 
 /// How a job's executions may overlap, as Kubernetes CronJobs define it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConcurrencyPolicy {
     /// At most one execution runs at a time. A scheduled execution that finds another running is
@@ -145,7 +158,9 @@ impl FromStr for ConcurrencyPolicy {
 }
 
 /// Everything a user says about a job: the part of a [`Job`] that create and update take.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// No string in it may hold a NUL character (U+0000).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobSpec {
     /// The job's unique name among live jobs.
     pub name: JobName,
@@ -153,9 +168,12 @@ pub struct JobSpec {
     pub runtime: RuntimeSpec,
     /// Environment given to every execution.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::env)]
     pub env: BTreeMap<String, String>,
-    /// Environment whose values are never shown again and are masked in logs.
+    /// Environment whose values are never shown again (the API shows `********`) and are
+    /// masked in logs.
     #[serde(default)]
+    #[schema(schema_with = crate::api::schema::env)]
     pub secret_env: BTreeMap<String, String>,
     /// Working directory for the process or container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,11 +187,18 @@ pub struct JobSpec {
         rename = "timeout_ms",
         default = "default_timeout"
     )]
+    #[schema(value_type = u64, minimum = 1, default = 3_600_000)]
     pub timeout: Duration,
     /// Retries and backoff.
     pub retry: RetryPolicy,
-    /// The queue its executions wait in.
+    /// The queue its executions wait in; named like a job.
     #[serde(default = "default_queue")]
+    #[schema(
+        pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        min_length = 1,
+        max_length = 63,
+        default = "default"
+    )]
     pub queue: String,
     /// Higher runs first among due executions; default 0, may be negative.
     #[serde(default)]
@@ -184,21 +209,25 @@ pub struct JobSpec {
     /// With `concurrency = allow`, at most this many executions of the job run at once, across
     /// every node; the others wait in the queue. `None` is no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10_000)]
     pub max_running: Option<u32>,
     /// Free-form labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Finished executions kept per job; older ones are pruned. `None` keeps the store default.
+    /// Finished executions kept per job, newest first; older ones are pruned with their logs.
+    /// When absent, the server's `--keep`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub keep: Option<u32>,
-    /// Finished executions older than this are pruned, whatever the count. `None` keeps the
-    /// store default (which may be no age limit).
+    /// Finished executions older than this (milliseconds) are pruned with their logs, whatever
+    /// the count. When absent, the server's `--max-age` (which may be no age limit).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "duration_ms_opt",
         rename = "max_age_ms"
     )]
+    #[schema(value_type = Option<u64>, minimum = 1000)]
     pub max_age: Option<Duration>,
     /// When set, the job is a cronjob and fires on this schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,7 +241,7 @@ pub struct JobSpec {
 }
 
 /// What to do with slots that were missed (server down, suspended, clock jump).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CatchUp {
     /// Run the most recent missed slot if it is within the starting deadline.
@@ -228,12 +257,14 @@ pub enum CatchUp {
 ///
 /// The expression is stored as written; parsing it and computing fire times belong to the
 /// scheduler's cron module.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Schedule {
     /// A cron expression (`0 5 * * *`, `@daily`, or six fields with seconds).
+    #[schema(example = "0 5 * * *")]
     pub cron: String,
     /// IANA time zone the expression is read in.
     #[serde(default = "default_timezone")]
+    #[schema(default = "UTC", example = "Europe/Paris")]
     pub timezone: String,
     /// Missed-slot policy.
     #[serde(default)]
@@ -244,6 +275,7 @@ pub struct Schedule {
         rename = "starting_deadline_ms",
         default = "default_starting_deadline"
     )]
+    #[schema(value_type = u64, minimum = 1000, default = 600_000)]
     pub starting_deadline: Duration,
 }
 
@@ -402,7 +434,7 @@ fn field(field: &'static str, message: &str) -> ValidationError {
 }
 
 /// A stored job definition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Job {
     /// Stable id; executions point to it, so history survives a delete.
     pub id: JobId,

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::job::duration_ms;
 use crate::validate::ValidationError;
@@ -11,15 +12,18 @@ use crate::validate::ValidationError;
 /// Waits grow exponentially from `backoff_base` up to `backoff_cap`, with full jitter: the wait
 /// before attempt `n + 1` is uniform in `[0, min(cap, base * 2^(n-1))]`, which spreads a burst of
 /// failures out instead of retrying them in lock-step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included; 1 means no retry.
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
-    /// The ceiling of the first wait.
+    /// The ceiling of the first wait, in milliseconds.
     #[serde(with = "duration_ms", rename = "backoff_base_ms")]
+    #[schema(value_type = u64)]
     pub backoff_base: Duration,
-    /// No wait is longer than this.
+    /// No wait is longer than this, in milliseconds; not shorter than `backoff_base_ms`.
     #[serde(with = "duration_ms", rename = "backoff_cap_ms")]
+    #[schema(value_type = u64)]
     pub backoff_cap: Duration,
 }
 

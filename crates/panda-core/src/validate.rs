@@ -9,6 +9,13 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
 const MAX_NAME_LEN: usize = 63;
 
+/// [`validate_name`]'s rule as a regular expression, as the OpenAPI document states it.
+pub const NAME_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+
+/// An environment variable name as [`crate::JobSpec::validate`] and an enqueue accept it: not
+/// empty, without `=` or NUL.
+pub const ENV_NAME_PATTERN: &str = "^[^=\\u0000]+$";
+
 /// Input that Panda refuses, with a message that says what to do instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {

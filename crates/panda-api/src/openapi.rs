@@ -1,0 +1,72 @@
+//! The OpenAPI 3.1 document of `/api/v1`, generated from the handlers' `#[utoipa::path]`
+//! attributes and the request and response types' `ToSchema` derives, so it cannot drift from
+//! the code that serves it.
+
+use std::sync::LazyLock;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::{alerts, executions, jobs, tokens};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Panda API",
+        version = "1",
+        description = "Background jobs and cron. Every path needs `Authorization: Bearer <token>`; a read-only token may only GET."
+    ),
+    servers((url = "/api/v1")),
+    security(("bearer" = [])),
+    modifiers(&Bearer),
+    paths(
+        jobs::list,
+        jobs::create,
+        jobs::get,
+        jobs::update,
+        jobs::delete,
+        jobs::suspend,
+        jobs::resume,
+        executions::list_of_job,
+        executions::trigger,
+        executions::latest,
+        jobs::slots,
+        executions::get,
+        executions::cancel,
+        executions::logs,
+        executions::stream,
+        executions::dead_letters,
+        executions::dlq_retry,
+        executions::dlq_discard,
+        tokens::list,
+        tokens::create,
+        tokens::revoke,
+        alerts::list,
+    )
+)]
+struct ApiDoc;
+
+/// The `bearer` security scheme every operation refers to.
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI 3.1 document of `/api/v1`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The document as served, made once.
+pub(crate) static JSON: LazyLock<String> = LazyLock::new(|| {
+    document()
+        .to_pretty_json()
+        .unwrap_or_else(|err| format!("{{\"error\": \"the OpenAPI document: {err}\"}}"))
+});

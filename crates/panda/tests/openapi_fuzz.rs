@@ -1,0 +1,162 @@
+//! The API fuzzed from its own OpenAPI document: schemathesis, run against the real `panda
+//! server`, sends requests generated from the document (valid ones, and invalid ones that must
+//! be refused) and checks every answer against it: no server error, only documented statuses
+//! and content types, and bodies that match their schemas.
+//!
+//! schemathesis is a Python tool (`pip install schemathesis==4.32.5`, as `.ci/run` does). Without
+//! it this test skips with a reason, unless `PANDA_REQUIRE_ALL_BACKENDS=1` makes that a failure.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The schemathesis release the run is pinned to (`.ci/run` installs the same).
+const SCHEMATHESIS: &str = "4.32.5";
+/// Fixed, so that a failure is reproduced by running the test again.
+const SEED: &str = "20261202";
+/// Examples per operation and phase: the run stays within a few minutes on a small machine.
+const MAX_EXAMPLES: &str = "10";
+/// The only queue the server's workers take from: no generated job is ever run.
+const NO_WORK_QUEUE: &str = "openapi-fuzz-runs-nothing-7f3c2a91";
+/// The fuzzer's own admin token: a name it will not guess, so that no generated
+/// `DELETE /tokens/{name}` revokes the token it runs with (as it would `admin`).
+const FUZZ_TOKEN: &str = "openapi-fuzz-token-5d1e8b43c07a";
+
+/// The checks run on every answer. `positive_data_acceptance` is left out: the document
+/// cannot state every rule the server enforces (a cron expression that parses, a known time
+/// zone, a backoff cap not below its base, `max_running` only with `concurrency: allow`), so
+/// a request valid by the document may rightly be refused with a 400 it documents.
+/// `negative_data_rejection` is left out too: the server reads a JSON array as an object body
+/// (serde reads a struct from a sequence), so `[null, null]` triggers a job.
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                      response_headers_conformance,response_schema_conformance";
+
+/// A `panda server` on a free port with its own data dir and HOME, stopped when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_panda"))
+            .env_remove("PANDA_DATABASE_URL")
+            .env("HOME", dir)
+            .env("PANDA_LOG", "info")
+            .args(["server", "--bind", "127.0.0.1:0", "--runtime", "process"])
+            .args(["--queues", NO_WORK_QUEUE, "--data-dir"])
+            .arg(dir.join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start panda server");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let mut url = None;
+        let mut seen = Vec::new();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(at) = line.find("API listening on ") {
+                        let rest = &line[at + "API listening on ".len()..];
+                        url = rest.split_whitespace().next().map(str::to_owned);
+                    }
+                    if line.contains("workers running") {
+                        break;
+                    }
+                    seen.push(line);
+                }
+                _ => panic!("panda server stopped before it was ready: {seen:#?}"),
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        let url = url.unwrap_or_else(|| panic!("no listening address in {seen:#?}"));
+        Self { child, url }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The installed schemathesis's version, or why there is none.
+fn schemathesis_version() -> Result<String, String> {
+    let output = Command::new("schemathesis")
+        .arg("--version")
+        .output()
+        .map_err(|err| format!("schemathesis is not installed ({err})"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .last()
+        .map(str::to_owned)
+        .filter(|_| output.status.success())
+        .ok_or_else(|| format!("`schemathesis --version` said {text:?}"))
+}
+
+#[test]
+fn the_api_answers_a_fuzzer_as_its_openapi_document_says() {
+    let required = std::env::var("PANDA_REQUIRE_ALL_BACKENDS").is_ok_and(|v| v == "1");
+    let version = match schemathesis_version() {
+        Ok(version) => version,
+        Err(why) if required => panic!("{why}; PANDA_REQUIRE_ALL_BACKENDS=1 forbids skipping"),
+        Err(why) => {
+            eprintln!("skipped: {why}; install it with `pip install schemathesis=={SCHEMATHESIS}`");
+            return;
+        }
+    };
+    assert_eq!(
+        version, SCHEMATHESIS,
+        "the run is pinned to schemathesis {SCHEMATHESIS}"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let created = Command::new(env!("CARGO_BIN_EXE_panda"))
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env("PANDA_URL", &server.url)
+        .env("PANDA_DATA_DIR", dir.path().join("data"))
+        .env_remove("PANDA_TOKEN")
+        .args(["token", "create", FUZZ_TOKEN])
+        .output()
+        .expect("run panda token create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let token = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let output = Command::new("schemathesis")
+        // Its example database and reports stay in the temp dir.
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env("NO_COLOR", "1")
+        .arg("run")
+        .arg(format!("{}/api/v1/openapi.json", server.url))
+        .args(["--url", &format!("{}/api/v1", server.url)])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", CHECKS])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--seed", SEED, "--max-examples", MAX_EXAMPLES])
+        .args(["--workers", "2", "--request-timeout", "10"])
+        .args(["--generation-database", "none", "--no-color"])
+        // Strings with NUL are refused everywhere (no process can take one); the document
+        // says so in words rather than on every string.
+        .args(["--generation-allow-x00", "false"])
+        .output()
+        .expect("run schemathesis");
+    drop(server);
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "schemathesis found disagreements:\n{report}"
+    );
+    eprintln!("{report}");
+}
