@@ -1,7 +1,7 @@
 //! Panda's metrics: every name, its labels, and one function per event that records it.
 //!
 //! Recording goes through the [`metrics`] facade: without an installed recorder (tests,
-//! `panda bench`, a node that exports nothing) each call is a no-op. The binary installs a
+//! `panda-bench`, a node that exports nothing) each call is a no-op. The binary installs a
 //! Prometheus recorder and the API renders it at `/metrics`; [`HISTOGRAM_BUCKETS`] are the
 //! buckets it must give each histogram, or the exporter would render summaries instead.
 //!

@@ -27,7 +27,7 @@ const _: () = assert!(DEFAULT_PRUNE_INTERVAL.as_secs() == 60);
 const _: () = assert!(DEFAULT_PRUNE_BATCH == 1000);
 /// SQLite has one writer, so a claim waits for a whole pruning transaction: batches of 250 keep
 /// claim latency near idle while history is pruned, where 1,000 more than doubled its p99
-/// (BENCHMARKS.md, `panda bench prune`).
+/// (BENCHMARKS.md, `panda-bench prune`).
 const SQLITE_PRUNE_BATCH: u32 = 250;
 use panda_runtime::{DockerRuntime, ProcessRuntime, Runtime};
 use panda_store::{Retention, Store, StoreError, TokenScope};
@@ -433,8 +433,8 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
             max_age = %parts
                 .retention
                 .max_age
-                .map_or_else(|| "none".to_owned(), |age| humantime::format_duration(age).to_string()),
-            every = %humantime::format_duration(parts.prune_interval),
+                .map_or_else(|| "none".to_owned(), panda_core::human::exact),
+            every = %panda_core::human::exact(parts.prune_interval),
             "pruner running"
         );
     }
@@ -544,8 +544,8 @@ fn dispatcher_config(args: &NodeArgs) -> anyhow::Result<DispatcherConfig> {
         return Err(UserError::new(
             format!(
                 "--heartbeat-interval {} must be above 0 and shorter than --lease-ttl {}",
-                humantime::format_duration(args.heartbeat_interval),
-                humantime::format_duration(args.lease_ttl)
+                panda_core::human::exact(args.heartbeat_interval),
+                panda_core::human::exact(args.lease_ttl)
             ),
             "a lease should outlive about three heartbeats, e.g. --heartbeat-interval 5s --lease-ttl 15s",
         )

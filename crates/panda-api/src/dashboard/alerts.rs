@@ -4,7 +4,7 @@ use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Query, State};
 use chrono::{DateTime, Utc};
-use panda_core::ExecutionId;
+use panda_core::{ExecutionId, human};
 use serde::Deserialize;
 
 use super::session::Session;
@@ -42,7 +42,7 @@ impl AlertRow {
             .filter(|d| d.state == DeliveryState::Delivered)
             .count();
         Self {
-            when: view::relative(alert.created_at, now),
+            when: human::relative(alert.created_at, now),
             when_abs: view::absolute(alert.created_at),
             job: alert.job.clone(),
             kind: alert.kind.as_str(),

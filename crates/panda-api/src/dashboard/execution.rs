@@ -9,7 +9,7 @@ use axum::extract::{Extension, Form, Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use panda_core::api::SECRET_PLACEHOLDER;
-use panda_core::{ExecutionId, Status};
+use panda_core::{ExecutionId, Status, human};
 use panda_store::ExecutionFilter;
 
 use super::history::ExecRow;
@@ -92,7 +92,7 @@ pub(super) async fn execution(
         facts.push(("Finished", view::absolute(at)));
     }
     if let Some(took) = view::ran_for(&e, now) {
-        facts.push(("Duration", view::duration(took)));
+        facts.push(("Duration", human::elapsed(took)));
     }
     if let Some(code) = e.exit_code {
         facts.push(("Exit code", code.to_string()));

@@ -6,7 +6,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use panda_core::{Execution, ExecutionId, Status, Trigger};
+use panda_core::{Execution, ExecutionId, Status, Trigger, human};
 use panda_store::ExecutionFilter;
 use serde::Deserialize;
 
@@ -42,10 +42,10 @@ impl ExecRow {
             status: StatusView::of(e.status),
             trigger: e.trigger.as_str(),
             attempt: e.attempt,
-            when: view::relative(at, now),
+            when: human::relative(at, now),
             when_abs: view::absolute(at),
             took: view::ran_for(e, now)
-                .map(view::duration)
+                .map(human::elapsed)
                 .unwrap_or_default(),
             exit: e.exit_code.map(|c| c.to_string()).unwrap_or_default(),
             reason: e.reason.clone().unwrap_or_default(),

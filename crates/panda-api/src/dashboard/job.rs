@@ -6,7 +6,7 @@ use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Extension, Form, Path, Query, State};
 use axum::response::Redirect;
 use panda_core::api::{SECRET_PLACEHOLDER, redacted};
-use panda_core::{ExecutionId, Job, RuntimeSpec, Status, Trigger};
+use panda_core::{ExecutionId, Job, RuntimeSpec, Status, Trigger, human};
 use panda_store::{ExecutionFilter, NewExecution, StoreError};
 
 use super::history::{History, HistoryQuery, history};
@@ -70,7 +70,7 @@ pub(super) async fn job(
             let slot = e.scheduled_at.unwrap_or(e.created_at);
             SkippedRow {
                 id: e.id,
-                slot: view::relative(slot, now),
+                slot: human::relative(slot, now),
                 slot_abs: view::absolute(slot),
                 reason: e.reason.clone().unwrap_or_default(),
             }
@@ -98,7 +98,7 @@ pub(super) async fn job(
     }
     let next_runs = next_runs
         .into_iter()
-        .map(|at| format!("{} ({})", view::absolute(at), view::relative(at, now)))
+        .map(|at| format!("{} ({})", view::absolute(at), human::relative(at, now)))
         .collect();
     Ok(Page::render(&JobPage {
         nav: Nav::new(
@@ -148,11 +148,11 @@ fn definition(job: &Job) -> Vec<(&'static str, String)> {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
-                humanize(schedule.starting_deadline)
+                human::exact(schedule.starting_deadline)
             ),
         ));
     }
-    rows.push(("Timeout", humanize(spec.timeout)));
+    rows.push(("Timeout", human::exact(spec.timeout)));
     rows.push((
         "Retries",
         format!(
@@ -163,8 +163,8 @@ fn definition(job: &Job) -> Vec<(&'static str, String)> {
             } else {
                 "s"
             },
-            humanize(spec.retry.backoff_base),
-            humanize(spec.retry.backoff_cap)
+            human::exact(spec.retry.backoff_base),
+            human::exact(spec.retry.backoff_cap)
         ),
     ));
     rows.push((
@@ -200,17 +200,6 @@ fn definition(job: &Job) -> Vec<(&'static str, String)> {
         rows.push(("History kept", format!("{keep} executions")));
     }
     rows
-}
-
-/// `1h`, `10m`, `30s`: a definition's durations.
-fn humanize(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => format!("{}ms", d.as_millis()),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
 }
 
 pub(super) async fn trigger(

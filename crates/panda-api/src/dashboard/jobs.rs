@@ -7,7 +7,7 @@ use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
-use panda_core::{ExecutionId, Job, RuntimeSpec, Status};
+use panda_core::{ExecutionId, Job, RuntimeSpec, Status, human};
 use panda_store::{ExecutionBrief, JobKind};
 use serde::Deserialize;
 
@@ -162,7 +162,7 @@ async fn job_list(
                 .map(|e| (StatusView::of(e.status), e.id));
             let next = state
                 .next_run(&job)
-                .map(|at| (view::relative(at, now), view::absolute(at)));
+                .map(|at| (human::relative(at, now), view::absolute(at)));
             let schedule = job.spec.schedule.as_ref();
             JobRow {
                 name: job.spec.name.to_string(),

@@ -4,13 +4,13 @@ use askama::Template;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Extension, Form, Path, Query, State};
 use axum::response::Redirect;
-use panda_core::Status;
+use panda_core::{Status, human};
 use panda_store::ExecutionFilter;
 use serde::Deserialize;
 
 use super::history::{ExecRow, HISTORY_PAGE};
 use super::session::Session;
-use super::view;
+
 use super::{CsrfForm, Nav, Page};
 use crate::AppState;
 use crate::executions::execution_id;
@@ -77,7 +77,7 @@ pub(super) async fn queues(
             running: q.running,
             oldest: q
                 .oldest_due_at
-                .map(|at| view::relative(at, now))
+                .map(|at| human::relative(at, now))
                 .unwrap_or_default(),
         })
         .collect();

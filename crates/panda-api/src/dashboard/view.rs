@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use panda_core::{Execution, Status};
+use panda_core::{Execution, Status, human};
 use panda_store::ExecutionBrief;
 
 /// A status as the dashboard shows it: a symbol and the word (never colour alone), and the CSS
@@ -39,44 +39,9 @@ impl StatusView {
     }
 }
 
-/// `3m ago`, `in 4h`, `just now`.
-pub(crate) fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let seconds = (at - now).num_seconds();
-    if seconds.abs() < 5 {
-        return "just now".to_owned();
-    }
-    let amount = short_span(seconds.unsigned_abs());
-    if seconds < 0 {
-        format!("{amount} ago")
-    } else {
-        format!("in {amount}")
-    }
-}
-
-/// The biggest unit only: `42s`, `3m`, `4h`, `2d`.
-fn short_span(seconds: u64) -> String {
-    match seconds {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86_400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
-}
-
 /// An instant as UTC, to the second: `2026-11-29 05:00:00 UTC`.
 pub(crate) fn absolute(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
-/// `850ms`, `1.2s`, `3m04s`, `2h05m`.
-pub(crate) fn duration(d: chrono::TimeDelta) -> String {
-    let ms = d.num_milliseconds().max(0);
-    match ms {
-        ms if ms < 1000 => format!("{ms}ms"),
-        ms if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        ms if ms < 3_600_000 => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
-        ms => format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60),
-    }
 }
 
 /// How long an execution ran (so far, while it runs), if it started.
@@ -214,7 +179,7 @@ pub(crate) fn strip_svg(recent: &[ExecutionBrief], now: DateTime<Utc>, slots: us
         };
         let y = H - height;
         let took = length
-            .map(|ms| format!(", {}", duration(chrono::TimeDelta::milliseconds(ms))))
+            .map(|ms| format!(", {}", human::elapsed(chrono::TimeDelta::milliseconds(ms))))
             .unwrap_or_default();
         // Kept short: a thousand jobs draw thirty thousand of these (the width is in the CSS;
         // the job page and its history link to each execution).
@@ -223,7 +188,7 @@ pub(crate) fn strip_svg(recent: &[ExecutionBrief], now: DateTime<Utc>, slots: us
             r#"<rect x="{x}" y="{y}" height="{height}" class="s-{status}"><title>{status}{took}, {trigger}, {when}</title></rect>"#,
             status = e.status.as_str(),
             trigger = e.trigger.as_str(),
-            when = escape(&relative(e.created_at, now)),
+            when = escape(&human::relative(e.created_at, now)),
         );
     }
     svg.push_str("</svg>");
@@ -252,7 +217,7 @@ pub(crate) fn duration_chart_svg(executions: &[Execution], now: DateTime<Utc>) -
         r#"<svg class="chart" viewBox="0 0 {W} {}" preserveAspectRatio="none" role="img" aria-label="duration of the last {} runs; the longest took {}">"#,
         H + 2.0,
         bars.len(),
-        duration(chrono::TimeDelta::milliseconds(longest))
+        human::elapsed(chrono::TimeDelta::milliseconds(longest))
     );
     for (i, (e, ms)) in bars.iter().enumerate() {
         let height = (2.0 + (H - 2.0) * (*ms as f64 / longest as f64)).round();
@@ -263,7 +228,7 @@ pub(crate) fn duration_chart_svg(executions: &[Execution], now: DateTime<Utc>) -
             x = i as f64 * step,
             y = H - height,
             status = e.status.as_str(),
-            took = duration(chrono::TimeDelta::milliseconds(*ms)),
+            took = human::elapsed(chrono::TimeDelta::milliseconds(*ms)),
             when = escape(&absolute(e.created_at)),
         );
     }
@@ -293,14 +258,5 @@ mod tests {
         for (cron, words) in cases {
             assert_eq!(schedule_in_words(cron).as_deref(), words, "{cron}");
         }
-    }
-
-    #[test]
-    fn durations_are_short() {
-        let ms = chrono::TimeDelta::milliseconds;
-        assert_eq!(duration(ms(850)), "850ms");
-        assert_eq!(duration(ms(1200)), "1.2s");
-        assert_eq!(duration(ms(184_000)), "3m04s");
-        assert_eq!(duration(ms(7_500_000)), "2h05m");
     }
 }
