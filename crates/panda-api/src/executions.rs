@@ -317,6 +317,33 @@ pub(crate) struct StreamQuery {
     after: Option<u64>,
 }
 
+/// One event of a log stream, as its fields arrive on the wire: the document's description of
+/// `text/event-stream`, which the server writes with axum's `Event`, not with this type.
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "describes the stream's events; the handler writes them with Event"
+)]
+struct StreamEvent {
+    /// What the data is.
+    event: StreamEventName,
+    /// JSON: `{"status"}` for `status`, a LogLine for `log`, `{"execution"}` for `end`.
+    data: String,
+}
+
+/// The names a log stream's events carry.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[expect(
+    dead_code,
+    reason = "describes the stream's events; the handler writes them with Event"
+)]
+enum StreamEventName {
+    Status,
+    Log,
+    End,
+}
+
 /// Replays the log after `after`, then follows it until the execution ends: `log` events
 /// (a [`LogLine`] each), then one `end` event (a [`LogEnd`]). Ends early, without `end`, when
 /// the server stops.
@@ -331,7 +358,7 @@ pub(crate) struct StreamQuery {
             status = 200,
             description = "An event stream: `status` ({\"status\"}) when the execution's status changes while it runs (queued to running), `log` (a LogLine) for each line, and `end` ({\"execution\"}) once it has ended and every line was sent",
             content_type = "text/event-stream",
-            body = String,
+            body = StreamEvent,
         ),
         (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
     )

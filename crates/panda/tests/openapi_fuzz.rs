@@ -6,9 +6,11 @@
 //! schemathesis is a Python tool (`pip install schemathesis==4.32.5`, as `.ci/run` does). Without
 //! it this test skips with a reason, unless `PANDA_REQUIRE_ALL_BACKENDS=1` makes that a failure.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Command;
+
+use support::Server;
 
 /// The schemathesis release the run is pinned to (`.ci/run` installs the same).
 const SCHEMATHESIS: &str = "4.32.5";
@@ -30,57 +32,6 @@ const FUZZ_TOKEN: &str = "openapi-fuzz-token-5d1e8b43c07a";
 /// (serde reads a struct from a sequence), so `[null, null]` triggers a job.
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_headers_conformance,response_schema_conformance";
-
-/// A `panda server` on a free port with its own data dir and HOME, stopped when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_panda"))
-            .env_remove("PANDA_DATABASE_URL")
-            .env("HOME", dir)
-            .env("PANDA_LOG", "info")
-            .args(["server", "--bind", "127.0.0.1:0", "--runtime", "process"])
-            .args(["--queues", NO_WORK_QUEUE, "--data-dir"])
-            .arg(dir.join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start panda server");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let mut url = None;
-        let mut seen = Vec::new();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(at) = line.find("API listening on ") {
-                        let rest = &line[at + "API listening on ".len()..];
-                        url = rest.split_whitespace().next().map(str::to_owned);
-                    }
-                    if line.contains("workers running") {
-                        break;
-                    }
-                    seen.push(line);
-                }
-                _ => panic!("panda server stopped before it was ready: {seen:#?}"),
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-        let url = url.unwrap_or_else(|| panic!("no listening address in {seen:#?}"));
-        Self { child, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The installed schemathesis's version, or why there is none.
 fn schemathesis_version() -> Result<String, String> {
@@ -112,31 +63,18 @@ fn the_api_answers_a_fuzzer_as_its_openapi_document_says() {
         "the run is pinned to schemathesis {SCHEMATHESIS}"
     );
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(dir.path());
-    let created = Command::new(env!("CARGO_BIN_EXE_panda"))
-        .env("HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .env("PANDA_URL", &server.url)
-        .env("PANDA_DATA_DIR", dir.path().join("data"))
-        .env_remove("PANDA_TOKEN")
-        .args(["token", "create", FUZZ_TOKEN])
-        .output()
-        .expect("run panda token create");
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let token = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let server = Server::start_with(&["--runtime", "process", "--queues", NO_WORK_QUEUE]);
+    let created = server.panda(&["token", "create", FUZZ_TOKEN]);
+    let token = support::succeeded(&created).trim().to_owned();
+    let dir = server.home().path();
     let output = Command::new("schemathesis")
         // Its example database and reports stay in the temp dir.
-        .current_dir(dir.path())
-        .env("HOME", dir.path())
+        .current_dir(dir)
+        .env("HOME", dir)
         .env("NO_COLOR", "1")
         .arg("run")
-        .arg(format!("{}/api/v1/openapi.json", server.url))
-        .args(["--url", &format!("{}/api/v1", server.url)])
+        .arg(format!("{}/api/v1/openapi.json", server.url()))
+        .args(["--url", &format!("{}/api/v1", server.url())])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--checks", CHECKS])
         .args(["--phases", "examples,coverage,fuzzing"])
@@ -148,7 +86,7 @@ fn the_api_answers_a_fuzzer_as_its_openapi_document_says() {
         .args(["--generation-allow-x00", "false"])
         .output()
         .expect("run schemathesis");
-    drop(server);
+    server.stop();
     let report = format!(
         "{}\n{}",
         String::from_utf8_lossy(&output.stdout),
