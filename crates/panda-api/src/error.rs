@@ -1,7 +1,10 @@
 //! The one error shape every route answers with.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use panda_core::api::{ApiError, ErrorBody};
 use panda_store::StoreError;
@@ -11,7 +14,46 @@ use panda_store::StoreError;
 pub struct Failure {
     status: StatusCode,
     error: ApiError,
+    /// Sent as `Retry-After`, in seconds: when asking again may succeed.
+    retry_after: Option<Duration>,
 }
+
+/// What a client is told to wait before asking again while the store is unreachable: the pool
+/// gives up on a connection after 2 s, so a retry sooner than that meets the same outage.
+pub const STORE_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// A run of failures of one kind (the store unreachable, the disk full), for logging each once:
+/// failures less than [`EPISODE_GAP`] apart belong to one episode.
+#[derive(Debug)]
+struct Episode {
+    last: Mutex<Option<Instant>>,
+}
+
+/// A quiet spell that ends an episode: the next failure is logged again.
+const EPISODE_GAP: Duration = Duration::from_secs(60);
+
+impl Episode {
+    const fn new() -> Self {
+        Self {
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Whether this failure begins an episode (and so is logged).
+    fn begins(&self) -> bool {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let begins = last.is_none_or(|at| now.duration_since(at) > EPISODE_GAP);
+        *last = Some(now);
+        begins
+    }
+}
+
+static UNAVAILABLE: Episode = Episode::new();
+static FULL: Episode = Episode::new();
 
 impl Failure {
     /// A failure with `status`, `code` and `message`.
@@ -23,7 +65,15 @@ impl Failure {
                 message: message.into(),
                 hint: None,
             },
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After`: when asking again may succeed.
+    #[must_use]
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
     }
 
     /// Adds what to do about it.
@@ -57,13 +107,27 @@ impl From<StoreError> for Failure {
             StoreError::Stale => Self::new(StatusCode::CONFLICT, "conflict", err.to_string()),
             StoreError::Invalid(invalid) => Self::invalid(invalid.to_string()),
             StoreError::Unavailable(_) => {
-                tracing::warn!(%err, "the store is unavailable");
+                if UNAVAILABLE.begins() {
+                    tracing::error!(%err, "the store is unreachable: requests answer 503 store_unavailable until it is back (logged once per outage)");
+                }
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the database is unavailable",
+                    "store_unavailable",
+                    "the server cannot reach its database right now",
                 )
-                .hint("try again in a moment; the server's log says more")
+                .hint("nothing was changed; try again in a few seconds (the server's log names the database error)")
+                .retry_after(STORE_RETRY_AFTER)
+            }
+            StoreError::Full(_) => {
+                if FULL.begins() {
+                    tracing::error!(%err, "the storage is full: writes answer 507 storage_full until space is freed (logged once per episode)");
+                }
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the server's database has no space left for this",
+                )
+                .hint("free space on the volume holding the database (SQLite: the data dir) and try again; nothing was lost")
             }
             other => {
                 tracing::error!(err = %other, "store error");
@@ -93,6 +157,13 @@ impl From<axum::extract::rejection::QueryRejection> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.error })).into_response()
+        let mut response = (self.status, Json(ErrorBody { error: self.error })).into_response();
+        if let Some(after) = self.retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
+        }
+        response
     }
 }

@@ -31,6 +31,8 @@ pub enum ClientError {
         status: u16,
         /// The server's error.
         error: ApiError,
+        /// The server's `Retry-After`: when asking again may succeed.
+        retry_after: Option<Duration>,
     },
     /// The server could not be reached, or its answer could not be read.
     #[error("{message}")]
@@ -48,6 +50,15 @@ impl ClientError {
         match self {
             Self::Api { error, .. } => error.hint.as_deref(),
             Self::Transport { hint, .. } => hint.as_deref(),
+        }
+    }
+
+    /// How long the server asked to wait before trying again (its `Retry-After`, in seconds),
+    /// as it does while its database is unreachable (`store_unavailable`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api { retry_after, .. } => *retry_after,
+            Self::Transport { .. } => None,
         }
     }
 
@@ -146,6 +157,12 @@ impl Client {
         if status.is_success() {
             return Ok(response);
         }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let bytes = response.bytes().await.unwrap_or_default();
         let error = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|body| body.error)
@@ -160,6 +177,7 @@ impl Client {
         Err(ClientError::Api {
             status: status.as_u16(),
             error,
+            retry_after,
         })
     }
 
@@ -459,6 +477,8 @@ fn status_code(status: StatusCode) -> &'static str {
         StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::CONFLICT => "conflict",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::INSUFFICIENT_STORAGE => "storage_full",
         s if s.is_client_error() => "invalid",
         _ => "internal",
     }

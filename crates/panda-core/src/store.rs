@@ -38,6 +38,11 @@ pub enum StoreError {
     /// The database cannot be reached right now; try again.
     #[error("store unavailable: {0}")]
     Unavailable(#[source] DatabaseError),
+    /// The database has no room left for this write (SQLite's "database or disk is full",
+    /// PostgreSQL's `disk_full`). Nothing was changed; the same write succeeds once space is
+    /// freed.
+    #[error("storage full: {0}")]
+    Full(#[source] DatabaseError),
     /// Any other database error: a bug or a broken database, not the caller's doing.
     #[error("database error: {0}")]
     Database(#[source] DatabaseError),
@@ -50,6 +55,12 @@ impl StoreError {
     /// `NotFound`, for `what` (in words).
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::NotFound { what: what.into() }
+    }
+
+    /// Whether the same call may succeed later unchanged: the store is unreachable or full,
+    /// not refusing this call for what it asks.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Full(_))
     }
 }
 

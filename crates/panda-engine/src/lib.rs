@@ -14,7 +14,8 @@ mod scheduler;
 pub use alerter::{Alerter, AlerterConfig, SIGNATURE_HEADER, signature};
 pub use dispatcher::{
     DEFAULT_DRAIN_GRACE, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LEASE_TTL, DEFAULT_POLL_INTERVAL,
-    Dispatcher, DispatcherConfig, DrainReport, QueueLimit, Runtimes, execution_env,
+    Dispatcher, DispatcherConfig, DrainReport, QueueLimit, Runtimes, UnwrittenFinishes,
+    execution_env,
 };
 pub use pruner::{
     DEFAULT_KEEP, DEFAULT_PRUNE_BATCH, DEFAULT_PRUNE_INTERVAL, DEFAULT_PRUNE_PAUSE, Pruner,

@@ -30,6 +30,10 @@ pub const QUEUE_OLDEST_AGE: &str = "panda_queue_oldest_age_seconds";
 pub const SCHEDULE_LAG: &str = "panda_schedule_lag_seconds";
 /// Counter: executions whose lease expired and the Rescuer marked lost.
 pub const LEASE_RESCUES: &str = "panda_lease_rescues_total";
+/// Gauge: results of runs this node has ended and not yet written to the store (a few for
+/// milliseconds normally; they pile up while the store is unreachable or full, and are written
+/// once it takes them).
+pub const FINISHES_PENDING: &str = "panda_finishes_pending";
 /// Counter, labels `kind` and `result` (`delivered` or `failed`): alert deliveries.
 pub const ALERT_DELIVERIES: &str = "panda_alert_deliveries_total";
 
@@ -62,6 +66,10 @@ pub fn describe() {
         "From claim to written result, of each execution a worker finished, by job."
     );
     metrics::describe_gauge!(QUEUE_DEPTH, "Queued executions that are due now.");
+    metrics::describe_gauge!(
+        FINISHES_PENDING,
+        "Results of runs this node ended that wait to be written to the store."
+    );
     metrics::describe_gauge!(
         QUEUE_WAITING,
         "Queued executions waiting for a later time (delayed runs, retries in backoff)."
@@ -171,4 +179,9 @@ fn seconds(duration: chrono::Duration) -> f64 {
     duration
         .num_microseconds()
         .map_or(f64::MAX, |us| us as f64 / 1e6)
+}
+
+/// Sets [`FINISHES_PENDING`].
+pub(crate) fn finishes_pending(count: usize) {
+    metrics::gauge!(FINISHES_PENDING).set(count as f64);
 }

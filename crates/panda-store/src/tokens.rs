@@ -104,10 +104,16 @@ impl<B: Backend> TokenStore for B {
         }
         let mut token = records::token(&row)?;
         if token.last_used_at.is_none_or(|t| t < now - LAST_USED_GRAIN) {
-            self.writer()
+            // "Last used" is a convenience: a full disk must not turn away reads.
+            match self
+                .writer()
                 .execute(query(B::SQL.tokens.touch).time(now).uuid(token.id))
-                .await?;
-            token.last_used_at = Some(now);
+                .await
+            {
+                Ok(_) => token.last_used_at = Some(now),
+                Err(StoreError::Full(_)) => {}
+                Err(err) => return Err(err),
+            }
         }
         Ok(Some(token))
     }

@@ -438,8 +438,6 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
             "pruner running"
         );
     }
-    let rescuer = Rescuer::new(store.clone(), clock.clone());
-    services.push(tokio::spawn(rescuer.run(shutdown.clone())));
     tracing::info!(
         worker = %config.worker_id,
         concurrency = config.concurrency,
@@ -448,7 +446,12 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
         process = runtimes.process.is_some(),
         "workers running"
     );
-    let dispatcher = Dispatcher::new(Arc::clone(&store), clock, runtimes, config);
+    let heartbeat_every = config.heartbeat_every;
+    let dispatcher = Dispatcher::new(Arc::clone(&store), clock.clone(), runtimes, config);
+    let rescuer = Rescuer::new(store.clone(), clock)
+        .with_grace(heartbeat_every)
+        .with_unwritten(dispatcher.unwritten_finishes());
+    services.push(tokio::spawn(rescuer.run(shutdown.clone())));
     let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
     if let Some(path) = &args.ready_file {
         write_ready_file(path, &ready)?;

@@ -1,9 +1,12 @@
 //! The writing of a run's end: finishes from every run go to one writer, which batches them
-//! into one transaction and keeps trying while the store is unreachable; an execution stopped
-//! at shutdown is released to the queue instead.
+//! into one transaction and keeps trying while the store is unreachable or full, until the
+//! store takes each result or refuses it as stale (the lease moved on): a result is never
+//! dropped because the store was away for a while. An execution stopped at shutdown is
+//! released to the queue instead.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use panda_core::{Clock, Execution, ExecutionId, RetryPolicy};
@@ -20,11 +23,17 @@ pub(super) const FINISH_BATCH: usize = 256;
 /// that releases a slot of its job (`forbid`, `--max-running`) is written at once instead:
 /// the job's next execution waits for it.
 const FINISH_LINGER: Duration = Duration::from_millis(2);
-/// How long a finish is retried while the store is unreachable. After that the lease expires
-/// and the Rescuer runs the execution again: at least once, never lost.
+/// How long a finish is retried when the store fails it for another reason than being
+/// unreachable or full (a bug, a broken database): after that the lease expires and the
+/// Rescuer runs the execution again: at least once, never lost. While the store is
+/// unreachable or full, a finish is retried for as long as that lasts: the store accepts the
+/// lease holder's result as long as no one else took the lease, and nobody can while it is
+/// down.
 const FINISH_PATIENCE: Duration = Duration::from_secs(60);
+/// How often a write that keeps failing says so again in the log.
+const FINISH_NAG: Duration = Duration::from_secs(30);
 /// The wait between tries of a batch of finishes: the policy's ceiling, from 50 ms doubling
-/// up to 5 s; tries stop after [`FINISH_PATIENCE`], not after a count of attempts.
+/// up to 5 s, and never more than a quarter of the heartbeat interval (see [`retry_wait`]).
 const FINISH_BACKOFF: RetryPolicy = RetryPolicy {
     max_attempts: u32::MAX,
     backoff_base: Duration::from_millis(50),
@@ -49,10 +58,24 @@ pub(super) struct Handed {
     holds_job_slot: bool,
 }
 
+/// The wait before the `failures`-th retry of a batch. Once the store is back, the Rescuer
+/// waits a heartbeat interval before it treats leases as expired; a result waiting here is
+/// tried again well within that, so it lands before its lease can be taken.
+fn retry_wait(failures: u32, heartbeat_every: Duration) -> Duration {
+    FINISH_BACKOFF
+        .backoff_ceiling(failures)
+        .min(heartbeat_every / 4)
+        .max(Duration::from_millis(10))
+}
+
 /// Finishes not yet written, per queue, and a wake-up for each write.
 #[derive(Debug, Default)]
 pub(super) struct Unwritten {
     counts: std::sync::Mutex<HashMap<String, usize>>,
+    /// Finishes handed to the writer and not yet written, on every queue.
+    total: AtomicUsize,
+    /// Whether the writer's last try failed: the store is failing this node's writes.
+    failing: AtomicBool,
     /// A write was done.
     pub(super) written: tokio::sync::Notify,
     /// A write released job slots: the executions waiting for them can be claimed now.
@@ -67,6 +90,16 @@ impl Unwritten {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = counts.entry(queue.to_owned()).or_insert(0);
         *count = count.saturating_add_signed(delta);
+        let total = if delta >= 0 {
+            self.total
+                .fetch_add(delta.unsigned_abs(), Ordering::Relaxed)
+                + delta.unsigned_abs()
+        } else {
+            self.total
+                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed)
+                .saturating_sub(delta.unsigned_abs())
+        };
+        crate::metrics::finishes_pending(total);
     }
 
     pub(super) fn of(&self, queue: &str) -> usize {
@@ -75,6 +108,24 @@ impl Unwritten {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         counts.get(queue).copied().unwrap_or(0)
+    }
+}
+
+/// A view of this node's results that wait to be written, for the Rescuer: while they cannot
+/// be written, the store is failing this node, and rescuing other nodes' leases from it would
+/// be rescuing from a store that has not recovered.
+#[derive(Debug, Clone, Default)]
+pub struct UnwrittenFinishes(pub(super) Arc<Unwritten>);
+
+impl UnwrittenFinishes {
+    /// Results handed to the writer and not yet written.
+    pub fn count(&self) -> usize {
+        self.0.total.load(Ordering::Relaxed)
+    }
+
+    /// Whether the writer's last try to write them failed.
+    pub fn failing(&self) -> bool {
+        self.0.failing.load(Ordering::Relaxed)
     }
 }
 
@@ -181,11 +232,13 @@ pub(super) async fn release_execution(context: &Context, execution: &Execution, 
 }
 
 /// The one writer of finishes: batches whatever is waiting into one transaction, and keeps
-/// trying while the store is unreachable.
+/// trying while the store is unreachable or full (taking in the finishes that arrive
+/// meanwhile), until it takes or refuses each of them.
 pub(super) async fn write_finishes(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     unwritten: Arc<Unwritten>,
+    heartbeat_every: Duration,
     mut incoming: mpsc::Receiver<Handed>,
 ) {
     let holds_job_slot = |handed: &[Handed]| handed.iter().any(|h| h.holds_job_slot);
@@ -205,31 +258,55 @@ pub(super) async fn write_finishes(
             };
             let _ = tokio::time::timeout(FINISH_LINGER, gather).await;
         }
-        let frees_job_slots = holds_job_slot(&batch);
-        let (finishes, queues): (Vec<Finish>, Vec<String>) = batch
-            .drain(..)
-            .map(|handed| (handed.finish, handed.queue))
-            .unzip();
+        let (mut finishes, mut queues, mut frees_job_slots) = split(&mut batch);
         let started = Instant::now();
         let mut failures = 0;
+        let mut said_at: Option<Instant> = None;
         let results: Vec<Written> = loop {
-            match store.execution_finish_many(&finishes, clock.now()).await {
+            let err = match store.execution_finish_many(&finishes, clock.now()).await {
                 Ok(results) => break results.into_iter().map(Written::from).collect(),
-                Err(err) if started.elapsed() < FINISH_PATIENCE => {
-                    failures += 1;
-                    let wait = FINISH_BACKOFF.backoff_ceiling(failures);
-                    tracing::warn!(%err, count = finishes.len(), retry_in = ?wait, "writing results failed");
-                    tokio::time::sleep(wait).await;
-                }
-                Err(err) => {
-                    let message = err.to_string();
-                    break finishes
-                        .iter()
-                        .map(|_| Written::Failed(message.clone()))
-                        .collect();
+                Err(err) => err,
+            };
+            unwritten.failing.store(true, Ordering::Relaxed);
+            if !err.is_transient() && started.elapsed() >= FINISH_PATIENCE {
+                let message = err.to_string();
+                break finishes
+                    .iter()
+                    .map(|_| Written::Failed(message.clone()))
+                    .collect();
+            }
+            failures += 1;
+            if said_at.is_none_or(|at| at.elapsed() >= FINISH_NAG) {
+                said_at = Some(Instant::now());
+                tracing::warn!(
+                    %err,
+                    pending = unwritten.total.load(Ordering::Relaxed),
+                    waiting = %panda_core::human::exact(started.elapsed()),
+                    "results wait to be written: they are kept and tried again until the store takes them"
+                );
+            }
+            tokio::time::sleep(retry_wait(failures, heartbeat_every)).await;
+            // Whatever ended meanwhile waits on the same store: write it in the same try.
+            let room = FINISH_BATCH.saturating_sub(finishes.len());
+            while batch.len() < room {
+                match incoming.try_recv() {
+                    Ok(handed) => batch.push(handed),
+                    Err(_) => break,
                 }
             }
+            let (more, more_queues, frees) = split(&mut batch);
+            finishes.extend(more);
+            queues.extend(more_queues);
+            frees_job_slots |= frees;
         };
+        unwritten.failing.store(false, Ordering::Relaxed);
+        if failures > 0 {
+            tracing::info!(
+                count = finishes.len(),
+                after = %panda_core::human::exact(started.elapsed()),
+                "results that waited for the store are written"
+            );
+        }
         for (finish, result) in finishes.iter().zip(results) {
             log_written(finish.execution_id, result);
         }
@@ -241,6 +318,16 @@ pub(super) async fn write_finishes(
             unwritten.slots_freed.notify_one();
         }
     }
+}
+
+/// The finishes of a batch, their queues, and whether any frees a job slot; empties `batch`.
+fn split(batch: &mut Vec<Handed>) -> (Vec<Finish>, Vec<String>, bool) {
+    let frees_job_slots = batch.iter().any(|h| h.holds_job_slot);
+    let (finishes, queues) = batch
+        .drain(..)
+        .map(|handed| (handed.finish, handed.queue))
+        .unzip();
+    (finishes, queues, frees_job_slots)
 }
 
 #[cfg(test)]
@@ -258,6 +345,17 @@ mod tests {
         assert_eq!(
             waits(FINISH_BACKOFF),
             [50, 100, 200, 400, 800, 1600, 3200, 5000]
+        );
+    }
+
+    #[test]
+    fn failed_writes_are_tried_again_within_a_quarter_heartbeat() {
+        let every = Duration::from_secs(1);
+        assert_eq!(retry_wait(1, every), Duration::from_millis(50));
+        assert_eq!(retry_wait(8, every), Duration::from_millis(250));
+        assert_eq!(
+            retry_wait(8, Duration::from_secs(60)),
+            Duration::from_secs(5)
         );
     }
 

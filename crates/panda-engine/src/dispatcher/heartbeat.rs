@@ -1,5 +1,8 @@
 //! The heartbeat: renews a running execution's lease, and says when the run must stop
-//! because the execution was cancelled or its lease moved on.
+//! because the execution was cancelled or its lease moved on. A heartbeat the store fails
+//! (unreachable, full) never stops the run: it is tried again after a quarter of the interval,
+//! so once the store is back the lease is renewed well within the heartbeat interval the
+//! Rescuer waits before it treats leases as expired.
 
 use panda_store::{Lease, StoreError};
 
@@ -17,8 +20,13 @@ pub(super) fn ticks(context: &Context) -> tokio::time::Interval {
     ticks
 }
 
-/// Renews the lease; says why the run must stop, if it must.
-pub(super) async fn beat(context: &Context, lease: &Lease) -> Option<Stop> {
+/// Renews the lease; says why the run must stop, if it must. After a failure, the next tick of
+/// `ticks` comes sooner.
+pub(super) async fn beat(
+    context: &Context,
+    lease: &Lease,
+    ticks: &mut tokio::time::Interval,
+) -> Option<Stop> {
     match context
         .store
         .execution_heartbeat(
@@ -33,8 +41,10 @@ pub(super) async fn beat(context: &Context, lease: &Lease) -> Option<Stop> {
         Ok(_) => None,
         Err(StoreError::Stale) => Some(Stop::LeaseLost),
         Err(err) => {
-            // The lease outlives a few missed heartbeats; the next one may get through.
-            tracing::warn!(execution = %lease.execution_id, %err, "heartbeat failed");
+            // The lease outlives a few missed heartbeats, and even an expired one is renewed
+            // as long as no one took it: keep running, and try again soon.
+            tracing::warn!(execution = %lease.execution_id, %err, "heartbeat failed; the run goes on");
+            ticks.reset_after(context.config.heartbeat_every / 4);
             None
         }
     }

@@ -33,6 +33,7 @@ use panda_store::Store;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use finish::UnwrittenFinishes;
 use finish::{Handed, Unwritten};
 use pool::Pool;
 
@@ -167,6 +168,7 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     runtimes: Runtimes,
     config: DispatcherConfig,
+    unwritten: Arc<Unwritten>,
 }
 
 /// What every run shares.
@@ -195,7 +197,13 @@ impl Dispatcher {
             clock,
             runtimes,
             config,
+            unwritten: Arc::default(),
         }
+    }
+
+    /// This node's results waiting to be written, for the [`Rescuer`](crate::Rescuer).
+    pub fn unwritten_finishes(&self) -> UnwrittenFinishes {
+        UnwrittenFinishes(Arc::clone(&self.unwritten))
     }
 
     /// Runs until `shutdown`, then drains (see the module docs).
@@ -208,12 +216,13 @@ impl Dispatcher {
             runtimes: self.runtimes,
             config: self.config,
             finishes: finish_tx,
-            unwritten: Arc::default(),
+            unwritten: self.unwritten,
         });
         let finisher = tokio::spawn(finish::write_finishes(
             Arc::clone(&context.store),
             Arc::clone(&context.clock),
             Arc::clone(&context.unwritten),
+            context.config.heartbeat_every,
             finish_rx,
         ));
         // Only a queue with a limit of its own waits for its finishes to be written.

@@ -73,7 +73,7 @@ pub(super) async fn execute(
         tokio::select! {
             result = &mut run => break result,
             _ = beats.tick() => {
-                if let Some(why) = heartbeat::beat(&context, &lease).await
+                if let Some(why) = heartbeat::beat(&context, &lease, &mut beats).await
                     && stop.is_none()
                 {
                     stop = Some(why);

@@ -54,6 +54,14 @@ use encode::{PgPoolConn, PgTx};
 use notify::CHANNEL;
 use panda_core::LogChunk;
 
+/// How long a call waits for a connection, a new one included, before it fails as
+/// `Unavailable`. sqlx's default, 30 s, kept every API request waiting that long while the
+/// database was down (a refused connection is retried until the deadline). A healthy pool hands
+/// out a connection in well under a millisecond, so 2 s is an outage, or a pool so swamped that
+/// a quick 503 with `Retry-After` serves the caller better than a long wait. The engine's loops
+/// retry on their own.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// [`Store`](crate::Store) on a PostgreSQL database, shared by every node.
 ///
 /// Cloning is cheap and shares the pool; the `LISTEN` task stops when the last clone is dropped.
@@ -128,6 +136,7 @@ impl PgStore {
         let options = options.options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await
             .or_store()?;
@@ -142,6 +151,7 @@ impl PgStore {
         // that subscribes at once hears the next enqueue; failing that, the task keeps trying.
         let listener_pool = PgPoolOptions::new()
             .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_lazy_with(options);

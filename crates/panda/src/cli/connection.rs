@@ -173,7 +173,14 @@ pub(crate) fn user(err: ClientError) -> anyhow::Error {
         ClientError::Api { error, .. } => error.message.clone(),
         ClientError::Transport { message, .. } => message.clone(),
     };
-    match err.hint() {
+    let hint = match (err.hint(), err.retry_after()) {
+        (Some(hint), Some(after)) => Some(format!(
+            "{hint} (the server asks to wait {})",
+            panda_core::human::exact(after)
+        )),
+        (hint, _) => hint.map(str::to_owned),
+    };
+    match hint {
         Some(hint) => UserError::new(message, hint).into(),
         None => UserError::plain(message).into(),
     }
