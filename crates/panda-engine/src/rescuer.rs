@@ -177,3 +177,191 @@ impl Rescuer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+    use chrono::TimeDelta;
+    use panda_core::{
+        Execution, ExecutionId, JobName, JobSpec, RuntimeSpec, Status, StoreError, TestClock,
+    };
+    use panda_store::{
+        ClaimRequest, Claimed, Enqueued, Heartbeat, HistoryStore, JobStore, NewExecution,
+        SqliteStore,
+    };
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A queue store that fails every call while `down`, as one whose database went away.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: SqliteStore,
+        down: AtomicBool,
+    }
+
+    impl Flaky {
+        fn up(&self) -> StoreResult<()> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(StoreError::Unavailable("the database is down".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl QueueStore for Flaky {
+        async fn execution_enqueue(
+            &self,
+            request: &NewExecution,
+            now: DateTime<Utc>,
+        ) -> StoreResult<Enqueued> {
+            self.up()?;
+            self.inner.execution_enqueue(request, now).await
+        }
+        async fn execution_claim(
+            &self,
+            request: &ClaimRequest,
+            now: DateTime<Utc>,
+        ) -> StoreResult<Vec<Claimed>> {
+            self.up()?;
+            self.inner.execution_claim(request, now).await
+        }
+        async fn execution_heartbeat(
+            &self,
+            execution_id: ExecutionId,
+            token: Uuid,
+            lease_ttl: Duration,
+            now: DateTime<Utc>,
+        ) -> StoreResult<Heartbeat> {
+            self.up()?;
+            self.inner
+                .execution_heartbeat(execution_id, token, lease_ttl, now)
+                .await
+        }
+        async fn execution_finish_many(
+            &self,
+            batch: &[panda_store::Finish],
+            now: DateTime<Utc>,
+        ) -> StoreResult<Vec<StoreResult<Finished>>> {
+            self.up()?;
+            self.inner.execution_finish_many(batch, now).await
+        }
+        async fn execution_release_many(
+            &self,
+            leases: &[(ExecutionId, Uuid)],
+            now: DateTime<Utc>,
+        ) -> StoreResult<Vec<StoreResult<Execution>>> {
+            self.up()?;
+            self.inner.execution_release_many(leases, now).await
+        }
+        async fn execution_cancel(
+            &self,
+            id: ExecutionId,
+            now: DateTime<Utc>,
+        ) -> StoreResult<Execution> {
+            self.up()?;
+            self.inner.execution_cancel(id, now).await
+        }
+        async fn execution_rescue(
+            &self,
+            now: DateTime<Utc>,
+            limit: u32,
+        ) -> StoreResult<Vec<Finished>> {
+            self.up()?;
+            self.inner.execution_rescue(now, limit).await
+        }
+        async fn dlq_retry(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<Execution> {
+            self.up()?;
+            self.inner.dlq_retry(id, now).await
+        }
+        async fn dlq_retry_job(
+            &self,
+            job: &str,
+            now: DateTime<Utc>,
+        ) -> StoreResult<Vec<Execution>> {
+            self.up()?;
+            self.inner.dlq_retry_job(job, now).await
+        }
+        async fn dlq_discard(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<()> {
+            self.up()?;
+            self.inner.dlq_discard(id, now).await
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_pass_leases_are_rescued_only_a_grace_after_the_store_answers() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let inner = SqliteStore::open(&dir.path().join("panda.db"))
+            .await
+            .expect("open");
+        let start = Utc::now();
+        let spec = JobSpec::new(
+            JobName::new("work").expect("name"),
+            RuntimeSpec::Process {
+                argv: vec!["true".into()],
+            },
+        );
+        inner.job_create(&spec, start).await.expect("job");
+        inner
+            .execution_enqueue(&NewExecution::api("work"), start)
+            .await
+            .expect("enqueue");
+        let claimed = inner
+            .execution_claim(
+                &ClaimRequest {
+                    worker_id: "node".into(),
+                    queues: Vec::new(),
+                    limit: 1,
+                    lease_ttl: Duration::from_secs(15),
+                },
+                start,
+            )
+            .await
+            .expect("claim")
+            .pop()
+            .expect("claimed");
+        let id = claimed.execution.id;
+        let status = |store: &SqliteStore| {
+            let store = store.clone();
+            async move { store.execution_get(id).await.expect("get").status }
+        };
+        let flaky = Arc::new(Flaky {
+            inner: inner.clone(),
+            down: AtomicBool::new(true),
+        });
+        // The outage outlasts the lease.
+        let clock = Arc::new(TestClock::new(start + TimeDelta::seconds(60)));
+        let grace = Duration::from_secs(5);
+        let rescuer = Rescuer::new(flaky.clone(), clock).with_grace(grace);
+
+        assert_eq!(rescuer.pass(Standing::Up).await, Standing::Down);
+        assert_eq!(rescuer.pass(Standing::Down).await, Standing::Down);
+        flaky.down.store(false, Ordering::Relaxed);
+        let Standing::Back(back) = rescuer.pass(Standing::Down).await else {
+            panic!("the first pass that works only notes the time");
+        };
+        assert_eq!(status(&inner).await, Status::Running);
+        assert!(matches!(
+            rescuer.pass(Standing::Back(back)).await,
+            Standing::Back(_)
+        ));
+        assert_eq!(status(&inner).await, Status::Running, "within the grace");
+        // A failure within the grace starts it over.
+        flaky.down.store(true, Ordering::Relaxed);
+        assert_eq!(
+            rescuer.pass(Standing::Back(back - grace)).await,
+            Standing::Down
+        );
+        flaky.down.store(false, Ordering::Relaxed);
+        assert_eq!(status(&inner).await, Status::Running);
+        // A grace after the store answered, the lease is rescued.
+        let back = Instant::now()
+            .checked_sub(grace)
+            .expect("an instant a grace ago");
+        assert_eq!(rescuer.pass(Standing::Back(back)).await, Standing::Up);
+        assert_eq!(status(&inner).await, Status::Lost);
+    }
+}

@@ -122,6 +122,7 @@ conformance! {
     lease::finish_with_a_wrong_token_is_stale_and_changes_nothing,
     lease::rescue_leaves_leases_that_have_not_expired,
     lease::heartbeat_after_expiry_but_before_rescue_renews_the_lease,
+    lease::finish_long_after_expiry_but_before_rescue_is_accepted,
     lease::rescue_marks_an_expired_lease_lost_and_queues_a_retry,
     lease::rescue_marks_the_last_attempt_dead_without_retry,
     lease::rescue_of_an_execution_asked_to_cancel_ends_it_cancelled_without_retry,

@@ -133,6 +133,32 @@ pub async fn heartbeat_after_expiry_but_before_rescue_renews_the_lease(store: Ar
     assert_eq!(finished.execution.status, Status::Succeeded);
 }
 
+/// A result from the lease holder is accepted as long as no one took the lease, however long
+/// after its expiry it comes: a worker that kept its result through a store outage records it
+/// once the store is back, before the rescuer, and nothing runs again.
+pub async fn finish_long_after_expiry_but_before_rescue_is_accepted(store: Arc<dyn Store>) {
+    create_job(&store, "resize").await;
+    enqueue(&store, "resize", base()).await;
+    let claimed = claim_one(&store, at(1)).await;
+    assert_eq!(claimed.lease.expires_at, at(31));
+
+    // Ten lease lengths later, without a heartbeat in between.
+    let finished = store
+        .execution_finish(&finish_of(&claimed, Outcome::Succeeded), at(301))
+        .await
+        .expect("the holder's late result is accepted");
+    assert_eq!(finished.execution.status, Status::Succeeded);
+    assert!(finished.retry.is_none());
+    assert!(
+        store
+            .execution_rescue(at(302), 10)
+            .await
+            .expect("rescue")
+            .is_empty(),
+        "nothing left to rescue"
+    );
+}
+
 pub async fn rescue_marks_an_expired_lease_lost_and_queues_a_retry(store: Arc<dyn Store>) {
     create_job(&store, "resize").await;
     let first = enqueue(&store, "resize", base()).await;
