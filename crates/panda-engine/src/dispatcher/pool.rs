@@ -10,7 +10,7 @@ use panda_store::{ClaimRequest, Claimed};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::run::execute;
+use super::run::{JobUnread, execute};
 use super::{Context, DrainReport};
 
 /// At most this many executions per claim (one transaction).
@@ -143,7 +143,7 @@ impl Pool {
     /// Starts a task for each claimed execution.
     async fn start(&mut self, claimed: Vec<Claimed>) {
         let wanted: HashSet<JobId> = claimed.iter().map(|c| c.execution.job_id).collect();
-        let mut jobs: HashMap<JobId, Result<Job, String>> = HashMap::new();
+        let mut jobs: HashMap<JobId, Result<Job, JobUnread>> = HashMap::new();
         for job_id in wanted {
             let cached = self
                 .jobs
@@ -157,7 +157,8 @@ impl Pool {
                         self.jobs.insert(job_id, (job.clone(), Instant::now()));
                         Ok(job)
                     }
-                    Err(err) => Err(err.to_string()),
+                    Err(err) if err.is_transient() => Err(JobUnread::StoreDown(err.to_string())),
+                    Err(err) => Err(JobUnread::Failed(err.to_string())),
                 },
             };
             jobs.insert(job_id, job);
@@ -166,7 +167,7 @@ impl Pool {
             let job = jobs
                 .get(&claimed.execution.job_id)
                 .cloned()
-                .unwrap_or_else(|| Err("the job was not read".to_owned()));
+                .unwrap_or_else(|| Err(JobUnread::Failed("the job was not read".to_owned())));
             let release = CancellationToken::new();
             let running = Running {
                 execution_id: claimed.execution.id,

@@ -24,14 +24,29 @@ pub(super) enum Stop {
     Release,
 }
 
+/// Why a claimed execution's job could not be read.
+#[derive(Debug, Clone)]
+pub(super) enum JobUnread {
+    /// The store is unreachable or full for now: the execution goes back to the queue.
+    StoreDown(String),
+    /// Anything else (the job is gone, a row does not decode): the execution cannot run.
+    Failed(String),
+}
+
 /// Runs one claimed execution to its end and records the outcome.
 pub(super) async fn execute(
     context: Arc<Context>,
     claimed: Claimed,
-    job: Result<Job, String>,
+    job: Result<Job, JobUnread>,
     release: CancellationToken,
 ) {
     let Claimed { execution, lease } = claimed;
+    if let Err(JobUnread::StoreDown(err)) = &job {
+        // Not the execution's fault: it has not run, so it keeps its attempt.
+        tracing::warn!(execution = %execution.id, %err, "its job could not be read; putting it back in the queue");
+        release_execution(&context, &execution, &lease).await;
+        return;
+    }
     let started = prepare(&context, &execution, job).await;
     let (runtime, spec) = match started {
         Ok(ready) => ready,
@@ -130,9 +145,12 @@ async fn first_log_seq(context: &Context, execution: &Execution) -> u64 {
 async fn prepare(
     context: &Context,
     execution: &Execution,
-    job: Result<Job, String>,
+    job: Result<Job, JobUnread>,
 ) -> Result<(Arc<dyn Runtime>, RunSpec), String> {
-    let job = job.map_err(|err| format!("its job could not be read: {err}"))?;
+    let job = job.map_err(|err| {
+        let (JobUnread::StoreDown(err) | JobUnread::Failed(err)) = err;
+        format!("its job could not be read: {err}")
+    })?;
     let runtime = context.runtimes.for_spec(&job.spec.runtime)?;
     let spec = RunSpec::for_job(&job.spec, execution.id, &execution_env(execution));
     Ok((Arc::clone(runtime), spec))
