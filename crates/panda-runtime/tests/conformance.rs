@@ -186,7 +186,7 @@ macro_rules! runtimes {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let kit = Kit::of(Kind::Process, wrap).await;
-                    super::$case(&ProcessRuntime, &kit).await;
+                    super::$case(&ProcessRuntime::default(), &kit).await;
                     kit.test.close().await;
                 }
             )*
@@ -503,7 +503,7 @@ async fn process_a_missing_program_is_a_permanent_error_naming_it() {
     .await;
     let spec = kit.spec("");
     let err = kit
-        .run_with(&ProcessRuntime, &spec, LogConfig::default())
+        .run_with(&ProcessRuntime::default(), &spec, LogConfig::default())
         .await
         .expect_err("cannot start");
     assert!(!err.is_transient());
@@ -523,7 +523,11 @@ async fn process_an_image_job_is_a_permanent_error() {
     })
     .await;
     let err = kit
-        .run_with(&ProcessRuntime, &kit.spec(""), LogConfig::default())
+        .run_with(
+            &ProcessRuntime::default(),
+            &kit.spec(""),
+            LogConfig::default(),
+        )
         .await
         .expect_err("not a process");
     assert!(!err.is_transient(), "{err}");
@@ -548,7 +552,9 @@ async fn process_a_descendant_that_leaves_the_group_does_not_hold_the_run_open()
         pid = pid_file.display()
     );
     let started = std::time::Instant::now();
-    let report = kit.run(&ProcessRuntime, &kit.spec(&script)).await;
+    let report = kit
+        .run(&ProcessRuntime::default(), &kit.spec(&script))
+        .await;
     let took = started.elapsed();
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
         let _ = std::process::Command::new("kill").arg(pid.trim()).status();
@@ -678,11 +684,12 @@ async fn a_second_run_of_an_execution_appends_after_the_first_runs_output() {
         argv: vec!["sh".into(), "-c".into(), script.into()],
     })
     .await;
-    kit.run(&ProcessRuntime, &kit.spec("echo first")).await;
+    kit.run(&ProcessRuntime::default(), &kit.spec("echo first"))
+        .await;
     let last = kit.chunks().await.last().map(|c| c.seq).expect("a chunk");
     let spec = kit.spec("echo second");
     let sink = kit.sink(LogConfig::default(), &spec).starting_at(last + 1);
-    ProcessRuntime
+    ProcessRuntime::default()
         .run(&spec, sink, CancellationToken::new())
         .await
         .expect("runs");
