@@ -333,6 +333,7 @@ impl Job {
                 replies,
                 leader,
                 ended,
+                record,
                 ..
             } => {
                 if let Some(status) = ended {
@@ -345,8 +346,13 @@ impl Job {
                     }
                 }
                 // The supervisor is gone without a word (killed on its own): the job must
-                // not outlive it unwatched.
+                // not outlive it unwatched, nor what it left outside its group.
                 signal_group(Some(*leader), Signal::SIGKILL);
+                if let Some(path) = record.take() {
+                    for process in crate::supervise::kill_recorded(&path) {
+                        tracing::warn!(%process, "killed a process whose supervisor died");
+                    }
+                }
                 Err(std::io::Error::other(
                     "the job's process supervisor ended before the job",
                 ))

@@ -478,6 +478,18 @@ impl Records {
     }
 }
 
+/// Kills what is left of the run recorded at `path`, whose supervisor died while its node
+/// lives, and removes the record.
+pub(crate) fn kill_recorded(path: &Path) -> Vec<String> {
+    let killed = fs::read_to_string(path)
+        .ok()
+        .and_then(|text| Record::parse(&text))
+        .map(|record| kill_run(&record))
+        .unwrap_or_default();
+    let _ = fs::remove_file(path);
+    killed
+}
+
 /// Kills what matches `record` until a round finds nothing more (a process alive between two
 /// rounds may have forked). Returns what was killed.
 fn kill_run(record: &Record) -> Vec<String> {

@@ -487,3 +487,91 @@ async fn postgres_a_zombie_stops_its_copy_when_its_heartbeat_is_refused() {
     }
     backend.close().await;
 }
+
+// ---- a supervisor killed with its node: the restarted node reaps what survived ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_kills_what_survived_its_dead_supervisors() {
+    let backend = Backend::sqlite().await;
+    let store = &backend.store;
+    let witness_path = backend.dir.path().join("witness");
+    let marker = marker();
+    store
+        .job_create(
+            &witness_job("escape", &witness_path, &marker, 30, 1, true),
+            Utc::now(),
+        )
+        .await
+        .expect("create");
+    let keys = enqueue(store, "escape", 2).await;
+    let mut args = vec!["--concurrency", "4"];
+    args.extend(FAST_LEASES);
+    let server = backend.node(Start::server(), "node-a", &args);
+    wait_for_witness(&witness_path, "both started", |lines| {
+        lines_of(lines, "start").count() == 2
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let var = format!("FAULT_MARKER={marker}");
+    let supervisor = |pid: &u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .split(|&b| b == 0)
+            .nth(1)
+            == Some(b"__supervise".as_slice())
+    };
+    // The node cannot react while stopped: its supervisors die first, then it does.
+    server.signal("STOP");
+    let supervisors: Vec<u32> = processes_with(&var)
+        .into_iter()
+        .filter(supervisor)
+        .collect();
+    assert_eq!(supervisors.len(), 2, "one supervisor per run");
+    for pid in &supervisors {
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+    server.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    let orphans = processes_with(&var);
+    assert!(
+        orphans.len() >= 4,
+        "with its supervisor and its node killed at once, a job runs on (leader and stray, each \
+         a shell and a sleep): {orphans:?}"
+    );
+
+    let server = backend.node(Start::server(), "node-a", &args);
+    let gone_after = Instant::now();
+    let left = processes_with(&var);
+    assert_eq!(
+        left,
+        Vec::<u32>::new(),
+        "the restarted node killed them before it was ready ({:?})",
+        gone_after.elapsed()
+    );
+    let all = wait_until(store, "escape", "all succeeded", |all| {
+        all.iter().filter(|e| e.status == Status::Succeeded).count() == 2
+            && all.iter().all(|e| e.status.is_terminal())
+    })
+    .await;
+    let log = server.stop();
+    let reaped: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("killed a process a dead node's run left behind"))
+        .collect();
+    assert!(
+        reaped.len() >= orphans.len(),
+        "each kill is logged: {log:#?}"
+    );
+    let lines = witness(&witness_path);
+    assert_each_ran_to_its_end_once(&lines, &keys, &all);
+    assert!(
+        lines
+            .iter()
+            .all(|(what, _, attempt)| what == "start" || *attempt > 1),
+        "nothing of the killed attempts ended: {lines:?}"
+    );
+    backend.close().await;
+}
