@@ -367,7 +367,7 @@ async fn capture_seconds(
         config,
         [],
     );
-    let report = ProcessRuntime
+    let report = ProcessRuntime::default()
         .run(&spec, sink, CancellationToken::new())
         .await?;
     let seconds = started.elapsed().as_secs_f64();
@@ -423,10 +423,9 @@ async fn follower_latencies(store: &Arc<dyn Store>, lines: u32) -> anyhow::Resul
         }
         latencies
     };
-    let (report, latencies) = tokio::join!(
-        ProcessRuntime::default().run(&spec, sink, CancellationToken::new()),
-        collect
-    );
+    let runtime = ProcessRuntime::default();
+    let (report, latencies) =
+        tokio::join!(runtime.run(&spec, sink, CancellationToken::new()), collect);
     ensure!(
         report?.outcome == RunOutcome::Succeeded,
         "the writer failed"

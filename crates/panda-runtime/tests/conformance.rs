@@ -668,7 +668,7 @@ async fn a_log_store_failure_is_reported_beside_the_outcome_not_instead_of_it() 
     };
     let spec = kit.spec("echo lost; exit 4");
     let sink = LogSink::new(Arc::new(FailingLogs), kit.execution, config, []);
-    let report = ProcessRuntime
+    let report = ProcessRuntime::default()
         .run(&spec, sink, CancellationToken::new())
         .await
         .expect("the run itself ran");

@@ -178,7 +178,8 @@ pub(crate) struct WorkerArgs {
 /// What every node is told: its store, its runtimes and how it works.
 #[derive(Debug, Args)]
 pub(crate) struct NodeArgs {
-    /// Where the SQLite database and the admin token live [default: ~/.local/share/panda]
+    /// Where the SQLite database, the admin token and the records of running local processes
+    /// (`running/`, which a worker keeps too) live [default: ~/.local/share/panda]
     #[arg(long, env = "PANDA_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// A postgres:// URL to keep state in PostgreSQL instead of SQLite
