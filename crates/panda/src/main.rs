@@ -92,11 +92,14 @@ fn main() -> ExitCode {
     // before anything else (no async runtime, no logging: a supervisor's stdout and stderr are
     // the job's), and are not commands people run, so clap never sees them.
     let mut args = std::env::args_os();
-    if args
-        .nth(1)
-        .is_some_and(|arg| arg == panda_runtime::SUPERVISE_COMMAND)
-    {
-        return panda_runtime::supervise(args.collect());
+    match args.nth(1) {
+        Some(arg) if arg == panda_runtime::SUPERVISE_COMMAND => {
+            return panda_runtime::supervise(args.collect());
+        }
+        Some(arg) if arg == panda_runtime::WATCH_COMMAND => {
+            return panda_runtime::watch(args.collect());
+        }
+        _ => {}
     }
     // Every HTTPS client in this process (reqwest is built without a provider) uses ring.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -575,3 +575,85 @@ async fn a_restarted_node_kills_what_survived_its_dead_supervisors() {
     );
     backend.close().await;
 }
+
+// ---- a node SIGKILLed with a container running: its watcher removes the container ----
+
+/// The ids of running containers labelled `panda.execution=ID`, through the engine's API.
+async fn containers_of(docker: &bollard::Docker, execution: &str) -> Vec<String> {
+    let label = format!("{}={execution}", panda_runtime::EXECUTION_LABEL);
+    let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker
+        .list_containers(Some(options))
+        .await
+        .expect("list containers")
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_container_is_removed_by_its_watcher() {
+    const IMAGE: &str = "panda-faults-busybox:latest";
+    let built = match panda_runtime::DockerRuntime::connect().await {
+        Ok(docker) => docker
+            .build_busybox_image(IMAGE, Path::new("/bin/busybox"))
+            .await
+            .map_err(|err| err.to_string()),
+        Err(err) => Err(err.to_string()),
+    };
+    if let Err(err) = built {
+        assert!(
+            std::env::var("PANDA_REQUIRE_ALL_BACKENDS").as_deref() != Ok("1"),
+            "Docker is required: {err}"
+        );
+        eprintln!("skipped: Docker is not available: {err}");
+        return;
+    }
+    let docker = bollard::Docker::connect_with_defaults().expect("the Docker engine");
+    let backend = Backend::sqlite().await;
+    let store = &backend.store;
+    let mut spec = JobSpec::new(
+        JobName::new("boxed").expect("name"),
+        RuntimeSpec::Image {
+            image: IMAGE.into(),
+            command: Some(vec!["sh".into(), "-c".into(), "sleep 60".into()]),
+        },
+    );
+    spec.retry.max_attempts = 2;
+    store.job_create(&spec, Utc::now()).await.expect("create");
+    let server = Start::server()
+        .data_dir(backend.node_dir("node-a"))
+        .args(["--runtime", "docker", "--worker-id", "node-a"])
+        .args(FAST_LEASES)
+        .start();
+    let execution = store
+        .execution_enqueue(&NewExecution::api("boxed"), Utc::now())
+        .await
+        .expect("enqueue")
+        .execution
+        .id
+        .to_string();
+    let started = Instant::now();
+    while containers_of(&docker, &execution).await.is_empty() {
+        assert!(started.elapsed() < PATIENCE, "the container never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let killed_at = Instant::now();
+    server.kill();
+    while !containers_of(&docker, &execution).await.is_empty() {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "the dead node's container is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "the killed node's container was gone {:?} after the SIGKILL",
+        killed_at.elapsed()
+    );
+    backend.close().await;
+}
