@@ -172,6 +172,22 @@ fn process_is_gone(pid: u32) -> bool {
     }
 }
 
+/// The `panda` binary of this build (`target/<profile>/panda`, beside `deps/` where this test
+/// runs), if it has been built.
+fn panda_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let panda = exe.parent()?.parent()?.join("panda");
+    if panda.is_file() {
+        Some(panda)
+    } else {
+        eprintln!(
+            "skipped: no panda binary at {} to supervise with (cargo build -p panda)",
+            panda.display()
+        );
+        None
+    }
+}
+
 macro_rules! runtimes {
     ($($case:ident),* $(,)?) => {
         /// Local processes: the script runs as `sh -c SCRIPT`.
@@ -187,6 +203,29 @@ macro_rules! runtimes {
                 async fn $case() {
                     let kit = Kit::of(Kind::Process, wrap).await;
                     super::$case(&ProcessRuntime::default(), &kit).await;
+                    kit.test.close().await;
+                }
+            )*
+        }
+
+        /// Local processes under the supervisor of the `panda` binary built beside these tests
+        /// (`panda __supervise`), as a server runs them; skipped with a reason when that binary
+        /// has not been built (`cargo build -p panda`).
+        mod supervised_process {
+            use super::*;
+            fn wrap(script: &str) -> RuntimeSpec {
+                RuntimeSpec::Process {
+                    argv: vec!["sh".into(), "-c".into(), script.into()],
+                }
+            }
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(panda) = super::panda_binary() else {
+                        return;
+                    };
+                    let kit = Kit::of(Kind::Process, wrap).await;
+                    super::$case(&ProcessRuntime::supervised(panda), &kit).await;
                     kit.test.close().await;
                 }
             )*
