@@ -261,7 +261,7 @@ async fn executions_per_second(
     }
     let inner: Arc<dyn Runtime> = match engine {
         Engine::Noop => Arc::new(NoopRuntime { started: None }),
-        Engine::Process => Arc::new(ProcessRuntime),
+        Engine::Process => Arc::new(ProcessRuntime::default()),
     };
     let runtime = Arc::new(Counted {
         inner,

@@ -127,7 +127,7 @@ pub(super) async fn run(args: RuntimeBench) -> anyhow::Result<()> {
     for round in 1..=args.rounds {
         eprintln!("process: {} runs of /bin/true, round {round}", args.runs);
         theirs.push(commands_per_second(&["/bin/true"], &args).await?);
-        ours.push(runs_per_second(&ProcessRuntime, &store, &spec, &args).await?);
+        ours.push(runs_per_second(&ProcessRuntime::default(), &store, &spec, &args).await?);
         eprintln!(
             "process: round {round}: {:.2}x",
             ours[ours.len() - 1] / theirs[theirs.len() - 1]
@@ -367,7 +367,7 @@ async fn capture_seconds(
         config,
         [],
     );
-    let report = ProcessRuntime
+    let report = ProcessRuntime::default()
         .run(&spec, sink, CancellationToken::new())
         .await?;
     let seconds = started.elapsed().as_secs_f64();
@@ -423,10 +423,9 @@ async fn follower_latencies(store: &Arc<dyn Store>, lines: u32) -> anyhow::Resul
         }
         latencies
     };
-    let (report, latencies) = tokio::join!(
-        ProcessRuntime.run(&spec, sink, CancellationToken::new()),
-        collect
-    );
+    let runtime = ProcessRuntime::default();
+    let (report, latencies) =
+        tokio::join!(runtime.run(&spec, sink, CancellationToken::new()), collect);
     ensure!(
         report?.outcome == RunOutcome::Succeeded,
         "the writer failed"

@@ -67,7 +67,7 @@ fn config(name: &str) -> DispatcherConfig {
 fn process_only() -> Runtimes {
     Runtimes {
         docker: None,
-        process: Some(Arc::new(ProcessRuntime)),
+        process: Some(Arc::new(ProcessRuntime::default())),
     }
 }
 

@@ -38,6 +38,10 @@ pub const EXECUTION_LABEL: &str = "panda.execution";
 /// never the running containers of another node that shares the engine.
 pub const NODE_LABEL: &str = "panda.node";
 
+/// The label naming the life of the node process that created a container: its watcher
+/// (`panda __watch`, see `watch.rs`) removes the containers carrying it when that process dies.
+pub const INSTANCE_LABEL: &str = "panda.instance";
+
 /// When an image is pulled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PullPolicy {
@@ -57,6 +61,8 @@ pub struct DockerRuntime {
     pull: PullPolicy,
     start_deadline: Duration,
     node: String,
+    /// Set once a watcher runs ([`DockerRuntime::watched`]); it lives as long as any clone.
+    watcher: Option<std::sync::Arc<crate::watch::Watcher>>,
 }
 
 /// Requests that stream for as long as a job runs (logs, wait) must not time out.
@@ -102,6 +108,7 @@ impl DockerRuntime {
             pull: PullPolicy::default(),
             start_deadline: Duration::from_secs(300),
             node: default_node(),
+            watcher: None,
         })
     }
 
@@ -111,6 +118,47 @@ impl DockerRuntime {
     pub fn with_node(mut self, node: impl Into<String>) -> Self {
         self.node = node.into();
         self
+    }
+
+    /// Starts a watcher (`program`, a `panda` binary, run as `panda __watch`) that removes this
+    /// process' containers the moment this process dies, by any signal; the containers carry
+    /// its [`INSTANCE_LABEL`]. Without one, a dead node's containers run on until a restart of
+    /// the node reaps them ([`DockerRuntime::reap_leftovers`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Transient`] when the watcher cannot be started.
+    pub fn watched(mut self, program: &std::path::Path) -> Result<Self, RuntimeError> {
+        self.watcher = Some(std::sync::Arc::new(crate::watch::Watcher::start(program)?));
+        Ok(self)
+    }
+
+    /// Removes (killing) every container carrying [`INSTANCE_LABEL`] `instance`, and returns
+    /// how many: the watcher's work once its node has died.
+    ///
+    /// # Errors
+    ///
+    /// The engine's, classed.
+    pub async fn remove_instance(&self, instance: &str) -> Result<usize, RuntimeError> {
+        let label = format!("{INSTANCE_LABEL}={instance}");
+        let filters = HashMap::from([("label", vec![label.as_str()])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(classify)?;
+        let removals = containers
+            .into_iter()
+            .filter_map(|c| c.id)
+            .map(|id| async move { self.remove(&id).await });
+        let results = futures::future::join_all(removals).await;
+        let removed = results.iter().filter(|r| r.is_ok()).count();
+        results.into_iter().find(Result::is_err).transpose()?;
+        Ok(removed)
     }
 
     /// Sets the pull policy (default [`PullPolicy::IfNotPresent`]).
@@ -350,10 +398,19 @@ impl DockerRuntime {
             cmd: command.cloned(),
             env: Some(env),
             working_dir: spec.workdir.clone(),
-            labels: Some(HashMap::from([
-                (EXECUTION_LABEL.to_owned(), spec.execution_id.to_string()),
-                (NODE_LABEL.to_owned(), self.node.clone()),
-            ])),
+            labels: Some(
+                [
+                    (EXECUTION_LABEL.to_owned(), spec.execution_id.to_string()),
+                    (NODE_LABEL.to_owned(), self.node.clone()),
+                ]
+                .into_iter()
+                .chain(
+                    self.watcher
+                        .as_ref()
+                        .map(|w| (INSTANCE_LABEL.to_owned(), w.instance().to_owned())),
+                )
+                .collect(),
+            ),
             tty: Some(false),
             attach_stdout: Some(true),
             attach_stderr: Some(true),

@@ -5,10 +5,18 @@
 //! A job that fails is an outcome ([`RunOutcome::Failed`], [`RunOutcome::TimedOut`], …), not an
 //! error: a [`RuntimeError`] means the execution could not run at all, and says whether trying
 //! again can help.
+//!
+//! A node's work dies with the node: a local process runs under a small supervisor process
+//! (`panda __supervise`, see `supervise.rs`) that kills the job's whole process tree when the
+//! node dies by any signal, and a restarted node kills what survived even that ([`Records`]).
+//! A node's containers are removed by its watcher (`panda __watch`, see `watch.rs`) when it
+//! dies.
 
 mod docker;
 mod logs;
 mod process;
+mod supervise;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,9 +26,11 @@ use async_trait::async_trait;
 use panda_core::{ExecutionId, JobSpec, Limits, RuntimeSpec};
 use tokio_util::sync::CancellationToken;
 
-pub use docker::{DockerRuntime, EXECUTION_LABEL, NODE_LABEL, PullPolicy};
+pub use docker::{DockerRuntime, EXECUTION_LABEL, INSTANCE_LABEL, NODE_LABEL, PullPolicy};
 pub use logs::{DEFAULT_LOG_CAP, LogConfig, LogSink, LogSummary};
-pub use process::ProcessRuntime;
+pub use process::{ProcessRuntime, SELF_EXE};
+pub use supervise::{Reaped, Records, SUPERVISE_COMMAND, supervise};
+pub use watch::{WATCH_COMMAND, watch};
 
 /// How long a job asked to stop (timeout, cancel) gets before it is killed.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);

@@ -172,6 +172,22 @@ fn process_is_gone(pid: u32) -> bool {
     }
 }
 
+/// The `panda` binary of this build (`target/<profile>/panda`, beside `deps/` where this test
+/// runs), if it has been built.
+fn panda_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let panda = exe.parent()?.parent()?.join("panda");
+    if panda.is_file() {
+        Some(panda)
+    } else {
+        eprintln!(
+            "skipped: no panda binary at {} to supervise with (cargo build -p panda)",
+            panda.display()
+        );
+        None
+    }
+}
+
 macro_rules! runtimes {
     ($($case:ident),* $(,)?) => {
         /// Local processes: the script runs as `sh -c SCRIPT`.
@@ -186,7 +202,30 @@ macro_rules! runtimes {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let kit = Kit::of(Kind::Process, wrap).await;
-                    super::$case(&ProcessRuntime, &kit).await;
+                    super::$case(&ProcessRuntime::default(), &kit).await;
+                    kit.test.close().await;
+                }
+            )*
+        }
+
+        /// Local processes under the supervisor of the `panda` binary built beside these tests
+        /// (`panda __supervise`), as a server runs them; skipped with a reason when that binary
+        /// has not been built (`cargo build -p panda`).
+        mod supervised_process {
+            use super::*;
+            fn wrap(script: &str) -> RuntimeSpec {
+                RuntimeSpec::Process {
+                    argv: vec!["sh".into(), "-c".into(), script.into()],
+                }
+            }
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(panda) = super::panda_binary() else {
+                        return;
+                    };
+                    let kit = Kit::of(Kind::Process, wrap).await;
+                    super::$case(&ProcessRuntime::supervised(panda), &kit).await;
                     kit.test.close().await;
                 }
             )*
@@ -503,7 +542,7 @@ async fn process_a_missing_program_is_a_permanent_error_naming_it() {
     .await;
     let spec = kit.spec("");
     let err = kit
-        .run_with(&ProcessRuntime, &spec, LogConfig::default())
+        .run_with(&ProcessRuntime::default(), &spec, LogConfig::default())
         .await
         .expect_err("cannot start");
     assert!(!err.is_transient());
@@ -523,7 +562,11 @@ async fn process_an_image_job_is_a_permanent_error() {
     })
     .await;
     let err = kit
-        .run_with(&ProcessRuntime, &kit.spec(""), LogConfig::default())
+        .run_with(
+            &ProcessRuntime::default(),
+            &kit.spec(""),
+            LogConfig::default(),
+        )
         .await
         .expect_err("not a process");
     assert!(!err.is_transient(), "{err}");
@@ -548,7 +591,9 @@ async fn process_a_descendant_that_leaves_the_group_does_not_hold_the_run_open()
         pid = pid_file.display()
     );
     let started = std::time::Instant::now();
-    let report = kit.run(&ProcessRuntime, &kit.spec(&script)).await;
+    let report = kit
+        .run(&ProcessRuntime::default(), &kit.spec(&script))
+        .await;
     let took = started.elapsed();
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
         let _ = std::process::Command::new("kill").arg(pid.trim()).status();
@@ -662,7 +707,7 @@ async fn a_log_store_failure_is_reported_beside_the_outcome_not_instead_of_it() 
     };
     let spec = kit.spec("echo lost; exit 4");
     let sink = LogSink::new(Arc::new(FailingLogs), kit.execution, config, []);
-    let report = ProcessRuntime
+    let report = ProcessRuntime::default()
         .run(&spec, sink, CancellationToken::new())
         .await
         .expect("the run itself ran");
@@ -678,11 +723,12 @@ async fn a_second_run_of_an_execution_appends_after_the_first_runs_output() {
         argv: vec!["sh".into(), "-c".into(), script.into()],
     })
     .await;
-    kit.run(&ProcessRuntime, &kit.spec("echo first")).await;
+    kit.run(&ProcessRuntime::default(), &kit.spec("echo first"))
+        .await;
     let last = kit.chunks().await.last().map(|c| c.seq).expect("a chunk");
     let spec = kit.spec("echo second");
     let sink = kit.sink(LogConfig::default(), &spec).starting_at(last + 1);
-    ProcessRuntime
+    ProcessRuntime::default()
         .run(&spec, sink, CancellationToken::new())
         .await
         .expect("runs");

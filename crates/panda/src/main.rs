@@ -88,6 +88,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The per-run process supervisor and the container watcher are this binary too; they start
+    // before anything else (no async runtime, no logging: a supervisor's stdout and stderr are
+    // the job's), and are not commands people run, so clap never sees them.
+    let mut args = std::env::args_os();
+    match args.nth(1) {
+        Some(arg) if arg == panda_runtime::SUPERVISE_COMMAND => {
+            return panda_runtime::supervise(args.collect());
+        }
+        Some(arg) if arg == panda_runtime::WATCH_COMMAND => {
+            return panda_runtime::watch(args.collect());
+        }
+        _ => {}
+    }
     // Every HTTPS client in this process (reqwest is built without a provider) uses ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();

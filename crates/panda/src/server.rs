@@ -29,7 +29,7 @@ const _: () = assert!(DEFAULT_PRUNE_BATCH == 1000);
 /// claim latency near idle while history is pruned, where 1,000 more than doubled its p99
 /// (BENCHMARKS.md, `panda-bench prune`).
 const SQLITE_PRUNE_BATCH: u32 = 250;
-use panda_runtime::{DockerRuntime, ProcessRuntime, Runtime};
+use panda_runtime::{DockerRuntime, ProcessRuntime, Records, Runtime};
 use panda_store::{Retention, Store, StoreError, TokenScope};
 use tokio_util::sync::CancellationToken;
 
@@ -178,7 +178,8 @@ pub(crate) struct WorkerArgs {
 /// What every node is told: its store, its runtimes and how it works.
 #[derive(Debug, Args)]
 pub(crate) struct NodeArgs {
-    /// Where the SQLite database and the admin token live [default: ~/.local/share/panda]
+    /// Where the SQLite database, the admin token and the records of running local processes
+    /// (`running/`, which a worker keeps too) live [default: ~/.local/share/panda]
     #[arg(long, env = "PANDA_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// A postgres:// URL to keep state in PostgreSQL instead of SQLite
@@ -377,7 +378,7 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
     if server.as_ref().is_some_and(|parts| parts.example) {
         ensure_example(store.as_ref()).await?;
     }
-    let runtimes = runtimes(args.runtime, args.worker_id.as_deref()).await?;
+    let runtimes = runtimes(args.runtime, args.worker_id.as_deref(), &data_dir).await?;
     let clock = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
     let metrics = crate::metrics::install(&shutdown)?;
@@ -585,10 +586,17 @@ fn queue_list(queues: &[QueueLimit]) -> String {
 
 /// The runtimes `choice` asks for. A Docker engine that answers is cleared of the containers
 /// this node (by `--worker-id`, or else the host name) left behind when it last stopped
-/// uncleanly.
-async fn runtimes(choice: RuntimeChoice, node: Option<&str>) -> anyhow::Result<Runtimes> {
+/// uncleanly. Local processes run under the per-run supervisor, with a record of each in
+/// `DATA_DIR/running/`; what a dead node's runs left there is killed first.
+async fn runtimes(
+    choice: RuntimeChoice,
+    node: Option<&str>,
+    data_dir: &Path,
+) -> anyhow::Result<Runtimes> {
     let process: Option<Arc<dyn Runtime>> = match choice {
-        RuntimeChoice::Auto | RuntimeChoice::Process => Some(Arc::new(ProcessRuntime)),
+        RuntimeChoice::Auto | RuntimeChoice::Process => {
+            Some(Arc::new(process_runtime(&data_dir.join(RUNNING_DIR))))
+        }
         RuntimeChoice::Docker => None,
     };
     let docker: Option<Arc<dyn Runtime>> = match choice {
@@ -599,6 +607,10 @@ async fn runtimes(choice: RuntimeChoice, node: Option<&str>) -> anyhow::Result<R
                     Some(node) => docker.with_node(node),
                     None => docker,
                 };
+                // Its containers are removed the moment this process dies.
+                let docker = docker
+                    .watched(Path::new(panda_runtime::SELF_EXE))
+                    .map_err(|err| UserError::plain(err.to_string()))?;
                 match docker.reap_leftovers().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(
@@ -623,6 +635,42 @@ async fn runtimes(choice: RuntimeChoice, node: Option<&str>) -> anyhow::Result<R
         },
     };
     Ok(Runtimes { docker, process })
+}
+
+/// Where a node records the local processes it runs (in its data dir, which a `panda worker`
+/// has too: `--data-dir`, or `~/.local/share/panda`).
+const RUNNING_DIR: &str = "running";
+
+/// The process runtime: each job under the supervisor (this binary), recorded in `dir` once
+/// the leftovers of dead nodes recorded there are killed.
+fn process_runtime(dir: &Path) -> ProcessRuntime {
+    let runtime = ProcessRuntime::supervised(panda_runtime::SELF_EXE);
+    let records = match Records::new(dir) {
+        Ok(records) => records,
+        Err(err) => {
+            tracing::warn!(dir = %dir.display(), %err, "cannot keep records of running processes: a crash of a supervisor would leave its job running until it ends");
+            return runtime;
+        }
+    };
+    match records.reap() {
+        Ok(reaped) => {
+            for process in &reaped.killed {
+                tracing::warn!(process = %process, "killed a process a dead node's run left behind");
+            }
+            if reaped.records > 0 {
+                tracing::info!(
+                    runs = reaped.records,
+                    killed = reaped.killed.len(),
+                    dir = %dir.display(),
+                    "cleared the records of runs a dead node left"
+                );
+            }
+        }
+        Err(err) => {
+            tracing::warn!(dir = %dir.display(), %err, "could not look for leftover processes");
+        }
+    }
+    runtime.with_records(records)
 }
 
 /// Creates the admin token on first start and writes it, readable by its owner only, where the

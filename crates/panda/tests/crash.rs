@@ -10,7 +10,6 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,78 +17,12 @@ use chrono::Utc;
 use panda_core::{
     ConcurrencyPolicy, Execution, ExecutionId, JobName, JobSpec, RetryPolicy, RuntimeSpec, Status,
 };
-use panda_store::testing::{DATABASE_URL_ENV, REQUIRE_ALL_ENV};
-use panda_store::{ExecutionFilter, NewExecution, PgStore, SqliteStore, Store};
+use panda_store::{ExecutionFilter, NewExecution, Store};
+use support::backend::Backend;
 use support::{Server, Start};
 
 /// How long any one wait may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(120);
-
-/// Where a test's state lives, and how a server is pointed at it.
-struct Backend {
-    store: Arc<dyn Store>,
-    /// `--database-url`, for PostgreSQL.
-    url: Option<String>,
-    pg: Option<Arc<PgStore>>,
-    dir: tempfile::TempDir,
-}
-
-impl Backend {
-    async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("panda.db"))
-            .await
-            .expect("open SQLite");
-        Self {
-            store: Arc::new(store),
-            url: None,
-            pg: None,
-            dir,
-        }
-    }
-
-    async fn postgres() -> Option<Self> {
-        let Some(url) = std::env::var(DATABASE_URL_ENV)
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
-            assert!(
-                std::env::var(REQUIRE_ALL_ENV).as_deref() != Ok("1"),
-                "{REQUIRE_ALL_ENV}=1 but {DATABASE_URL_ENV} is not set"
-            );
-            eprintln!("skipped: {DATABASE_URL_ENV} is not set");
-            return None;
-        };
-        let schema = format!("panda_crash_{}", uuid::Uuid::now_v7().simple());
-        let pg = Arc::new(
-            PgStore::connect_in_schema(&url, &schema, 4)
-                .await
-                .expect("connect to PostgreSQL"),
-        );
-        let separator = if url.contains('?') { '&' } else { '?' };
-        let server_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
-        Some(Self {
-            store: Arc::clone(&pg) as Arc<dyn Store>,
-            url: Some(server_url),
-            pg: Some(pg),
-            dir: tempfile::tempdir().expect("temp dir"),
-        })
-    }
-
-    /// A data dir of its own for each node (the admin token file), the shared database.
-    fn node_dir(&self, node: &str) -> PathBuf {
-        match self.url {
-            Some(_) => self.dir.path().join(node),
-            None => self.dir.path().to_path_buf(),
-        }
-    }
-
-    async fn close(self) {
-        if let Some(pg) = self.pg {
-            pg.drop_schema().await.expect("drop the test schema");
-        }
-    }
-}
 
 /// Starts a server node on `backend` and returns once its workers run.
 fn start_server(backend: &Backend, node: &str, extra: &[&str]) -> Server {
@@ -102,12 +35,7 @@ fn start_worker(backend: &Backend, node: &str, extra: &[&str]) -> Server {
 }
 
 fn start_node(start: Start, backend: &Backend, node: &str, extra: &[&str]) -> Server {
-    start
-        .data_dir(backend.node_dir(node))
-        .database_url(backend.url.as_deref())
-        .args(["--runtime", "process", "--worker-id", node])
-        .args(extra)
-        .start()
+    backend.node(start, node, extra)
 }
 
 fn job(name: &str, script: &str, max_attempts: u32) -> JobSpec {
@@ -203,7 +131,7 @@ async fn sqlite_sigkill_mid_batch_loses_nothing_and_reruns_the_interrupted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_sigkill_mid_batch_loses_nothing_and_reruns_the_interrupted() {
-    if let Some(backend) = Backend::postgres().await {
+    if let Some(backend) = Backend::postgres("panda_crash").await {
         sigkill_mid_batch(backend).await;
     }
 }
@@ -298,7 +226,7 @@ async fn sigkill_mid_batch(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_worker_node_finishes_the_killed_servers_work() {
-    let Some(backend) = Backend::postgres().await else {
+    let Some(backend) = Backend::postgres("panda_crash").await else {
         return;
     };
     let store = &backend.store;
@@ -385,7 +313,7 @@ async fn sqlite_sigterm_drains_and_leaves_nothing_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_sigterm_drains_and_leaves_nothing_running() {
-    if let Some(backend) = Backend::postgres().await {
+    if let Some(backend) = Backend::postgres("panda_crash").await {
         sigterm_drains(backend).await;
     }
 }

@@ -427,3 +427,5 @@ pub fn http_get(base: &str, path: &str, headers: &[&str]) -> String {
     stream.read_to_string(&mut answer).expect("read");
     answer
 }
+
+pub mod backend;
