@@ -267,6 +267,28 @@ pub trait Tx: Conn {
 
     /// Commits, then (or, on PostgreSQL, as part of it) sends the wake-ups.
     async fn commit(self) -> StoreResult<()>;
+
+    /// Rolls back now, releasing every lock the transaction took.
+    async fn rollback(self) -> StoreResult<()>;
+}
+
+/// Ends a transaction as `result` says: commits it when the work succeeded, and rolls it back
+/// before the error is returned otherwise. A transaction that is only dropped is rolled back
+/// when its connection is next used, after the caller has moved on: meanwhile the rows it
+/// locked stay locked (a claim skips a queued execution that a refused DLQ retry read
+/// `FOR UPDATE`), and on SQLite the write lock stays taken.
+pub(crate) async fn settle<T: Send, X: Tx>(tx: X, result: StoreResult<T>) -> StoreResult<T> {
+    match result {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            // The error says what went wrong; a failed rollback ends with the connection.
+            let _ = tx.rollback().await;
+            Err(err)
+        }
+    }
 }
 
 /// The queues to wake, each once.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use panda_core::{Execution, ExecutionId, Status};
 use uuid::Uuid;
 
-use crate::dialect::{Backend, Conn, Record, Tx, query};
+use crate::dialect::{Backend, Conn, Record, Tx, query, settle};
 use crate::ends::{FencedEnd, finish_in_full, insert_executions, without_nul_report, write_ends};
 use crate::jobs::{JobLock, live_job};
 use crate::lifecycle;
@@ -431,9 +431,9 @@ impl<B: Backend> QueueStore for B {
         now: DateTime<Utc>,
     ) -> StoreResult<Execution> {
         let mut tx = self.begin().await?;
-        let (mut execution, _) = leased::<B>(&mut tx, id)
-            .await?
-            .ok_or_else(|| StoreError::not_found(format!("execution {id}")))?;
+        let Some((mut execution, _)) = leased::<B>(&mut tx, id).await? else {
+            return settle(tx, Err(StoreError::not_found(format!("execution {id}")))).await;
+        };
         match execution.status {
             Status::Queued => {
                 execution.status = Status::Cancelled;
@@ -453,9 +453,10 @@ impl<B: Backend> QueueStore for B {
                     .await?;
             }
             ended => {
-                return Err(StoreError::Conflict(format!(
+                let refused = StoreError::Conflict(format!(
                     "execution {id} has already ended ({ended}); there is nothing to cancel"
-                )));
+                ));
+                return settle(tx, Err(refused)).await;
             }
         }
         tx.commit().await?;
@@ -487,9 +488,8 @@ impl<B: Backend> QueueStore for B {
 
     async fn dlq_retry(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<Execution> {
         let mut tx = self.begin().await?;
-        let retry = dlq_retry_one::<B>(&mut tx, id, now).await?;
-        tx.commit().await?;
-        Ok(retry)
+        let retry = dlq_retry_one::<B>(&mut tx, id, now).await;
+        settle(tx, retry).await
     }
 
     async fn dlq_retry_job(&self, job: &str, now: DateTime<Utc>) -> StoreResult<Vec<Execution>> {
@@ -501,16 +501,22 @@ impl<B: Backend> QueueStore for B {
         let mut retries = Vec::with_capacity(dead.len());
         for row in &dead {
             let id = ExecutionId::from_uuid(row.uuid("id")?);
-            retries.push(dlq_retry_one::<B>(&mut tx, id, now).await?);
+            match dlq_retry_one::<B>(&mut tx, id, now).await {
+                Ok(retry) => retries.push(retry),
+                Err(err) => return settle(tx, Err(err)).await,
+            }
         }
-        tx.commit().await?;
-        Ok(retries)
+        settle(tx, Ok(retries)).await
     }
 
     async fn dlq_discard(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        dead_letter::<B>(&mut tx, id).await?;
-        dlq_resolve::<B>(&mut tx, id, lifecycle::DlqResolution::Discarded, None, now).await?;
-        tx.commit().await
+        let discarded = match dead_letter::<B>(&mut tx, id).await {
+            Ok(_) => {
+                dlq_resolve::<B>(&mut tx, id, lifecycle::DlqResolution::Discarded, None, now).await
+            }
+            Err(err) => Err(err),
+        };
+        settle(tx, discarded).await
     }
 }

@@ -153,6 +153,7 @@ conformance! {
     dlq::dlq_retry_job_retries_every_dead_execution_of_that_job_only,
     dlq::dlq_retry_of_a_deleted_jobs_execution_is_a_conflict,
     dlq::concurrent_dlq_retries_of_one_execution_make_one_attempt,
+    dlq::a_refused_dlq_operation_leaves_the_execution_claimable_at_once,
     // cancel
     cancel::cancel_of_a_queued_execution_cancels_it_at_once,
     cancel::cancel_of_a_running_execution_asks_its_worker_to_stop,

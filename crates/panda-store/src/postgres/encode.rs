@@ -171,4 +171,8 @@ impl Tx for PgTx {
         self.tx.commit().await.or_store()?;
         Ok(())
     }
+
+    async fn rollback(self) -> StoreResult<()> {
+        self.tx.rollback().await.or_store()
+    }
 }

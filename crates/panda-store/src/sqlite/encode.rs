@@ -225,4 +225,8 @@ impl Tx for SqliteTx {
         }
         Ok(())
     }
+
+    async fn rollback(self) -> StoreResult<()> {
+        self.tx.rollback().await.or_store()
+    }
 }
