@@ -144,8 +144,27 @@ impl From<StoreError> for Failure {
 
 impl From<axum::extract::rejection::JsonRejection> for Failure {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
-        Self::invalid(format!("the request body: {}", rejection.body_text()))
+        let text = rejection.body_text();
+        if let Some(unknown) = panda_core::UnknownField::from_serde_message(&text) {
+            return Self::invalid(format!("{}{unknown}", parent_path(&text, &unknown.name))).hint(
+                "leave out what the API does not know; /api/v1/openapi.json lists every field",
+            );
+        }
+        Self::invalid(format!("the request body: {text}"))
             .hint("send a JSON body with Content-Type: application/json")
+    }
+}
+
+/// `retry: ` for a field `retry.max_atempts` of the body, as axum's message names its path
+/// (`…target type: retry.max_atempts: unknown field…`); empty at the top level.
+fn parent_path(message: &str, field: &str) -> String {
+    let path = message
+        .split_once(": unknown ")
+        .map(|(before, _)| before.rsplit(": ").next().unwrap_or(before))
+        .unwrap_or_default();
+    match path.strip_suffix(field).and_then(|p| p.strip_suffix('.')) {
+        Some(parent) if !parent.is_empty() => format!("{parent}: "),
+        _ => String::new(),
     }
 }
 

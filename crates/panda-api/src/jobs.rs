@@ -1,7 +1,7 @@
 //! Job definitions: a cronjob is a job with a schedule.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use panda_core::api::{
@@ -78,9 +78,8 @@ pub(crate) async fn list(
 )]
 pub(crate) async fn create(
     State(state): State<AppState>,
-    spec: Result<Json<JobSpec>, JsonRejection>,
+    SpecBody(spec): SpecBody,
 ) -> Result<(StatusCode, Json<Job>), Failure> {
-    let Json(spec) = spec?;
     if let Some(why) = redacted_endpoint_left(&spec) {
         return Err(Failure::invalid(why));
     }
@@ -125,9 +124,8 @@ pub(crate) async fn get(
 pub(crate) async fn update(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    spec: Result<Json<JobSpec>, JsonRejection>,
+    SpecBody(mut spec): SpecBody,
 ) -> Result<Json<Job>, Failure> {
-    let Json(mut spec) = spec?;
     if spec.name.as_str() != name {
         return Err(Failure::invalid(format!(
             "the body names job {:?}, the path {name:?}; a job cannot be renamed",
@@ -319,5 +317,28 @@ pub(crate) async fn no_job(state: &AppState, name: &str) -> Failure {
         Some((_, candidate)) => failure.hint(format!("did you mean {candidate:?}?")),
         None if names.is_empty() => failure.hint("there are no jobs yet; create one first"),
         None => failure.hint("list them with `panda cronjob list` or `panda job list`"),
+    }
+}
+
+/// A job definition in a request body: a [`JobSpec`], or a job as the API shows it, whose
+/// `id`, `created_at`, `updated_at` and `next_run_at` are read-only and left out, so that what
+/// was read can be changed and put back. Any other field the definition does not have is
+/// refused, with the closest one it does.
+pub(crate) struct SpecBody(JobSpec);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for SpecBody {
+    type Rejection = Failure;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Failure> {
+        let Json(mut body) = Json::<serde_json::Value>::from_request(request, state).await?;
+        if let Some(fields) = body.as_object_mut() {
+            for shown in ["id", "created_at", "updated_at", "next_run_at"] {
+                fields.remove(shown);
+            }
+        }
+        let bytes = serde_json::to_vec(&body)
+            .map_err(|err| Failure::invalid(format!("the request body: {err}")))?;
+        let Json(spec) = Json::<JobSpec>::from_bytes(&bytes)?;
+        Ok(Self(spec))
     }
 }

@@ -20,6 +20,7 @@ mod auth;
 mod dashboard;
 mod error;
 mod executions;
+mod http;
 mod jobs;
 mod metrics;
 mod openapi;
@@ -35,6 +36,7 @@ use panda_store::Store;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Failure;
+pub use http::HttpLimits;
 pub use metrics::install_recorder as install_metrics_recorder;
 
 /// Parsed schedules, `None` for one that does not parse.
@@ -59,6 +61,8 @@ pub struct AppState {
     schedules: ScheduleCache,
     /// What `/metrics` renders; `None` answers 404 there.
     metrics: Option<metrics::Metrics>,
+    /// What one client may hold of the server.
+    limits: HttpLimits,
 }
 
 impl AppState {
@@ -76,7 +80,15 @@ impl AppState {
             shutdown,
             schedules: Arc::default(),
             metrics: None,
+            limits: HttpLimits::default(),
         }
+    }
+
+    /// Serves within `limits` instead of [`HttpLimits::default`].
+    #[must_use]
+    pub fn with_http_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Serves `/metrics` from `handle`, the installed Prometheus recorder's. The queue gauges
@@ -165,6 +177,7 @@ pub use openapi::document as openapi_document;
 /// Every route: the API under `/api/v1` and `/metrics` (bearer tokens), the dashboard at `/`
 /// (a session cookie), and the health checks.
 pub fn router(state: AppState) -> Router {
+    let body_limits = (state.limits, state.shutdown.clone());
     let mut api = Router::new();
     for (_, path, handler) in api_routes() {
         api = api.route(path, handler);
@@ -200,6 +213,10 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::router(state.clone()))
         .fallback(dashboard::not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            body_limits,
+            http::read_body,
+        ))
 }
 
 /// `/metrics`, behind a token.
@@ -225,34 +242,40 @@ async fn ready(
 }
 
 /// Serves `/metrics` (behind a token), `/healthz` and `/readyz` alone on `listener` until
-/// `state.shutdown` fires: how a node without the API is scraped.
+/// `state.shutdown` fires: how a node without the API is scraped. The same [`HttpLimits`] hold
+/// as on the API.
 ///
 /// # Errors
 ///
-/// When the listener fails.
+/// None so far: a failed accept is logged and retried.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     state: AppState,
 ) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
+    let limits = state.limits;
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .merge(metrics_routes(&state))
-        .with_state(state);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            (limits, shutdown.clone()),
+            http::read_body,
+        ));
+    http::serve(listener, router, limits, shutdown).await;
+    Ok(())
 }
 
-/// Serves the API on `listener` until `state.shutdown` fires.
+/// Serves the API on `listener` within the state's [`HttpLimits`] until `state.shutdown`
+/// fires; then requests in flight get the limits' shutdown grace.
 ///
 /// # Errors
 ///
-/// When the listener fails.
+/// None so far: a failed accept is logged and retried.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let limits = state.limits;
+    http::serve(listener, router(state), limits, shutdown).await;
+    Ok(())
 }

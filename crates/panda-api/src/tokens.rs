@@ -46,6 +46,7 @@ impl From<ApiToken> for TokenView {
 
 /// A token to create.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct NewToken {
     /// Its name, unique among live tokens: named like a job.
     #[schema(schema_with = token_name_schema)]

@@ -19,12 +19,16 @@ use crate::job::duration_ms_opt;
 /// How late a cron slot may start before it counts as late, when the job does not say.
 pub const DEFAULT_LATE_AFTER: Duration = Duration::from_secs(300);
 
+/// The longest `late_after` a job may set: 7 days.
+pub const MAX_LATE_AFTER: Duration = Duration::from_secs(7 * 86_400);
+
 /// How a job is watched. Every field is optional: an empty policy alerts on the first failed
 /// attempt, on a dead execution and on a late or missed cron slot, to the server's notifiers.
 ///
 /// The API shows an endpoint's path and credentials as `********` (`https://hooks.slack.com/********`);
 /// sent back so, it keeps the stored URL it stands for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AlertPolicy {
     /// Generic JSON webhooks to call (http:// or https:// URLs); none means the server's
     /// defaults.
@@ -39,23 +43,24 @@ pub struct AlertPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 1000)]
     pub after_failures: Option<u32>,
-    /// Alert when an execution is still running this long after it started.
+    /// Alert when an execution is still running this long after it started; at most 30 days.
     #[serde(
         default,
         with = "duration_ms_opt",
         rename = "running_longer_than_ms",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<u64>, minimum = 1)]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 2_592_000_000_u64)]
     pub running_longer_than: Option<Duration>,
-    /// A cron slot that has not started this long after its time is late; default 5 minutes.
+    /// A cron slot that has not started this long after its time is late; default 5 minutes,
+    /// at most 7 days.
     #[serde(
         default,
         with = "duration_ms_opt",
         rename = "late_after_ms",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<u64>, minimum = 1000)]
+    #[schema(value_type = Option<u64>, minimum = 1000, maximum = 604_800_000_u64)]
     pub late_after: Option<Duration>,
 }
 
@@ -102,6 +107,12 @@ impl AlertPolicy {
                 field: "alert_late_after",
                 message: "must be at least 1s, such as 5m".into(),
             });
+        }
+        if let Some(limit) = self.running_longer_than {
+            crate::validate_at_most("alert_running_longer_than", limit, crate::job::MAX_TIMEOUT)?;
+        }
+        if let Some(late) = self.late_after {
+            crate::validate_at_most("alert_late_after", late, MAX_LATE_AFTER)?;
         }
         Ok(())
     }

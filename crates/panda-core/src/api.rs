@@ -20,7 +20,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiError {
     /// `not_found`, `conflict`, `invalid`, `unauthorized`, `forbidden`,
-    /// `method_not_allowed`, `unavailable`, `internal`.
+    /// `method_not_allowed`, `payload_too_large`, `request_timeout`, `unavailable`,
+    /// `internal`.
     pub code: String,
     /// What went wrong, in one line.
     pub message: String,
@@ -115,6 +116,7 @@ pub struct JobView {
 
 /// `POST /api/v1/jobs/{name}/executions`: run a job now (or later).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TriggerRequest {
     /// `api` (the default) for an application's enqueue, `manual` for a person's trigger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,8 +139,9 @@ pub struct TriggerRequest {
     /// Not before this instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at: Option<DateTime<Utc>>,
-    /// Overrides the job's priority.
+    /// Overrides the job's priority: from -1000 to 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
     /// The past slot this run stands for (a backfill).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,11 +12,32 @@ use crate::cron::CronSchedule;
 use crate::ids::JobId;
 use crate::retry::RetryPolicy;
 use crate::validate::{
-    ValidationError, reject_nul, reject_nul_in_json, validate_name, validate_queue_name,
+    ValidationError, reject_nul, reject_nul_in_json, validate_at_most, validate_name,
+    validate_priority, validate_queue_name,
 };
 
 /// A job's run timeout when none is given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+const DAY: u64 = 86_400;
+
+/// The longest run timeout a job may have: 30 days.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * DAY);
+
+/// The longest starting deadline a schedule may have: 7 days.
+pub const MAX_STARTING_DEADLINE: Duration = Duration::from_secs(7 * DAY);
+
+/// The most finished executions a job may keep (`keep`).
+pub const MAX_KEEP: u32 = 1_000_000;
+
+/// The longest a job's history may be kept (`max_age`): 3,650 days, about ten years.
+pub const MAX_AGE_LIMIT: Duration = Duration::from_secs(3650 * DAY);
+
+/// The largest memory limit: 1 PiB.
+pub const MAX_MEMORY_BYTES: u64 = 1 << 50;
+
+/// The largest CPU limit, in cores.
+pub const MAX_CPUS: f64 = 1024.0;
 
 /// A valid job name: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`, like a DNS label.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
@@ -80,7 +101,7 @@ impl AsRef<str> for JobName {
 
 /// What to run: a container image or a local command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[schema(as = Runtime)]
 pub enum RuntimeSpec {
     /// A container from `image`; `command`, when set, replaces the image's own.
@@ -103,13 +124,15 @@ pub enum RuntimeSpec {
 
 /// Resource limits; `None` means the runtime's default (no limit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Memory limit in bytes.
+    /// Memory limit in bytes; at most 1 PiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_125_899_906_842_624_u64)]
     pub memory_bytes: Option<u64>,
-    /// CPU limit in cores (1.5 = one and a half).
+    /// CPU limit in cores (1.5 = one and a half); at most 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(exclusive_minimum = 0)]
+    #[schema(exclusive_minimum = 0, maximum = 1024)]
     pub cpus: Option<f64>,
 }
 
@@ -159,8 +182,10 @@ impl FromStr for ConcurrencyPolicy {
 
 /// Everything a user says about a job: the part of a [`Job`] that create and update take.
 ///
-/// No string in it may hold a NUL character (U+0000).
+/// No string in it may hold a NUL character (U+0000). A field it does not have is refused, so
+/// a misspelt one is not silently ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// The job's unique name among live jobs.
     pub name: JobName,
@@ -181,13 +206,13 @@ pub struct JobSpec {
     /// Resource limits.
     #[serde(default)]
     pub limits: Limits,
-    /// How long one execution may run before it is stopped as `timed_out`.
+    /// How long one execution may run before it is stopped as `timed_out`; at most 30 days.
     #[serde(
         with = "duration_ms",
         rename = "timeout_ms",
         default = "default_timeout"
     )]
-    #[schema(value_type = u64, minimum = 1, default = 3_600_000)]
+    #[schema(value_type = u64, minimum = 1, maximum = 2_592_000_000_u64, default = 3_600_000)]
     pub timeout: Duration,
     /// Retries and backoff.
     pub retry: RetryPolicy,
@@ -200,8 +225,9 @@ pub struct JobSpec {
         default = "default"
     )]
     pub queue: String,
-    /// Higher runs first among due executions; default 0, may be negative.
+    /// Higher runs first among due executions; default 0, from -1000 to 1000.
     #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: i32,
     /// Whether executions may overlap.
     #[serde(default)]
@@ -215,19 +241,20 @@ pub struct JobSpec {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Finished executions kept per job, newest first; older ones are pruned with their logs.
-    /// When absent, the server's `--keep`.
+    /// When absent, the server's `--keep`. At most 1,000,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub keep: Option<u32>,
     /// Finished executions older than this (milliseconds) are pruned with their logs, whatever
-    /// the count. When absent, the server's `--max-age` (which may be no age limit).
+    /// the count. When absent, the server's `--max-age` (which may be no age limit). At most
+    /// 3,650 days.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "duration_ms_opt",
         rename = "max_age_ms"
     )]
-    #[schema(value_type = Option<u64>, minimum = 1000)]
+    #[schema(value_type = Option<u64>, minimum = 1000, maximum = 315_360_000_000_u64)]
     pub max_age: Option<Duration>,
     /// When set, the job is a cronjob and fires on this schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -258,6 +285,7 @@ pub enum CatchUp {
 /// The expression is stored as written; parsing it and computing fire times belong to the
 /// scheduler's cron module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Schedule {
     /// A cron expression (`0 5 * * *`, `@daily`, or six fields with seconds).
     #[schema(example = "0 5 * * *")]
@@ -269,13 +297,13 @@ pub struct Schedule {
     /// Missed-slot policy.
     #[serde(default)]
     pub catch_up: CatchUp,
-    /// A slot that cannot start within this long after its instant is skipped.
+    /// A slot that cannot start within this long after its instant is skipped; at most 7 days.
     #[serde(
         with = "duration_ms",
         rename = "starting_deadline_ms",
         default = "default_starting_deadline"
     )]
-    #[schema(value_type = u64, minimum = 1000, default = 600_000)]
+    #[schema(value_type = u64, minimum = 1000, maximum = 604_800_000_u64, default = 600_000)]
     pub starting_deadline: Duration,
 }
 
@@ -361,6 +389,8 @@ impl JobSpec {
         if self.timeout.is_zero() {
             return Err(field("timeout", "must be longer than zero, such as 30m"));
         }
+        validate_at_most("timeout", self.timeout, MAX_TIMEOUT)?;
+        validate_priority(self.priority)?;
         for key in self.env.keys().chain(self.secret_env.keys()) {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(ValidationError::Field {
@@ -374,6 +404,24 @@ impl JobSpec {
         {
             return Err(field("cpus", "must be a positive number such as 1.5"));
         }
+        if let Some(cpus) = self.limits.cpus
+            && cpus > MAX_CPUS
+        {
+            return Err(ValidationError::Field {
+                field: "cpus",
+                message: format!("{cpus} is over the maximum of {MAX_CPUS}"),
+            });
+        }
+        if let Some(memory) = self.limits.memory_bytes
+            && !(1..=MAX_MEMORY_BYTES).contains(&memory)
+        {
+            return Err(ValidationError::Field {
+                field: "memory",
+                message: format!(
+                    "{memory} bytes is out of range; use 1 byte to {MAX_MEMORY_BYTES} (1 PiB)"
+                ),
+            });
+        }
         if let Some(schedule) = &self.schedule {
             CronSchedule::parse(&schedule.cron, &schedule.timezone)?;
             if schedule.starting_deadline < Duration::from_secs(1) {
@@ -383,10 +431,23 @@ impl JobSpec {
                      merely a moment late",
                 ));
             }
+            validate_at_most(
+                "starting_deadline",
+                schedule.starting_deadline,
+                MAX_STARTING_DEADLINE,
+            )?;
         }
         self.alerts.validate()?;
         if self.keep == Some(0) {
             return Err(field("keep", "must keep at least 1 execution"));
+        }
+        if let Some(keep) = self.keep
+            && keep > MAX_KEEP
+        {
+            return Err(ValidationError::Field {
+                field: "keep",
+                message: format!("{keep} is over the maximum of {MAX_KEEP} executions"),
+            });
         }
         if let Some(limit) = self.max_running {
             if !(1..=MAX_RUNNING_LIMIT).contains(&limit) {
@@ -408,6 +469,9 @@ impl JobSpec {
         }
         if self.max_age.is_some_and(|age| age < Duration::from_secs(1)) {
             return Err(field("max_age", "must be at least 1s, such as 30d"));
+        }
+        if let Some(age) = self.max_age {
+            validate_at_most("max_age", age, MAX_AGE_LIMIT)?;
         }
         for value in self.env.values() {
             reject_nul("env", value)?;
@@ -580,6 +644,36 @@ mod tests {
                 s.max_running = Some(2);
             }),
             ("max_age", |s| s.max_age = Some(Duration::from_millis(10))),
+            ("max_age", |s| {
+                s.max_age = Some(MAX_AGE_LIMIT + Duration::from_secs(1))
+            }),
+            ("timeout", |s| {
+                s.timeout = MAX_TIMEOUT + Duration::from_millis(1)
+            }),
+            ("priority", |s| s.priority = 1001),
+            ("priority", |s| s.priority = i32::MIN),
+            ("keep", |s| s.keep = Some(MAX_KEEP + 1)),
+            ("cpus", |s| s.limits.cpus = Some(1e12)),
+            ("memory", |s| s.limits.memory_bytes = Some(u64::MAX)),
+            ("backoff", |s| {
+                s.retry.backoff_base = Duration::from_millis(u64::MAX);
+                s.retry.backoff_cap = Duration::from_millis(u64::MAX);
+            }),
+            ("backoff_max", |s| {
+                s.retry.backoff_cap = Duration::from_millis(u64::MAX)
+            }),
+            ("starting_deadline", |s| {
+                s.schedule = Some(Schedule {
+                    starting_deadline: MAX_STARTING_DEADLINE + Duration::from_secs(1),
+                    ..Schedule::new("* * * * *")
+                });
+            }),
+            ("alert_running_longer_than", |s| {
+                s.alerts.running_longer_than = Some(Duration::from_millis(u64::MAX));
+            }),
+            ("alert_late_after", |s| {
+                s.alerts.late_after = Some(Duration::from_millis(u64::MAX));
+            }),
             ("max_attempts", |s| s.retry.max_attempts = 0),
             ("starting_deadline", |s| {
                 s.schedule = Some(Schedule {
@@ -593,6 +687,58 @@ mod tests {
             break_it(&mut s);
             let err = s.validate().expect_err(what);
             assert!(err.to_string().contains(what), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_bounds_themselves_are_accepted() {
+        let mut s = spec();
+        s.timeout = MAX_TIMEOUT;
+        s.priority = crate::MIN_PRIORITY;
+        s.keep = Some(MAX_KEEP);
+        s.max_age = Some(MAX_AGE_LIMIT);
+        s.limits.cpus = Some(MAX_CPUS);
+        s.limits.memory_bytes = Some(MAX_MEMORY_BYTES);
+        s.retry.backoff_base = RetryPolicy::MAX_BACKOFF;
+        s.retry.backoff_cap = RetryPolicy::MAX_BACKOFF;
+        s.schedule = Some(Schedule {
+            starting_deadline: MAX_STARTING_DEADLINE,
+            ..Schedule::new("* * * * *")
+        });
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_at_every_level() {
+        let base = serde_json::json!({
+            "name": "generate-reports",
+            "runtime": {"kind": "process", "argv": ["true"]},
+            "retry": {"max_attempts": 1, "backoff_base_ms": 10, "backoff_cap_ms": 10},
+            "schedule": {"cron": "* * * * *"},
+            "limits": {},
+            "alerts": {},
+        });
+        serde_json::from_value::<JobSpec>(base.clone()).expect("the base parses");
+        for (path, typo) in [
+            ("", "max_runing"),
+            ("runtime", "arg"),
+            ("retry", "max_atempts"),
+            ("schedule", "timezon"),
+            ("limits", "cpu"),
+            ("alerts", "webhook"),
+        ] {
+            let mut json = base.clone();
+            let object = if path.is_empty() {
+                &mut json
+            } else {
+                &mut json[path]
+            };
+            object[typo] = serde_json::json!(1);
+            let err = serde_json::from_value::<JobSpec>(json).expect_err(typo);
+            assert!(
+                err.to_string().contains(&format!("unknown field `{typo}`")),
+                "{path}.{typo}: {err}"
+            );
         }
     }
 

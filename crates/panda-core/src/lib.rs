@@ -27,8 +27,8 @@ mod store;
 mod validate;
 
 pub use alert::{
-    AlertKind, AlertPolicy, DEFAULT_LATE_AFTER, DeliveryState, NotifierKind, failure_alert,
-    validate_webhook_url,
+    AlertKind, AlertPolicy, DEFAULT_LATE_AFTER, DeliveryState, MAX_LATE_AFTER, NotifierKind,
+    failure_alert, validate_webhook_url,
 };
 pub use clock::{Clock, SystemClock, TestClock};
 pub use cron::{CronError, CronSchedule, Slots};
@@ -38,12 +38,14 @@ pub use due::{
 pub use execution::{Execution, Status, Trigger};
 pub use ids::{ExecutionId, JobId, ParseIdError};
 pub use job::{
-    CatchUp, ConcurrencyPolicy, DEFAULT_TIMEOUT, Job, JobName, JobSpec, Limits, MAX_RUNNING_LIMIT,
+    CatchUp, ConcurrencyPolicy, DEFAULT_TIMEOUT, Job, JobName, JobSpec, Limits, MAX_AGE_LIMIT,
+    MAX_CPUS, MAX_KEEP, MAX_MEMORY_BYTES, MAX_RUNNING_LIMIT, MAX_STARTING_DEADLINE, MAX_TIMEOUT,
     RuntimeSpec, Schedule,
 };
 pub use retry::RetryPolicy;
 pub use store::{DatabaseError, LogChunk, LogStore, LogStream, StoreError, StoreResult};
 pub use validate::{
-    MAX_IDEMPOTENCY_KEY_BYTES, MAX_PAYLOAD_BYTES, ValidationError, reject_nul, reject_nul_in_json,
-    validate_name, validate_payload, validate_queue_name,
+    MAX_IDEMPOTENCY_KEY_BYTES, MAX_PAYLOAD_BYTES, MAX_PRIORITY, MIN_PRIORITY, UnknownField,
+    ValidationError, reject_nul, reject_nul_in_json, validate_at_most, validate_name,
+    validate_payload, validate_priority, validate_queue_name,
 };

@@ -13,23 +13,28 @@ use crate::validate::ValidationError;
 /// before attempt `n + 1` is uniform in `[0, min(cap, base * 2^(n-1))]`, which spreads a burst of
 /// failures out instead of retrying them in lock-step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included; 1 means no retry.
     #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
-    /// The ceiling of the first wait, in milliseconds.
+    /// The ceiling of the first wait, in milliseconds; at most 7 days.
     #[serde(with = "duration_ms", rename = "backoff_base_ms")]
-    #[schema(value_type = u64)]
+    #[schema(value_type = u64, maximum = 604_800_000_u64)]
     pub backoff_base: Duration,
-    /// No wait is longer than this, in milliseconds; not shorter than `backoff_base_ms`.
+    /// No wait is longer than this, in milliseconds; not shorter than `backoff_base_ms`, at
+    /// most 7 days.
     #[serde(with = "duration_ms", rename = "backoff_cap_ms")]
-    #[schema(value_type = u64)]
+    #[schema(value_type = u64, maximum = 604_800_000_u64)]
     pub backoff_cap: Duration,
 }
 
 impl RetryPolicy {
     /// The most attempts a policy may allow.
     pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
+
+    /// The longest backoff base or cap: 7 days.
+    pub const MAX_BACKOFF: Duration = Duration::from_secs(7 * 86_400);
 
     /// Cronjobs run once per slot unless told otherwise.
     pub const fn cronjob_default() -> Self {
@@ -48,8 +53,8 @@ impl RetryPolicy {
         }
     }
 
-    /// Checks the bounds: at least one attempt, at most [`Self::MAX_ATTEMPTS_LIMIT`], and a cap
-    /// no smaller than the base.
+    /// Checks the bounds: at least one attempt, at most [`Self::MAX_ATTEMPTS_LIMIT`], a base and
+    /// a cap of at most [`Self::MAX_BACKOFF`], and a cap no smaller than the base.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.max_attempts == 0 || self.max_attempts > Self::MAX_ATTEMPTS_LIMIT {
             return Err(ValidationError::Field {
@@ -61,6 +66,8 @@ impl RetryPolicy {
                 ),
             });
         }
+        crate::validate_at_most("backoff", self.backoff_base, Self::MAX_BACKOFF)?;
+        crate::validate_at_most("backoff_max", self.backoff_cap, Self::MAX_BACKOFF)?;
         if self.backoff_cap < self.backoff_base {
             return Err(ValidationError::Field {
                 field: "backoff_max",
@@ -80,7 +87,8 @@ impl RetryPolicy {
         let factor = 1u64 << doublings;
         let base_ms = u64::try_from(self.backoff_base.as_millis()).unwrap_or(u64::MAX);
         let ceiling = Duration::from_millis(base_ms.saturating_mul(factor));
-        ceiling.min(self.backoff_cap)
+        // Validation bounds the cap; a policy that skipped it still waits no longer than that.
+        ceiling.min(self.backoff_cap).min(Self::MAX_BACKOFF)
     }
 
     /// Whether attempt `failed_attempt` failing leaves another attempt, and if so how long to

@@ -9,6 +9,41 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
 const MAX_NAME_LEN: usize = 63;
 
+/// The highest priority a job or an enqueue may give; [`MIN_PRIORITY`] is the lowest.
+pub const MAX_PRIORITY: i32 = 1000;
+/// The lowest priority a job or an enqueue may give.
+pub const MIN_PRIORITY: i32 = -1000;
+
+/// Checks a priority against [`MIN_PRIORITY`] and [`MAX_PRIORITY`].
+pub fn validate_priority(priority: i32) -> Result<(), ValidationError> {
+    if (MIN_PRIORITY..=MAX_PRIORITY).contains(&priority) {
+        return Ok(());
+    }
+    Err(ValidationError::Field {
+        field: "priority",
+        message: format!("{priority} is out of range; use {MIN_PRIORITY} to {MAX_PRIORITY}"),
+    })
+}
+
+/// Refuses a duration over `max`, naming the bound; `field` names it in the error.
+pub fn validate_at_most(
+    field: &'static str,
+    value: std::time::Duration,
+    max: std::time::Duration,
+) -> Result<(), ValidationError> {
+    if value <= max {
+        return Ok(());
+    }
+    Err(ValidationError::Field {
+        field,
+        message: format!(
+            "{} is over the maximum of {}",
+            crate::human::exact(value),
+            crate::human::exact(max)
+        ),
+    })
+}
+
 /// [`validate_name`]'s rule as a regular expression, as the OpenAPI document states it.
 pub const NAME_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
 
@@ -130,9 +165,112 @@ pub fn reject_nul_in_json(
     }
 }
 
+/// A field (or variant) the input named that its type does not have, read from serde's
+/// message for it (`unknown field `max_runing`, expected one of `name`, …`), with the closest
+/// name the type does have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownField {
+    /// `field` or `variant`.
+    pub kind: &'static str,
+    /// The name as given.
+    pub name: String,
+    /// The names the type has, in its order.
+    pub expected: Vec<String>,
+    /// The closest of them, when one is close enough to be a typo.
+    pub closest: Option<String>,
+}
+
+impl UnknownField {
+    /// Reads serde's "unknown field" or "unknown variant" message (from JSON, TOML or any
+    /// format); `None` for any other message.
+    pub fn from_serde_message(message: &str) -> Option<Self> {
+        let (kind, start) = ["field", "variant"].into_iter().find_map(|kind| {
+            let marker = format!("unknown {kind} `");
+            message.find(&marker).map(|at| (kind, at + marker.len()))
+        })?;
+        let rest = &message[start..];
+        let (name, rest) = rest.split_once('`')?;
+        // The names serde lists come quoted in backticks: `a`, `b` or `c`.
+        let expected: Vec<String> = rest
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        let closest = expected
+            .iter()
+            .map(|candidate| (strsim::damerau_levenshtein(name, candidate), candidate))
+            .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 4))
+            .min()
+            .map(|(_, candidate)| candidate.clone());
+        Some(Self {
+            kind,
+            name: name.to_owned(),
+            expected,
+            closest,
+        })
+    }
+
+    /// What to do about it: the closest name, or else the names there are.
+    pub fn hint(&self) -> String {
+        match (&self.closest, self.expected.is_empty()) {
+            (Some(closest), _) => format!("did you mean `{closest}`?"),
+            (None, true) => format!("this takes no {}s", self.kind),
+            (None, false) => format!(
+                "the {}s are {}",
+                self.kind,
+                self.expected
+                    .iter()
+                    .map(|name| format!("`{name}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for UnknownField {
+    /// `unknown field `max_runing`; did you mean `max_running`?`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown {} `{}`; {}", self.kind, self.name, self.hint())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_field_is_named_with_the_closest_known_one() {
+        let message = "retry: unknown field `max_runing`, expected one of `name`, `max_running`, \
+                       `keep` at line 1 column 20";
+        let unknown = UnknownField::from_serde_message(message).expect("an unknown field");
+        assert_eq!(unknown.name, "max_runing");
+        assert_eq!(unknown.expected, ["name", "max_running", "keep"]);
+        assert_eq!(
+            unknown.to_string(),
+            "unknown field `max_runing`; did you mean `max_running`?"
+        );
+        let far = UnknownField::from_serde_message("unknown field `colour`, expected `a` or `b`")
+            .expect("an unknown field");
+        assert_eq!(
+            far.to_string(),
+            "unknown field `colour`; the fields are `a`, `b`"
+        );
+        let variant = UnknownField::from_serde_message(
+            "unknown variant `alow`, expected one of `forbid`, \
+                                              `allow`, `replace`",
+        )
+        .expect("an unknown variant");
+        assert_eq!(
+            variant.to_string(),
+            "unknown variant `alow`; did you mean `allow`?"
+        );
+        assert_eq!(
+            UnknownField::from_serde_message("missing field `name`"),
+            None
+        );
+    }
 
     #[test]
     fn nul_characters_are_refused_anywhere_in_a_payload() {

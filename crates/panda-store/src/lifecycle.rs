@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use panda_core::{
     ConcurrencyPolicy, CronSchedule, Execution, ExecutionId, Job, JobId, JobSpec,
-    MAX_IDEMPOTENCY_KEY_BYTES, Status, Trigger, ValidationError, reject_nul, validate_payload,
+    MAX_IDEMPOTENCY_KEY_BYTES, RetryPolicy, Status, Trigger, ValidationError, reject_nul,
+    validate_payload, validate_priority,
 };
 
 use crate::StoreError;
@@ -46,6 +47,9 @@ pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), Valid
     }
     for value in request.env.values() {
         reject_nul("env", value)?;
+    }
+    if let Some(priority) = request.priority {
+        validate_priority(priority)?;
     }
     if let Some(key) = &request.idempotency_key
         && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES)
@@ -378,18 +382,25 @@ fn dead_reason(outcome: Option<Outcome>, reason: Option<&str>) -> String {
 }
 
 /// The next attempt after `failed`, due `retry_in` from `now`.
+///
+/// A policy's backoff is at most [`RetryPolicy::MAX_BACKOFF`] (validation refuses more), so the
+/// wait is clamped to it; and should the sum still not fit, the attempt is due at the latest
+/// instant there is, never earlier than asked (and never at once).
 pub(crate) fn next_attempt(
     failed: &Execution,
     retry_in: std::time::Duration,
     now: DateTime<Utc>,
 ) -> Execution {
-    let wait = chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::MAX);
+    let wait = chrono::Duration::from_std(retry_in.min(RetryPolicy::MAX_BACKOFF))
+        .unwrap_or(chrono::Duration::MAX);
     Execution {
         id: ExecutionId::new(),
         status: Status::Queued,
         trigger: Trigger::Retry,
         attempt: failed.attempt + 1,
-        run_at: now.checked_add_signed(wait).unwrap_or(now),
+        run_at: now
+            .checked_add_signed(wait)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
         created_at: now,
         started_at: None,
         finished_at: None,
@@ -596,6 +607,21 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_too_long_for_the_clock_never_makes_a_retry_due_at_once() {
+        let now = Utc::now();
+        let first = first_attempt(&job(3), Trigger::Api, Status::Failed, now, now);
+        let next = next_attempt(&first, Duration::MAX, now);
+        assert_eq!(
+            next.run_at,
+            now + chrono::Duration::from_std(RetryPolicy::MAX_BACKOFF).expect("fits"),
+            "clamped to the longest backoff"
+        );
+        let at_the_end = DateTime::<Utc>::MAX_UTC - chrono::Duration::seconds(1);
+        let next = next_attempt(&first, Duration::from_secs(60), at_the_end);
+        assert_eq!(next.run_at, DateTime::<Utc>::MAX_UTC, "not `now`");
+    }
+
+    #[test]
     fn enqueue_requests_are_validated() {
         let ok = NewExecution::api("j");
         assert_eq!(validate_new_execution(&ok), Ok(()));
@@ -605,6 +631,9 @@ mod tests {
         let mut long_key = ok.clone();
         long_key.idempotency_key = Some("k".repeat(MAX_IDEMPOTENCY_KEY_BYTES + 1));
         assert!(validate_new_execution(&long_key).is_err());
+        let mut urgent = ok.clone();
+        urgent.priority = Some(i32::MAX);
+        assert!(validate_new_execution(&urgent).is_err());
         let mut big = ok;
         big.payload = Some(serde_json::Value::String(
             "x".repeat(panda_core::MAX_PAYLOAD_BYTES),

@@ -32,10 +32,20 @@ enum Change {
 pub(crate) async fn apply(file: &Path, connection: &Connection) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
     let parsed: JobsFile = toml::from_str(&text).map_err(|err| {
-        UserError::new(
-            format!("{} is not a jobs file: {}", file.display(), err.message()),
-            "`panda export` prints one to start from",
-        )
+        let line = err
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        let at = line.map_or_else(String::new, |line| format!(" (line {line})"));
+        match panda_core::UnknownField::from_serde_message(err.message()) {
+            Some(unknown) => UserError::new(
+                format!("{}{at}: {unknown}", file.display()),
+                "`panda export` prints a file with every field spelt as apply reads it",
+            ),
+            None => UserError::new(
+                format!("{} is not a jobs file: {}", file.display(), err.message()),
+                "`panda export` prints one to start from",
+            ),
+        }
     })?;
     // Every definition is checked before anything is changed.
     let mut names = std::collections::BTreeSet::new();

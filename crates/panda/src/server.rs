@@ -37,7 +37,8 @@ use crate::{UserError, store};
 
 /// The token file the local CLI reads when no token is given.
 const ADMIN_TOKEN_FILE: &str = "admin.token";
-const ADMIN_TOKEN_NAME: &str = "admin";
+/// Beside the token file: the name of the token this node made, the only one it ever replaces.
+const ADMIN_TOKEN_NAME_FILE: &str = "admin.token.name";
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -234,6 +235,58 @@ pub(crate) struct NodeArgs {
     /// is removed at the start and at a clean stop)
     #[arg(long, env = "PANDA_READY_FILE", value_name = "PATH")]
     ready_file: Option<PathBuf>,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+/// What one HTTP client may hold of the node (the API and --metrics-bind alike).
+#[derive(Debug, Args)]
+pub(crate) struct HttpArgs {
+    /// A client must send a request's whole header within this long (an idle keep-alive
+    /// connection is closed after it too)
+    #[arg(long, env = "PANDA_HTTP_HEADER_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = "10s", value_name = "DURATION")]
+    http_header_timeout: Duration,
+    /// A client must send a request's whole body within this long of its header
+    #[arg(long, env = "PANDA_HTTP_BODY_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = "30s", value_name = "DURATION")]
+    http_body_timeout: Duration,
+    /// HTTP connections served at once; more wait in the listen backlog until one closes.
+    /// Each takes a file descriptor: keep it well under `ulimit -n`, and raise both together
+    #[arg(long, env = "PANDA_HTTP_MAX_CONNECTIONS", default_value_t = 512, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    http_max_connections: u32,
+}
+
+// The flags' defaults, written out for clap, are these.
+const _: () = assert!(panda_api::HttpLimits::DEFAULT_HEADER_READ_TIMEOUT.as_secs() == 10);
+const _: () = assert!(panda_api::HttpLimits::DEFAULT_BODY_READ_TIMEOUT.as_secs() == 30);
+const _: () = assert!(panda_api::HttpLimits::DEFAULT_MAX_CONNECTIONS == 512);
+
+impl NodeArgs {
+    /// The HTTP limits, once the durations are known to be above zero.
+    fn http_limits(&self) -> anyhow::Result<panda_api::HttpLimits> {
+        let http = &self.http;
+        for (flag, value) in [
+            ("--http-header-timeout", http.http_header_timeout),
+            ("--http-body-timeout", http.http_body_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(UserError::new(
+                    format!("{flag} must be above 0"),
+                    "give a duration such as 10s",
+                )
+                .into());
+            }
+        }
+        Ok(panda_api::HttpLimits {
+            header_read_timeout: http.http_header_timeout,
+            body_read_timeout: http.http_body_timeout,
+            max_connections: usize::try_from(http.http_max_connections).unwrap_or(usize::MAX),
+            shutdown_grace: self.shutdown_grace,
+            ..panda_api::HttpLimits::default()
+        })
+    }
 }
 
 /// The example cronjob `--example` creates.
@@ -324,6 +377,7 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
     // The whole configuration is checked before anything is bound or opened: a mistake is
     // reported as itself, not as whatever the first bind or open ran into (a port in use).
     let config = dispatcher_config(args)?;
+    let http_limits = args.http_limits()?;
     if let Some(parts) = &server {
         check_address(parts.bind, "--bind", "PANDA_BIND")?;
         parts.alerts.check()?;
@@ -371,9 +425,7 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
         }
     }
     if server.is_some() {
-        let token_path = data_dir.join(ADMIN_TOKEN_FILE);
-        ensure_admin_token(store.as_ref(), &token_path).await?;
-        tracing::info!(path = %token_path.display(), "admin token");
+        ensure_admin_token(store.as_ref(), &data_dir).await?;
     }
     if server.as_ref().is_some_and(|parts| parts.example) {
         ensure_example(store.as_ref()).await?;
@@ -398,7 +450,8 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
             Some(scheduler.handle()),
             shutdown.clone(),
         )
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_http_limits(http_limits);
         let bound = listener.local_addr().context("the listening address")?;
         services.push(tokio::spawn(scheduler.run(shutdown.clone())));
         let api = panda_api::serve(listener, state);
@@ -414,7 +467,8 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
     if let Some(listener) = metrics_listener {
         let state =
             panda_api::AppState::new(Arc::clone(&store), clock.clone(), None, shutdown.clone())
-                .with_metrics(metrics);
+                .with_metrics(metrics)
+                .with_http_limits(http_limits);
         let bound = listener.local_addr().context("the metrics address")?;
         let served = panda_api::serve_metrics(listener, state);
         services.push(tokio::spawn(async move {
@@ -673,39 +727,87 @@ fn process_runtime(dir: &Path) -> ProcessRuntime {
     runtime.with_records(records)
 }
 
-/// Creates the admin token on first start and writes it, readable by its owner only, where the
-/// local CLI looks for it. A token file that the store no longer knows (a new database) is
-/// replaced.
-async fn ensure_admin_token(store: &dyn Store, path: &Path) -> anyhow::Result<()> {
-    if let Ok(existing) = std::fs::read_to_string(path)
-        && store
-            .token_verify(existing.trim(), Utc::now())
-            .await?
-            .is_some()
+/// Makes sure `DATA_DIR/admin.token` holds an admin token the store knows, for the local CLI.
+///
+/// A file that verifies is kept, whichever token it holds (one this node made, the `admin`
+/// token of a single-node install from before tokens were per node, or one an operator copied
+/// there to share it). Otherwise this node makes a token of its own, named after the node
+/// (`admin-HOST-XXXXXXXX`) and recorded in `DATA_DIR/admin.token.name`, and replaces only that
+/// one: no node ever revokes another's token.
+async fn ensure_admin_token(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let name_path = data_dir.join(ADMIN_TOKEN_NAME_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && let Some(token) = store.token_verify(existing.trim(), Utc::now()).await?
+        && token.scope == TokenScope::Admin
     {
+        tracing::info!(
+            token = %token.name,
+            path = %path.display(),
+            "admin token reused: the token file verifies"
+        );
         return Ok(());
     }
-    match store.token_revoke(ADMIN_TOKEN_NAME, Utc::now()).await {
-        Ok(()) | Err(StoreError::NotFound { .. }) => {}
-        Err(err) => return Err(err).context("replace the admin token"),
-    }
+    let recorded = std::fs::read_to_string(&name_path)
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| panda_core::validate_name("token", name).is_ok());
+    let name = recorded.unwrap_or_else(node_token_name);
+    let replaced = match store.token_revoke(&name, Utc::now()).await {
+        Ok(()) => true,
+        Err(StoreError::NotFound { .. }) => false,
+        Err(err) => return Err(err).context("replace this node's admin token"),
+    };
     let (_, secret) = store
-        .token_create(ADMIN_TOKEN_NAME, TokenScope::Admin, Utc::now())
+        .token_create(&name, TokenScope::Admin, Utc::now())
         .await
         .context("create the admin token")?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("create the directory {}", dir.display()))?;
-    }
-    let _ = std::fs::remove_file(path);
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("create the directory {}", data_dir.display()))?;
+    let _ = std::fs::remove_file(&path);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
+        .open(&path)
         .with_context(|| format!("write the admin token to {}", path.display()))?;
     writeln!(file, "{secret}").with_context(|| format!("write {}", path.display()))?;
+    std::fs::write(&name_path, format!("{name}\n"))
+        .with_context(|| format!("write {}", name_path.display()))?;
+    if replaced {
+        tracing::info!(
+            token = %name,
+            path = %path.display(),
+            "admin token replaced: the token file did not verify (a new database, or the token \
+             was revoked); this node's own token was revoked and made anew, no other"
+        );
+    } else {
+        tracing::info!(
+            token = %name,
+            path = %path.display(),
+            "admin token created for this node"
+        );
+    }
     Ok(())
+}
+
+/// A new admin token name for this node: `admin-`, the host name, and eight random hex digits
+/// (two nodes on one host, or two hosts of one name, still differ).
+fn node_token_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut host: String = host
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
+    host = host.trim_matches('-').to_owned();
+    if host.is_empty() {
+        host.push_str("node");
+    }
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("admin-{host}-{}", &suffix[..8])
 }
 
 /// SIGTERM and SIGINT (Ctrl-C), listened for from the moment this is made: a signal that comes

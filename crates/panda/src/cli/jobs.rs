@@ -93,6 +93,9 @@ pub(crate) enum JobCommand {
     },
 }
 
+/// The longest `--delay`: 3,650 days.
+const MAX_DELAY: Duration = Duration::from_secs(3650 * 86_400);
+
 #[derive(Debug, Args)]
 pub(crate) struct TriggerArgs {
     /// The job's name
@@ -106,7 +109,7 @@ pub(crate) struct TriggerArgs {
     /// A second enqueue with this key returns the first execution
     #[arg(long)]
     idempotency_key: Option<String>,
-    /// Not before this long from now
+    /// Not before this long from now (at most 3650 days)
     #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "at")]
     delay: Option<Duration>,
     /// Not before this instant (RFC 3339)
@@ -420,7 +423,13 @@ async fn trigger(
         }
     };
     let run_at = match (args.delay, args.at) {
-        (Some(delay), _) => Some(Utc::now() + chrono::Duration::from_std(delay)?),
+        (Some(delay), _) => {
+            panda_core::validate_at_most("--delay", delay, MAX_DELAY)
+                .map_err(|err| UserError::new(err.to_string(), "or give the instant with --at"))?;
+            chrono::Duration::from_std(delay)
+                .ok()
+                .and_then(|delay| Utc::now().checked_add_signed(delay))
+        }
         (None, at) => at,
     };
     let request = TriggerRequest {
