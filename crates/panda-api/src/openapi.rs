@@ -5,6 +5,7 @@
 use std::sync::LazyLock;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use crate::{alerts, executions, jobs, tokens};
@@ -18,7 +19,7 @@ use crate::{alerts, executions, jobs, tokens};
     ),
     servers((url = "/api/v1")),
     security(("bearer" = [])),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &JobSpecOpen),
     paths(
         jobs::list,
         jobs::create,
@@ -56,6 +57,21 @@ impl Modify for Bearer {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// `JobSpec` refuses unknown fields, but a `Job` is a `JobSpec` flattened with its id and times
+/// (the job routes answer one, and take one back), so the spec's schema must not forbid other
+/// properties: the server's own check names an unknown field.
+struct JobSpecOpen;
+
+impl Modify for JobSpecOpen {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut()
+            && let Some(RefOr::T(Schema::Object(spec))) = components.schemas.get_mut("JobSpec")
+        {
+            spec.additional_properties = None;
+        }
     }
 }
 

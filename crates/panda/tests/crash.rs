@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,12 +17,10 @@ use chrono::Utc;
 use panda_core::{
     ConcurrencyPolicy, Execution, ExecutionId, JobName, JobSpec, RetryPolicy, RuntimeSpec, Status,
 };
-use panda_store::{ExecutionFilter, NewExecution, Store};
+use panda_store::{NewExecution, Store};
 use support::backend::Backend;
+use support::runs::{all_of, count, wait_until};
 use support::{Server, Start};
-
-/// How long any one wait may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(120);
 
 /// Starts a server node on `backend` and returns once its workers run.
 fn start_server(backend: &Backend, node: &str, extra: &[&str]) -> Server {
@@ -66,62 +64,6 @@ async fn enqueue_many(store: &Arc<dyn Store>, job: &str, n: usize) -> Vec<Execut
     ids
 }
 
-/// Every execution of `job`.
-async fn all_of(store: &Arc<dyn Store>, job: &str) -> Vec<Execution> {
-    let mut all = Vec::new();
-    let mut before = None;
-    loop {
-        let page = store
-            .execution_list(&ExecutionFilter {
-                job: Some(job.into()),
-                before,
-                limit: 1000,
-                ..ExecutionFilter::default()
-            })
-            .await
-            .expect("list");
-        all.extend(page.executions);
-        match page.next {
-            Some(next) => before = Some(next),
-            None => return all,
-        }
-    }
-}
-
-/// Polls until `done` holds for the executions of `job`; returns them.
-async fn wait_until(
-    store: &Arc<dyn Store>,
-    job: &str,
-    what: &str,
-    done: impl Fn(&[Execution]) -> bool,
-) -> Vec<Execution> {
-    let started = Instant::now();
-    loop {
-        let all = all_of(store, job).await;
-        if done(&all) {
-            return all;
-        }
-        let counts = status_counts(&all);
-        assert!(
-            started.elapsed() < PATIENCE,
-            "{job}: never {what}; statuses {counts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn status_counts(all: &[Execution]) -> BTreeMap<&'static str, usize> {
-    let mut counts = BTreeMap::new();
-    for e in all {
-        *counts.entry(e.status.as_str()).or_insert(0) += 1;
-    }
-    counts
-}
-
-fn count(all: &[Execution], status: Status) -> usize {
-    all.iter().filter(|e| e.status == status).count()
-}
-
 // ---- a: SIGKILL mid-batch, then restart ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,7 +102,7 @@ async fn sigkill_mid_batch(backend: Backend) {
     ];
 
     let server = start_server(&backend, "node-a", &node_args);
-    let before_kill = wait_until(store, "batch", "half done", |all| {
+    let before_kill = wait_until(store.as_ref(), "batch", "half done", |all| {
         count(all, Status::Succeeded) >= N / 2 && count(all, Status::Running) > 0
     })
     .await;
@@ -169,7 +111,7 @@ async fn sigkill_mid_batch(backend: Backend) {
     assert!(before_kill.iter().any(|e| e.status == Status::Running));
 
     let server = start_server(&backend, "node-a", &node_args);
-    let all = wait_until(store, "batch", "all succeeded", |all| {
+    let all = wait_until(store.as_ref(), "batch", "all succeeded", |all| {
         count(all, Status::Succeeded) >= N && all.iter().all(|e| e.status.is_terminal())
     })
     .await;
@@ -248,7 +190,7 @@ async fn postgres_a_worker_node_finishes_the_killed_servers_work() {
     let b = start_worker(&backend, "node-b", &node_args);
     // As much work as both nodes run at once: each holds four executions.
     enqueue_many(store, "work", 8).await;
-    let running = wait_until(store, "work", "running on both nodes", |all| {
+    let running = wait_until(store.as_ref(), "work", "running on both nodes", |all| {
         let on = |node: &str| {
             all.iter()
                 .filter(|e| e.status == Status::Running && e.worker_id.as_deref() == Some(node))
@@ -265,7 +207,7 @@ async fn postgres_a_worker_node_finishes_the_killed_servers_work() {
         .map(|e| e.id)
         .collect();
 
-    let all = wait_until(store, "work", "all succeeded", |all| {
+    let all = wait_until(store.as_ref(), "work", "all succeeded", |all| {
         count(all, Status::Succeeded) == 8 && all.iter().all(|e| e.status.is_terminal())
     })
     .await;
@@ -335,11 +277,11 @@ async fn sigterm_drains(backend: Backend) {
     );
     let short = enqueue_many(store, "short", 3).await;
     let long = enqueue_many(store, "long", 3).await;
-    wait_until(store, "long", "running", |all| {
+    wait_until(store.as_ref(), "long", "running", |all| {
         count(all, Status::Running) == 3
     })
     .await;
-    wait_until(store, "short", "running or done", |all| {
+    wait_until(store.as_ref(), "short", "running or done", |all| {
         all.iter().all(|e| e.status != Status::Queued)
     })
     .await;
@@ -367,7 +309,7 @@ async fn sigterm_drains(backend: Backend) {
         took < Duration::from_secs(50),
         "the drain ended the sleeps, it did not wait for them: {took:?}"
     );
-    let leftovers = all_of(store, "long").await;
+    let leftovers = all_of(store.as_ref(), "long").await;
     assert_eq!(count(&leftovers, Status::Running), 0);
     backend.close().await;
 }

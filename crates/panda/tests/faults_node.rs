@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +14,10 @@ use chrono::Utc;
 use panda_core::{
     ConcurrencyPolicy, Execution, JobName, JobSpec, RetryPolicy, RuntimeSpec, Status,
 };
-use panda_store::{ExecutionFilter, NewExecution, Store};
+use panda_store::{NewExecution, Store};
 use support::Start;
 use support::backend::Backend;
+use support::runs::{all_of, wait_until};
 
 /// How long any one wait may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -138,42 +139,6 @@ fn survivors(marker: &str, killed_at: Instant) -> (usize, usize) {
     (half, one)
 }
 
-async fn all_of(store: &Arc<dyn Store>, job: &str) -> Vec<Execution> {
-    store
-        .execution_list(&ExecutionFilter {
-            job: Some(job.into()),
-            limit: 1000,
-            ..ExecutionFilter::default()
-        })
-        .await
-        .expect("list")
-        .executions
-}
-
-async fn wait_until(
-    store: &Arc<dyn Store>,
-    job: &str,
-    what: &str,
-    done: impl Fn(&[Execution]) -> bool,
-) -> Vec<Execution> {
-    let started = Instant::now();
-    loop {
-        let all = all_of(store, job).await;
-        if done(&all) {
-            return all;
-        }
-        let mut counts = BTreeMap::new();
-        for e in &all {
-            *counts.entry(e.status.as_str()).or_insert(0) += 1;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "{job}: never {what}; {counts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn wait_for_witness(path: &Path, what: &str, done: impl Fn(&[(String, String, u32)]) -> bool) {
     let started = Instant::now();
     loop {
@@ -277,12 +242,12 @@ async fn sqlite_server_sigkilled_takes_its_runs_and_their_strays_with_it() {
 
     let server = backend.node(Start::server(), "node-a", &args);
     let log = server.log();
-    let all = wait_until(store, "work", "all succeeded", |all| {
+    let all = wait_until(store.as_ref(), "work", "all succeeded", |all| {
         all.iter().filter(|e| e.status == Status::Succeeded).count() == N
             && all.iter().all(|e| e.status.is_terminal())
     })
     .await;
-    let mut all_escape = wait_until(store, "escape", "all succeeded", |all| {
+    let mut all_escape = wait_until(store.as_ref(), "escape", "all succeeded", |all| {
         all.iter().filter(|e| e.status == Status::Succeeded).count() == STRAYS
             && all.iter().all(|e| e.status.is_terminal())
     })
@@ -341,7 +306,7 @@ async fn postgres_a_killed_nodes_runs_stop_before_the_other_node_reruns_them() {
     let a = backend.node(Start::server(), "node-a", &args);
     let b = backend.node(Start::worker(), "node-b", &args);
     let keys = enqueue(store, "work", 8).await;
-    let running = wait_until(store, "work", "running on both nodes", |all| {
+    let running = wait_until(store.as_ref(), "work", "running on both nodes", |all| {
         let on = |node: &str| {
             all.iter()
                 .filter(|e| e.status == Status::Running && e.worker_id.as_deref() == Some(node))
@@ -375,7 +340,7 @@ async fn postgres_a_killed_nodes_runs_stop_before_the_other_node_reruns_them() {
         lines.iter().all(|(_, _, attempt)| *attempt == 1),
         "nothing was rerun before node-a's runs were gone: {lines:?}"
     );
-    let all = wait_until(store, "work", "all succeeded", |all| {
+    let all = wait_until(store.as_ref(), "work", "all succeeded", |all| {
         all.iter().filter(|e| e.status == Status::Succeeded).count() == 8
             && all.iter().all(|e| e.status.is_terminal())
     })
@@ -426,10 +391,10 @@ async fn postgres_a_zombie_stops_its_copy_when_its_heartbeat_is_refused() {
     wait_for_witness(&witness_path, "both started on the zombie", |lines| {
         lines_of(lines, "start").count() == 2
     });
-    let held: Vec<Execution> = all_of(store, "work").await;
+    let held: Vec<Execution> = all_of(store.as_ref(), "work").await;
     zombie.signal("STOP");
     let other = backend.node(Start::worker(), "other", &args);
-    let all = wait_until(store, "work", "rescued and succeeded", |all| {
+    let all = wait_until(store.as_ref(), "work", "rescued and succeeded", |all| {
         all.iter().filter(|e| e.status == Status::Succeeded).count() == 2
     })
     .await;
@@ -469,7 +434,7 @@ async fn postgres_a_zombie_stops_its_copy_when_its_heartbeat_is_refused() {
     );
     other.stop();
     let lines = witness(&witness_path);
-    let all = all_of(store, "work").await;
+    let all = all_of(store.as_ref(), "work").await;
     assert_each_ran_to_its_end_once(&lines, &keys, &all);
     for e in &held {
         assert!(
@@ -551,7 +516,7 @@ async fn a_restarted_node_kills_what_survived_its_dead_supervisors() {
         "the restarted node killed them before it was ready ({:?})",
         gone_after.elapsed()
     );
-    let all = wait_until(store, "escape", "all succeeded", |all| {
+    let all = wait_until(store.as_ref(), "escape", "all succeeded", |all| {
         all.iter().filter(|e| e.status == Status::Succeeded).count() == 2
             && all.iter().all(|e| e.status.is_terminal())
     })

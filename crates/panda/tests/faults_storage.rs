@@ -26,8 +26,9 @@ use chrono::Utc;
 use panda_core::{
     ConcurrencyPolicy, Execution, ExecutionId, JobName, JobSpec, RetryPolicy, RuntimeSpec, Status,
 };
-use panda_store::{ExecutionFilter, JobStore, NewExecution, PgStore, Store};
+use panda_store::{JobStore, NewExecution, PgStore, Store};
 use pg::PgCluster;
+use support::runs::{count, wait_until};
 use support::{Server, Start};
 
 /// How long any one wait may take before the test fails.
@@ -101,50 +102,6 @@ fn starts_per_run(lines: &[(String, String, String, String)]) -> HashMap<String,
         }
     }
     starts
-}
-
-async fn all_of(store: &dyn Store, job: &str) -> Vec<Execution> {
-    let mut all = Vec::new();
-    let mut before = None;
-    loop {
-        let page = store
-            .execution_list(&ExecutionFilter {
-                job: Some(job.into()),
-                before,
-                limit: 1000,
-                ..ExecutionFilter::default()
-            })
-            .await
-            .expect("list");
-        all.extend(page.executions);
-        match page.next {
-            Some(next) => before = Some(next),
-            None => return all,
-        }
-    }
-}
-
-async fn wait_until(
-    store: &dyn Store,
-    job: &str,
-    what: &str,
-    done: impl Fn(&[Execution]) -> bool,
-) -> Vec<Execution> {
-    let started = Instant::now();
-    loop {
-        // The store may still be finding its feet after a restart: an error is one more poll.
-        if let Ok(page) = tokio::time::timeout(Duration::from_secs(10), all_of(store, job)).await
-            && done(&page)
-        {
-            return page;
-        }
-        assert!(started.elapsed() < PATIENCE, "{job}: never {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn count(all: &[Execution], status: Status) -> usize {
-    all.iter().filter(|e| e.status == status).count()
 }
 
 /// One API answer, timed.

@@ -429,3 +429,4 @@ pub fn http_get(base: &str, path: &str, headers: &[&str]) -> String {
 }
 
 pub mod backend;
+pub mod runs;
