@@ -246,6 +246,28 @@ struct PgSetup {
     dir: tempfile::TempDir,
 }
 
+/// Creates the job `work` (each run takes `seconds`, witnessed in `DIR/ran.log`) and the
+/// `parked` job the API is probed with, and enqueues `runs` of `work`: the witness's path and
+/// the executions.
+async fn load(
+    store: &PgStore,
+    dir: &Path,
+    seconds: f64,
+    runs: usize,
+) -> (PathBuf, HashSet<ExecutionId>) {
+    let witness_path = dir.join("ran.log");
+    store
+        .job_create(&job("work", &witness_path, seconds), Utc::now())
+        .await
+        .expect("create");
+    store
+        .job_create(&parked(&witness_path), Utc::now())
+        .await
+        .expect("create parked");
+    let roots = enqueue_many(store, "work", runs).await;
+    (witness_path, roots)
+}
+
 /// A private cluster, a server on it (taking the `default` queue only), and a store handle.
 async fn pg_setup() -> Option<PgSetup> {
     let cluster = PgCluster::start()?;
@@ -314,16 +336,7 @@ async fn postgres_down_longer_than_the_lease_reruns_nothing_and_answers_503_fast
     else {
         return;
     };
-    let witness_path = dir.path().join("ran.log");
-    store
-        .job_create(&job("work", &witness_path, 1.5), Utc::now())
-        .await
-        .expect("create");
-    store
-        .job_create(&parked(&witness_path), Utc::now())
-        .await
-        .expect("create parked");
-    let roots = enqueue_many(store.as_ref(), "work", 24).await;
+    let (witness_path, roots) = load(&store, dir.path(), 1.5, 24).await;
     wait_until(store.as_ref(), "work", "running", |all| {
         count(all, Status::Running) >= 4
     })
@@ -394,16 +407,7 @@ async fn postgres_restarted_under_load_loses_nothing_and_runs_nothing_twice() {
     else {
         return;
     };
-    let witness_path = dir.path().join("ran.log");
-    store
-        .job_create(&job("work", &witness_path, 0.5), Utc::now())
-        .await
-        .expect("create");
-    store
-        .job_create(&parked(&witness_path), Utc::now())
-        .await
-        .expect("create parked");
-    let roots = enqueue_many(store.as_ref(), "work", 60).await;
+    let (witness_path, roots) = load(&store, dir.path(), 0.5, 60).await;
     wait_until(store.as_ref(), "work", "running", |all| {
         count(all, Status::Running) >= 4
     })
@@ -443,16 +447,7 @@ async fn postgres_backend_termination_storm_loses_nothing_and_answers_only_503()
     else {
         return;
     };
-    let witness_path = dir.path().join("ran.log");
-    store
-        .job_create(&job("work", &witness_path, 0.3), Utc::now())
-        .await
-        .expect("create");
-    store
-        .job_create(&parked(&witness_path), Utc::now())
-        .await
-        .expect("create parked");
-    let roots = enqueue_many(store.as_ref(), "work", 80).await;
+    let (witness_path, roots) = load(&store, dir.path(), 0.3, 80).await;
     let stop = Arc::new(AtomicBool::new(false));
     let probing = probe(Api::of(&server), "parked", Arc::clone(&stop));
     let storm_started = Instant::now();
