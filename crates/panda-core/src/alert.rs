@@ -154,13 +154,16 @@ pub enum AlertKind {
     Late,
     /// An execution runs longer than the job allows.
     LongRunning,
+    /// A service's instance keeps exiting: restarted `CRASH_LOOP_RESTARTS` times in a row
+    /// without a healthy run.
+    CrashLoop,
     /// The first success after an alert.
     Recovered,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Failed,
         Self::TimedOut,
         Self::Dead,
@@ -168,6 +171,7 @@ impl AlertKind {
         Self::Missed,
         Self::Late,
         Self::LongRunning,
+        Self::CrashLoop,
         Self::Recovered,
     ];
 
@@ -181,6 +185,7 @@ impl AlertKind {
             Self::Missed => "missed",
             Self::Late => "late",
             Self::LongRunning => "long_running",
+            Self::CrashLoop => "crash_loop",
             Self::Recovered => "recovered",
         }
     }

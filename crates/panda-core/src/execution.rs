@@ -136,15 +136,21 @@ pub enum Trigger {
     Api,
     /// An earlier attempt failed and the retry policy allowed another.
     Retry,
+    /// A service's instance was started (created, scaled up, rolled out to a new revision).
+    Service,
+    /// A service's instance ended and its restart policy started it again.
+    Restart,
 }
 
 impl Trigger {
     /// Every trigger.
-    pub const ALL: [Trigger; 4] = [
+    pub const ALL: [Trigger; 6] = [
         Trigger::Schedule,
         Trigger::Manual,
         Trigger::Api,
         Trigger::Retry,
+        Trigger::Service,
+        Trigger::Restart,
     ];
 
     /// The word used in storage, the API and the CLI.
@@ -154,6 +160,8 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Api => "api",
             Trigger::Retry => "retry",
+            Trigger::Service => "service",
+            Trigger::Restart => "restart",
         }
     }
 }
@@ -173,7 +181,9 @@ impl FromStr for Trigger {
             .find(|t| t.as_str() == s)
             .ok_or_else(|| ValidationError::Field {
                 field: "trigger",
-                message: format!("{s:?} is not a trigger; use schedule, manual, api or retry"),
+                message: format!(
+                    "{s:?} is not a trigger; use schedule, manual, api, retry, service or restart"
+                ),
             })
     }
 }
@@ -237,6 +247,16 @@ pub struct Execution {
     pub reason: Option<String>,
     /// The image digest that actually ran.
     pub image_digest: Option<String>,
+    /// A service's instance this execution is a run of (`0..replicas`); `None` for a job's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
+    /// The service revision it runs; `None` for a job's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u32>,
+    /// Since when a service instance's run has been healthy (its health check passes, or it
+    /// runs, without one); `None` while unknown or unhealthy, and for a job's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_at: Option<DateTime<Utc>>,
 }
 
 impl Execution {

@@ -11,6 +11,7 @@ use crate::alert::AlertPolicy;
 use crate::cron::CronSchedule;
 use crate::ids::JobId;
 use crate::retry::RetryPolicy;
+use crate::service::ServiceSpec;
 use crate::validate::{
     ValidationError, reject_nul, reject_nul_in_json, validate_at_most, validate_name,
     validate_priority, validate_queue_name,
@@ -265,6 +266,11 @@ pub struct JobSpec {
     /// How the job is watched: where its alerts go and what raises them.
     #[serde(default, skip_serializing_if = "AlertPolicy::is_default")]
     pub alerts: AlertPolicy,
+    /// When set, the job is a long-running service: `replicas` instances kept running and
+    /// restarted when they exit. A service has no schedule; `timeout` and `retry` do not apply
+    /// to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceSpec>,
 }
 
 /// What to do with slots that were missed (server down, suspended, clock jump).
@@ -357,7 +363,13 @@ impl JobSpec {
             schedule: None,
             suspended: false,
             alerts: AlertPolicy::default(),
+            service: None,
         }
+    }
+
+    /// Whether the job is a long-running service.
+    pub fn is_service(&self) -> bool {
+        self.service.is_some()
     }
 
     /// Checks every field that the type system does not already guarantee.
@@ -438,6 +450,16 @@ impl JobSpec {
             )?;
         }
         self.alerts.validate()?;
+        if let Some(service) = &self.service {
+            if self.schedule.is_some() {
+                return Err(field(
+                    "schedule",
+                    "a service runs until stopped and has no schedule; leave the schedule out, \
+                     or make a cronjob instead",
+                ));
+            }
+            service.validate()?;
+        }
         if self.keep == Some(0) {
             return Err(field("keep", "must keep at least 1 execution"));
         }

@@ -23,6 +23,7 @@ pub mod human;
 mod ids;
 mod job;
 mod retry;
+mod service;
 mod store;
 mod validate;
 
@@ -43,6 +44,12 @@ pub use job::{
     RuntimeSpec, Schedule,
 };
 pub use retry::RetryPolicy;
+pub use service::{
+    CRASH_LOOP_RESTARTS, DEFAULT_LOG_KEEP_BYTES, HealthCheck, Instance, InstanceState,
+    MAX_LOG_KEEP_BYTES, MAX_REPLICAS, MAX_SERVICE_DURATION, Probe, RestartPolicy, Revision,
+    Rollout, RolloutPolicy, RolloutState, STOP_SIGNALS, ServiceSpec, ServiceStatus, StopSignal,
+    UpdateOrder,
+};
 pub use store::{DatabaseError, LogChunk, LogStore, LogStream, StoreError, StoreResult};
 pub use validate::{
     MAX_IDEMPOTENCY_KEY_BYTES, MAX_PAYLOAD_BYTES, MAX_PRIORITY, MIN_PRIORITY, UnknownField,

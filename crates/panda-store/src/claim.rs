@@ -384,6 +384,9 @@ mod tests {
             exit_code: None,
             reason: None,
             image_digest: None,
+            instance: None,
+            revision: None,
+            healthy_at: None,
         }
     }
 

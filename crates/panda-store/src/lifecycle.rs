@@ -208,6 +208,9 @@ pub(crate) fn first_attempt(
         exit_code: None,
         reason: None,
         image_digest: None,
+        instance: None,
+        revision: None,
+        healthy_at: None,
     }
 }
 

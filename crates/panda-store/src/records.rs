@@ -86,6 +86,9 @@ pub(crate) fn execution<R: Record>(row: &R) -> StoreResult<Execution> {
         exit_code: row.opt_i32("exit_code")?,
         reason: row.opt_text("reason")?,
         image_digest: row.opt_text("image_digest")?,
+        instance: None,
+        revision: None,
+        healthy_at: None,
     })
 }
 

@@ -186,6 +186,9 @@ mod tests {
             exit_code: Some(3),
             reason: Some("disk full".into()),
             image_digest: None,
+            instance: None,
+            revision: None,
+            healthy_at: None,
         };
         (job, execution)
     }
