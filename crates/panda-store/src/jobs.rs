@@ -139,13 +139,20 @@ impl<B: Backend> JobStore for B {
         let scheduled = match kind {
             JobKind::All => None,
             JobKind::Scheduled => Some(true),
-            JobKind::Triggered => Some(false),
+            JobKind::Triggered | JobKind::Service => Some(false),
         };
         let rows = self
             .reader()
             .fetch_all(query(B::SQL.jobs.list).opt_bool(scheduled))
             .await?;
-        all(&rows, records::job)
+        let mut jobs = all(&rows, records::job)?;
+        // Services are few; they are told apart by their spec rather than a column.
+        match kind {
+            JobKind::Triggered => jobs.retain(|job| job.spec.service.is_none()),
+            JobKind::Service => jobs.retain(|job| job.spec.service.is_some()),
+            JobKind::All | JobKind::Scheduled => {}
+        }
+        Ok(jobs)
     }
 
     async fn job_update(&self, spec: &JobSpec, now: DateTime<Utc>) -> StoreResult<Job> {

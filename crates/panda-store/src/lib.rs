@@ -2,7 +2,7 @@
 //!
 //! Storage is the source of truth: the scheduler, the workers and the API are loops around it.
 //! It is one narrow trait per domain ([`JobStore`], [`QueueStore`], [`HistoryStore`],
-//! [`SlotStore`], [`LogStore`], [`TokenStore`], [`AlertStore`], [`RetentionStore`],
+//! [`SlotStore`], [`LogStore`], [`TokenStore`], [`AlertStore`], [`RetentionStore`], [`ServiceStore`],
 //! [`Notifier`]), and [`Store`] is their union; each consumer takes the narrowest it needs.
 //! [`SqliteStore`] (one machine, embedded) and [`PgStore`] (many machines) implement them all.
 //! The conformance suite in `tests/conformance/` runs every case against both.
@@ -34,6 +34,7 @@ mod postgres;
 mod queue;
 mod records;
 mod retention;
+mod services;
 mod slots;
 mod sqlite;
 #[cfg(feature = "testing")]
@@ -59,6 +60,7 @@ pub use panda_core::{LogChunk, LogStore, LogStream, StoreError, StoreResult};
 pub use postgres::{PgStore, redact_url};
 pub use queue::{QueueSql, QueueStore};
 pub use retention::{RetentionSql, RetentionStore};
+pub use services::{Reconciled, ServiceStore};
 pub use slots::{SlotSql, SlotStore};
 pub use sqlite::SqliteStore;
 pub use tokens::{TokenSql, TokenStore};
@@ -138,6 +140,7 @@ pub trait Store:
     + TokenStore
     + AlertStore
     + RetentionStore
+    + ServiceStore
     + Notifier
     + std::fmt::Debug
     + 'static
@@ -153,6 +156,7 @@ impl<T> Store for T where
         + TokenStore
         + AlertStore
         + RetentionStore
+        + ServiceStore
         + Notifier
         + std::fmt::Debug
         + 'static

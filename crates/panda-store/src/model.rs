@@ -20,8 +20,10 @@ pub enum JobKind {
     All,
     /// Jobs with a schedule (cronjobs).
     Scheduled,
-    /// Jobs without one (triggered jobs).
+    /// Jobs without a schedule or a service part (triggered jobs).
     Triggered,
+    /// Jobs with a service part (services).
+    Service,
 }
 
 /// A request to put an execution in the queue.
