@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use panda_core::LogStream;
-use panda_core::RuntimeSpec;
 use panda_core::human;
+use panda_core::{Probe, RuntimeSpec};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
@@ -106,22 +106,24 @@ impl Runtime for ProcessRuntime {
 
         let outcome = tokio::select! {
             status = job.wait() => Ended::Exited(status),
-            () = tokio::time::sleep(spec.timeout) => Ended::Stopped(RunOutcome::TimedOut),
+            () = sleep_or_never(spec.timeout) => Ended::Stopped(RunOutcome::TimedOut),
             () = cancel.cancelled() => Ended::Stopped(RunOutcome::Cancelled),
         };
         let outcome = match outcome {
             Ended::Exited(status) => exit_outcome(status, &logs),
             Ended::Stopped(outcome) => {
-                let why = if outcome == RunOutcome::TimedOut {
-                    format!("timed out after {}", human::exact(spec.timeout))
-                } else {
-                    "cancelled".to_owned()
+                let why = match spec.timeout {
+                    Some(timeout) if outcome == RunOutcome::TimedOut => {
+                        format!("timed out after {}", human::exact(timeout))
+                    }
+                    _ => "cancelled".to_owned(),
                 };
+                let signal = Signal::try_from(spec.stop_signal.number()).unwrap_or(Signal::SIGTERM);
                 logs.system(&format!(
-                    "{why}: sending SIGTERM, then SIGKILL after {}",
+                    "{why}: sending {signal}, then SIGKILL after {}",
                     human::exact(spec.kill_grace)
                 ));
-                job.stop(spec.kill_grace).await;
+                job.stop(signal, spec.kill_grace).await;
                 Ok(outcome)
             }
         };
@@ -155,6 +157,23 @@ impl Runtime for ProcessRuntime {
             image_digest: None,
             log_error,
         })
+    }
+
+    async fn probe(&self, spec: &RunSpec, probe: &Probe, timeout: Duration) -> Result<(), String> {
+        match probe {
+            Probe::Http { url } => crate::probe_http(url, timeout).await,
+            Probe::Command { command } => {
+                crate::probe::probe_command(spec, command, timeout, CLEAN_PATH).await
+            }
+        }
+    }
+}
+
+/// Sleeps for `timeout`, or forever when there is none.
+pub(crate) async fn sleep_or_never(timeout: Option<Duration>) {
+    match timeout {
+        Some(timeout) => tokio::time::sleep(timeout).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -360,9 +379,9 @@ impl Job {
         }
     }
 
-    /// SIGTERM to the group, then SIGKILL once the grace has passed.
-    async fn stop(&mut self, grace: Duration) {
-        self.signal(Signal::SIGTERM).await;
+    /// `signal` to the group, then SIGKILL once the grace has passed.
+    async fn stop(&mut self, signal: Signal, grace: Duration) {
+        self.signal(signal).await;
         if tokio::time::timeout(grace, self.wait()).await.is_err() {
             self.signal(Signal::SIGKILL).await;
         }
@@ -374,13 +393,13 @@ impl Job {
         match self {
             Self::Direct { group, .. } => signal_group(*group, signal),
             Self::Supervised { requests, .. } => {
-                let request: &[u8] = if signal == Signal::SIGKILL {
-                    b"kill\n"
-                } else {
-                    b"term\n"
+                let request = match signal {
+                    Signal::SIGKILL => "kill\n".to_owned(),
+                    Signal::SIGTERM => "term\n".to_owned(),
+                    other => format!("signal {}\n", other as i32),
                 };
                 // A supervisor that is gone has killed the job already.
-                let _ = requests.write_all(request).await;
+                let _ = requests.write_all(request.as_bytes()).await;
             }
         }
     }

@@ -205,10 +205,10 @@ fn finish_of(
                 }
                 RunOutcome::TimedOut => {
                     finish.outcome = Outcome::TimedOut;
-                    finish.reason = joined(
-                        format!("timed out after {}", panda_core::human::exact(spec.timeout)),
-                        finish.reason,
-                    );
+                    let after = spec.timeout.map_or_else(String::new, |t| {
+                        format!(" after {}", panda_core::human::exact(t))
+                    });
+                    finish.reason = joined(format!("timed out{after}"), finish.reason);
                 }
                 RunOutcome::OomKilled => {
                     finish.outcome = Outcome::Failed;
