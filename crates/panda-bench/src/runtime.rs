@@ -243,6 +243,7 @@ fn run_spec(execution: ExecutionId, runtime: RuntimeSpec) -> RunSpec {
         timeout: Some(Duration::from_secs(600)),
         stop_signal: panda_core::StopSignal::TERM,
         kill_grace: Duration::from_secs(5),
+        kill: tokio_util::sync::CancellationToken::new(),
     }
 }
 

@@ -18,7 +18,7 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
     KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use panda_core::LogStream;
@@ -477,35 +477,39 @@ impl DockerRuntime {
     }
 
     async fn stop(&self, id: &str, grace: Duration) {
-        self.stop_with(id, "SIGTERM", grace).await;
+        self.stop_with(id, "SIGTERM", grace, &CancellationToken::new())
+            .await;
     }
 
-    /// `signal` to the container's process, then SIGKILL after `grace`. SIGTERM goes through
-    /// the engine's stop; another signal is sent with a kill request and the grace counted
-    /// here, since engines before API 1.42 take no signal on stop.
-    async fn stop_with(&self, id: &str, signal: &str, grace: Duration) {
-        if signal != "SIGTERM" {
+    /// `signal` to the container's process, then SIGKILL after `grace`, or at once when `kill`
+    /// fires. Sent with kill requests and the grace counted here, since engines before API
+    /// 1.42 take no signal on stop.
+    async fn stop_with(&self, id: &str, signal: &str, grace: Duration, kill: &CancellationToken) {
+        if !kill.is_cancelled() {
             let options = KillContainerOptionsBuilder::new().signal(signal).build();
             match self.docker.kill_container(id, Some(options)).await {
                 Ok(()) => {
-                    if tokio::time::timeout(grace, self.wait(id)).await.is_ok() {
+                    let ended = tokio::select! {
+                        ended = tokio::time::timeout(grace, self.wait(id)) => ended.is_ok(),
+                        () = kill.cancelled() => false,
+                    };
+                    if ended {
                         return;
                     }
-                    let options = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
-                    if let Err(err) = self.docker.kill_container(id, Some(options)).await {
-                        tracing::warn!(container = id, %err, "killing a container failed");
-                    }
-                    return;
                 }
                 Err(err) => {
-                    tracing::warn!(container = id, %err, signal, "signalling a container failed; stopping it instead");
+                    tracing::warn!(container = id, %err, signal, "signalling a container failed; killing it");
                 }
             }
         }
-        let seconds = i32::try_from(grace.as_secs().max(1)).unwrap_or(i32::MAX);
-        let options = StopContainerOptionsBuilder::new().t(seconds).build();
-        if let Err(err) = self.docker.stop_container(id, Some(options)).await {
-            tracing::warn!(container = id, %err, "stopping a container failed");
+        let options = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+        match self.docker.kill_container(id, Some(options)).await {
+            // 409: it is not running any more.
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
+            Err(err) => tracing::warn!(container = id, %err, "killing a container failed"),
         }
     }
 }
@@ -578,6 +582,7 @@ impl Runtime for DockerRuntime {
             code = self.wait(&id) => Ok(code),
             () = crate::process::sleep_or_never(spec.timeout) => Err(RunOutcome::TimedOut),
             () = cancel.cancelled() => Err(RunOutcome::Cancelled),
+            () = spec.kill.cancelled() => Err(RunOutcome::Cancelled),
         };
         let outcome = match stopped {
             Ok(Err(err)) => {
@@ -617,12 +622,16 @@ impl Runtime for DockerRuntime {
                     }
                     _ => "cancelled".to_owned(),
                 };
-                logs.system(&format!(
-                    "{why}: stopping the container ({}, then SIGKILL after {}s)",
-                    spec.stop_signal,
-                    spec.kill_grace.as_secs().max(1)
-                ));
-                self.stop_with(&id, spec.stop_signal.name(), spec.kill_grace)
+                if spec.kill.is_cancelled() {
+                    logs.system("killed at once: this copy must not run any longer");
+                } else {
+                    logs.system(&format!(
+                        "{why}: stopping the container ({}, then SIGKILL after {})",
+                        spec.stop_signal,
+                        human::exact(spec.kill_grace)
+                    ));
+                }
+                self.stop_with(&id, spec.stop_signal.name(), spec.kill_grace, &spec.kill)
                     .await;
                 Ok(outcome)
             }

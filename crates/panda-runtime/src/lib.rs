@@ -42,7 +42,7 @@ pub use watch::{WATCH_COMMAND, watch};
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// Everything a runtime needs to run one execution.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct RunSpec {
     /// The execution, for labels and log lines.
     pub execution_id: ExecutionId,
@@ -64,6 +64,10 @@ pub struct RunSpec {
     pub stop_signal: StopSignal,
     /// How long a stop request is given before the kill.
     pub kill_grace: Duration,
+    /// Fired to kill the run at once, without the stop signal's grace: a copy of a service
+    /// instance whose lease moved on to another node must not run a moment longer. A run
+    /// ends as [`RunOutcome::Cancelled`] either way.
+    pub kill: CancellationToken,
 }
 
 impl fmt::Debug for RunSpec {
@@ -78,6 +82,7 @@ impl fmt::Debug for RunSpec {
             .field("timeout", &self.timeout)
             .field("stop_signal", &self.stop_signal)
             .field("kill_grace", &self.kill_grace)
+            .field("killed", &self.kill.is_cancelled())
             .finish()
     }
 }
@@ -108,6 +113,7 @@ impl RunSpec {
                 .service
                 .as_ref()
                 .map_or(DEFAULT_KILL_GRACE, |s| s.stop_timeout),
+            kill: CancellationToken::new(),
         }
     }
 }

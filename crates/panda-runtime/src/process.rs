@@ -108,6 +108,7 @@ impl Runtime for ProcessRuntime {
             status = job.wait() => Ended::Exited(status),
             () = sleep_or_never(spec.timeout) => Ended::Stopped(RunOutcome::TimedOut),
             () = cancel.cancelled() => Ended::Stopped(RunOutcome::Cancelled),
+            () = spec.kill.cancelled() => Ended::Stopped(RunOutcome::Cancelled),
         };
         let outcome = match outcome {
             Ended::Exited(status) => exit_outcome(status, &logs),
@@ -119,11 +120,15 @@ impl Runtime for ProcessRuntime {
                     _ => "cancelled".to_owned(),
                 };
                 let signal = Signal::try_from(spec.stop_signal.number()).unwrap_or(Signal::SIGTERM);
-                logs.system(&format!(
-                    "{why}: sending {signal}, then SIGKILL after {}",
-                    human::exact(spec.kill_grace)
-                ));
-                job.stop(signal, spec.kill_grace).await;
+                if spec.kill.is_cancelled() {
+                    logs.system("killed at once: this copy must not run any longer");
+                } else {
+                    logs.system(&format!(
+                        "{why}: sending {signal}, then SIGKILL after {}",
+                        human::exact(spec.kill_grace)
+                    ));
+                }
+                job.stop(signal, spec.kill_grace, &spec.kill).await;
                 Ok(outcome)
             }
         };
@@ -379,10 +384,17 @@ impl Job {
         }
     }
 
-    /// `signal` to the group, then SIGKILL once the grace has passed.
-    async fn stop(&mut self, signal: Signal, grace: Duration) {
-        self.signal(signal).await;
-        if tokio::time::timeout(grace, self.wait()).await.is_err() {
+    /// `signal` to the group, then SIGKILL once the grace has passed, or at once when `kill`
+    /// fires.
+    async fn stop(&mut self, signal: Signal, grace: Duration, kill: &CancellationToken) {
+        if !kill.is_cancelled() {
+            self.signal(signal).await;
+        }
+        let ended = tokio::select! {
+            ended = tokio::time::timeout(grace, self.wait()) => ended.is_ok(),
+            () = kill.cancelled() => false,
+        };
+        if !ended {
             self.signal(Signal::SIGKILL).await;
         }
         // Reaps the leader (it is dead or dying by now).

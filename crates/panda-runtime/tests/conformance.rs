@@ -92,6 +92,7 @@ impl Kit {
             timeout: Some(Duration::from_secs(60)),
             stop_signal: panda_core::StopSignal::TERM,
             kill_grace: Duration::from_secs(2),
+            kill: CancellationToken::new(),
         }
     }
 
@@ -276,6 +277,7 @@ runtimes! {
     a_command_probe_that_outlives_its_timeout_fails_and_is_killed,
     an_http_probe_is_healthy_on_2xx_and_3xx_only,
     a_service_is_stopped_with_its_own_signal_before_the_kill,
+    a_kill_ends_the_run_at_once_without_the_stop_grace,
 }
 
 async fn success_is_succeeded_and_its_output_is_stored(runtime: &dyn Runtime, kit: &Kit) {
@@ -678,6 +680,26 @@ async fn a_service_is_stopped_with_its_own_signal_before_the_kill(
     );
     let system = kit.output(LogStream::System).await;
     assert!(system.contains("SIGUSR1"), "{system}");
+}
+
+async fn a_kill_ends_the_run_at_once_without_the_stop_grace(runtime: &dyn Runtime, kit: &Kit) {
+    let mut spec = kit.spec("trap '' TERM; echo started; while true; do sleep 0.1; done");
+    spec.timeout = None;
+    spec.kill_grace = Duration::from_secs(60);
+    let sink = kit.sink(LogConfig::default(), &spec);
+    let mut follow = sink.subscribe();
+    let run = runtime.run(&spec, sink, CancellationToken::new());
+    let started = std::time::Instant::now();
+    let kill = async {
+        follow.recv().await.expect("a first chunk");
+        spec.kill.cancel();
+    };
+    let (report, ()) =
+        tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(run, kill) })
+            .await
+            .expect("the kill ends the run well before the grace (hang guard)");
+    assert_eq!(report.expect("runs").outcome, RunOutcome::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(30));
 }
 
 async fn live_followers_see_the_output_as_it_comes(runtime: &dyn Runtime, kit: &Kit) {
