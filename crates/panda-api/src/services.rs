@@ -358,15 +358,9 @@ async fn service_job(state: &AppState, name: &str) -> Result<Job, Failure> {
 
 /// A live service's status by name, or a not-found that suggests the closest name.
 pub(crate) async fn service_named(state: &AppState, name: &str) -> Result<ServiceStatus, Failure> {
-    match state.store.service_get(name, state.clock.now()).await {
-        Ok(status) => Ok(status),
-        Err(StoreError::NotFound { .. }) => {
-            // A job of that name that is not a service says so.
-            service_job(state, name).await?;
-            Err(no_service(state, name).await)
-        }
-        Err(err) => Err(err.into()),
-    }
+    // A job of that name that is not a service says so.
+    let job = service_job(state, name).await?;
+    status_after(state, job).await
 }
 
 /// `no service named "x"`, with the closest service's name as a hint when one is close.
