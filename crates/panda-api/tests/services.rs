@@ -131,9 +131,7 @@ async fn a_created_service_is_listed_shown_with_secrets_hidden_and_deleted(api: 
     let (_, triggered) = api.call("GET", "/jobs?kind=triggered", None).await;
     assert_eq!(triggered, json!([]));
 
-    let (status, _) = api
-        .call("DELETE", "/services/event-processor", None)
-        .await;
+    let (status, _) = api.call("DELETE", "/services/event-processor", None).await;
     assert_eq!(status, 204);
     let gone = api.call("GET", "/services/event-processor", None).await;
     assert_error(&gone, 404, "not_found");
@@ -171,12 +169,14 @@ async fn bad_service_input_is_refused_and_creates_nothing(api: Api) {
 }
 
 async fn scale_suspend_and_resume_change_a_service_in_place(api: Api) {
-    let (status, _) = api
-        .call("POST", "/services", Some(service("worker")))
-        .await;
+    let (status, _) = api.call("POST", "/services", Some(service("worker"))).await;
     assert_eq!(status, 201);
     let (status, scaled) = api
-        .call("POST", "/services/worker/scale", Some(json!({"replicas": 3})))
+        .call(
+            "POST",
+            "/services/worker/scale",
+            Some(json!({"replicas": 3})),
+        )
         .await;
     assert_eq!(status, 200, "{scaled}");
     assert_eq!(scaled["desired"], 3);
@@ -192,7 +192,11 @@ async fn scale_suspend_and_resume_change_a_service_in_place(api: Api) {
         .await;
     assert_error(&refused, 400, "invalid");
     let refused = api
-        .call("POST", "/services/worker/scale", Some(json!({"replicas": -1})))
+        .call(
+            "POST",
+            "/services/worker/scale",
+            Some(json!({"replicas": -1})),
+        )
         .await;
     assert_error(&refused, 400, "invalid");
 
@@ -205,16 +209,18 @@ async fn scale_suspend_and_resume_change_a_service_in_place(api: Api) {
     assert_eq!(resumed["desired"], 3);
 
     let missing = api
-        .call("POST", "/services/wroker/scale", Some(json!({"replicas": 1})))
+        .call(
+            "POST",
+            "/services/wroker/scale",
+            Some(json!({"replicas": 1})),
+        )
         .await;
     assert_error(&missing, 404, "not_found");
     assert_eq!(missing.1["error"]["hint"], "did you mean \"worker\"?");
 }
 
 async fn a_change_of_what_runs_is_a_rollout_and_a_second_change_waits_for_it(api: Api) {
-    let (status, _) = api
-        .call("POST", "/services", Some(service("events")))
-        .await;
+    let (status, _) = api.call("POST", "/services", Some(service("events"))).await;
     assert_eq!(status, 201);
     let rollback = api.call("POST", "/services/events/rollback", None).await;
     assert_error(&rollback, 409, "conflict");
@@ -250,7 +256,10 @@ async fn a_change_of_what_runs_is_a_rollout_and_a_second_change_waits_for_it(api
         .filter_map(|r| r["revision"].as_u64())
         .collect();
     assert_eq!(numbers, [2, 1], "newest first");
-    assert_eq!(revisions[1]["job"]["runtime"]["argv"], json!(["sleep", "1000"]));
+    assert_eq!(
+        revisions[1]["job"]["runtime"]["argv"],
+        json!(["sleep", "1000"])
+    );
     assert!(!revisions.to_string().contains("s3cr3t"), "{revisions}");
 
     // A renamed body is refused.
@@ -273,13 +282,15 @@ async fn a_job_is_not_a_service_and_a_read_only_token_cannot_change_one(api: Api
     let hint = answer.1["error"]["hint"].as_str().unwrap_or_default();
     assert!(hint.contains("panda job get send-email"), "{hint}");
     let answer = api
-        .call("POST", "/services/send-email/scale", Some(json!({"replicas": 2})))
+        .call(
+            "POST",
+            "/services/send-email/scale",
+            Some(json!({"replicas": 2})),
+        )
         .await;
     assert_error(&answer, 404, "not_found");
 
-    let (status, _) = api
-        .call_as(&api.viewer, "GET", "/services", None)
-        .await;
+    let (status, _) = api.call_as(&api.viewer, "GET", "/services", None).await;
     assert_eq!(status, 200);
     let answer = api
         .call_as(&api.viewer, "POST", "/services", Some(service("nope")))

@@ -39,19 +39,21 @@ fn service_of(mut table: toml::Table, file: &Path) -> anyhow::Result<JobSpec> {
     table
         .entry("service")
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    let spec: JobSpec = toml::Value::Table(table).try_into().map_err(|err: toml::de::Error| {
-        let message = err.message().to_owned();
-        match panda_core::UnknownField::from_serde_message(&message) {
-            Some(unknown) => UserError::new(
-                format!("service {name:?} in {}: {unknown}", file.display()),
-                "`panda export` prints a file with every field spelt as apply reads it",
-            ),
-            None => UserError::new(
-                format!("service {name:?} in {}: {message}", file.display()),
-                "`panda export` prints one to start from",
-            ),
-        }
-    })?;
+    let spec: JobSpec = toml::Value::Table(table)
+        .try_into()
+        .map_err(|err: toml::de::Error| {
+            let message = err.message().to_owned();
+            match panda_core::UnknownField::from_serde_message(&message) {
+                Some(unknown) => UserError::new(
+                    format!("service {name:?} in {}: {unknown}", file.display()),
+                    "`panda export` prints a file with every field spelt as apply reads it",
+                ),
+                None => UserError::new(
+                    format!("service {name:?} in {}: {message}", file.display()),
+                    "`panda export` prints one to start from",
+                ),
+            }
+        })?;
     if spec.schedule.is_some() {
         return Err(UserError::new(
             format!(
@@ -130,7 +132,10 @@ pub(crate) async fn apply(file: &Path, connection: &Connection) -> anyhow::Resul
                 if stored == *spec && !secrets_given {
                     Change::Unchanged
                 } else if spec.is_service() {
-                    client.service_update(spec).await.map_err(crate::cli::user)?;
+                    client
+                        .service_update(spec)
+                        .await
+                        .map_err(crate::cli::user)?;
                     Change::Updated
                 } else {
                     client.job_update(spec).await.map_err(crate::cli::user)?;
@@ -139,7 +144,10 @@ pub(crate) async fn apply(file: &Path, connection: &Connection) -> anyhow::Resul
             }
             Err(err) if err.code() == Some("not_found") => {
                 if spec.is_service() {
-                    client.service_create(spec).await.map_err(crate::cli::user)?;
+                    client
+                        .service_create(spec)
+                        .await
+                        .map_err(crate::cli::user)?;
                 } else {
                     client.job_create(spec).await.map_err(crate::cli::user)?;
                 }
