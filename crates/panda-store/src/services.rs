@@ -223,14 +223,13 @@ async fn set_current<B: Backend>(
     current: &Current,
 ) -> StoreResult<()> {
     let rollout = current.rollout.as_ref().map(to_json).transpose()?;
-    let q = query(B::SQL.services.upsert)
-        .uuid(job_id)
-        .i64(as_i32(current.revision));
-    let q = match rollout {
-        Some(json) => q.json(json),
-        None => q.opt_text(None::<String>),
-    };
-    tx.execute(q).await?;
+    tx.execute(
+        query(B::SQL.services.upsert)
+            .uuid(job_id)
+            .i64(as_i32(current.revision))
+            .opt_json(rollout),
+    )
+    .await?;
     Ok(())
 }
 
