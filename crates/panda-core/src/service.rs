@@ -491,6 +491,10 @@ pub struct Rollout {
     pub state: RolloutState,
     /// When it began.
     pub started_at: DateTime<Utc>,
+    /// When its current step (the instances being replaced now) began; the healthy deadline
+    /// counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<DateTime<Utc>>,
     /// When it succeeded or was reverted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,

@@ -150,6 +150,10 @@ impl Query {
         self.arg(Arg::Json(Some(value)))
     }
 
+    pub(crate) fn opt_json(self, value: Option<serde_json::Value>) -> Self {
+        self.arg(Arg::Json(value))
+    }
+
     pub(crate) fn bytes(self, value: Vec<u8>) -> Self {
         self.arg(Arg::Bytes(value))
     }

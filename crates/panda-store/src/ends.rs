@@ -60,6 +60,9 @@ pub(crate) async fn insert_executions<B: Backend>(
         Column::Texts(Column::of(es, |e| e.reason.clone())),
         Column::Texts(Column::of(es, |e| e.image_digest.clone())),
         Column::I32s(Column::of(es, |e| e.max_running.and_then(to_i32))),
+        Column::I32s(Column::of(es, |e| e.instance.and_then(to_i32))),
+        Column::I32s(Column::of(es, |e| e.revision.and_then(to_i32))),
+        Column::Times(Column::of(es, |e| e.healthy_at)),
     ];
     let rows = tx
         .fetch_all(query(B::SQL.queue.insert).table(table))
@@ -121,11 +124,25 @@ pub(crate) async fn write_ends<B: Backend>(
             Some(finished)
         })
         .collect();
+    let mut written = written;
+    // Instances of services are restarted as their service says, read as it is now.
+    let ended: Vec<&Execution> = written.iter().flatten().map(|f| &f.execution).collect();
+    let mut restarts = crate::services::restarts::<B>(tx, &ended, now).await?;
+    for finished in written.iter_mut().flatten() {
+        if let Some(restart) = restarts.remove(&finished.execution.id) {
+            finished.retry = Some(restart);
+        }
+    }
     let done: Vec<&Finished> = written.iter().flatten().collect();
 
+    // The alerter judges failed attempts, and every instance run that ended and restarts (a
+    // crash loop is told from those).
     let failures: Vec<&&Finished> = done
         .iter()
-        .filter(|f| lifecycle::alertable(f.execution.status))
+        .filter(|f| match f.execution.instance {
+            None => lifecycle::alertable(f.execution.status),
+            Some(_) => f.retry.is_some(),
+        })
         .collect();
     if !failures.is_empty() {
         tx.execute(query(B::SQL.queue.inbox).table(vec![

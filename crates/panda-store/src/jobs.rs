@@ -95,8 +95,8 @@ impl<B: Backend> JobStore for B {
             created_at: now,
             updated_at: now,
         };
-        let inserted = self
-            .writer()
+        let mut tx = self.begin().await?;
+        let inserted = tx
             .execute(
                 query(B::SQL.jobs.insert)
                     .uuid(job.id)
@@ -113,7 +113,13 @@ impl<B: Backend> JobStore for B {
                 spec.name.as_str()
             ))),
             Err(err) => Err(err),
-            Ok(_) => Ok(job),
+            Ok(_) => {
+                if job.spec.service.is_some() {
+                    crate::services::created::<B>(&mut tx, &job, now).await?;
+                }
+                tx.commit().await?;
+                Ok(job)
+            }
         }
     }
 
@@ -160,6 +166,7 @@ impl<B: Backend> JobStore for B {
         let spec_json = to_json(spec)?;
         let mut tx = self.begin().await?;
         let mut job = live_job::<B>(&mut tx, spec.name.as_str(), JobLock::Update).await?;
+        crate::services::updated::<B>(&mut tx, &job, spec, now).await?;
         job.spec = spec.clone();
         job.updated_at = now;
         tx.execute(
@@ -179,6 +186,10 @@ impl<B: Backend> JobStore for B {
         let job = live_job::<B>(&mut tx, name, JobLock::Update).await?;
         tx.execute(query(B::SQL.jobs.delete).time(now).uuid(job.id))
             .await?;
+        if job.spec.service.is_some() {
+            tx.execute(query(B::SQL.services.forget).uuid(job.id))
+                .await?;
+        }
         tx.execute(query(B::SQL.jobs.cancel_queued).time(now).uuid(job.id))
             .await?;
         tx.execute(query(B::SQL.jobs.stop_running).uuid(job.id))

@@ -60,7 +60,7 @@ pub use panda_core::{LogChunk, LogStore, LogStream, StoreError, StoreResult};
 pub use postgres::{PgStore, redact_url};
 pub use queue::{QueueSql, QueueStore};
 pub use retention::{RetentionSql, RetentionStore};
-pub use services::{Reconciled, ServiceStore};
+pub use services::{Reconciled, SPREAD_WAIT, ServiceSql, ServiceStore};
 pub use slots::{SlotSql, SlotStore};
 pub use sqlite::SqliteStore;
 pub use tokens::{TokenSql, TokenStore};
@@ -110,6 +110,8 @@ pub struct Sql {
     pub alerts: AlertSql,
     /// Retention.
     pub retention: RetentionSql,
+    /// Services.
+    pub services: ServiceSql,
 }
 
 /// The wake-ups: hints that work may be claimable.

@@ -289,6 +289,18 @@ pub(crate) struct EndStatus {
 /// Applies the retry policy. `None` as outcome means the lease expired (the attempt is lost);
 /// a lost attempt with attempts left is retried at once, without backoff.
 pub(crate) fn end_status(execution: &Execution, outcome: Option<Outcome>) -> EndStatus {
+    // An instance of a service is never retried nor dead: its service restarts it (see
+    // `services::restart_of`), and a run that could not start is a failure like any other.
+    if execution.instance.is_some() {
+        return final_status(match outcome {
+            Some(Outcome::Succeeded) => Status::Succeeded,
+            Some(Outcome::Cancelled) => Status::Cancelled,
+            Some(Outcome::Failed | Outcome::Rejected) => Status::Failed,
+            Some(Outcome::TimedOut) => Status::TimedOut,
+            None if execution.cancel_requested => Status::Cancelled,
+            None => Status::Lost,
+        });
+    }
     let failed_status = match outcome {
         Some(Outcome::Succeeded) => return final_status(Status::Succeeded),
         Some(Outcome::Cancelled) => return final_status(Status::Cancelled),

@@ -242,6 +242,16 @@ impl<B: Backend> QueueStore for B {
         lifecycle::validate_new_execution(request)?;
         let mut tx = self.begin().await?;
         let job = live_job::<B>(&mut tx, &request.job, JobLock::Share).await?;
+        if job.spec.service.is_some() {
+            return Err(StoreError::Invalid(panda_core::ValidationError::Field {
+                field: "job",
+                message: format!(
+                    "{} is a service: Panda keeps its instances running; change how many with \
+                     `panda service scale {} N` or replace them with `panda service restart {}`",
+                    job.spec.name, job.spec.name, job.spec.name
+                ),
+            }));
+        }
         if let Some(at) = request.scheduled_at {
             lifecycle::validate_backfill(&job, at, now)?;
         }

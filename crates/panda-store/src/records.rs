@@ -18,7 +18,8 @@ macro_rules! execution_columns {
         "id, root_id, job_id, job_name, queue, priority, status, trigger, attempt, max_attempts, \
          backoff_base_ms, backoff_cap_ms, concurrency, idempotency_key, payload, env, \
          scheduled_at, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at, \
-         cancel_requested, exit_code, reason, image_digest, max_running"
+         cancel_requested, exit_code, reason, image_digest, max_running, instance, revision, \
+         healthy_at"
     };
 }
 pub(crate) use execution_columns;
@@ -86,9 +87,15 @@ pub(crate) fn execution<R: Record>(row: &R) -> StoreResult<Execution> {
         exit_code: row.opt_i32("exit_code")?,
         reason: row.opt_text("reason")?,
         image_digest: row.opt_text("image_digest")?,
-        instance: None,
-        revision: None,
-        healthy_at: None,
+        instance: row
+            .opt_i32("instance")?
+            .map(|v| as_u32("instance", v))
+            .transpose()?,
+        revision: row
+            .opt_i32("revision")?
+            .map(|v| as_u32("revision", v))
+            .transpose()?,
+        healthy_at: row.opt_time("healthy_at")?,
     })
 }
 

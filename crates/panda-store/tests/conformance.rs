@@ -33,6 +33,7 @@ mod cases {
     pub mod overlap;
     pub mod release;
     pub mod retention;
+    pub mod services;
     pub mod slots;
     pub mod tokens;
     pub mod trigger;
@@ -227,4 +228,25 @@ conformance! {
     retention::retention_honours_a_jobs_own_max_age,
     // wake-ups
     notices::enqueue_notifies_subscribers_of_its_queue,
+    // services
+    services::service_reconcile_starts_each_replica_once_as_an_instance_of_revision_one,
+    services::service_instances_are_claimed_apart_from_jobs_one_per_service_per_claim,
+    services::service_claim_by_the_same_node_takes_the_next_instance_after_the_spread_wait,
+    services::service_instance_that_fails_restarts_with_doubling_jittered_backoff,
+    services::service_instance_healthy_for_healthy_after_restarts_its_backoff_count,
+    services::service_on_failure_instance_that_exits_zero_stays_completed,
+    services::service_instance_whose_node_is_lost_restarts_at_once,
+    services::service_scaled_down_stops_its_surplus_and_scaled_up_starts_more,
+    services::service_suspended_stops_every_instance_and_resumed_starts_them,
+    services::service_delete_stops_its_instances_for_good,
+    services::service_instance_of_a_deleted_service_that_fails_is_not_restarted,
+    services::service_enqueue_is_refused_with_a_hint,
+    services::service_schedule_or_bad_replicas_are_refused_and_nothing_is_created,
+    services::service_health_is_fenced_by_the_lease,
+    services::service_update_of_what_runs_rolls_out_one_instance_at_a_time,
+    services::service_rollout_not_healthy_in_time_reverts_and_the_old_revision_keeps_serving,
+    services::service_rollback_goes_back_one_revision,
+    services::service_restart_replaces_every_instance_as_a_rollout,
+    services::service_stop_first_rollout_stops_the_old_instance_before_the_new_one_starts,
+    services::service_log_trim_keeps_the_newest_bytes,
 }

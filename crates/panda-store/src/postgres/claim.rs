@@ -79,7 +79,7 @@ pub(super) fn overlapping(queues: &[String], now: DateTime<Utc>) -> Query {
 /// rows (a locking query cannot stop a sort early). Several queues are read each through its
 /// own index and merged; rows locked beyond the first `limit` are released at commit.
 pub(super) fn candidates(queues: &[String], now: DateTime<Utc>, limit: i64) -> Query {
-    const WHERE: &str = "status = 'queued' \
+    const WHERE: &str = "status = 'queued' AND instance IS NULL \
         AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
         AND NOT (max_running IS NOT NULL AND max_running <= ( \
             SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
@@ -134,7 +134,7 @@ pub(super) async fn unrestricted(
         "WITH c AS ( \
              SELECT id AS claim_id, concurrency AS claim_concurrency, \
                  max_running IS NOT NULL AS claim_limited FROM executions \
-             WHERE status = 'queued' AND run_at <= $1",
+             WHERE status = 'queued' AND instance IS NULL AND run_at <= $1",
     )
     .time(now);
     let q = queue_filter(q, "queue", queues)

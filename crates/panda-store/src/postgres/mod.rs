@@ -31,6 +31,7 @@ mod logs;
 mod notify;
 mod queue;
 mod retention;
+mod services;
 mod slots;
 mod tokens;
 
@@ -225,6 +226,7 @@ const SQL: Sql = Sql {
     tokens: tokens::SQL,
     alerts: alerts::SQL,
     retention: retention::SQL,
+    services: services::SQL,
 };
 
 #[async_trait]

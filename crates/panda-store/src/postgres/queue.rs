@@ -28,7 +28,8 @@ pub(super) const SQL: QueueSql = QueueSql {
             $12::bigint[], $13::text[], $14::text[], $15::jsonb[], $16::jsonb[], \
             $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::timestamptz[], \
             $21::timestamptz[], $22::text[], $23::timestamptz[], $24::boolean[], \
-            $25::integer[], $26::text[], $27::text[], $28::integer[]) \
+            $25::integer[], $26::text[], $27::text[], $28::integer[], $29::integer[], \
+            $30::integer[], $31::timestamptz[]) \
          ON CONFLICT (job_id, idempotency_key) WHERE idempotency_key IS NOT NULL AND attempt = 1 \
          DO NOTHING RETURNING id"
     ),

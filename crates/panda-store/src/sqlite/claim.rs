@@ -53,7 +53,7 @@ pub(super) fn candidates(queues: &[String], now: DateTime<Utc>, limit: i64) -> Q
         "SELECT ",
         execution_columns!(),
         " FROM executions INDEXED BY executions_claim \
-         WHERE status = 'queued' AND run_at <= ?1 \
+         WHERE status = 'queued' AND instance IS NULL AND run_at <= ?1 \
            AND (?2 = '[]' OR queue IN (SELECT value FROM json_each(?2))) \
            AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
            AND NOT (max_running IS NOT NULL AND max_running <= ( \

@@ -15,6 +15,7 @@ mod jobs;
 mod logs;
 mod queue;
 mod retention;
+mod services;
 mod slots;
 mod tokens;
 
@@ -152,6 +153,7 @@ const SQL: Sql = Sql {
     tokens: tokens::SQL,
     alerts: alerts::SQL,
     retention: retention::SQL,
+    services: services::SQL,
 };
 
 #[async_trait]
