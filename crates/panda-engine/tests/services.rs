@@ -2,7 +2,7 @@
 //! real local processes: an instance sees its `PANDA_INSTANCE` and is reported healthy once
 //! it runs, a killed instance is restarted, a failing health check restarts it, a stop request
 //! sends the service's stop signal and finishes it, a drain hands instances over at once, and
-//! a copy whose lease moved on is killed.
+//! a copy whose lease moved on is killed, and a crash loop raises one alert, then `recovered`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +12,9 @@ use panda_core::{
     ConcurrencyPolicy, Execution, ExecutionId, HealthCheck, JobName, JobSpec, Probe, RuntimeSpec,
     ServiceSpec, Status, SystemClock, Trigger,
 };
-use panda_engine::{Dispatcher, DispatcherConfig, DrainReport, Runtimes, ServiceController};
+use panda_engine::{
+    Alerter, AlerterConfig, Dispatcher, DispatcherConfig, DrainReport, Runtimes, ServiceController,
+};
 use panda_runtime::ProcessRuntime;
 use panda_store::testing::TestStore;
 use panda_store::{ExecutionFilter, LogStream, Store};
@@ -26,6 +28,7 @@ panda_store::backends! {
     a_stop_request_sends_the_stop_signal_and_finishes_the_instance,
     drain_stops_the_instances_and_hands_them_over_at_once,
     a_copy_whose_lease_moved_on_is_killed_at_once,
+    a_crash_loop_raises_one_alert_and_recovered_once_the_instance_stays_up,
 }
 
 /// How long any single wait in these tests may take before the case fails.
@@ -404,5 +407,72 @@ async fn a_copy_whose_lease_moved_on_is_killed_at_once(test: &TestStore) {
         Status::Lost,
         "its end is the rescue's, not this node's"
     );
+    node.stop().await;
+}
+
+async fn a_crash_loop_raises_one_alert_and_recovered_once_the_instance_stays_up(test: &TestStore) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store = &test.store;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let fixed = dir.path().join("fixed");
+    // It exits at once until the file exists, then runs.
+    let script = format!(
+        "test -f {} || {{ echo broken >&2; exit 3; }}; while true; do sleep 0.1; done",
+        fixed.display()
+    );
+    let mut spec = service("looping", &script);
+    if let Some(service) = spec.service.as_mut() {
+        service.restart_delay = Duration::from_millis(10);
+        service.restart_delay_max = Duration::from_millis(50);
+        service.healthy_after = Duration::from_secs(1);
+    }
+    store.job_create(&spec, Utc::now()).await.expect("create");
+    let mut alerter = Alerter::new(
+        Arc::clone(store),
+        Arc::new(SystemClock),
+        AlerterConfig::default(),
+    )
+    .expect("an HTTP client");
+    let node = Node::start(store, config("node-a"));
+    let mut raised = Vec::new();
+    let started = Instant::now();
+    while !raised
+        .iter()
+        .any(|a: &panda_store::AlertRecord| a.kind == panda_core::AlertKind::CrashLoop)
+    {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "no crash_loop alert: {raised:#?}"
+        );
+        raised.extend(alerter.judge().await.expect("judge"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // More exits of the same incident raise nothing more.
+    wait_until(store, "looping", "exited a few more times", |all| {
+        all.len() >= 8
+    })
+    .await;
+    raised.extend(alerter.judge().await.expect("judge"));
+    let kinds: Vec<_> = raised.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, [panda_core::AlertKind::CrashLoop], "{raised:#?}");
+    assert!(
+        raised[0].message.contains("without a healthy run"),
+        "{}",
+        raised[0].message
+    );
+
+    std::fs::write(&fixed, "").expect("fix it");
+    let started = Instant::now();
+    loop {
+        let now = alerter.judge().await.expect("judge");
+        if now
+            .iter()
+            .any(|a| a.kind == panda_core::AlertKind::Recovered)
+        {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "no recovered alert");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     node.stop().await;
 }
