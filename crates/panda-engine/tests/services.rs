@@ -29,6 +29,7 @@ panda_store::backends! {
     drain_stops_the_instances_and_hands_them_over_at_once,
     a_copy_whose_lease_moved_on_is_killed_at_once,
     a_crash_loop_raises_one_alert_and_recovered_once_the_instance_stays_up,
+    the_service_gauges_count_instances_by_state_and_their_restarts,
 }
 
 /// How long any single wait in these tests may take before the case fails.
@@ -474,5 +475,41 @@ async fn a_crash_loop_raises_one_alert_and_recovered_once_the_instance_stays_up(
         assert!(started.elapsed() < PATIENCE, "no recovered alert");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    node.stop().await;
+}
+
+async fn the_service_gauges_count_instances_by_state_and_their_restarts(test: &TestStore) {
+    let store = &test.store;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut spec = service("gauged", &pid_script(dir.path()));
+    if let Some(service) = spec.service.as_mut() {
+        service.replicas = 2;
+    }
+    store.job_create(&spec, Utc::now()).await.expect("create");
+    let node = Node::start(store, config("node-a"));
+    wait_until(store, "gauged", "both running and healthy", |all| {
+        all.iter()
+            .filter(|e| running(e) && e.healthy_at.is_some())
+            .count()
+            == 2
+    })
+    .await;
+    let services = store.service_list(Utc::now()).await.expect("list");
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let gauges = panda_engine::metrics::ServiceGauges::default();
+    ::metrics::with_local_recorder(&recorder, || gauges.set(&services));
+    let body = recorder.handle().render();
+    for line in [
+        r#"panda_service_instances{service="gauged",state="healthy"} 2"#,
+        r#"panda_service_instances{service="gauged",state="backing_off"} 0"#,
+        r#"panda_service_restarts_total{service="gauged"} 0"#,
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line} in:\n{body}");
+    }
+    // A service that is gone reads zero, not its last value.
+    ::metrics::with_local_recorder(&recorder, || gauges.set(&[]));
+    let body = recorder.handle().render();
+    let line = r#"panda_service_instances{service="gauged",state="healthy"} 0"#;
+    assert!(body.lines().any(|l| l == line), "{line} in:\n{body}");
     node.stop().await;
 }
