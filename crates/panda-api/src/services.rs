@@ -414,13 +414,15 @@ async fn status_after(state: &AppState, job: Job) -> Result<ServiceStatus, Failu
     }
 }
 
-/// A conflict with a progressing rollout, with what to do about it.
+/// A conflict of a rollout (one progresses, or there is nothing to go back to), with what to
+/// do about it when the store's message does not say.
 fn rollout_failure(err: StoreError, name: &str) -> Failure {
     match err {
-        StoreError::Conflict(ref message) if message.contains("rollout") => Failure::from(err)
-            .hint(format!(
-                "wait for it to finish (`panda service rollout {name}`), then try again"
-            )),
+        StoreError::Conflict(ref message) if message.contains("no earlier revision") => {
+            Failure::from(err).hint(format!(
+                "a rollback needs an earlier revision; see them with `panda service revisions {name}`"
+            ))
+        }
         other => other.into(),
     }
 }
