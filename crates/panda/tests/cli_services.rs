@@ -279,3 +279,125 @@ fn apply_and_export_carry_services() {
     let refused = one_error_and_a_hint(&server.panda(&["apply", "-f", file]));
     assert!(refused.contains("no schedule"), "{refused}");
 }
+
+/// Writes `lines` to the log of `execution` in the server's store, as the node running it
+/// would (from a seq of its own, so that lines a real run wrote are never overwritten).
+fn write_log(
+    runtime: &tokio::runtime::Runtime,
+    store: &panda_store::SqliteStore,
+    execution: &str,
+    first_seq: u64,
+    lines: &[&str],
+) {
+    let id: panda_core::ExecutionId = execution.parse().expect("an execution id");
+    let chunks: Vec<panda_core::LogChunk> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| panda_core::LogChunk {
+            seq: first_seq + i as u64,
+            stream: panda_core::LogStream::Stdout,
+            at: chrono::Utc::now(),
+            data: format!("{line}\n").into_bytes(),
+        })
+        .collect();
+    runtime
+        .block_on(panda_core::LogStore::log_append(store, id, &chunks))
+        .expect("append");
+}
+
+#[test]
+fn service_logs_interleave_the_instances_prefixed_and_follow_them() {
+    use std::io::{BufRead, BufReader};
+
+    let server = Server::start();
+    succeeded(&server.panda(&[
+        "service",
+        "create",
+        "--name",
+        "event-processor",
+        "--exec",
+        "sleep 1000",
+        "--replicas",
+        "2",
+    ]));
+    // The instances are queued by the store's reconcile, whichever node runs it first.
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let store = runtime
+        .block_on(panda_store::SqliteStore::open(
+            &server.data_dir().join("panda.db"),
+        ))
+        .expect("open the server's store");
+    runtime
+        .block_on(panda_store::ServiceStore::service_reconcile(
+            &store,
+            chrono::Utc::now(),
+        ))
+        .expect("reconcile");
+    let shown = status(&server, "event-processor");
+    let mut runs = std::collections::BTreeMap::new();
+    for instance in shown["instances"].as_array().expect("instances") {
+        if let Some(id) = instance["execution"]["id"].as_str() {
+            runs.insert(instance["index"].as_u64().expect("an index"), id.to_owned());
+        }
+    }
+    assert_eq!(runs.len(), 2, "{shown}");
+    write_log(&runtime, &store, &runs[&0], 1_000_000, &["zero says hello"]);
+    write_log(&runtime, &store, &runs[&1], 1_000_000, &["one says hello"]);
+
+    let all = succeeded(&server.panda(&["service", "logs", "event-processor"]));
+    assert!(all.contains("[0] zero says hello\n"), "{all}");
+    assert!(all.contains("[1] one says hello\n"), "{all}");
+    let one = succeeded(&server.panda(&["service", "logs", "event-processor", "--instance", "1"]));
+    assert!(
+        one.contains("[1] one says hello") && !one.contains("[0]"),
+        "{one}"
+    );
+    let none = one_error_and_a_hint(&server.panda(&[
+        "service",
+        "logs",
+        "event-processor",
+        "--instance",
+        "7",
+    ]));
+    assert!(none.contains("no instance 7"), "{none}");
+
+    // Following: what is written later shows up, from every instance.
+    let mut child = server
+        .cli()
+        .args(["service", "logs", "event-processor", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn panda");
+    // A hang guard: a follower that never prints is stopped, and the wait below fails.
+    let pid = child.id().to_string();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finished = std::sync::Arc::clone(&done);
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        if !finished.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = std::process::Command::new("kill").arg(&pid).status();
+        }
+    });
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    let mut wait_for = |wanted: &str, seen: &mut Vec<String>| {
+        for line in lines.by_ref() {
+            let line = line.expect("a line");
+            let found = line == wanted;
+            seen.push(line);
+            if found {
+                return;
+            }
+        }
+        panic!("the follower ended before {wanted:?}: {seen:?}");
+    };
+    wait_for("[0] zero says hello", &mut seen);
+    write_log(&runtime, &store, &runs[&1], 2_000_000, &["one again"]);
+    wait_for("[1] one again", &mut seen);
+    write_log(&runtime, &store, &runs[&0], 2_000_000, &["zero again"]);
+    wait_for("[0] zero again", &mut seen);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    child.kill().expect("stop the follower");
+    let _ = child.wait();
+}
