@@ -173,8 +173,8 @@ fn bad_service_input_is_one_error_line_and_a_hint_and_creates_nothing() {
     let server = Server::start();
     let base = ["service", "create", "--name", "bad", "--exec", "sleep 9"];
     let cases: [(&[&str], &str); 7] = [
-        (&["--replicas", "1001"], "--replicas"),
-        (&["--replicas", "-1"], "--replicas"),
+        (&["--replicas", "1001"], "replicas must be from 0 to 1000"),
+        (&["--replicas", "-1"], "not -1"),
         (&["--stop-signal", "SIGFOO"], "SIGFOO"),
         (&["--restart", "sometimes"], "sometimes"),
         (&["--health-cmd", ""], "--health-cmd"),

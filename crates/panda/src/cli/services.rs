@@ -342,14 +342,15 @@ fn validate(spec: &JobSpec) -> anyhow::Result<()> {
     })
 }
 
+/// Replicas as the API takes them, or an error naming the bounds.
 fn replicas_in_range(replicas: i64) -> anyhow::Result<u32> {
     u32::try_from(replicas)
         .ok()
         .filter(|n| *n <= MAX_REPLICAS)
         .ok_or_else(|| {
             UserError::new(
-                format!("--replicas must be from 0 to {MAX_REPLICAS}, not {replicas}"),
-                "scale to 0 to stop every instance and keep the service",
+                format!("replicas must be from 0 to {MAX_REPLICAS}, not {replicas}"),
+                "0 keeps the service with no instance running; more than 1000 is not supported",
             )
             .into()
         })
@@ -848,6 +849,9 @@ async fn logs(client: &Client, args: &LogsArgs) -> anyhow::Result<std::process::
         .into());
     }
     let runs = shown_runs(&status, args.instance);
+    if runs.is_empty() && !args.follow {
+        eprintln!("no instance of {} has started yet", args.name);
+    }
     if !args.follow {
         for (instance, id) in runs {
             let mut after = None;
