@@ -223,7 +223,19 @@ async fn the_services_page_lists_each_service_and_its_page_shows_its_instances()
             "instance {instance}: {page}"
         );
     }
-    assert!(page.contains("href=\"/executions/"), "{page}");
+    let execution = page
+        .split("href=\"/executions/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link to an instance's execution")
+        .to_owned();
+    let (status, run) = dash.page(&format!("/executions/{execution}")).await;
+    assert_eq!(status, 200, "{run}");
+    assert!(run.contains("<dt>Instance</dt>"), "{run}");
+    assert!(
+        run.contains("href=\"/services/event-processor\""),
+        "the crumb leads back to the service: {run}"
+    );
     assert!(page.contains("2 desired"), "{page}");
     assert!(page.contains("Instances"), "{page}");
     assert!(page.contains("/services/event-processor/suspend"), "{page}");

@@ -30,8 +30,14 @@ pub(crate) enum ServiceCommand {
   panda service create --name api --image acme/api:3 --health-http http://127.0.0.1:8080/healthz")]
     Create(Box<CreateArgs>),
     /// List services: desired, running and healthy instances, restarts, uptime, revision
+    #[command(after_help = "Examples:
+  panda service list
+  panda service list -o json")]
     List,
     /// Show a service and each instance: node, state, started, restarts, last exit
+    #[command(after_help = "Examples:
+  panda service get event-processor
+  panda service get event-processor -o yaml")]
     Get {
         /// The service's name
         name: String,
@@ -58,21 +64,33 @@ pub(crate) enum ServiceCommand {
   panda service update event-processor --env LOG_LEVEL=debug --max-parallel 2")]
     Update(Box<UpdateArgs>),
     /// Show the progress of a service's current (or last) rollout
+    #[command(after_help = "Examples:
+  panda service update event-processor --image your-registry/events:1.5
+  panda service rollout event-processor")]
     Rollout {
         /// The service's name
         name: String,
     },
     /// Go back to the previous revision, rolled out like any change
+    #[command(after_help = "Examples:
+  panda service revisions event-processor
+  panda service rollback event-processor")]
     Rollback {
         /// The service's name
         name: String,
     },
     /// Replace every instance with a fresh one, as a rollout
+    #[command(after_help = "Examples:
+  panda service restart event-processor
+  panda service rollout event-processor")]
     Restart {
         /// The service's name
         name: String,
     },
     /// Stop every instance, keeping the service
+    #[command(after_help = "Examples:
+  panda service suspend event-processor
+  panda service resume event-processor")]
     Suspend {
         /// The service's name
         name: String,
@@ -83,11 +101,16 @@ pub(crate) enum ServiceCommand {
         name: String,
     },
     /// Delete a service: its instances stop; its history stays
+    #[command(after_help = "Examples:
+  panda service delete event-processor")]
     Delete {
         /// The service's name
         name: String,
     },
     /// List a service's kept revisions, newest first
+    #[command(after_help = "Examples:
+  panda service revisions event-processor
+  panda service revisions event-processor -o json")]
     Revisions {
         /// The service's name
         name: String,
