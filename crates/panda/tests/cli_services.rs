@@ -89,9 +89,14 @@ fn a_service_is_created_listed_scaled_rolled_out_and_deleted() {
         "{list}"
     );
     assert!(list.contains("event-processor"), "{list}");
-    // A service is not listed among the jobs.
+    // A service is not listed among the jobs, nor counted with them.
     let jobs = stderr(&server.panda(&["job", "list"]));
     assert!(jobs.contains("no jobs yet"), "{jobs}");
+    let counted = succeeded(&server.panda(&["status"]));
+    assert!(
+        counted.contains("Jobs:          0") && counted.contains("Services:      1"),
+        "{counted}"
+    );
 
     let described = succeeded(&server.panda(&["service", "get", "event-processor"]));
     assert!(
