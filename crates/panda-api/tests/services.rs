@@ -122,9 +122,21 @@ async fn a_created_service_is_listed_shown_with_secrets_hidden_and_deleted(api: 
     assert_eq!(names, ["event-processor"]);
     assert!(!list.to_string().contains("s3cr3t"), "{list}");
 
+    // Its instance queued: shown with its execution, and still no secret.
+    api._served
+        .test
+        .store
+        .service_reconcile(chrono::Utc::now())
+        .await
+        .expect("reconcile");
     let (status, shown) = api.call("GET", "/services/event-processor", None).await;
     assert_eq!(status, 200, "{shown}");
-    assert!(shown["instances"].is_array(), "{shown}");
+    assert_eq!(shown["instances"][0]["index"], 0, "{shown}");
+    assert_eq!(shown["instances"][0]["state"], "pending", "{shown}");
+    assert!(
+        shown["instances"][0]["execution"]["id"].is_string(),
+        "{shown}"
+    );
     assert!(!shown.to_string().contains("s3cr3t"), "{shown}");
 
     // A service is not a triggered job, but it is a job.
