@@ -65,7 +65,16 @@ pub(crate) async fn create(
     if let Some(why) = panda_core::api::redacted_endpoint_left(&spec) {
         return Err(Failure::invalid(why));
     }
-    let job = state.store.job_create(&spec, state.clock.now()).await?;
+    let job = match state.store.job_create(&spec, state.clock.now()).await {
+        Ok(job) => job,
+        Err(err @ StoreError::Conflict(_)) => {
+            return Err(Failure::from(err).hint(format!(
+                "change it with `panda service update {}`, or pick another name",
+                spec.name
+            )));
+        }
+        Err(err) => return Err(err.into()),
+    };
     state.jobs_changed();
     Ok((StatusCode::CREATED, Json(status_after(&state, job).await?)))
 }

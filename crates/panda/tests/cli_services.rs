@@ -193,6 +193,12 @@ fn bad_service_input_is_one_error_line_and_a_hint_and_creates_nothing() {
     }
     let listed = succeeded(&server.panda(&["service", "list", "-o", "json"]));
     assert_eq!(listed.trim(), "[]");
+    succeeded(&server.panda(&base));
+    let twice = one_error_and_a_hint(&server.panda(&base));
+    assert!(
+        twice.contains("already exists") && twice.contains("panda service update bad"),
+        "{twice}"
+    );
     let missing = one_error_and_a_hint(&server.panda(&["service", "scale", "nope", "2"]));
     assert!(missing.contains("no service named \"nope\""), "{missing}");
     let out_of_range = one_error_and_a_hint(&server.panda(&["service", "scale", "nope", "5000"]));
