@@ -503,16 +503,16 @@ fn acted(status: &ServiceStatus, format: Format, what: &str) -> anyhow::Result<(
 
 /// An instance state as a word with a symbol (and colour on a terminal).
 fn state(state: InstanceState) -> String {
-    let (symbol, word) = match state {
-        InstanceState::Pending => ("○", "pending"),
-        InstanceState::Starting => ("◐", "starting"),
-        InstanceState::Healthy => ("●", "healthy"),
-        InstanceState::Unhealthy => ("✗", "unhealthy"),
-        InstanceState::BackingOff => ("⏱", "backing-off"),
-        InstanceState::Completed => ("✓", "completed"),
-        InstanceState::Stopping => ("◌", "stopping"),
+    let (symbol, word, colour) = match state {
+        InstanceState::Pending => ("○", "pending", "0"),
+        InstanceState::Starting => ("◐", "starting", "34"),
+        InstanceState::Healthy => ("●", "healthy", "32"),
+        InstanceState::Unhealthy => ("✗", "unhealthy", "31"),
+        InstanceState::BackingOff => ("⏱", "backing-off", "31;1"),
+        InstanceState::Completed => ("✓", "completed", "90"),
+        InstanceState::Stopping => ("◌", "stopping", "33"),
     };
-    format!("{symbol} {word}")
+    output::painted(format!("{symbol} {word}"), colour)
 }
 
 /// What a service runs, in one cell.
@@ -550,7 +550,11 @@ fn list_table(services: &[ServiceStatus], now: DateTime<Utc>) -> String {
             status.job.spec.name.to_string(),
             desired,
             status.running.to_string(),
-            status.healthy.to_string(),
+            if status.healthy < status.desired {
+                output::painted(status.healthy.to_string(), "31")
+            } else {
+                status.healthy.to_string()
+            },
             status.restarts.to_string(),
             status
                 .up_since
