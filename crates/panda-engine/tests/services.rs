@@ -30,6 +30,7 @@ panda_store::backends! {
     a_copy_whose_lease_moved_on_is_killed_at_once,
     a_crash_loop_raises_one_alert_and_recovered_once_the_instance_stays_up,
     the_service_gauges_count_instances_by_state_and_their_restarts,
+    an_old_revisions_instance_restarted_during_a_rollout_runs_its_own_definition,
 }
 
 /// How long any single wait in these tests may take before the case fails.
@@ -511,5 +512,81 @@ async fn the_service_gauges_count_instances_by_state_and_their_restarts(test: &T
     let body = recorder.handle().render();
     let line = r#"panda_service_instances{service="gauged",state="healthy"} 0"#;
     assert!(body.lines().any(|l| l == line), "{line} in:\n{body}");
+    node.stop().await;
+}
+
+async fn an_old_revisions_instance_restarted_during_a_rollout_runs_its_own_definition(
+    test: &TestStore,
+) {
+    let store = &test.store;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let script = format!(
+        "echo $$ > {}/$PANDA_EXECUTION_ID; echo \"$VERSION $PANDA_REVISION\"; \
+         while true; do sleep 0.1; done",
+        dir.path().display()
+    );
+    let mut spec = service("rolling", &script);
+    spec.env.insert("VERSION".into(), "one".into());
+    if let Some(service) = spec.service.as_mut() {
+        // Only the first definition ever passes: the rollout to the second stays in progress.
+        service.health = Some(HealthCheck {
+            interval: Duration::from_secs(1),
+            retries: 100,
+            start_period: Duration::ZERO,
+            ..HealthCheck::new(Probe::Command {
+                command: "test \"$VERSION\" = one".into(),
+            })
+        });
+        service.rollout.min_healthy = Duration::ZERO;
+        service.rollout.healthy_deadline = Duration::from_secs(600);
+        service.stop_timeout = Duration::from_secs(5);
+    }
+    store.job_create(&spec, Utc::now()).await.expect("create");
+    let node = Node::start(store, config("node-a"));
+    let all = wait_until(store, "rolling", "running healthy", |all| {
+        all.iter().any(|e| running(e) && e.healthy_at.is_some())
+    })
+    .await;
+    let old = all.iter().find(|e| running(e)).expect("running").clone();
+    spec.env.insert("VERSION".into(), "two".into());
+    store.job_update(&spec, Utc::now()).await.expect("update");
+    wait_until(
+        store,
+        "rolling",
+        "running revision 2 beside revision 1",
+        |all| all.iter().any(|e| running(e) && e.revision == Some(2)),
+    )
+    .await;
+    let pid = pid_in(dir.path(), old.id).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let all = wait_until(store, "rolling", "revision 1 restarted", |all| {
+        all.iter()
+            .any(|e| running(e) && e.revision == Some(1) && e.trigger == Trigger::Restart)
+    })
+    .await;
+    let restarted = all
+        .iter()
+        .find(|e| running(e) && e.revision == Some(1))
+        .expect("the restart");
+    let new = all
+        .iter()
+        .find(|e| running(e) && e.revision == Some(2))
+        .expect("the new revision");
+    for (run, said) in [(restarted, "one 1\n"), (new, "two 2\n")] {
+        let started = Instant::now();
+        loop {
+            let stdout = output(store, run.id, LogStream::Stdout).await;
+            if !stdout.is_empty() {
+                assert_eq!(stdout, said, "{run:#?}");
+                break;
+            }
+            assert!(started.elapsed() < PATIENCE, "no output from {}", run.id);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     node.stop().await;
 }
