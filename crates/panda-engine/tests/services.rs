@@ -590,3 +590,89 @@ async fn an_old_revisions_instance_restarted_during_a_rollout_runs_its_own_defin
     }
     node.stop().await;
 }
+
+/// A service of an image on the real Docker engine (skipped with a reason when there is none):
+/// its health command runs in its container, and a stop sends the service's own signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_an_image_instance_is_probed_in_its_container_and_stopped_with_its_signal() {
+    const IMAGE: &str = "panda-test/busybox:latest";
+    let docker = match panda_runtime::DockerRuntime::connect().await {
+        Ok(docker) => docker,
+        Err(err) if std::env::var("PANDA_REQUIRE_ALL_BACKENDS").as_deref() == Ok("1") => {
+            panic!("PANDA_REQUIRE_ALL_BACKENDS=1 but Docker is not available: {err}")
+        }
+        Err(err) => {
+            eprintln!("skipped: Docker is not available: {err}");
+            return;
+        }
+    };
+    docker
+        .build_busybox_image(IMAGE, std::path::Path::new("/bin/busybox"))
+        .await
+        .expect("build the test image (apt-get install busybox-static)");
+    let docker = docker.with_pull_policy(panda_runtime::PullPolicy::Never);
+    let test = panda_store::testing::sqlite().await;
+    let store = &test.store;
+    let mut spec = service("boxed", "unused");
+    spec.runtime = RuntimeSpec::Image {
+        image: IMAGE.into(),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "trap 'echo got USR1; exit 0' USR1; touch /ready; echo up; \
+             while true; do sleep 0.1; done"
+                .into(),
+        ]),
+    };
+    if let Some(service) = spec.service.as_mut() {
+        service.stop_signal = "SIGUSR1".parse().expect("a signal");
+        service.health = Some(HealthCheck {
+            interval: Duration::from_secs(1),
+            retries: 3,
+            start_period: Duration::from_secs(30),
+            ..HealthCheck::new(Probe::Command {
+                command: "test -f /ready".into(),
+            })
+        });
+    }
+    store.job_create(&spec, Utc::now()).await.expect("create");
+    let shutdown = CancellationToken::new();
+    let runtimes = Runtimes {
+        docker: Some(Arc::new(docker)),
+        process: None,
+    };
+    let dispatcher = Dispatcher::new(
+        Arc::clone(store),
+        Arc::new(SystemClock),
+        runtimes,
+        config("node-d"),
+    );
+    let controller = ServiceController::new(Arc::clone(store), Arc::new(SystemClock))
+        .with_interval(Duration::from_millis(100));
+    let node = Node {
+        controller: tokio::spawn(controller.run(shutdown.clone())),
+        dispatcher: tokio::spawn(dispatcher.run(shutdown.clone())),
+        shutdown,
+    };
+    let all = wait_until(store, "boxed", "healthy in its container", |all| {
+        all.iter().any(|e| running(e) && e.healthy_at.is_some())
+    })
+    .await;
+    let id = all.iter().find(|e| running(e)).expect("running").id;
+    if let Some(service) = spec.service.as_mut() {
+        service.replicas = 0;
+    }
+    store
+        .job_update(&spec, Utc::now())
+        .await
+        .expect("scale to 0");
+    wait_until(store, "boxed", "stopped", |all| {
+        all.iter().all(|e| e.status.is_terminal())
+    })
+    .await;
+    assert_eq!(get(store, id).await.status, Status::Cancelled);
+    let stdout = output(store, id, LogStream::Stdout).await;
+    assert!(stdout.contains("got USR1"), "{stdout}");
+    node.stop().await;
+    test.close().await;
+}
