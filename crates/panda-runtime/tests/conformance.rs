@@ -164,6 +164,32 @@ impl Kit {
     }
 }
 
+/// Whether a live process on this machine (a container's too) runs `sleep LENGTH`.
+fn sleeping(length: &str) -> bool {
+    let wanted = format!("sleep\0{length}\0");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .any(|entry| {
+            let path = entry.path();
+            std::fs::read(path.join("cmdline")).is_ok_and(|c| c.ends_with(wanted.as_bytes()))
+                && !process_is_gone(
+                    entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                )
+        })
+}
+
 /// Whether a process is gone (or a zombie nobody reaps, which runs nothing).
 fn process_is_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -581,14 +607,29 @@ async fn a_command_probe_that_outlives_its_timeout_fails_and_is_killed(
     kit: &Kit,
 ) {
     let spec = kit.spec("echo started; sleep 1000");
+    // A length no other test sleeps, to find the probe's process by.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let length = format!("30.{nanos:09}");
     let probe = panda_core::Probe::Command {
-        command: "sleep 30".into(),
+        command: format!("sleep {length}"),
     };
     let started = std::time::Instant::now();
     let (result, _) = while_running(runtime, kit, &spec, async {
-        runtime
+        let result = runtime
             .probe(&spec, &probe, Duration::from_millis(500))
-            .await
+            .await;
+        // Killed while the job itself goes on.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sleeping(&length) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the probe's `sleep {length}` still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        result
     })
     .await;
     let err = result.expect_err("a probe past its timeout is unhealthy");
