@@ -124,15 +124,28 @@ pub(crate) async fn get(
 pub(crate) async fn update(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    SpecBody(mut spec): SpecBody,
+    SpecBody(spec): SpecBody,
 ) -> Result<Json<Job>, Failure> {
+    let current = job_named(&state, &name).await?;
+    Ok(Json(redacted(
+        replace(&state, &name, spec, &current).await?,
+    )))
+}
+
+/// Stores `spec` as the definition of the job `name` (now `current`): a secret sent back as the
+/// placeholder, and an alert endpoint sent back redacted, keep their stored values.
+pub(crate) async fn replace(
+    state: &AppState,
+    name: &str,
+    mut spec: JobSpec,
+    current: &Job,
+) -> Result<Job, Failure> {
     if spec.name.as_str() != name {
         return Err(Failure::invalid(format!(
-            "the body names job {:?}, the path {name:?}; a job cannot be renamed",
+            "the body names {:?}, the path {name:?}; a job cannot be renamed",
             spec.name.as_str()
         )));
     }
-    let current = job_named(&state, &name).await?;
     for (key, value) in &mut spec.secret_env {
         if value == SECRET_PLACEHOLDER
             && let Some(stored) = current.spec.secret_env.get(key)
@@ -147,7 +160,7 @@ pub(crate) async fn update(
     }
     let job = state.store.job_update(&spec, state.clock.now()).await?;
     state.jobs_changed();
-    Ok(Json(redacted(job)))
+    Ok(job)
 }
 
 #[utoipa::path(
@@ -324,17 +337,30 @@ pub(crate) async fn no_job(state: &AppState, name: &str) -> Failure {
 /// `id`, `created_at`, `updated_at` and `next_run_at` are read-only and left out, so that what
 /// was read can be changed and put back. Any other field the definition does not have is
 /// refused, with the closest one it does.
-pub(crate) struct SpecBody(JobSpec);
+pub(crate) struct SpecBody(pub(crate) JobSpec);
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for SpecBody {
     type Rejection = Failure;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Failure> {
+        Self::read(request, state, |_| {}).await
+    }
+}
+
+impl SpecBody {
+    /// Reads the body, with `fill` given its fields (the read-only ones left out) first.
+    pub(crate) async fn read<S: Send + Sync>(
+        request: axum::extract::Request,
+        state: &S,
+        fill: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+    ) -> Result<Self, Failure> {
+        use axum::extract::FromRequest;
         let Json(mut body) = Json::<serde_json::Value>::from_request(request, state).await?;
         if let Some(fields) = body.as_object_mut() {
             for shown in ["id", "created_at", "updated_at", "next_run_at"] {
                 fields.remove(shown);
             }
+            fill(fields);
         }
         let bytes = serde_json::to_vec(&body)
             .map_err(|err| Failure::invalid(format!("the request body: {err}")))?;

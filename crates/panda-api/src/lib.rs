@@ -24,6 +24,7 @@ mod http;
 mod jobs;
 mod metrics;
 mod openapi;
+mod services;
 mod tokens;
 
 use std::sync::Arc;
@@ -153,6 +154,25 @@ fn api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "GET",
             "/executions/{id}/logs/stream",
             get(executions::stream),
+        ),
+        ("GET", "/services", get(services::list)),
+        ("POST", "/services", post(services::create)),
+        ("GET", "/services/{name}", get(services::get)),
+        ("PUT", "/services/{name}", put(services::update)),
+        ("DELETE", "/services/{name}", delete(services::delete)),
+        ("POST", "/services/{name}/scale", post(services::scale)),
+        ("POST", "/services/{name}/suspend", post(services::suspend)),
+        ("POST", "/services/{name}/resume", post(services::resume)),
+        ("POST", "/services/{name}/restart", post(services::restart)),
+        (
+            "POST",
+            "/services/{name}/rollback",
+            post(services::rollback),
+        ),
+        (
+            "GET",
+            "/services/{name}/revisions",
+            get(services::revisions),
         ),
         ("GET", "/dlq", get(executions::dead_letters)),
         ("POST", "/dlq/{id}/retry", post(executions::dlq_retry)),

@@ -8,14 +8,14 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
-use crate::{alerts, executions, jobs, tokens};
+use crate::{alerts, executions, jobs, services, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Panda API",
         version = "1",
-        description = "Background jobs and cron. Every path needs `Authorization: Bearer <token>`; a read-only token may only GET."
+        description = "Background jobs, cron and long-running services. Every path needs `Authorization: Bearer <token>`; a read-only token may only GET."
     ),
     servers((url = "/api/v1")),
     security(("bearer" = [])),
@@ -36,6 +36,17 @@ use crate::{alerts, executions, jobs, tokens};
         executions::cancel,
         executions::logs,
         executions::stream,
+        services::list,
+        services::create,
+        services::get,
+        services::update,
+        services::delete,
+        services::scale,
+        services::suspend,
+        services::resume,
+        services::restart,
+        services::rollback,
+        services::revisions,
         executions::dead_letters,
         executions::dlq_retry,
         executions::dlq_discard,

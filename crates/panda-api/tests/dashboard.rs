@@ -170,3 +170,52 @@ async fn the_jobs_list_of_triggered_jobs_pages_the_same_way() {
     assert!(html.contains(r#"name="back" value="/jobs?q=resize-2""#));
     assert!(!html.contains("class=\"pager\""), "one page, no pager");
 }
+
+#[tokio::test]
+async fn the_services_page_lists_each_service_and_its_page_shows_its_instances() {
+    let dash = Dashboard::start().await;
+    let (status, empty) = dash.page("/services").await;
+    assert_eq!(status, 200);
+    assert!(empty.contains("No services yet"), "{empty}");
+
+    for (name, replicas) in [("event-processor", 2), ("log-shipper", 1)] {
+        let response = dash
+            .http
+            .post(format!("{}/api/v1/services", dash.url))
+            .bearer_auth(&dash.admin)
+            .json(&json!({
+                "name": name,
+                "runtime": {"kind": "process", "argv": ["sleep", "1000"]},
+                "secret_env": {"TOKEN": "s3cr3t"},
+                "service": {"replicas": replicas},
+            }))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(response.status().as_u16(), 201, "create {name}");
+    }
+    let (status, html) = dash.page("/services").await;
+    assert_eq!(status, 200);
+    let rows: Vec<&str> = html
+        .split("<tr data-service=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap_or_default())
+        .collect();
+    assert_eq!(rows, ["event-processor", "log-shipper"]);
+    assert!(
+        html.contains("href=\"/services/event-processor\""),
+        "{html}"
+    );
+    assert!(html.contains("aria-current=\"page\">Services"), "{html}");
+
+    let (status, page) = dash.page("/services/event-processor").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("2 desired"), "{page}");
+    assert!(page.contains("Instances"), "{page}");
+    assert!(page.contains("/services/event-processor/suspend"), "{page}");
+    assert!(!page.contains("s3cr3t"), "secrets stay hidden: {page}");
+
+    let (status, missing) = dash.page("/services/event-procesor").await;
+    assert_eq!(status, 404);
+    assert!(missing.contains("event-processor"), "a hint: {missing}");
+}

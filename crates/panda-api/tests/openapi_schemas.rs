@@ -441,3 +441,121 @@ async fn a_response_the_document_does_not_describe_fails_the_check() {
         assert!(caught.is_err(), "{bad} passed");
     }
 }
+
+#[tokio::test]
+async fn every_service_response_matches_the_document() {
+    let api = Checked::start().await;
+    let admin = Some(api.admin.as_str());
+    let full = json!({
+        "name": "events",
+        "runtime": {"kind": "image", "image": "busybox:latest", "command": ["sleep", "1000"]},
+        "env": {"MODE": "full"},
+        "secret_env": {"API_KEY": "s3cr3t"},
+        "labels": {"team": "data"},
+        "alerts": {"webhooks": ["https://alerts.example/hook?token=x"]},
+        "service": {
+            "replicas": 2,
+            "restart": "on_failure",
+            "restart_delay_ms": 500,
+            "restart_delay_max_ms": 60_000,
+            "healthy_after_ms": 60_000,
+            "stop_signal": "SIGINT",
+            "stop_timeout_ms": 5_000,
+            "health": {
+                "probe": {"kind": "command", "command": "test -f /tmp/healthy"},
+                "interval_ms": 2_000,
+                "timeout_ms": 1_000,
+                "retries": 2,
+                "start_period_ms": 1_000,
+            },
+            "rollout": {
+                "max_parallel": 1,
+                "min_healthy_ms": 1_000,
+                "healthy_deadline_ms": 60_000,
+                "order": "stop_first",
+            },
+            "log_keep_bytes": 1_048_576,
+        },
+    });
+    let (status, _) = api
+        .call("POST", "/services", "/services", admin, Some(full.clone()))
+        .await;
+    assert_eq!(status, 201);
+    let smallest = json!({"name": "tiny", "runtime": {"kind": "process", "argv": ["sleep", "9"]}});
+    let (status, _) = api
+        .call("POST", "/services", "/services", admin, Some(smallest))
+        .await;
+    assert_eq!(status, 201);
+    api.call("GET", "/services", "/services", admin, None).await;
+    api.call("GET", "/services/{name}", "/services/events", admin, None)
+        .await;
+    let (status, _) = api
+        .call(
+            "POST",
+            "/services/{name}/scale",
+            "/services/events/scale",
+            admin,
+            Some(json!({"replicas": 3})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for action in ["suspend", "resume", "restart"] {
+        api.call(
+            "POST",
+            &format!("/services/{{name}}/{action}"),
+            &format!("/services/tiny/{action}"),
+            admin,
+            None,
+        )
+        .await;
+    }
+    let mut changed = full;
+    changed["runtime"]["image"] = json!("busybox:1.37");
+    let (status, _) = api
+        .call(
+            "PUT",
+            "/services/{name}",
+            "/services/events",
+            admin,
+            Some(changed),
+        )
+        .await;
+    assert_eq!(status, 200);
+    api.call(
+        "GET",
+        "/services/{name}/revisions",
+        "/services/events/revisions",
+        admin,
+        None,
+    )
+    .await;
+    // A rollout progresses: a rollback waits (409), in the one error shape.
+    let (status, _) = api
+        .call(
+            "POST",
+            "/services/{name}/rollback",
+            "/services/events/rollback",
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = api
+        .call(
+            "POST",
+            "/services/{name}/scale",
+            "/services/events/scale",
+            admin,
+            Some(json!({"replicas": 1001})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api
+        .call("GET", "/services/{name}", "/services/evnets", admin, None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = api
+        .call("DELETE", "/services/{name}", "/services/tiny", admin, None)
+        .await;
+    assert_eq!(status, 204);
+}

@@ -12,7 +12,7 @@ use panda_core::api::{
     ApiError, ErrorBody, ExecutionList, JobView, LogEnd, LogLine, LogPage, TriggerRequest,
     Triggered,
 };
-use panda_core::{Execution, ExecutionId, Job, JobSpec};
+use panda_core::{Execution, ExecutionId, Job, JobSpec, Revision, ServiceStatus};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -378,6 +378,82 @@ impl Client {
         )
         .await
         .map(drop)
+    }
+
+    /// Every service, by name, with its instances' counts, revision and rollout.
+    pub async fn services(&self) -> Result<Vec<ServiceStatus>, ClientError> {
+        self.call(Method::GET, "/services", None::<&()>).await
+    }
+
+    /// One service, with each instance.
+    pub async fn service(&self, name: &str) -> Result<ServiceStatus, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/services/{}", segment(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Creates a service (a job definition with a service part).
+    pub async fn service_create(&self, spec: &JobSpec) -> Result<ServiceStatus, ClientError> {
+        self.call(Method::POST, "/services", Some(spec)).await
+    }
+
+    /// Replaces a service's definition; a change of what runs is rolled out.
+    pub async fn service_update(&self, spec: &JobSpec) -> Result<ServiceStatus, ClientError> {
+        let path = format!("/services/{}", segment(spec.name.as_str()));
+        self.call(Method::PUT, &path, Some(spec)).await
+    }
+
+    /// Deletes a service: its instances stop; its history stays.
+    pub async fn service_delete(&self, name: &str) -> Result<(), ClientError> {
+        self.send(
+            Method::DELETE,
+            &format!("/services/{}", segment(name)),
+            None::<&()>,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Sets how many instances a service runs.
+    pub async fn service_scale(
+        &self,
+        name: &str,
+        replicas: u32,
+    ) -> Result<ServiceStatus, ClientError> {
+        let body = serde_json::json!({ "replicas": replicas });
+        self.call(
+            Method::POST,
+            &format!("/services/{}/scale", segment(name)),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// One of a service's actions: `suspend`, `resume`, `restart` or `rollback`.
+    pub async fn service_action(
+        &self,
+        name: &str,
+        action: &str,
+    ) -> Result<ServiceStatus, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/services/{}/{}", segment(name), segment(action)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// A service's kept revisions, newest first.
+    pub async fn service_revisions(&self, name: &str) -> Result<Vec<Revision>, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/services/{}/revisions", segment(name)),
+            None::<&()>,
+        )
+        .await
     }
 
     /// Takes a dead execution out of the dead-letter queue.

@@ -43,6 +43,9 @@ enum Command {
     /// Jobs that run when enqueued
     #[command(subcommand)]
     Job(cli::JobCommand),
+    /// Long-running services: N instances kept running, health-checked, rolled out
+    #[command(subcommand)]
+    Service(cli::ServiceCommand),
     /// One execution, by id
     #[command(subcommand)]
     Execution(cli::ExecutionCommand),
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Cronjob(command) => cli::run(command, &cli.connection, true).await,
             Command::Job(command) => cli::run(command, &cli.connection, false).await,
+            Command::Service(command) => cli::service(command, &cli.connection).await,
             Command::Execution(command) => cli::execution(command, &cli.connection).await,
             Command::Dlq(command) => cli::dlq(command, &cli.connection).await,
             Command::Alert(command) => cli::alert(command, &cli.connection).await,

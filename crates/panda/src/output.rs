@@ -24,10 +24,18 @@ pub(crate) enum Format {
 /// table asked for here is JSON.
 pub(crate) fn structured(value: &impl Serialize, format: Format) -> anyhow::Result<()> {
     match format {
-        Format::Yaml => print!("{}", serde_norway::to_string(value)?),
-        Format::Json | Format::Table => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Yaml => emit(serde_norway::to_string(value)?.trim_end()),
+        Format::Json | Format::Table => emit(&serde_json::to_string_pretty(value)?),
     }
     Ok(())
+}
+
+/// Prints `text` and a newline on stdout. A reader that went away (`panda … | head`) is not an
+/// error: what it did not read is dropped.
+pub(crate) fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 /// Whether colour may be used on stdout: a terminal, and `NO_COLOR` unset.

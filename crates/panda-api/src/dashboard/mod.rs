@@ -17,6 +17,7 @@ mod job;
 mod jobs;
 mod login;
 mod queues;
+mod services;
 mod session;
 mod view;
 
@@ -51,6 +52,11 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
             "/executions/{id}/log/stream",
             get(crate::executions::stream),
         )
+        .route("/services", get(services::services))
+        .route("/services/{name}", get(services::service))
+        .route("/services/{name}/suspend", post(services::suspend))
+        .route("/services/{name}/resume", post(services::resume))
+        .route("/services/{name}/restart", post(services::restart))
         .route("/queues", get(queues::queues))
         .route("/alerts", get(alerts::alerts))
         .route("/dlq/{id}/retry", post(queues::dlq_retry))

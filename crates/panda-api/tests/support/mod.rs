@@ -1,4 +1,5 @@
-//! The API and dashboard served over HTTP from a real store (SQLite), for the tests.
+//! The API and dashboard served over HTTP from a real store (SQLite unless a test picks), for
+//! the tests.
 // Each test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
@@ -22,9 +23,13 @@ pub struct Served {
 }
 
 pub async fn serve() -> Served {
+    serve_on(panda_store::testing::sqlite().await).await
+}
+
+/// Serves the store of `test` (SQLite or PostgreSQL).
+pub async fn serve_on(test: TestStore) -> Served {
     // reqwest is built without a TLS provider of its own; the process picks ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let test = panda_store::testing::sqlite().await;
     let now = chrono::Utc::now();
     let (_, admin) = test
         .store

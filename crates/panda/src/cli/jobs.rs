@@ -153,7 +153,7 @@ pub(crate) async fn run(
             }
         }
         JobCommand::Update(args) => {
-            let mut spec = client.job(&args.name).await.map_err(user)?.spec;
+            let mut spec = client.job(&args.definition.name).await.map_err(user)?.spec;
             update_spec(&mut spec, &args)?;
             let job = client.job_update(&spec).await.map_err(user)?;
             match format {

@@ -12,9 +12,10 @@ use panda_core::{
 
 use crate::UserError;
 
+/// The definition flags every kind of job shares: a cronjob, a job and a service.
 #[derive(Debug, Args)]
-pub(crate) struct CreateArgs {
-    /// The job's name: lower-case letters, digits and '-'
+pub(crate) struct DefinitionArgs {
+    /// The name: lower-case letters, digits and '-'
     #[arg(long)]
     name: String,
     /// The container image to run
@@ -23,12 +24,6 @@ pub(crate) struct CreateArgs {
     /// A local command to run instead of an image (split like a shell, run without one)
     #[arg(long)]
     exec: Option<String>,
-    /// When it fires: cron (5 fields, or 6 with seconds) or @daily, @hourly, …
-    #[arg(long)]
-    schedule: Option<String>,
-    /// The schedule's IANA time zone
-    #[arg(long, default_value = "UTC")]
-    timezone: String,
     /// Environment, K=V (repeatable)
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
@@ -38,31 +33,6 @@ pub(crate) struct CreateArgs {
     /// A file of K=V lines to add to the environment
     #[arg(long)]
     env_file: Option<PathBuf>,
-    /// Stopped after this long
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-    /// Attempts per run [default: 1 for cronjobs, 3 for jobs]
-    #[arg(long)]
-    max_attempts: Option<u32>,
-    /// The first retry's backoff ceiling (doubles per attempt, full jitter)
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    backoff: Duration,
-    /// The largest backoff
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    backoff_max: Duration,
-    /// forbid, allow or replace [default: forbid; allow with --max-running]
-    #[arg(long)]
-    concurrency: Option<String>,
-    /// At most N executions at once, across every node; the rest wait (implies --concurrency
-    /// allow)
-    #[arg(long, value_name = "N")]
-    max_running: Option<u32>,
-    /// What to do with missed slots: latest, none or all
-    #[arg(long, default_value = "latest")]
-    catch_up: String,
-    /// A missed slot later than this is skipped
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    starting_deadline: Duration,
     /// The queue its executions wait in
     #[arg(long, default_value = "default")]
     queue: String,
@@ -98,6 +68,43 @@ pub(crate) struct CreateArgs {
     command: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    #[command(flatten)]
+    definition: DefinitionArgs,
+    /// When it fires: cron (5 fields, or 6 with seconds) or @daily, @hourly, …
+    #[arg(long)]
+    schedule: Option<String>,
+    /// The schedule's IANA time zone
+    #[arg(long, default_value = "UTC")]
+    timezone: String,
+    /// Stopped after this long
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Attempts per run [default: 1 for cronjobs, 3 for jobs]
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// The first retry's backoff ceiling (doubles per attempt, full jitter)
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    backoff: Duration,
+    /// The largest backoff
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    backoff_max: Duration,
+    /// forbid, allow or replace [default: forbid; allow with --max-running]
+    #[arg(long)]
+    concurrency: Option<String>,
+    /// At most N executions at once, across every node; the rest wait (implies --concurrency
+    /// allow)
+    #[arg(long, value_name = "N")]
+    max_running: Option<u32>,
+    /// What to do with missed slots: latest, none or all
+    #[arg(long, default_value = "latest")]
+    catch_up: String,
+    /// A missed slot later than this is skipped
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    starting_deadline: Duration,
+}
+
 /// `--max-running` of `update`: a limit, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MaxRunning {
@@ -114,22 +121,17 @@ fn parse_max_running(text: &str) -> Result<MaxRunning, String> {
         .map_err(|_| format!("{text:?} is not a number of executions (such as 4) or none"))
 }
 
+/// The definition flags of `update` every kind of job shares; only the flags given change.
 #[derive(Debug, Args)]
-pub(crate) struct UpdateArgs {
-    /// The job's name
+pub(crate) struct DefinitionUpdateArgs {
+    /// The name
     pub(super) name: String,
-    /// A new image (a job that ran a local command runs this image instead)
+    /// A new image (one that ran a local command runs this image instead)
     #[arg(long, conflicts_with = "exec")]
     image: Option<String>,
     /// A new local command
     #[arg(long)]
     exec: Option<String>,
-    /// A new schedule
-    #[arg(long)]
-    schedule: Option<String>,
-    /// A new time zone for the schedule
-    #[arg(long)]
-    timezone: Option<String>,
     /// Sets an environment variable, K=V (repeatable); the others stay
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
@@ -139,18 +141,6 @@ pub(crate) struct UpdateArgs {
     /// Sets a secret environment variable, K=V (repeatable)
     #[arg(long = "secret-env", value_name = "K=V")]
     secret_env: Vec<String>,
-    /// A new timeout
-    #[arg(long, value_parser = humantime::parse_duration)]
-    timeout: Option<Duration>,
-    /// New attempts per run
-    #[arg(long)]
-    max_attempts: Option<u32>,
-    /// forbid, allow or replace
-    #[arg(long)]
-    concurrency: Option<String>,
-    /// At most N executions at once (implies --concurrency allow), or "none" for no limit
-    #[arg(long, value_name = "N|none", value_parser = parse_max_running)]
-    max_running: Option<MaxRunning>,
     /// A new queue
     #[arg(long)]
     queue: Option<String>,
@@ -165,6 +155,30 @@ pub(crate) struct UpdateArgs {
     max_age: Option<Duration>,
     #[command(flatten)]
     alerts: AlertFlags,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    #[command(flatten)]
+    pub(super) definition: DefinitionUpdateArgs,
+    /// A new schedule
+    #[arg(long)]
+    schedule: Option<String>,
+    /// A new time zone for the schedule
+    #[arg(long)]
+    timezone: Option<String>,
+    /// A new timeout
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// New attempts per run
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// forbid, allow or replace
+    #[arg(long)]
+    concurrency: Option<String>,
+    /// At most N executions at once (implies --concurrency allow), or "none" for no limit
+    #[arg(long, value_name = "N|none", value_parser = parse_max_running)]
+    max_running: Option<MaxRunning>,
 }
 
 /// How a job is watched; on update, each flag given replaces what was set.
@@ -208,8 +222,8 @@ impl AlertFlags {
     }
 }
 
-/// The job definition the create flags describe.
-pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobSpec> {
+/// The definition the shared create flags describe, not yet validated.
+pub(super) fn definition_of(args: &DefinitionArgs) -> anyhow::Result<JobSpec> {
     let name = JobName::new(&args.name).map_err(|err| {
         UserError::new(
             err.to_string(),
@@ -222,12 +236,7 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
             command: (!args.command.is_empty()).then(|| args.command.clone()),
         },
         (None, Some(exec)) => {
-            let mut argv = shell_words::split(exec).map_err(|err| {
-                UserError::new(
-                    format!("--exec {exec:?} cannot be split into words: {err}"),
-                    "quote arguments as a shell would; no shell runs it",
-                )
-            })?;
+            let mut argv = split_exec(exec)?;
             argv.extend(args.command.iter().cloned());
             RuntimeSpec::Process { argv }
         }
@@ -257,6 +266,31 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
     spec.secret_env = pairs("--secret-env", &args.secret_env)?;
     spec.labels = pairs("--label", &args.labels)?;
     spec.workdir.clone_from(&args.workdir);
+    spec.queue.clone_from(&args.queue);
+    spec.priority = args.priority;
+    spec.limits.memory_bytes = args.memory.as_deref().map(memory_bytes).transpose()?;
+    spec.limits.cpus = args.cpus;
+    spec.keep = args.keep;
+    spec.max_age = args.max_age;
+    spec.suspended = args.suspended;
+    args.alerts.apply(&mut spec.alerts);
+    Ok(spec)
+}
+
+/// `--exec`'s words, split as a shell would (no shell runs them).
+fn split_exec(exec: &str) -> anyhow::Result<Vec<String>> {
+    shell_words::split(exec).map_err(|err| {
+        UserError::new(
+            format!("--exec {exec:?} cannot be split into words: {err}"),
+            "quote arguments as a shell would; no shell runs it",
+        )
+        .into()
+    })
+}
+
+/// The job definition the create flags describe.
+pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobSpec> {
+    let mut spec = definition_of(&args.definition)?;
     spec.timeout = args.timeout;
     let defaults = if scheduled {
         RetryPolicy::cronjob_default()
@@ -268,8 +302,6 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
         backoff_base: args.backoff,
         backoff_cap: args.backoff_max,
     };
-    spec.queue.clone_from(&args.queue);
-    spec.priority = args.priority;
     spec.concurrency = match (&args.concurrency, args.max_running) {
         (Some(policy), _) => policy
             .parse::<ConcurrencyPolicy>()
@@ -278,12 +310,6 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
         (None, None) => ConcurrencyPolicy::Forbid,
     };
     spec.max_running = args.max_running;
-    spec.limits.memory_bytes = args.memory.as_deref().map(memory_bytes).transpose()?;
-    spec.limits.cpus = args.cpus;
-    spec.keep = args.keep;
-    spec.max_age = args.max_age;
-    spec.suspended = args.suspended;
-    args.alerts.apply(&mut spec.alerts);
     match (&args.schedule, scheduled) {
         (Some(cron), true) => {
             let catch_up = match args.catch_up.as_str() {
@@ -332,9 +358,12 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
     Ok(spec)
 }
 
-/// Applies the update flags that were given to a definition read from the server (whose
-/// secrets are placeholders, which the server keeps as they are).
-pub(super) fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Result<()> {
+/// Applies the shared update flags that were given to a definition read from the server
+/// (whose secrets are placeholders, which the server keeps as they are); not yet validated.
+pub(super) fn update_definition(
+    spec: &mut JobSpec,
+    args: &DefinitionUpdateArgs,
+) -> anyhow::Result<()> {
     if let Some(image) = &args.image {
         let command = match &spec.runtime {
             RuntimeSpec::Image { command, .. } => command.clone(),
@@ -346,14 +375,36 @@ pub(super) fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Resu
         };
     }
     if let Some(exec) = &args.exec {
-        let argv = shell_words::split(exec).map_err(|err| {
-            UserError::new(
-                format!("--exec {exec:?} cannot be split into words: {err}"),
-                "quote arguments as a shell would; no shell runs it",
-            )
-        })?;
-        spec.runtime = RuntimeSpec::Process { argv };
+        spec.runtime = RuntimeSpec::Process {
+            argv: split_exec(exec)?,
+        };
     }
+    spec.env.extend(pairs("--env", &args.env)?);
+    for key in &args.unset_env {
+        spec.env.remove(key);
+    }
+    spec.secret_env
+        .extend(pairs("--secret-env", &args.secret_env)?);
+    if let Some(queue) = &args.queue {
+        spec.queue.clone_from(queue);
+    }
+    if let Some(priority) = args.priority {
+        spec.priority = priority;
+    }
+    if args.keep.is_some() {
+        spec.keep = args.keep;
+    }
+    args.alerts.apply(&mut spec.alerts);
+    if args.max_age.is_some() {
+        spec.max_age = args.max_age;
+    }
+    Ok(())
+}
+
+/// Applies the update flags that were given to a definition read from the server (whose
+/// secrets are placeholders, which the server keeps as they are).
+pub(super) fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Result<()> {
+    update_definition(spec, &args.definition)?;
     if args.schedule.is_some() || args.timezone.is_some() {
         let Some(schedule) = spec.schedule.as_mut() else {
             return Err(UserError::new(
@@ -375,12 +426,6 @@ pub(super) fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Resu
             )
         })?;
     }
-    spec.env.extend(pairs("--env", &args.env)?);
-    for key in &args.unset_env {
-        spec.env.remove(key);
-    }
-    spec.secret_env
-        .extend(pairs("--secret-env", &args.secret_env)?);
     if let Some(timeout) = args.timeout {
         spec.timeout = timeout;
     }
@@ -401,19 +446,6 @@ pub(super) fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Resu
         }
         Some(MaxRunning::None) => spec.max_running = None,
         None => {}
-    }
-    if let Some(queue) = &args.queue {
-        spec.queue.clone_from(queue);
-    }
-    if let Some(priority) = args.priority {
-        spec.priority = priority;
-    }
-    if args.keep.is_some() {
-        spec.keep = args.keep;
-    }
-    args.alerts.apply(&mut spec.alerts);
-    if args.max_age.is_some() {
-        spec.max_age = args.max_age;
     }
     spec.validate()
         .map_err(|err| UserError::plain(err.to_string()))?;
@@ -445,6 +477,11 @@ pub(super) fn pairs(flag: &str, items: &[String]) -> anyhow::Result<BTreeMap<Str
 
 /// `512m`, `2g`, `1024k`, or bytes.
 pub(super) fn memory_bytes(text: &str) -> anyhow::Result<u64> {
+    size_bytes("--memory", text)
+}
+
+/// A size given to `flag`: `64MiB`, `512m`, `2g`, `1024k`, or bytes.
+pub(super) fn size_bytes(flag: &str, text: &str) -> anyhow::Result<u64> {
     let lower = text.trim().to_ascii_lowercase();
     let lower = lower.trim_end_matches('b').trim_end_matches('i');
     let (number, unit) = match lower.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
@@ -459,14 +496,15 @@ pub(super) fn memory_bytes(text: &str) -> anyhow::Result<u64> {
         _ => 0,
     };
     number
+        .trim()
         .parse::<u64>()
         .ok()
         .filter(|n| *n > 0 && factor > 0)
         .and_then(|n| n.checked_mul(factor))
         .ok_or_else(|| {
             UserError::new(
-                format!("--memory {text:?} is not a size"),
-                "write it as 512m or 2g",
+                format!("{flag} {text:?} is not a size"),
+                "write it as 512m, 64MiB or 2g",
             )
             .into()
         })
