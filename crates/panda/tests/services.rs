@@ -195,9 +195,10 @@ async fn killed_instance_restarts(backend: Backend) {
             (Trigger::Restart, before.attempt + 1, Some(1)),
             "{runs:#?}"
         );
-        assert!(
-            !before.status.is_terminal() || before.status != Status::Succeeded,
-            "a SIGKILL is not a success: {before:#?}"
+        assert_eq!(
+            before.status,
+            Status::Failed,
+            "a SIGKILL is a failure: {before:#?}"
         );
         let ended = before.finished_at.expect("the killed run ended");
         let ceiling =
