@@ -65,7 +65,16 @@ pub(crate) async fn create(
     if let Some(why) = panda_core::api::redacted_endpoint_left(&spec) {
         return Err(Failure::invalid(why));
     }
-    let job = state.store.job_create(&spec, state.clock.now()).await?;
+    let job = match state.store.job_create(&spec, state.clock.now()).await {
+        Ok(job) => job,
+        Err(err @ StoreError::Conflict(_)) => {
+            return Err(Failure::from(err).hint(format!(
+                "change it with `panda service update {}`, or pick another name",
+                spec.name
+            )));
+        }
+        Err(err) => return Err(err.into()),
+    };
     state.jobs_changed();
     Ok((StatusCode::CREATED, Json(status_after(&state, job).await?)))
 }
@@ -414,13 +423,15 @@ async fn status_after(state: &AppState, job: Job) -> Result<ServiceStatus, Failu
     }
 }
 
-/// A conflict with a progressing rollout, with what to do about it.
+/// A conflict of a rollout (one progresses, or there is nothing to go back to), with what to
+/// do about it when the store's message does not say.
 fn rollout_failure(err: StoreError, name: &str) -> Failure {
     match err {
-        StoreError::Conflict(ref message) if message.contains("rollout") => Failure::from(err)
-            .hint(format!(
-                "wait for it to finish (`panda service rollout {name}`), then try again"
-            )),
+        StoreError::Conflict(ref message) if message.contains("no earlier revision") => {
+            Failure::from(err).hint(format!(
+                "a rollback needs an earlier revision; see them with `panda service revisions {name}`"
+            ))
+        }
         other => other.into(),
     }
 }

@@ -1,5 +1,5 @@
 //! Fuzzing the API's JSON bodies on stable Rust, under `cargo test`: near-valid job specs,
-//! trigger requests and token requests (one field set to anything, a field left out, a field
+//! service specs, trigger requests and token requests (one field set to anything, a field left out, a field
 //! that does not exist), random JSON and bytes that are not JSON, sent in-process to the real
 //! router over a real SQLite store, to every route that takes a body.
 //!
@@ -125,6 +125,18 @@ const FIELDS: &[&str] = &[
     "catch_up",
     "starting_deadline_ms",
     "suspended",
+    "service",
+    "replicas",
+    "restart",
+    "restart_delay_ms",
+    "stop_signal",
+    "health",
+    "probe",
+    "interval_ms",
+    "rollout",
+    "max_parallel",
+    "order",
+    "log_keep_bytes",
     "alerts",
     "webhooks",
     "slack",
@@ -155,6 +167,28 @@ fn job_spec(name: &str) -> Value {
         "schedule": {"cron": "0 5 * * *", "timezone": "UTC", "catch_up": "latest",
                      "starting_deadline_ms": 600000},
         "alerts": {"webhooks": ["http://127.0.0.1:9/hook"], "after_failures": 2},
+    })
+}
+
+/// A service's body: a job without a schedule, with a service part of every kind of field.
+fn service_spec(name: &str) -> Value {
+    json!({
+        "name": name,
+        "runtime": {"kind": "process", "argv": ["sleep", "1000"]},
+        "env": {"A": "1"},
+        "queue": "default",
+        "service": {
+            "replicas": 2,
+            "restart": "on_failure",
+            "restart_delay_ms": 1000,
+            "restart_delay_max_ms": 60000,
+            "stop_signal": "SIGINT",
+            "stop_timeout_ms": 5000,
+            "health": {"probe": {"kind": "command", "command": "true"}, "interval_ms": 2000},
+            "rollout": {"max_parallel": 1, "min_healthy_ms": 1000, "healthy_deadline_ms": 60000,
+                        "order": "stop_first"},
+            "log_keep_bytes": 1048576,
+        },
     })
 }
 
@@ -279,10 +313,22 @@ fn routes(state: &Fixture) -> Vec<(&'static str, String, Value)> {
         ("POST", format!("/api/v1/dlq/{e}/discard"), json!({})),
         ("POST", "/api/v1/tokens".into(), token_request()),
         ("PATCH", "/api/v1/jobs/fuzz".into(), job_spec("fuzz")),
+        (
+            "POST",
+            "/api/v1/services".into(),
+            service_spec("made-service"),
+        ),
+        ("PUT", "/api/v1/services/svc".into(), service_spec("svc")),
+        (
+            "POST",
+            "/api/v1/services/svc/scale".into(),
+            json!({"replicas": 3}),
+        ),
+        ("POST", "/api/v1/services/svc/rollback".into(), json!({})),
     ]
 }
 
-const ROUTES: usize = 10;
+const ROUTES: usize = 14;
 
 /// A request: which route (an index into [`routes`]), and what body.
 fn case() -> impl Strategy<Value = (usize, Sent)> {
@@ -313,6 +359,17 @@ async fn fixture() -> Fixture {
     let spec: panda_core::JobSpec =
         serde_json::from_value(job_spec("fuzz")).expect("the template is a valid job");
     test.store.job_create(&spec, now).await.expect("create job");
+    let service: panda_core::JobSpec = serde_json::from_value(json!({
+        "retry": {"max_attempts": 1, "backoff_base_ms": 1000, "backoff_cap_ms": 1000},
+        "name": "svc",
+        "runtime": {"kind": "process", "argv": ["sleep", "1000"]},
+        "service": {"replicas": 1},
+    }))
+    .expect("a valid service");
+    test.store
+        .job_create(&service, now)
+        .await
+        .expect("create service");
     let execution = test
         .store
         .execution_enqueue(&NewExecution::api("fuzz"), now)

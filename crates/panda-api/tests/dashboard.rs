@@ -208,8 +208,34 @@ async fn the_services_page_lists_each_service_and_its_page_shows_its_instances()
     );
     assert!(html.contains("aria-current=\"page\">Services"), "{html}");
 
+    // The instances queued: each links to the execution that runs it.
+    dash._served
+        .test
+        .store
+        .service_reconcile(chrono::Utc::now())
+        .await
+        .expect("reconcile");
     let (status, page) = dash.page("/services/event-processor").await;
     assert_eq!(status, 200, "{page}");
+    for instance in ["0", "1"] {
+        assert!(
+            page.contains(&format!("<tr data-instance=\"{instance}\">")),
+            "instance {instance}: {page}"
+        );
+    }
+    let execution = page
+        .split("href=\"/executions/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link to an instance's execution")
+        .to_owned();
+    let (status, run) = dash.page(&format!("/executions/{execution}")).await;
+    assert_eq!(status, 200, "{run}");
+    assert!(run.contains("<dt>Instance</dt>"), "{run}");
+    assert!(
+        run.contains("href=\"/services/event-processor\""),
+        "the crumb leads back to the service: {run}"
+    );
     assert!(page.contains("2 desired"), "{page}");
     assert!(page.contains("Instances"), "{page}");
     assert!(page.contains("/services/event-processor/suspend"), "{page}");

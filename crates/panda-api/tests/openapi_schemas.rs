@@ -486,7 +486,20 @@ async fn every_service_response_matches_the_document() {
         .call("POST", "/services", "/services", admin, Some(smallest))
         .await;
     assert_eq!(status, 201);
-    api.call("GET", "/services", "/services", admin, None).await;
+    // The instances queued, so that they are shown with their executions.
+    api._served
+        .test
+        .store
+        .service_reconcile(chrono::Utc::now())
+        .await
+        .expect("reconcile");
+    let (_, listed) = api.call("GET", "/services", "/services", admin, None).await;
+    assert!(
+        listed[0]["instances"]
+            .as_array()
+            .is_some_and(|i| !i.is_empty()),
+        "{listed}"
+    );
     api.call("GET", "/services/{name}", "/services/events", admin, None)
         .await;
     let (status, _) = api

@@ -240,8 +240,10 @@ fn run_spec(execution: ExecutionId, runtime: RuntimeSpec) -> RunSpec {
         secret_env: BTreeMap::new(),
         workdir: None,
         limits: Limits::default(),
-        timeout: Duration::from_secs(600),
+        timeout: Some(Duration::from_secs(600)),
+        stop_signal: panda_core::StopSignal::TERM,
         kill_grace: Duration::from_secs(5),
+        kill: tokio_util::sync::CancellationToken::new(),
     }
 }
 

@@ -10,7 +10,7 @@
 //! lost one).
 
 use chrono::{DateTime, Utc};
-use panda_core::Execution;
+use panda_core::{Execution, InstanceState, ServiceStatus};
 use panda_store::{Finished, QueueStats};
 
 /// Counter, labels `job` and `status`: executions that reached a terminal status.
@@ -34,6 +34,11 @@ pub const LEASE_RESCUES: &str = "panda_lease_rescues_total";
 /// milliseconds normally; they pile up while the store is unreachable or full, and are written
 /// once it takes them).
 pub const FINISHES_PENDING: &str = "panda_finishes_pending";
+/// Gauge, labels `service` and `state` (an instance state, as `service get` shows it):
+/// instances of each service in each state.
+pub const SERVICE_INSTANCES: &str = "panda_service_instances";
+/// Counter, label `service`: restarts of the service's instances over its kept history.
+pub const SERVICE_RESTARTS: &str = "panda_service_restarts_total";
 /// Counter, labels `kind` and `result` (`delivered` or `failed`): alert deliveries.
 pub const ALERT_DELIVERIES: &str = "panda_alert_deliveries_total";
 
@@ -88,6 +93,14 @@ pub fn describe() {
     metrics::describe_counter!(
         LEASE_RESCUES,
         "Executions whose lease expired without a heartbeat, marked lost."
+    );
+    metrics::describe_gauge!(
+        SERVICE_INSTANCES,
+        "Instances of each service, by state (pending, starting, healthy, unhealthy, backing_off, completed, stopping)."
+    );
+    metrics::describe_counter!(
+        SERVICE_RESTARTS,
+        "Restarts of each service's instances over its kept history."
     );
     metrics::describe_counter!(
         ALERT_DELIVERIES,
@@ -164,6 +177,46 @@ impl QueueGauges {
             set_queue(&queue, 0, 0, 0, 0.0);
             // Still known: a queue at 0 stays listed at 0.
             seen.insert(queue);
+        }
+    }
+}
+
+/// The service gauges, set from one reading of every service's status. A service that is gone
+/// since an earlier reading is set to 0 in every state, not left at its last value.
+#[derive(Debug, Default)]
+pub struct ServiceGauges {
+    seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl ServiceGauges {
+    /// Sets each service's instance counts per state and its restarts from `services`.
+    pub fn set(&self, services: &[ServiceStatus]) {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut gone = std::mem::take(&mut *seen);
+        for service in services {
+            let name = service.job.spec.name.to_string();
+            gone.remove(&name);
+            for state in InstanceState::ALL {
+                let count = service
+                    .instances
+                    .iter()
+                    .filter(|i| i.state == state)
+                    .count();
+                metrics::gauge!(SERVICE_INSTANCES, "service" => name.clone(), "state" => state.as_str())
+                    .set(count as f64);
+            }
+            metrics::counter!(SERVICE_RESTARTS, "service" => name.clone())
+                .absolute(service.restarts);
+            seen.insert(name);
+        }
+        for name in gone {
+            for state in InstanceState::ALL {
+                metrics::gauge!(SERVICE_INSTANCES, "service" => name.clone(), "state" => state.as_str())
+                    .set(0.0);
+            }
         }
     }
 }

@@ -583,7 +583,8 @@ async fn drain_lets_short_runs_finish_and_releases_the_rest(test: &TestStore) {
         report,
         DrainReport {
             finished: 1,
-            released: 1
+            released: 1,
+            instances: 0
         }
     );
     let short = store.execution_get(short.id).await.expect("get");

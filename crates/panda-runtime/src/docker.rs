@@ -17,13 +17,13 @@ use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
     WaitContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use panda_core::LogStream;
-use panda_core::RuntimeSpec;
 use panda_core::human;
+use panda_core::{Probe, RuntimeSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::{LogSink, RunOutcome, RunReport, RunSpec, Runtime, RuntimeError};
@@ -477,10 +477,39 @@ impl DockerRuntime {
     }
 
     async fn stop(&self, id: &str, grace: Duration) {
-        let seconds = i32::try_from(grace.as_secs().max(1)).unwrap_or(i32::MAX);
-        let options = StopContainerOptionsBuilder::new().t(seconds).build();
-        if let Err(err) = self.docker.stop_container(id, Some(options)).await {
-            tracing::warn!(container = id, %err, "stopping a container failed");
+        self.stop_with(id, "SIGTERM", grace, &CancellationToken::new())
+            .await;
+    }
+
+    /// `signal` to the container's process, then SIGKILL after `grace`, or at once when `kill`
+    /// fires. Sent with kill requests and the grace counted here, since engines before API
+    /// 1.42 take no signal on stop.
+    async fn stop_with(&self, id: &str, signal: &str, grace: Duration, kill: &CancellationToken) {
+        if !kill.is_cancelled() {
+            let options = KillContainerOptionsBuilder::new().signal(signal).build();
+            match self.docker.kill_container(id, Some(options)).await {
+                Ok(()) => {
+                    let ended = tokio::select! {
+                        ended = tokio::time::timeout(grace, self.wait(id)) => ended.is_ok(),
+                        () = kill.cancelled() => false,
+                    };
+                    if ended {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(container = id, %err, signal, "signalling a container failed; killing it");
+                }
+            }
+        }
+        let options = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+        match self.docker.kill_container(id, Some(options)).await {
+            // 409: it is not running any more.
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
+            Err(err) => tracing::warn!(container = id, %err, "killing a container failed"),
         }
     }
 }
@@ -551,8 +580,9 @@ impl Runtime for DockerRuntime {
 
         let stopped = tokio::select! {
             code = self.wait(&id) => Ok(code),
-            () = tokio::time::sleep(spec.timeout) => Err(RunOutcome::TimedOut),
+            () = crate::process::sleep_or_never(spec.timeout) => Err(RunOutcome::TimedOut),
             () = cancel.cancelled() => Err(RunOutcome::Cancelled),
+            () = spec.kill.cancelled() => Err(RunOutcome::Cancelled),
         };
         let outcome = match stopped {
             Ok(Err(err)) => {
@@ -586,16 +616,23 @@ impl Runtime for DockerRuntime {
                 }
             }
             Err(outcome) => {
-                let why = if outcome == RunOutcome::TimedOut {
-                    format!("timed out after {}", human::exact(spec.timeout))
-                } else {
-                    "cancelled".to_owned()
+                let why = match spec.timeout {
+                    Some(timeout) if outcome == RunOutcome::TimedOut => {
+                        format!("timed out after {}", human::exact(timeout))
+                    }
+                    _ => "cancelled".to_owned(),
                 };
-                logs.system(&format!(
-                    "{why}: stopping the container (SIGTERM, then SIGKILL after {}s)",
-                    spec.kill_grace.as_secs().max(1)
-                ));
-                self.stop(&id, spec.kill_grace).await;
+                if spec.kill.is_cancelled() {
+                    logs.system("killed at once: this copy must not run any longer");
+                } else {
+                    logs.system(&format!(
+                        "{why}: stopping the container ({}, then SIGKILL after {})",
+                        spec.stop_signal,
+                        human::exact(spec.kill_grace)
+                    ));
+                }
+                self.stop_with(&id, spec.stop_signal.name(), spec.kill_grace, &spec.kill)
+                    .await;
                 Ok(outcome)
             }
         };
@@ -614,6 +651,119 @@ impl Runtime for DockerRuntime {
             image_digest,
             log_error,
         })
+    }
+
+    async fn probe(&self, spec: &RunSpec, probe: &Probe, timeout: Duration) -> Result<(), String> {
+        match probe {
+            Probe::Http { url } => crate::probe_http(url, timeout).await,
+            Probe::Command { command } => {
+                let container = container_name(spec);
+                match tokio::time::timeout(timeout, self.exec_probe(&container, command)).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        self.kill_probe(&container).await;
+                        Err(format!(
+                            "the health check did not end within {} and was killed",
+                            human::exact(timeout)
+                        ))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The name of the file in the container's `/tmp` where a command probe writes its shell's
+/// pid: how a probe that outlives its timeout is found and killed (the engine cannot kill an
+/// exec).
+const PROBE_MARK: &str = "panda-probe-pid";
+
+impl DockerRuntime {
+    /// Runs `sh -c command` in the container (with the container's environment and working
+    /// directory) and waits for its end; exit 0 is healthy.
+    async fn exec_probe(&self, container: &str, command: &str) -> Result<(), String> {
+        let config = bollard::models::ExecConfig {
+            // The shell writes down its pid, then becomes the check: a check that runs too
+            // long is killed by that pid, in a later exec.
+            cmd: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo $$ > /tmp/.{PROBE_MARK} 2>/dev/null; exec sh -c \"$0\""),
+                command.to_owned(),
+            ]),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            ..Default::default()
+        };
+        let exec = self
+            .docker
+            .create_exec(container, config)
+            .await
+            .map_err(|err| format!("cannot run the health check in the container: {err}"))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|err| format!("cannot run the health check in the container: {err}"))?;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(LogOutput::StdOut { message }) => stdout.extend_from_slice(&message),
+                    Ok(LogOutput::StdErr { message }) => stderr.extend_from_slice(&message),
+                    Ok(_) => {}
+                    Err(err) => return Err(format!("reading the health check's output: {err}")),
+                }
+            }
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|err| format!("reading the health check's end: {err}"))?;
+        match inspected.exit_code {
+            Some(0) => Ok(()),
+            Some(code) => Err(crate::probe::failed_command(
+                i32::try_from(code).ok(),
+                &stdout,
+                &stderr,
+            )),
+            None => Err("the health check's end is unknown to the engine".into()),
+        }
+    }
+
+    /// Kills a probe that outlived its timeout, by the pid it wrote in the container.
+    async fn kill_probe(&self, container: &str) {
+        let config = bollard::models::ExecConfig {
+            cmd: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("kill -9 $(cat /tmp/.{PROBE_MARK}) 2>/dev/null; rm -f /tmp/.{PROBE_MARK}"),
+            ]),
+            attach_stdout: Some(false),
+            attach_stderr: Some(false),
+            ..Default::default()
+        };
+        let killed = async {
+            let exec = self.docker.create_exec(container, config).await?;
+            self.docker
+                .start_exec(
+                    &exec.id,
+                    Some(bollard::exec::StartExecOptions {
+                        detach: true,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map(|_| ())
+        };
+        if let Err(err) = tokio::time::timeout(Duration::from_secs(10), killed)
+            .await
+            .unwrap_or_else(|_| Err(DockerError::RequestTimeoutError))
+        {
+            tracing::warn!(container, %err, "killing a health check that timed out failed");
+        }
     }
 }
 

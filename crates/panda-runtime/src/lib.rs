@@ -6,6 +6,10 @@
 //! error: a [`RuntimeError`] means the execution could not run at all, and says whether trying
 //! again can help.
 //!
+//! A service's instance runs with no timeout and is stopped with its own signal and stop
+//! timeout (both in [`RunSpec`]); while it runs, [`Runtime::probe`] checks its health beside it
+//! (a command next to the process or in the container, or an HTTP GET from the node).
+//!
 //! A node's work dies with the node: a local process runs under a small supervisor process
 //! (`panda __supervise`, see `supervise.rs`) that kills the job's whole process tree when the
 //! node dies by any signal, and a restarted node kills what survived even that ([`Records`]).
@@ -14,6 +18,7 @@
 
 mod docker;
 mod logs;
+mod probe;
 mod process;
 mod supervise;
 mod watch;
@@ -23,11 +28,12 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use panda_core::{ExecutionId, JobSpec, Limits, RuntimeSpec};
+use panda_core::{ExecutionId, JobSpec, Limits, Probe, RuntimeSpec, StopSignal};
 use tokio_util::sync::CancellationToken;
 
 pub use docker::{DockerRuntime, EXECUTION_LABEL, INSTANCE_LABEL, NODE_LABEL, PullPolicy};
 pub use logs::{DEFAULT_LOG_CAP, LogConfig, LogSink, LogSummary};
+pub use probe::probe_http;
 pub use process::{ProcessRuntime, SELF_EXE};
 pub use supervise::{Reaped, Records, SUPERVISE_COMMAND, supervise};
 pub use watch::{WATCH_COMMAND, watch};
@@ -36,7 +42,7 @@ pub use watch::{WATCH_COMMAND, watch};
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// Everything a runtime needs to run one execution.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct RunSpec {
     /// The execution, for labels and log lines.
     pub execution_id: ExecutionId,
@@ -51,10 +57,17 @@ pub struct RunSpec {
     pub workdir: Option<String>,
     /// Resource limits (containers).
     pub limits: Limits,
-    /// Stopped after this long, as [`RunOutcome::TimedOut`].
-    pub timeout: Duration,
+    /// Stopped after this long, as [`RunOutcome::TimedOut`]; `None` runs it until it ends or
+    /// is cancelled (a service's instance).
+    pub timeout: Option<Duration>,
+    /// Sent to the whole process group or container to ask it to stop (timeout, cancel).
+    pub stop_signal: StopSignal,
     /// How long a stop request is given before the kill.
     pub kill_grace: Duration,
+    /// Fired to kill the run at once, without the stop signal's grace: a copy of a service
+    /// instance whose lease moved on to another node must not run a moment longer. A run
+    /// ends as [`RunOutcome::Cancelled`] either way.
+    pub kill: CancellationToken,
 }
 
 impl fmt::Debug for RunSpec {
@@ -67,13 +80,16 @@ impl fmt::Debug for RunSpec {
             .field("workdir", &self.workdir)
             .field("limits", &self.limits)
             .field("timeout", &self.timeout)
+            .field("stop_signal", &self.stop_signal)
             .field("kill_grace", &self.kill_grace)
+            .field("killed", &self.kill.is_cancelled())
             .finish()
     }
 }
 
 impl RunSpec {
-    /// The run of `job` as execution `execution_id`, with `env` added to the job's own.
+    /// The run of `job` as execution `execution_id`, with `env` added to the job's own. A
+    /// service's instance has no timeout and stops with the service's signal and stop timeout.
     pub fn for_job(
         job: &JobSpec,
         execution_id: ExecutionId,
@@ -88,8 +104,16 @@ impl RunSpec {
             secret_env: job.secret_env.clone(),
             workdir: job.workdir.clone(),
             limits: job.limits,
-            timeout: job.timeout,
-            kill_grace: DEFAULT_KILL_GRACE,
+            timeout: job.service.is_none().then_some(job.timeout),
+            stop_signal: job
+                .service
+                .as_ref()
+                .map_or(StopSignal::TERM, |s| s.stop_signal.clone()),
+            kill_grace: job
+                .service
+                .as_ref()
+                .map_or(DEFAULT_KILL_GRACE, |s| s.stop_timeout),
+            kill: CancellationToken::new(),
         }
     }
 }
@@ -155,4 +179,19 @@ pub trait Runtime: Send + Sync + fmt::Debug {
         logs: LogSink,
         cancel: CancellationToken,
     ) -> Result<RunReport, RuntimeError>;
+
+    /// Checks once, within `timeout`, whether the running `spec` is healthy: `Ok` when the
+    /// probe passed, `Err` with what went wrong otherwise. A command that outlives the
+    /// timeout is killed. The default runs HTTP probes from the node and refuses command
+    /// probes; the process and Docker runtimes run those beside the process or in the
+    /// container.
+    async fn probe(&self, spec: &RunSpec, probe: &Probe, timeout: Duration) -> Result<(), String> {
+        let _ = spec;
+        match probe {
+            Probe::Http { url } => probe_http(url, timeout).await,
+            Probe::Command { .. } => {
+                Err("this runtime cannot run a command health check; use an HTTP check".into())
+            }
+        }
+    }
 }

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use panda_core::LogStream;
-use panda_core::RuntimeSpec;
 use panda_core::human;
+use panda_core::{Probe, RuntimeSpec};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
@@ -106,22 +106,29 @@ impl Runtime for ProcessRuntime {
 
         let outcome = tokio::select! {
             status = job.wait() => Ended::Exited(status),
-            () = tokio::time::sleep(spec.timeout) => Ended::Stopped(RunOutcome::TimedOut),
+            () = sleep_or_never(spec.timeout) => Ended::Stopped(RunOutcome::TimedOut),
             () = cancel.cancelled() => Ended::Stopped(RunOutcome::Cancelled),
+            () = spec.kill.cancelled() => Ended::Stopped(RunOutcome::Cancelled),
         };
         let outcome = match outcome {
             Ended::Exited(status) => exit_outcome(status, &logs),
             Ended::Stopped(outcome) => {
-                let why = if outcome == RunOutcome::TimedOut {
-                    format!("timed out after {}", human::exact(spec.timeout))
-                } else {
-                    "cancelled".to_owned()
+                let why = match spec.timeout {
+                    Some(timeout) if outcome == RunOutcome::TimedOut => {
+                        format!("timed out after {}", human::exact(timeout))
+                    }
+                    _ => "cancelled".to_owned(),
                 };
-                logs.system(&format!(
-                    "{why}: sending SIGTERM, then SIGKILL after {}",
-                    human::exact(spec.kill_grace)
-                ));
-                job.stop(spec.kill_grace).await;
+                let signal = Signal::try_from(spec.stop_signal.number()).unwrap_or(Signal::SIGTERM);
+                if spec.kill.is_cancelled() {
+                    logs.system("killed at once: this copy must not run any longer");
+                } else {
+                    logs.system(&format!(
+                        "{why}: sending {signal}, then SIGKILL after {}",
+                        human::exact(spec.kill_grace)
+                    ));
+                }
+                job.stop(signal, spec.kill_grace, &spec.kill).await;
                 Ok(outcome)
             }
         };
@@ -155,6 +162,23 @@ impl Runtime for ProcessRuntime {
             image_digest: None,
             log_error,
         })
+    }
+
+    async fn probe(&self, spec: &RunSpec, probe: &Probe, timeout: Duration) -> Result<(), String> {
+        match probe {
+            Probe::Http { url } => crate::probe_http(url, timeout).await,
+            Probe::Command { command } => {
+                crate::probe::probe_command(spec, command, timeout, CLEAN_PATH).await
+            }
+        }
+    }
+}
+
+/// Sleeps for `timeout`, or forever when there is none.
+pub(crate) async fn sleep_or_never(timeout: Option<Duration>) {
+    match timeout {
+        Some(timeout) => tokio::time::sleep(timeout).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -360,10 +384,17 @@ impl Job {
         }
     }
 
-    /// SIGTERM to the group, then SIGKILL once the grace has passed.
-    async fn stop(&mut self, grace: Duration) {
-        self.signal(Signal::SIGTERM).await;
-        if tokio::time::timeout(grace, self.wait()).await.is_err() {
+    /// `signal` to the group, then SIGKILL once the grace has passed, or at once when `kill`
+    /// fires.
+    async fn stop(&mut self, signal: Signal, grace: Duration, kill: &CancellationToken) {
+        if !kill.is_cancelled() {
+            self.signal(signal).await;
+        }
+        let ended = tokio::select! {
+            ended = tokio::time::timeout(grace, self.wait()) => ended.is_ok(),
+            () = kill.cancelled() => false,
+        };
+        if !ended {
             self.signal(Signal::SIGKILL).await;
         }
         // Reaps the leader (it is dead or dying by now).
@@ -374,13 +405,13 @@ impl Job {
         match self {
             Self::Direct { group, .. } => signal_group(*group, signal),
             Self::Supervised { requests, .. } => {
-                let request: &[u8] = if signal == Signal::SIGKILL {
-                    b"kill\n"
-                } else {
-                    b"term\n"
+                let request = match signal {
+                    Signal::SIGKILL => "kill\n".to_owned(),
+                    Signal::SIGTERM => "term\n".to_owned(),
+                    other => format!("signal {}\n", other as i32),
                 };
                 // A supervisor that is gone has killed the job already.
-                let _ = requests.write_all(request).await;
+                let _ = requests.write_all(request.as_bytes()).await;
             }
         }
     }

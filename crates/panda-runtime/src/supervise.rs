@@ -16,7 +16,8 @@
 //!   exits. The kernel closes the node's end the moment the node dies, for any reason, so this
 //!   needs no polling and no timer;
 //! - takes the node's requests on the same socket (`term`: SIGTERM the group, for a timeout or
-//!   a cancel; `kill`: SIGKILL everything) and reports the job's start (`started PID`, or
+//!   a cancel; `signal N`: signal N to the group, a service's stop signal; `kill`: SIGKILL
+//!   everything) and reports the job's start (`started PID`, or
 //!   `spawn-error ERRNO MESSAGE` so "no such program" stays the system's own message) and its
 //!   end (`exited code N` or `exited signal N`);
 //! - once the job's first process exits, kills what it left behind, group and strays, so the
@@ -174,7 +175,17 @@ impl Supervisor {
                             let _ = killpg(leader, Signal::SIGTERM);
                         }
                         b"kill\n" => signal_all(leader),
-                        _ => {}
+                        other => {
+                            // `signal N`: a service's own stop signal, to the group.
+                            if let Some(signal) = std::str::from_utf8(other)
+                                .ok()
+                                .and_then(|r| r.trim_end().strip_prefix("signal "))
+                                .and_then(|n| n.parse::<i32>().ok())
+                                .and_then(|n| Signal::try_from(n).ok())
+                            {
+                                let _ = killpg(leader, signal);
+                            }
+                        }
                     }
                 }
             }

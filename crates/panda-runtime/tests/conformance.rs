@@ -89,8 +89,10 @@ impl Kit {
             secret_env: BTreeMap::new(),
             workdir: None,
             limits: panda_core::Limits::default(),
-            timeout: Duration::from_secs(60),
+            timeout: Some(Duration::from_secs(60)),
+            stop_signal: panda_core::StopSignal::TERM,
             kill_grace: Duration::from_secs(2),
+            kill: CancellationToken::new(),
         }
     }
 
@@ -271,6 +273,11 @@ runtimes! {
     a_background_process_is_not_left_behind_when_the_job_exits,
     cancel_stops_the_job_as_cancelled,
     live_followers_see_the_output_as_it_comes,
+    a_command_probe_runs_beside_the_job_with_its_environment,
+    a_command_probe_that_outlives_its_timeout_fails_and_is_killed,
+    an_http_probe_is_healthy_on_2xx_and_3xx_only,
+    a_service_is_stopped_with_its_own_signal_before_the_kill,
+    a_kill_ends_the_run_at_once_without_the_stop_grace,
 }
 
 async fn success_is_succeeded_and_its_output_is_stored(runtime: &dyn Runtime, kit: &Kit) {
@@ -459,7 +466,7 @@ async fn a_hundred_megabytes_arrive_complete_under_a_raised_cap(runtime: &dyn Ru
 
 async fn timeout_kills_the_job_and_everything_it_started(runtime: &dyn Runtime, kit: &Kit) {
     let mut spec = kit.spec("sleep 1000 & echo $!; sleep 1000");
-    spec.timeout = Duration::from_millis(500);
+    spec.timeout = Some(Duration::from_millis(500));
     spec.kill_grace = Duration::from_millis(500);
     let report = kit.run(runtime, &spec).await;
     assert_eq!(report.outcome, RunOutcome::TimedOut);
@@ -513,6 +520,186 @@ async fn cancel_stops_the_job_as_cancelled(runtime: &dyn Runtime, kit: &Kit) {
         kit.container_removed().await,
         "the cancelled container is removed"
     );
+}
+
+/// Runs `spec` until its first output, then `during` beside it, then cancels it; returns
+/// what `during` returned and the run's report.
+async fn while_running<T>(
+    runtime: &dyn Runtime,
+    kit: &Kit,
+    spec: &RunSpec,
+    during: impl std::future::Future<Output = T>,
+) -> (T, RunReport) {
+    let sink = kit.sink(LogConfig::default(), spec);
+    let cancel = CancellationToken::new();
+    let mut follow = sink.subscribe();
+    let run = runtime.run(spec, sink, cancel.clone());
+    let beside = async {
+        follow.recv().await.expect("a first chunk");
+        let result = during.await;
+        cancel.cancel();
+        result
+    };
+    let (report, result) =
+        tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(run, beside) })
+            .await
+            .expect("the run ends (hang guard)");
+    (result, report.expect("runs"))
+}
+
+async fn a_command_probe_runs_beside_the_job_with_its_environment(
+    runtime: &dyn Runtime,
+    kit: &Kit,
+) {
+    let mut spec = kit.spec("echo started; sleep 1000");
+    spec.env.insert("PROBE_WANTS".into(), "ready".into());
+    let probe = |command: &str| panda_core::Probe::Command {
+        command: command.to_owned(),
+    };
+    let timeout = Duration::from_secs(20);
+    let ((healthy, failing), report) = while_running(runtime, kit, &spec, async {
+        let healthy = runtime
+            .probe(&spec, &probe("test \"$PROBE_WANTS\" = ready"), timeout)
+            .await;
+        let failing = runtime
+            .probe(&spec, &probe("echo not yet >&2; exit 3"), timeout)
+            .await;
+        (healthy, failing)
+    })
+    .await;
+    assert_eq!(healthy, Ok(()));
+    let failing = failing.expect_err("exit 3 is unhealthy");
+    assert!(
+        failing.contains("code 3") && failing.contains("not yet"),
+        "{failing}"
+    );
+    assert_eq!(report.outcome, RunOutcome::Cancelled);
+}
+
+async fn a_command_probe_that_outlives_its_timeout_fails_and_is_killed(
+    runtime: &dyn Runtime,
+    kit: &Kit,
+) {
+    let spec = kit.spec("echo started; sleep 1000");
+    let probe = panda_core::Probe::Command {
+        command: "sleep 30".into(),
+    };
+    let started = std::time::Instant::now();
+    let (result, _) = while_running(runtime, kit, &spec, async {
+        runtime
+            .probe(&spec, &probe, Duration::from_millis(500))
+            .await
+    })
+    .await;
+    let err = result.expect_err("a probe past its timeout is unhealthy");
+    assert!(err.contains("did not end within"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the probe was not waited for to its end"
+    );
+}
+
+async fn an_http_probe_is_healthy_on_2xx_and_3xx_only(runtime: &dyn Runtime, kit: &Kit) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    // Answers each request with the status its path names: GET /204 gets 204.
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = vec![0u8; 1024];
+            let n = socket.read(&mut request).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&request[..n]).into_owned();
+            let status = request
+                .split_whitespace()
+                .nth(1)
+                .and_then(|path| path.trim_start_matches('/').parse::<u16>().ok())
+                .unwrap_or(404);
+            if status == 999 {
+                // Never answers.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                continue;
+            }
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\nlocation: /200\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    let spec = kit.spec("true");
+    let probe = |status: u16| panda_core::Probe::Http {
+        url: format!("http://{address}/{status}"),
+    };
+    let timeout = Duration::from_secs(5);
+    for healthy in [200, 204, 302] {
+        assert_eq!(
+            runtime.probe(&spec, &probe(healthy), timeout).await,
+            Ok(()),
+            "{healthy} is healthy"
+        );
+    }
+    let err = runtime
+        .probe(&spec, &probe(503), timeout)
+        .await
+        .expect_err("503 is unhealthy");
+    assert!(err.contains("503"), "{err}");
+    let err = runtime
+        .probe(&spec, &probe(999), Duration::from_millis(300))
+        .await
+        .expect_err("no answer is unhealthy");
+    assert!(err.contains("did not answer within"), "{err}");
+    server.abort();
+    let closed = panda_core::Probe::Http {
+        url: "http://127.0.0.1:9/".into(),
+    };
+    assert!(runtime.probe(&spec, &closed, timeout).await.is_err());
+}
+
+async fn a_service_is_stopped_with_its_own_signal_before_the_kill(
+    runtime: &dyn Runtime,
+    kit: &Kit,
+) {
+    let mut spec =
+        kit.spec("trap 'echo got USR1; exit 0' USR1; echo started; while true; do sleep 0.1; done");
+    spec.timeout = None;
+    spec.stop_signal = "SIGUSR1".parse().expect("a signal");
+    spec.kill_grace = Duration::from_secs(20);
+    let started = std::time::Instant::now();
+    let ((), report) = while_running(runtime, kit, &spec, async {}).await;
+    assert_eq!(report.outcome, RunOutcome::Cancelled);
+    let stdout = kit.output(LogStream::Stdout).await;
+    assert!(stdout.contains("got USR1"), "{stdout}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "it ended on the signal, not at the kill"
+    );
+    let system = kit.output(LogStream::System).await;
+    assert!(system.contains("SIGUSR1"), "{system}");
+}
+
+async fn a_kill_ends_the_run_at_once_without_the_stop_grace(runtime: &dyn Runtime, kit: &Kit) {
+    let mut spec = kit.spec("trap '' TERM; echo started; while true; do sleep 0.1; done");
+    spec.timeout = None;
+    spec.kill_grace = Duration::from_secs(60);
+    let sink = kit.sink(LogConfig::default(), &spec);
+    let mut follow = sink.subscribe();
+    let run = runtime.run(&spec, sink, CancellationToken::new());
+    let started = std::time::Instant::now();
+    let kill = async {
+        follow.recv().await.expect("a first chunk");
+        spec.kill.cancel();
+    };
+    let (report, ()) =
+        tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(run, kill) })
+            .await
+            .expect("the kill ends the run well before the grace (hang guard)");
+    assert_eq!(report.expect("runs").outcome, RunOutcome::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(30));
 }
 
 async fn live_followers_see_the_output_as_it_comes(runtime: &dyn Runtime, kit: &Kit) {

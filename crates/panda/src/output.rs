@@ -87,6 +87,15 @@ pub(crate) fn status(status: Status) -> String {
     }
 }
 
+/// `text` in the ANSI colour `code` on a terminal that takes colour; as it is otherwise.
+pub(crate) fn painted(text: String, code: &str) -> String {
+    if colour() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text
+    }
+}
+
 /// How long an execution ran (so far, while running).
 pub(crate) fn ran_for(execution: &Execution, now: DateTime<Utc>) -> Option<chrono::Duration> {
     let started = execution.started_at?;

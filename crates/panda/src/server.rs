@@ -1,6 +1,8 @@
 //! `panda server`: opens the store, makes sure the admin token exists, runs the Scheduler, the
-//! Dispatcher (this node's workers), the Rescuer, the Alerter and the Pruner, and on SIGTERM or Ctrl-C drains: nothing
-//! new starts, running executions get a grace period, the rest go back to the queue.
+//! Dispatcher (this node's workers), the ServiceController, the Rescuer, the Alerter and the
+//! Pruner, and on SIGTERM or Ctrl-C drains: nothing new starts, service instances are stopped
+//! and handed over at once, running executions get a grace period, the rest go back to the
+//! queue.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,7 +17,7 @@ use panda_core::SystemClock;
 use panda_engine::{
     Alerter, AlerterConfig, DEFAULT_DRAIN_GRACE, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_KEEP,
     DEFAULT_LEASE_TTL, DEFAULT_PRUNE_BATCH, DEFAULT_PRUNE_INTERVAL, Dispatcher, DispatcherConfig,
-    Pruner, QueueLimit, Rescuer, Runtimes, Scheduler,
+    Pruner, QueueLimit, Rescuer, Runtimes, Scheduler, ServiceController,
 };
 
 // The flags' defaults, written out for clap, are these.
@@ -199,6 +201,11 @@ pub(crate) struct NodeArgs {
     #[arg(long, env = "PANDA_CONCURRENCY", default_value_t = 10, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     concurrency: u32,
+    /// Service instances run at once on this node, apart from --concurrency: instances and
+    /// job executions never wait for each other's room
+    #[arg(long, env = "PANDA_SERVICE_SLOTS", default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    service_slots: u32,
     /// Queues to take work from, comma-separated, each with an optional limit of its own
     /// (`reports=2`); every queue when left out
     #[arg(
@@ -454,6 +461,8 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
         .with_http_limits(http_limits);
         let bound = listener.local_addr().context("the listening address")?;
         services.push(tokio::spawn(scheduler.run(shutdown.clone())));
+        let controller = ServiceController::new(Arc::clone(&store), clock.clone());
+        services.push(tokio::spawn(controller.run(shutdown.clone())));
         let api = panda_api::serve(listener, state);
         services.push(tokio::spawn(async move {
             if let Err(err) = api.await {
@@ -462,7 +471,7 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
         }));
         tracing::info!(address = %bound, "API listening on http://{bound}");
         ready.push_str(&format!("api=http://{bound}\n"));
-        tracing::info!("scheduler and alerter running");
+        tracing::info!("scheduler, service controller and alerter running");
     }
     if let Some(listener) = metrics_listener {
         let state =
@@ -496,6 +505,7 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
     tracing::info!(
         worker = %config.worker_id,
         concurrency = config.concurrency,
+        service_slots = config.service_slots,
         queues = %queue_list(&config.queues),
         docker = runtimes.docker.is_some(),
         process = runtimes.process.is_some(),
@@ -527,6 +537,7 @@ async fn run_node(args: &NodeArgs, server: Option<ServerParts<'_>>) -> anyhow::R
     tracing::info!(
         finished = drained.finished,
         released = drained.released,
+        instances = drained.instances,
         "stopped"
     );
     Ok(())
@@ -620,6 +631,7 @@ fn dispatcher_config(args: &NodeArgs) -> anyhow::Result<DispatcherConfig> {
     };
     let concurrency = usize::try_from(args.concurrency).unwrap_or(usize::MAX);
     let mut config = DispatcherConfig::new(worker_id, concurrency);
+    config.service_slots = usize::try_from(args.service_slots).unwrap_or(usize::MAX);
     config.queues = args.queues.clone();
     config.lease_ttl = args.lease_ttl;
     config.heartbeat_every = args.heartbeat_interval;

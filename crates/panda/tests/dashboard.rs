@@ -187,6 +187,16 @@ async fn a_user_logs_in_triggers_a_cronjob_and_watches_its_log_live() {
         "--exec",
         "sh -c 'for i in 1 2 3; do echo line $i; sleep 2; done; echo done >&2'",
     ]));
+    succeeded(&server.panda(&[
+        "service",
+        "create",
+        "--name",
+        "worker",
+        "--exec",
+        "sleep 1000",
+        "--queue",
+        "nobody-serves-this",
+    ]));
     let viewer = succeeded(&server.panda(&["token", "create", "viewer", "--read-only"]))
         .trim()
         .to_owned();
@@ -349,9 +359,19 @@ async fn a_user_logs_in_triggers_a_cronjob_and_watches_its_log_live() {
         format!("{base}/jobs/slow-lines"),
         execution_url,
         format!("{base}/queues"),
+        format!("{base}/services"),
+        format!("{base}/services/worker"),
     ] {
         browser.goto(page.clone()).await.expect("open");
         assert_eq!(mutating_buttons(&browser).await, 0, "{page}");
+        if page.ends_with("/services") {
+            browser
+                .find(By::Css(
+                    "tr[data-service='worker'] a[href='/services/worker']",
+                ))
+                .await
+                .expect("the services page lists the service, linked to its page");
+        }
     }
     browser.quit().await.expect("quit chromium");
 

@@ -37,6 +37,8 @@ struct ExecutionPage {
     nav: Nav,
     id: ExecutionId,
     job: String,
+    /// The job is a service: the crumb leads to its service page.
+    service: bool,
     status: StatusView,
     live: bool,
     facts: Vec<(&'static str, String)>,
@@ -79,6 +81,17 @@ pub(super) async fn execution(
         ("Queue", e.queue.clone()),
         ("Created", view::absolute(e.created_at)),
     ];
+    if let Some(instance) = e.instance {
+        // A service's run: which instance and revision, instead of an attempt of a retry.
+        let revision = e
+            .revision
+            .map_or_else(String::new, |r| format!(", revision {r}"));
+        facts.retain(|(label, _)| *label != "Attempt");
+        facts.insert(1, ("Instance", format!("{instance}{revision}")));
+    }
+    if let Some(at) = e.healthy_at {
+        facts.push(("Healthy since", view::absolute(at)));
+    }
     if let Some(at) = e.scheduled_at {
         facts.push(("Scheduled for", view::absolute(at)));
     }
@@ -146,6 +159,7 @@ pub(super) async fn execution(
         nav: Nav::new(&session, "executions"),
         id: e.id,
         job: e.job_name.clone(),
+        service: job.spec.is_service(),
         status: StatusView::of(e.status),
         live: !e.status.is_terminal(),
         facts,

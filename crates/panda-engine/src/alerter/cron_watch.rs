@@ -7,15 +7,22 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use panda_core::{AlertKind, CronSchedule, Execution, Job, Status, human};
 use panda_store::{
-    AlertRecord, AlertStore, ExecutionFilter, HistoryStore, JobKind, JobStore, LogStore, SlotStore,
-    StoreResult,
+    AlertRecord, AlertStore, ExecutionFilter, HistoryStore, JobKind, JobStore, LogStore,
+    ServiceStore, SlotStore, StoreResult,
 };
 
 use super::Alerter;
 
 impl<S> Alerter<S>
 where
-    S: AlertStore + HistoryStore + JobStore + LogStore + SlotStore + ?Sized + 'static,
+    S: AlertStore
+        + HistoryStore
+        + JobStore
+        + LogStore
+        + ServiceStore
+        + SlotStore
+        + ?Sized
+        + 'static,
 {
     /// One pass over cron slots and running executions; returns the alerts it raised.
     pub async fn watch(&mut self) -> StoreResult<Vec<AlertRecord>> {

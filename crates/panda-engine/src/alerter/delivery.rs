@@ -8,8 +8,8 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use panda_core::{Clock, NotifierKind};
 use panda_store::{
-    AlertStore, DeliveryOutcome, DueDelivery, HistoryStore, JobStore, LogStore, SlotStore,
-    StoreResult,
+    AlertStore, DeliveryOutcome, DueDelivery, HistoryStore, JobStore, LogStore, ServiceStore,
+    SlotStore, StoreResult,
 };
 use sha2::Sha256;
 
@@ -21,7 +21,14 @@ pub const SIGNATURE_HEADER: &str = "X-Panda-Signature";
 
 impl<S> Alerter<S>
 where
-    S: AlertStore + HistoryStore + JobStore + LogStore + SlotStore + ?Sized + 'static,
+    S: AlertStore
+        + HistoryStore
+        + JobStore
+        + LogStore
+        + ServiceStore
+        + SlotStore
+        + ?Sized
+        + 'static,
 {
     /// Starts an attempt for each due delivery (up to the in-flight limit) and returns how
     /// many it started; they finish in the background.

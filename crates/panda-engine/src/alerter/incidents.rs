@@ -1,10 +1,12 @@
 //! Judging failures and recoveries, and raising an alert: one per incident, whichever node
 //! raises it first.
 
-use panda_core::{AlertKind, Execution, ExecutionId, Job, NotifierKind, Status};
+use panda_core::{
+    AlertKind, CRASH_LOOP_RESTARTS, Execution, ExecutionId, Job, NotifierKind, Status,
+};
 use panda_store::{
     AlertRecord, AlertStore, ExecutionFilter, HistoryStore, JobStore, LogStore, NewAlert,
-    SlotStore, StoreError, StoreResult,
+    ServiceStore, SlotStore, StoreError, StoreResult,
 };
 
 use super::Alerter;
@@ -18,7 +20,14 @@ const INBOX_BATCH: u32 = 500;
 
 impl<S> Alerter<S>
 where
-    S: AlertStore + HistoryStore + JobStore + LogStore + SlotStore + ?Sized + 'static,
+    S: AlertStore
+        + HistoryStore
+        + JobStore
+        + LogStore
+        + ServiceStore
+        + SlotStore
+        + ?Sized
+        + 'static,
 {
     /// One pass over failures and recoveries; returns the alerts it raised.
     pub async fn judge(&mut self) -> StoreResult<Vec<AlertRecord>> {
@@ -26,14 +35,26 @@ where
         let inbox = self.store.alert_inbox(INBOX_BATCH).await?;
         let mut done = Vec::with_capacity(inbox.len());
         for failed in &inbox {
-            if let Some(alert) = self.judge_failure(failed).await? {
+            // A service instance's run that ended is restarted, not retried: one crash-loop
+            // alert per incident instead of one per exit.
+            let alert = if failed.instance.is_some() {
+                self.judge_instance_end(failed).await?
+            } else {
+                self.judge_failure(failed).await?
+            };
+            if let Some(alert) = alert {
                 raised.push(alert);
             }
             done.push(failed.id);
         }
         self.store.alert_inbox_done(&done).await?;
         for open in self.store.alert_open().await? {
-            if let Some(alert) = self.judge_recovery(&open).await? {
+            let alert = if open.kind == AlertKind::CrashLoop {
+                self.judge_instance_recovery(&open).await?
+            } else {
+                self.judge_recovery(&open).await?
+            };
+            if let Some(alert) = alert {
                 raised.push(alert);
             }
         }
@@ -126,6 +147,88 @@ where
             message,
         )
         .await
+    }
+
+    /// An instance run that ended and is restarted: a crash loop once the restart that follows
+    /// is the [`CRASH_LOOP_RESTARTS`]th since its last healthy run (the restart's attempt less
+    /// one, which is the ended run's attempt).
+    async fn judge_instance_end(&self, ended: &Execution) -> StoreResult<Option<AlertRecord>> {
+        let restarts = ended.attempt;
+        if restarts < CRASH_LOOP_RESTARTS || ended.status == Status::Lost {
+            return Ok(None);
+        }
+        let job = match self.store.job_get_by_id(ended.job_id).await {
+            Ok(job) => job,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let message = format!(
+            "{}: instance {} restarted {restarts} times without a healthy run, the last run {}",
+            job.spec.name,
+            ended.instance.unwrap_or_default(),
+            describe_end(ended)
+        );
+        self.raise(&job, AlertKind::CrashLoop, Some(ended), message)
+            .await
+    }
+
+    /// A crash loop is over once the instance's current run has been healthy for the service's
+    /// `healthy_after`, the window that also resets its restart backoff.
+    async fn judge_instance_recovery(
+        &self,
+        open: &AlertRecord,
+    ) -> StoreResult<Option<AlertRecord>> {
+        let Some(alerted) = open.execution_id else {
+            return Ok(None);
+        };
+        let alerted = match self.store.execution_get(alerted).await {
+            Ok(execution) => execution,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let Some(index) = alerted.instance else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let status = match self.store.service_get(&open.job, now).await {
+            Ok(status) => status,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        if status.job.id != open.job_id {
+            return Ok(None);
+        }
+        let Some(service) = status.job.spec.service.as_ref() else {
+            return Ok(None);
+        };
+        let window =
+            chrono::Duration::from_std(service.healthy_after).unwrap_or(chrono::Duration::MAX);
+        let up = status
+            .instances
+            .iter()
+            .filter(|i| i.index == index)
+            .filter_map(|i| i.execution.as_ref())
+            .find(|e| {
+                e.status == Status::Running
+                    && e.id != alerted.id
+                    && e.healthy_at.is_some_and(|at| now - at >= window)
+            });
+        let Some(up) = up else {
+            return Ok(None);
+        };
+        let job = match self.store.job_get_by_id(open.job_id).await {
+            Ok(job) => job,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let message = format!(
+            "{}: recovered, instance {index} has run healthy for {} ({})",
+            job.spec.name,
+            panda_core::human::exact(service.healthy_after),
+            up.id
+        );
+        self.raise_after(&job, Some(open), AlertKind::Recovered, Some(up), message)
+            .await
     }
 
     /// Raises `kind` about `job` unless an incident is already open.

@@ -6,6 +6,10 @@
 //!   transaction that records it. The job's latest attempts decide whether its threshold
 //!   ([`AlertPolicy::after_failures`](panda_core::AlertPolicy::after_failures)) is reached.
 //! - **Recoveries**: a job with an open incident whose newest success came after the alert.
+//! - **Crash loops**: a service instance's runs that end and restart come through the same
+//!   inbox; none raises `failed`, but the [`CRASH_LOOP_RESTARTS`](panda_core::CRASH_LOOP_RESTARTS)th
+//!   restart in a row without a healthy run raises one `crash_loop`, and `recovered` follows
+//!   once the instance's current run has been healthy for the service's `healthy_after`.
 //! - **Missed and late cron slots**, like a dead-man's switch: each cronjob's latest slot that
 //!   is older than its grace must have a run that started within the grace.
 //! - **Long runs**: running executions older than the job's limit.
@@ -32,7 +36,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use panda_core::{Clock, CronSchedule, JobId, RetryPolicy};
-use panda_store::{AlertStore, HistoryStore, JobStore, LogStore, SlotStore, Store};
+use panda_store::{AlertStore, HistoryStore, JobStore, LogStore, ServiceStore, SlotStore, Store};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -104,7 +108,14 @@ pub struct Alerter<S: ?Sized = dyn Store> {
 
 impl<S> Alerter<S>
 where
-    S: AlertStore + HistoryStore + JobStore + LogStore + SlotStore + ?Sized + 'static,
+    S: AlertStore
+        + HistoryStore
+        + JobStore
+        + LogStore
+        + ServiceStore
+        + SlotStore
+        + ?Sized
+        + 'static,
 {
     /// An alerter over `store`.
     ///

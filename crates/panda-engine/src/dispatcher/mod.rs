@@ -14,11 +14,21 @@
 //!   period to end, then are stopped and released to the queue, so another node takes them at
 //!   once instead of after the lease expires.
 //!
+//! - **Service instances** have a capacity of their own (`service_slots`), claimed apart from
+//!   job executions so neither starves the other. An instance runs with no timeout and its
+//!   health watched; a stop request, a failed health check or a drain stops it with its
+//!   service's stop signal and stop timeout, and a lost lease kills it at once. A draining
+//!   node does not wait for its instances: it stops and releases them at once.
+//!
 //! The pool that claims is [`pool`], the run of one execution [`run`], its lease's renewal
-//! [`heartbeat`], and the writing of its end [`finish`].
+//! [`heartbeat`], and the writing of its end [`finish`]; instances are claimed by
+//! [`instances`], each run by [`instance`], its health watched by [`health`].
 
 mod finish;
+mod health;
 mod heartbeat;
+mod instance;
+mod instances;
 mod pool;
 mod run;
 
@@ -35,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use finish::UnwrittenFinishes;
 use finish::{Handed, Unwritten};
+use instances::Instances;
 use pool::Pool;
 
 pub use run::execution_env;
@@ -47,6 +58,8 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How long running executions may go on after a shutdown begins.
 pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// Service instances run at once on a node.
+pub const DEFAULT_SERVICE_SLOTS: usize = 100;
 
 /// A queue this node takes work from, and how many of its executions it runs at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +109,8 @@ pub struct DispatcherConfig {
     pub worker_id: String,
     /// Executions run at once on this node.
     pub concurrency: usize,
+    /// Service instances run at once on this node, apart from `concurrency`.
+    pub service_slots: usize,
     /// The queues taken from; empty means every queue.
     pub queues: Vec<QueueLimit>,
     /// How long a lease lasts without a heartbeat.
@@ -116,6 +131,7 @@ impl DispatcherConfig {
         Self {
             worker_id: worker_id.into(),
             concurrency,
+            service_slots: DEFAULT_SERVICE_SLOTS,
             queues: Vec::new(),
             lease_ttl: DEFAULT_LEASE_TTL,
             heartbeat_every: DEFAULT_HEARTBEAT_INTERVAL,
@@ -159,6 +175,8 @@ pub struct DrainReport {
     pub finished: usize,
     /// Executions stopped at the end of the grace period and put back in the queue.
     pub released: usize,
+    /// Service instances stopped and handed over at once.
+    pub instances: usize,
 }
 
 /// The worker pool of one node. See the module docs.
@@ -228,6 +246,8 @@ impl Dispatcher {
         // Only a queue with a limit of its own waits for its finishes to be written.
         let limited = context.config.queues.iter().any(|q| q.limit.is_some());
         let mut pool = Pool::new(Arc::clone(&context));
+        let mut instances = Instances::new(Arc::clone(&context));
+        let mut claim_instances = true;
         let mut poll = tokio::time::interval(context.config.poll_every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut claim_now = true;
@@ -235,6 +255,9 @@ impl Dispatcher {
             // A full claim may leave more waiting: claim again while there is room.
             while claim_now {
                 claim_now = pool.claim().await;
+            }
+            while claim_instances {
+                claim_instances = instances.claim().await;
             }
             tokio::select! {
                 biased;
@@ -248,19 +271,29 @@ impl Dispatcher {
                     }
                     claim_now = true;
                 }
+                Some(done) = instances.tasks.join_next_with_id() => {
+                    instances.ended(done);
+                    claim_instances = true;
+                }
                 notice = notices.recv() => {
                     // A lagged receiver only means many notices: claim, as for one.
                     if let Err(tokio::sync::broadcast::error::RecvError::Closed) = notice {
                         notices = context.store.subscribe();
                     }
                     claim_now = true;
+                    claim_instances = true;
                 }
                 () = context.unwritten.written.notified(), if limited => claim_now = true,
                 () = context.unwritten.slots_freed.notified() => claim_now = true,
-                _ = poll.tick() => claim_now = true,
+                _ = poll.tick() => {
+                    claim_now = true;
+                    claim_instances = true;
+                }
             }
         }
-        let report = pool.drain().await;
+        // Instances are handed over at once, while executions get their grace period.
+        let (mut report, handed_over) = tokio::join!(pool.drain(), instances.drain());
+        report.instances = handed_over;
         // The last sender goes with the context: the writer writes what is left and ends.
         drop(context);
         if let Err(err) = finisher.await {

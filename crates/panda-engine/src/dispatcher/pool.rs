@@ -19,7 +19,7 @@ const CLAIM_BATCH: usize = 100;
 const JOB_CACHE_TTL: Duration = Duration::from_secs(2);
 /// The wait after failed claims: the policy's ceiling, from 100 ms doubling up to 5 s. Claims
 /// are tried for as long as the node runs, so the attempts are not counted out.
-const CLAIM_BACKOFF: RetryPolicy = RetryPolicy {
+pub(super) const CLAIM_BACKOFF: RetryPolicy = RetryPolicy {
     max_attempts: u32::MAX,
     backoff_base: Duration::from_millis(100),
     backoff_cap: Duration::from_secs(5),

@@ -126,7 +126,7 @@ pub(super) async fn execute(
 
 /// Where this run's log starts: after the chunks of an earlier run of the same execution. Only
 /// a released execution ran before, and only a released one comes to a claim with a reason.
-async fn first_log_seq(context: &Context, execution: &Execution) -> u64 {
+pub(super) async fn first_log_seq(context: &Context, execution: &Execution) -> u64 {
     if execution.reason.is_none() {
         return 0;
     }
@@ -142,7 +142,7 @@ async fn first_log_seq(context: &Context, execution: &Execution) -> u64 {
 
 /// Picks the runtime and builds what it runs; `Err` with the reason when the execution cannot
 /// run on this node at all.
-async fn prepare(
+pub(super) async fn prepare(
     context: &Context,
     execution: &Execution,
     job: Result<Job, JobUnread>,
@@ -157,7 +157,8 @@ async fn prepare(
 }
 
 /// The environment an execution adds to its job's: its own overrides, then the `PANDA_*`
-/// variables a job uses to know which run it is (they win over anything else).
+/// variables a job uses to know which run it is (they win over anything else); a service's
+/// instance also gets `PANDA_INSTANCE` and `PANDA_REVISION`.
 pub fn execution_env(execution: &Execution) -> BTreeMap<String, String> {
     let mut env = execution.env.clone();
     env.insert("PANDA_JOB".into(), execution.job_name.clone());
@@ -174,11 +175,17 @@ pub fn execution_env(execution: &Execution) -> BTreeMap<String, String> {
     if let Some(payload) = &execution.payload {
         env.insert("PANDA_PAYLOAD".into(), payload.to_string());
     }
+    if let Some(instance) = execution.instance {
+        env.insert("PANDA_INSTANCE".into(), instance.to_string());
+    }
+    if let Some(revision) = execution.revision {
+        env.insert("PANDA_REVISION".into(), revision.to_string());
+    }
     env
 }
 
 /// The report a run's result makes.
-fn finish_of(
+pub(super) fn finish_of(
     execution: &Execution,
     lease: &Lease,
     spec: &RunSpec,
@@ -205,10 +212,10 @@ fn finish_of(
                 }
                 RunOutcome::TimedOut => {
                     finish.outcome = Outcome::TimedOut;
-                    finish.reason = joined(
-                        format!("timed out after {}", panda_core::human::exact(spec.timeout)),
-                        finish.reason,
-                    );
+                    let after = spec.timeout.map_or_else(String::new, |t| {
+                        format!(" after {}", panda_core::human::exact(t))
+                    });
+                    finish.reason = joined(format!("timed out{after}"), finish.reason);
                 }
                 RunOutcome::OomKilled => {
                     finish.outcome = Outcome::Failed;

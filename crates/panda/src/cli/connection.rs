@@ -118,7 +118,12 @@ pub(crate) async fn status(connection: &Connection) -> anyhow::Result<std::proce
         .iter()
         .filter(|j| j.job.spec.schedule.is_some())
         .count();
-    let suspended = jobs.iter().filter(|j| j.job.spec.suspended).count();
+    let suspended = jobs
+        .iter()
+        .filter(|j| j.job.spec.schedule.is_some() && j.job.spec.suspended)
+        .count();
+    let services = jobs.iter().filter(|j| j.job.spec.is_service()).count();
+    let triggered = jobs.len() - cronjobs - services;
     let next = jobs
         .iter()
         .filter_map(|j| j.next_run_at.map(|at| (at, j.job.spec.name.to_string())))
@@ -133,7 +138,8 @@ pub(crate) async fn status(connection: &Connection) -> anyhow::Result<std::proce
                 "server": client.base(),
                 "cronjobs": cronjobs,
                 "suspended": suspended,
-                "jobs": jobs.len() - cronjobs,
+                "jobs": triggered,
+                "services": services,
                 "dead_letters": dead_count,
                 "next_run": next.as_ref().map(|(at, name)| serde_json::json!({"job": name, "at": at})),
             }),
@@ -142,7 +148,8 @@ pub(crate) async fn status(connection: &Connection) -> anyhow::Result<std::proce
         Format::Table => {
             println!("Server:        {} (ready)", client.base());
             println!("Cronjobs:      {cronjobs} ({suspended} suspended)");
-            println!("Jobs:          {}", jobs.len() - cronjobs);
+            println!("Jobs:          {triggered}");
+            println!("Services:      {services}");
             println!("Dead letters:  {dead_count}");
             if let Some((at, name)) = next {
                 println!(

@@ -30,8 +30,14 @@ pub(crate) enum ServiceCommand {
   panda service create --name api --image acme/api:3 --health-http http://127.0.0.1:8080/healthz")]
     Create(Box<CreateArgs>),
     /// List services: desired, running and healthy instances, restarts, uptime, revision
+    #[command(after_help = "Examples:
+  panda service list
+  panda service list -o json")]
     List,
     /// Show a service and each instance: node, state, started, restarts, last exit
+    #[command(after_help = "Examples:
+  panda service get event-processor
+  panda service get event-processor -o yaml")]
     Get {
         /// The service's name
         name: String,
@@ -58,21 +64,33 @@ pub(crate) enum ServiceCommand {
   panda service update event-processor --env LOG_LEVEL=debug --max-parallel 2")]
     Update(Box<UpdateArgs>),
     /// Show the progress of a service's current (or last) rollout
+    #[command(after_help = "Examples:
+  panda service update event-processor --image your-registry/events:1.5
+  panda service rollout event-processor")]
     Rollout {
         /// The service's name
         name: String,
     },
     /// Go back to the previous revision, rolled out like any change
+    #[command(after_help = "Examples:
+  panda service revisions event-processor
+  panda service rollback event-processor")]
     Rollback {
         /// The service's name
         name: String,
     },
     /// Replace every instance with a fresh one, as a rollout
+    #[command(after_help = "Examples:
+  panda service restart event-processor
+  panda service rollout event-processor")]
     Restart {
         /// The service's name
         name: String,
     },
     /// Stop every instance, keeping the service
+    #[command(after_help = "Examples:
+  panda service suspend event-processor
+  panda service resume event-processor")]
     Suspend {
         /// The service's name
         name: String,
@@ -83,11 +101,16 @@ pub(crate) enum ServiceCommand {
         name: String,
     },
     /// Delete a service: its instances stop; its history stays
+    #[command(after_help = "Examples:
+  panda service delete event-processor")]
     Delete {
         /// The service's name
         name: String,
     },
     /// List a service's kept revisions, newest first
+    #[command(after_help = "Examples:
+  panda service revisions event-processor
+  panda service revisions event-processor -o json")]
     Revisions {
         /// The service's name
         name: String,
@@ -342,14 +365,15 @@ fn validate(spec: &JobSpec) -> anyhow::Result<()> {
     })
 }
 
+/// Replicas as the API takes them, or an error naming the bounds.
 fn replicas_in_range(replicas: i64) -> anyhow::Result<u32> {
     u32::try_from(replicas)
         .ok()
         .filter(|n| *n <= MAX_REPLICAS)
         .ok_or_else(|| {
             UserError::new(
-                format!("--replicas must be from 0 to {MAX_REPLICAS}, not {replicas}"),
-                "scale to 0 to stop every instance and keep the service",
+                format!("replicas must be from 0 to {MAX_REPLICAS}, not {replicas}"),
+                "0 keeps the service with no instance running; more than 1000 is not supported",
             )
             .into()
         })
@@ -479,16 +503,16 @@ fn acted(status: &ServiceStatus, format: Format, what: &str) -> anyhow::Result<(
 
 /// An instance state as a word with a symbol (and colour on a terminal).
 fn state(state: InstanceState) -> String {
-    let (symbol, word) = match state {
-        InstanceState::Pending => ("○", "pending"),
-        InstanceState::Starting => ("◐", "starting"),
-        InstanceState::Healthy => ("●", "healthy"),
-        InstanceState::Unhealthy => ("✗", "unhealthy"),
-        InstanceState::BackingOff => ("⏱", "backing-off"),
-        InstanceState::Completed => ("✓", "completed"),
-        InstanceState::Stopping => ("◌", "stopping"),
+    let (symbol, word, colour) = match state {
+        InstanceState::Pending => ("○", "pending", "0"),
+        InstanceState::Starting => ("◐", "starting", "34"),
+        InstanceState::Healthy => ("●", "healthy", "32"),
+        InstanceState::Unhealthy => ("✗", "unhealthy", "31"),
+        InstanceState::BackingOff => ("⏱", "backing-off", "31;1"),
+        InstanceState::Completed => ("✓", "completed", "90"),
+        InstanceState::Stopping => ("◌", "stopping", "33"),
     };
-    format!("{symbol} {word}")
+    output::painted(format!("{symbol} {word}"), colour)
 }
 
 /// What a service runs, in one cell.
@@ -526,7 +550,11 @@ fn list_table(services: &[ServiceStatus], now: DateTime<Utc>) -> String {
             status.job.spec.name.to_string(),
             desired,
             status.running.to_string(),
-            status.healthy.to_string(),
+            if status.healthy < status.desired {
+                output::painted(status.healthy.to_string(), "31")
+            } else {
+                status.healthy.to_string()
+            },
             status.restarts.to_string(),
             status
                 .up_since
@@ -848,6 +876,9 @@ async fn logs(client: &Client, args: &LogsArgs) -> anyhow::Result<std::process::
         .into());
     }
     let runs = shown_runs(&status, args.instance);
+    if runs.is_empty() && !args.follow {
+        eprintln!("no instance of {} has started yet", args.name);
+    }
     if !args.follow {
         for (instance, id) in runs {
             let mut after = None;
