@@ -11,6 +11,7 @@ mod prune;
 mod queue;
 mod runtime;
 mod schedule;
+mod service;
 mod store;
 
 use std::process::ExitCode;
@@ -45,6 +46,9 @@ enum BenchCommand {
     Dashboard(dashboard::DashboardBench),
     /// Claim latency while a large history is pruned, against idle, and prune throughput.
     Prune(prune::PruneBench),
+    /// Services through real nodes: exit to restart against a shell loop, and an instance's
+    /// move to another node when its node is SIGKILLed or drained.
+    Service(service::ServiceBench),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +82,7 @@ async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Api(args) => api::run(args).await,
         BenchCommand::Dashboard(args) => dashboard::run(args).await,
         BenchCommand::Prune(args) => prune::run(args).await,
+        BenchCommand::Service(args) => service::run(args).await,
     }
 }
 

@@ -2,11 +2,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use support::webhooks::Receiver;
 use support::{Home, Server, stderr, stdout, succeeded};
 
 /// Runs `panda ARGS` against `server` with another data dir (no local admin token there) and
@@ -658,67 +658,6 @@ fn login_saves_a_checked_token_that_later_commands_use() {
         "{status}"
     );
     assert!(status.contains("Next run:      nightly"), "{status}");
-}
-
-/// A webhook receiver on a port of its own: answers every request 200 and keeps the bodies.
-struct Receiver {
-    url: String,
-    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Receiver {
-    fn start() -> Self {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
-        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let kept = std::sync::Arc::clone(&bodies);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':')
-                        && name.eq_ignore_ascii_case("content-length")
-                    {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_ok()
-                    && let Ok(json) = serde_json::from_slice(&body)
-                {
-                    kept.lock().expect("lock").push(json);
-                }
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-            }
-        });
-        Self { url, bodies }
-    }
-
-    /// Waits until `n` bodies arrived and returns them.
-    fn wait_for(&self, n: usize) -> Vec<serde_json::Value> {
-        let started = Instant::now();
-        loop {
-            let bodies = self.bodies.lock().expect("lock").clone();
-            if bodies.len() >= n {
-                return bodies;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "only {} of {n} webhooks arrived: {bodies:#?}",
-                bodies.len()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
 }
 
 #[test]

@@ -429,4 +429,6 @@ pub fn http_get(base: &str, path: &str, headers: &[&str]) -> String {
 }
 
 pub mod backend;
+pub mod instances;
 pub mod runs;
+pub mod webhooks;
