@@ -297,6 +297,7 @@ runtimes! {
     a_hundred_megabytes_arrive_complete_under_a_raised_cap,
     timeout_kills_the_job_and_everything_it_started,
     a_background_process_is_not_left_behind_when_the_job_exits,
+    a_job_that_waits_for_its_own_background_process_finishes,
     cancel_stops_the_job_as_cancelled,
     live_followers_see_the_output_as_it_comes,
     a_command_probe_runs_beside_the_job_with_its_environment,
@@ -504,6 +505,21 @@ async fn timeout_kills_the_job_and_everything_it_started(runtime: &dyn Runtime, 
     );
     let system = kit.output(LogStream::System).await;
     assert!(system.contains("timed out after"), "{system}");
+}
+
+/// A shell's `wait` needs SIGCHLD: a job started with it blocked would hang here.
+async fn a_job_that_waits_for_its_own_background_process_finishes(
+    runtime: &dyn Runtime,
+    kit: &Kit,
+) {
+    let report = kit
+        .run(
+            runtime,
+            &kit.spec("sleep 0.1 & wait $!; sleep 0.1 & wait $!; echo done"),
+        )
+        .await;
+    assert_eq!(report.outcome, RunOutcome::Succeeded, "{report:?}");
+    assert_eq!(kit.output(LogStream::Stdout).await.trim(), "done");
 }
 
 async fn a_background_process_is_not_left_behind_when_the_job_exits(
