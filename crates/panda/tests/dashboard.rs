@@ -127,9 +127,14 @@ async fn log_lines(browser: &WebDriver) -> Vec<String> {
     let Ok(lines) = browser.find_all(By::Css("#log .line .t")).await else {
         return Vec::new();
     };
+    // A line re-rendered while it is read (the log is redrawn when the run ends) is stale:
+    // read them all again on the next poll rather than take an empty text for it.
     let mut texts = Vec::new();
     for line in lines {
-        texts.push(line.text().await.unwrap_or_default());
+        match line.text().await {
+            Ok(text) => texts.push(text),
+            Err(_) => return Vec::new(),
+        }
     }
     texts
 }
