@@ -112,15 +112,6 @@ impl Supervisor {
     fn run(&mut self, workdir: Option<OsString>, argv: &[OsString]) -> Result<(), String> {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|err| format!("cannot become a child subreaper: {err}"))?;
-        // SIGCHLD is read from a descriptor, beside the socket; the job starts with an empty
-        // signal mask (the standard library resets it in the child).
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGCHLD);
-        mask.thread_block()
-            .map_err(|err| format!("cannot block SIGCHLD: {err}"))?;
-        let children = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(|err| format!("cannot read SIGCHLD: {err}"))?;
-
         let mut command = Command::new(&argv[0]);
         command
             .args(&argv[1..])
@@ -138,6 +129,18 @@ impl Supervisor {
             }
         };
         self.leader = Some(leader);
+        // SIGCHLD is read from a descriptor, beside the socket. It is blocked only now: a
+        // child inherits the signal mask, and a job started with SIGCHLD blocked never learns
+        // that its own children ended (a shell's `wait` hangs). One raised here finds a job
+        // that ended before the block.
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.thread_block()
+            .map_err(|err| format!("cannot block SIGCHLD: {err}"))?;
+        let children = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|err| format!("cannot read SIGCHLD: {err}"))?;
+        nix::sys::signal::raise(Signal::SIGCHLD)
+            .map_err(|err| format!("cannot raise SIGCHLD: {err}"))?;
         self.say(&format!("started {leader}"));
 
         let mut pending = Vec::new();
