@@ -89,7 +89,7 @@ pub(super) const SQL: QueueSql = QueueSql {
 };
 
 /// A finish batch in which every run succeeded: no retries, no alerts, nothing to decide from
-/// the stored row. One statement writes them, fenced by each lease, and releases any job slots
+/// the stored row (an instance of a service is left to the full finish, which restarts it). One statement writes them, fenced by each lease, and releases any job slots
 /// they held. For each item, what was written, or `None` for an item it did not write (stale,
 /// unknown, or a second item for one execution), which the full finish answers.
 pub(super) async fn finish_successes(
@@ -111,7 +111,7 @@ pub(super) async fn finish_successes(
                          lease_token = NULL, lease_expires_at = NULL, reason = t.reason, \
                          exit_code = t.exit_code, image_digest = t.image_digest \
                      FROM t WHERE e.id = t.id AND e.lease_token = t.token \
-                         AND (e.status = 'running') IS TRUE \
+                         AND (e.status = 'running') IS TRUE AND e.instance IS NULL \
                      RETURNING e.*), \
                  d AS (DELETE FROM job_locks l USING u WHERE l.execution_id = u.id) \
                  SELECT ",

@@ -193,7 +193,7 @@ pub async fn service_instance_that_fails_restarts_with_doubling_jittered_backoff
         )
         .await
         .retry
-        .expect("always restarts, even after exit 0");
+        .unwrap_or_else(|| panic!("always restarts, even after exit 0: {:?}", c.execution));
         let ended = plus(now, Duration::from_secs(1));
         assert_within(
             next.run_at,
