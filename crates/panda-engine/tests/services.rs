@@ -29,6 +29,8 @@ panda_store::backends! {
     drain_stops_the_instances_and_hands_them_over_at_once,
     a_copy_whose_lease_moved_on_is_killed_at_once,
     a_crash_loop_raises_one_alert_and_recovered_once_the_instance_stays_up,
+    the_service_gauges_count_instances_by_state_and_their_restarts,
+    an_old_revisions_instance_restarted_during_a_rollout_runs_its_own_definition,
 }
 
 /// How long any single wait in these tests may take before the case fails.
@@ -475,4 +477,202 @@ async fn a_crash_loop_raises_one_alert_and_recovered_once_the_instance_stays_up(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     node.stop().await;
+}
+
+async fn the_service_gauges_count_instances_by_state_and_their_restarts(test: &TestStore) {
+    let store = &test.store;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut spec = service("gauged", &pid_script(dir.path()));
+    if let Some(service) = spec.service.as_mut() {
+        service.replicas = 2;
+    }
+    store.job_create(&spec, Utc::now()).await.expect("create");
+    let node = Node::start(store, config("node-a"));
+    wait_until(store, "gauged", "both running and healthy", |all| {
+        all.iter()
+            .filter(|e| running(e) && e.healthy_at.is_some())
+            .count()
+            == 2
+    })
+    .await;
+    let services = store.service_list(Utc::now()).await.expect("list");
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let gauges = panda_engine::metrics::ServiceGauges::default();
+    ::metrics::with_local_recorder(&recorder, || gauges.set(&services));
+    let body = recorder.handle().render();
+    for line in [
+        r#"panda_service_instances{service="gauged",state="healthy"} 2"#,
+        r#"panda_service_instances{service="gauged",state="backing_off"} 0"#,
+        r#"panda_service_restarts_total{service="gauged"} 0"#,
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line} in:\n{body}");
+    }
+    // A service that is gone reads zero, not its last value.
+    ::metrics::with_local_recorder(&recorder, || gauges.set(&[]));
+    let body = recorder.handle().render();
+    let line = r#"panda_service_instances{service="gauged",state="healthy"} 0"#;
+    assert!(body.lines().any(|l| l == line), "{line} in:\n{body}");
+    node.stop().await;
+}
+
+async fn an_old_revisions_instance_restarted_during_a_rollout_runs_its_own_definition(
+    test: &TestStore,
+) {
+    let store = &test.store;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let script = format!(
+        "echo $$ > {}/$PANDA_EXECUTION_ID; echo \"$VERSION $PANDA_REVISION\"; \
+         while true; do sleep 0.1; done",
+        dir.path().display()
+    );
+    let mut spec = service("rolling", &script);
+    spec.env.insert("VERSION".into(), "one".into());
+    if let Some(service) = spec.service.as_mut() {
+        // Only the first definition ever passes: the rollout to the second stays in progress.
+        service.health = Some(HealthCheck {
+            interval: Duration::from_secs(1),
+            retries: 100,
+            start_period: Duration::ZERO,
+            ..HealthCheck::new(Probe::Command {
+                command: "test \"$VERSION\" = one".into(),
+            })
+        });
+        service.rollout.min_healthy = Duration::ZERO;
+        service.rollout.healthy_deadline = Duration::from_secs(600);
+        service.stop_timeout = Duration::from_secs(5);
+    }
+    store.job_create(&spec, Utc::now()).await.expect("create");
+    let node = Node::start(store, config("node-a"));
+    let all = wait_until(store, "rolling", "running healthy", |all| {
+        all.iter().any(|e| running(e) && e.healthy_at.is_some())
+    })
+    .await;
+    let old = all.iter().find(|e| running(e)).expect("running").clone();
+    spec.env.insert("VERSION".into(), "two".into());
+    store.job_update(&spec, Utc::now()).await.expect("update");
+    wait_until(
+        store,
+        "rolling",
+        "running revision 2 beside revision 1",
+        |all| all.iter().any(|e| running(e) && e.revision == Some(2)),
+    )
+    .await;
+    let pid = pid_in(dir.path(), old.id).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let all = wait_until(store, "rolling", "revision 1 restarted", |all| {
+        all.iter()
+            .any(|e| running(e) && e.revision == Some(1) && e.trigger == Trigger::Restart)
+    })
+    .await;
+    let restarted = all
+        .iter()
+        .find(|e| running(e) && e.revision == Some(1))
+        .expect("the restart");
+    let new = all
+        .iter()
+        .find(|e| running(e) && e.revision == Some(2))
+        .expect("the new revision");
+    for (run, said) in [(restarted, "one 1\n"), (new, "two 2\n")] {
+        let started = Instant::now();
+        loop {
+            let stdout = output(store, run.id, LogStream::Stdout).await;
+            if !stdout.is_empty() {
+                assert_eq!(stdout, said, "{run:#?}");
+                break;
+            }
+            assert!(started.elapsed() < PATIENCE, "no output from {}", run.id);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    node.stop().await;
+}
+
+/// A service of an image on the real Docker engine (skipped with a reason when there is none):
+/// its health command runs in its container, and a stop sends the service's own signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_an_image_instance_is_probed_in_its_container_and_stopped_with_its_signal() {
+    const IMAGE: &str = "panda-test/busybox:latest";
+    let docker = match panda_runtime::DockerRuntime::connect().await {
+        Ok(docker) => docker,
+        Err(err) if std::env::var("PANDA_REQUIRE_ALL_BACKENDS").as_deref() == Ok("1") => {
+            panic!("PANDA_REQUIRE_ALL_BACKENDS=1 but Docker is not available: {err}")
+        }
+        Err(err) => {
+            eprintln!("skipped: Docker is not available: {err}");
+            return;
+        }
+    };
+    docker
+        .build_busybox_image(IMAGE, std::path::Path::new("/bin/busybox"))
+        .await
+        .expect("build the test image (apt-get install busybox-static)");
+    let docker = docker.with_pull_policy(panda_runtime::PullPolicy::Never);
+    let test = panda_store::testing::sqlite().await;
+    let store = &test.store;
+    let mut spec = service("boxed", "unused");
+    spec.runtime = RuntimeSpec::Image {
+        image: IMAGE.into(),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "trap 'echo got USR1; exit 0' USR1; touch /ready; echo up; \
+             while true; do sleep 0.1; done"
+                .into(),
+        ]),
+    };
+    if let Some(service) = spec.service.as_mut() {
+        service.stop_signal = "SIGUSR1".parse().expect("a signal");
+        service.health = Some(HealthCheck {
+            interval: Duration::from_secs(1),
+            retries: 3,
+            start_period: Duration::from_secs(30),
+            ..HealthCheck::new(Probe::Command {
+                command: "test -f /ready".into(),
+            })
+        });
+    }
+    store.job_create(&spec, Utc::now()).await.expect("create");
+    let shutdown = CancellationToken::new();
+    let runtimes = Runtimes {
+        docker: Some(Arc::new(docker)),
+        process: None,
+    };
+    let dispatcher = Dispatcher::new(
+        Arc::clone(store),
+        Arc::new(SystemClock),
+        runtimes,
+        config("node-d"),
+    );
+    let controller = ServiceController::new(Arc::clone(store), Arc::new(SystemClock))
+        .with_interval(Duration::from_millis(100));
+    let node = Node {
+        controller: tokio::spawn(controller.run(shutdown.clone())),
+        dispatcher: tokio::spawn(dispatcher.run(shutdown.clone())),
+        shutdown,
+    };
+    let all = wait_until(store, "boxed", "healthy in its container", |all| {
+        all.iter().any(|e| running(e) && e.healthy_at.is_some())
+    })
+    .await;
+    let id = all.iter().find(|e| running(e)).expect("running").id;
+    if let Some(service) = spec.service.as_mut() {
+        service.replicas = 0;
+    }
+    store
+        .job_update(&spec, Utc::now())
+        .await
+        .expect("scale to 0");
+    wait_until(store, "boxed", "stopped", |all| {
+        all.iter().all(|e| e.status.is_terminal())
+    })
+    .await;
+    assert_eq!(get(store, id).await.status, Status::Cancelled);
+    let stdout = output(store, id, LogStream::Stdout).await;
+    assert!(stdout.contains("got USR1"), "{stdout}");
+    node.stop().await;
+    test.close().await;
 }

@@ -673,10 +673,13 @@ impl Runtime for DockerRuntime {
     }
 }
 
-/// The name of the file in the container's `/tmp` where a command probe writes its shell's
+/// The name of the file in the container's `/tmp` (or `/`) where a command probe writes its shell's
 /// pid: how a probe that outlives its timeout is found and killed (the engine cannot kill an
 /// exec).
 const PROBE_MARK: &str = "panda-probe-pid";
+
+/// Where that file goes: `/tmp`, or `/` in an image without one (a `FROM scratch` image).
+const PROBE_DIR: &str = "d=/tmp; [ -d \"$d\" ] || d=;";
 
 impl DockerRuntime {
     /// Runs `sh -c command` in the container (with the container's environment and working
@@ -688,7 +691,9 @@ impl DockerRuntime {
             cmd: Some(vec![
                 "sh".into(),
                 "-c".into(),
-                format!("echo $$ > /tmp/.{PROBE_MARK} 2>/dev/null; exec sh -c \"$0\""),
+                format!(
+                    "{PROBE_DIR} {{ echo $$ > \"$d/.{PROBE_MARK}\"; }} 2>/dev/null; exec sh -c \"$0\""
+                ),
                 command.to_owned(),
             ]),
             attach_stdout: Some(true),
@@ -739,7 +744,9 @@ impl DockerRuntime {
             cmd: Some(vec![
                 "sh".into(),
                 "-c".into(),
-                format!("kill -9 $(cat /tmp/.{PROBE_MARK}) 2>/dev/null; rm -f /tmp/.{PROBE_MARK}"),
+                format!(
+                    "{PROBE_DIR} kill -9 $(cat \"$d/.{PROBE_MARK}\") 2>/dev/null; rm -f \"$d/.{PROBE_MARK}\""
+                ),
             ]),
             attach_stdout: Some(false),
             attach_stderr: Some(false),

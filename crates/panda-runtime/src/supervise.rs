@@ -112,6 +112,19 @@ impl Supervisor {
     fn run(&mut self, workdir: Option<OsString>, argv: &[OsString]) -> Result<(), String> {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|err| format!("cannot become a child subreaper: {err}"))?;
+        // SIGCHLD is read from a descriptor, beside the socket, so it is blocked here; but a
+        // child inherits the signal mask (the standard library does not reset it, nor what the node
+        // blocked), and a job
+        // with SIGCHLD blocked hangs in its shell's `wait`. So it is blocked only once the job
+        // has started, and a job that ended before that is reaped below, before the first poll.
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        SigSet::empty()
+            .thread_set_mask()
+            .map_err(|err| format!("cannot clear the signal mask: {err}"))?;
+        let children = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|err| format!("cannot read SIGCHLD: {err}"))?;
+
         let mut command = Command::new(&argv[0]);
         command
             .args(&argv[1..])
@@ -128,20 +141,18 @@ impl Supervisor {
                 return Ok(());
             }
         };
-        self.leader = Some(leader);
-        // SIGCHLD is read from a descriptor, beside the socket. It is blocked only now: a
-        // child inherits the signal mask, and a job started with SIGCHLD blocked never learns
-        // that its own children ended (a shell's `wait` hangs). One raised here finds a job
-        // that ended before the block.
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGCHLD);
         mask.thread_block()
             .map_err(|err| format!("cannot block SIGCHLD: {err}"))?;
-        let children = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(|err| format!("cannot read SIGCHLD: {err}"))?;
-        nix::sys::signal::raise(Signal::SIGCHLD)
-            .map_err(|err| format!("cannot raise SIGCHLD: {err}"))?;
+        self.leader = Some(leader);
         self.say(&format!("started {leader}"));
+        // A job that ended before SIGCHLD was blocked sent its signal to nobody.
+        if let Some(status) = reap_ready(leader) {
+            let status = kill_all(leader).or(Some(status));
+            if let Some(status) = status {
+                self.say(&status);
+            }
+            return Ok(());
+        }
 
         let mut pending = Vec::new();
         loop {

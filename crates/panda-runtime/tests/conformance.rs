@@ -164,6 +164,32 @@ impl Kit {
     }
 }
 
+/// Whether a live process on this machine (a container's too) runs `sleep LENGTH`.
+fn sleeping(length: &str) -> bool {
+    let wanted = format!("sleep\0{length}\0");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .any(|entry| {
+            let path = entry.path();
+            std::fs::read(path.join("cmdline")).is_ok_and(|c| c.ends_with(wanted.as_bytes()))
+                && !process_is_gone(
+                    entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                )
+        })
+}
+
 /// Whether a process is gone (or a zombie nobody reaps, which runs nothing).
 fn process_is_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -271,6 +297,7 @@ runtimes! {
     a_hundred_megabytes_arrive_complete_under_a_raised_cap,
     timeout_kills_the_job_and_everything_it_started,
     a_background_process_is_not_left_behind_when_the_job_exits,
+    a_job_that_waits_for_its_own_background_process_finishes,
     cancel_stops_the_job_as_cancelled,
     live_followers_see_the_output_as_it_comes,
     a_command_probe_runs_beside_the_job_with_its_environment,
@@ -281,10 +308,10 @@ runtimes! {
     a_job_starts_with_no_signal_blocked,
 }
 
-/// A job that waits for its own children (a shell's `wait`, an event loop's SIGCHLD handler)
-/// hangs if it starts with SIGCHLD blocked.
+/// Beside `a_job_that_waits_for_its_own_background_process_finishes`: the form of `wait` that
+/// hung under the old supervisor whatever the timing (dash, after a command substitution,
+/// waits for a SIGCHLD that a blocked mask holds back).
 async fn a_job_starts_with_no_signal_blocked(runtime: &dyn Runtime, kit: &Kit) {
-    // dash, after a command substitution, waits for a SIGCHLD that a blocked mask holds back.
     let script = "x=$(true); sleep 0.1 & wait $!; echo waited";
     let mut spec = kit.spec(script);
     spec.timeout = Some(Duration::from_secs(10));
@@ -493,6 +520,21 @@ async fn timeout_kills_the_job_and_everything_it_started(runtime: &dyn Runtime, 
     assert!(system.contains("timed out after"), "{system}");
 }
 
+/// A shell's `wait` needs SIGCHLD: a job started with it blocked would hang here.
+async fn a_job_that_waits_for_its_own_background_process_finishes(
+    runtime: &dyn Runtime,
+    kit: &Kit,
+) {
+    let report = kit
+        .run(
+            runtime,
+            &kit.spec("sleep 0.1 & wait $!; sleep 0.1 & wait $!; echo done"),
+        )
+        .await;
+    assert_eq!(report.outcome, RunOutcome::Succeeded, "{report:?}");
+    assert_eq!(kit.output(LogStream::Stdout).await.trim(), "done");
+}
+
 async fn a_background_process_is_not_left_behind_when_the_job_exits(
     runtime: &dyn Runtime,
     kit: &Kit,
@@ -594,14 +636,29 @@ async fn a_command_probe_that_outlives_its_timeout_fails_and_is_killed(
     kit: &Kit,
 ) {
     let spec = kit.spec("echo started; sleep 1000");
+    // A length no other test sleeps, to find the probe's process by.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let length = format!("30.{nanos:09}");
     let probe = panda_core::Probe::Command {
-        command: "sleep 30".into(),
+        command: format!("sleep {length}"),
     };
     let started = std::time::Instant::now();
     let (result, _) = while_running(runtime, kit, &spec, async {
-        runtime
+        let result = runtime
             .probe(&spec, &probe, Duration::from_millis(500))
-            .await
+            .await;
+        // Killed while the job itself goes on.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sleeping(&length) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the probe's `sleep {length}` still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        result
     })
     .await;
     let err = result.expect_err("a probe past its timeout is unhealthy");

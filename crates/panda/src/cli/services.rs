@@ -1,6 +1,6 @@
 //! `panda service …`: long-running services, their instances, logs and rollouts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::Duration;
 
@@ -815,12 +815,14 @@ impl Printer {
             return true;
         }
         let mut out = std::io::stdout().lock();
-        let mut text = format!("[{instance}] ");
-        if self.timestamps {
-            text.push_str(&format!("{} ", line.at.format("%Y-%m-%dT%H:%M:%S%.3fZ")));
-        }
-        text.push_str(&line.text);
-        if !text.ends_with('\n') {
+        // A chunk may hold several lines: each gets the prefix.
+        let mut text = String::new();
+        for part in line.text.lines() {
+            text.push_str(&format!("[{instance}] "));
+            if self.timestamps {
+                text.push_str(&format!("{} ", line.at.format("%Y-%m-%dT%H:%M:%S%.3fZ")));
+            }
+            text.push_str(part);
             text.push('\n');
         }
         out.write_all(text.as_bytes())
@@ -902,22 +904,17 @@ async fn logs(client: &Client, args: &LogsArgs) -> anyhow::Result<std::process::
     follow(client, args, &printer, runs).await
 }
 
-/// What a follower of one instance's run tells the printer.
-enum Followed {
-    Line(u32, LogLine),
-    Ended(u32, ExecutionId),
-}
-
-/// Follows every shown instance's run, and each run that replaces one, until interrupted or
-/// the service is gone.
+/// Follows every shown instance's run, and each run that joins it (a restart, a scale-up, a
+/// rollout's new instance beside the old), until interrupted or the service is gone.
 async fn follow(
     client: &Client,
     args: &LogsArgs,
     printer: &Printer,
     runs: BTreeMap<u32, ExecutionId>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Followed>(256);
-    let mut following: BTreeMap<u32, ExecutionId> = BTreeMap::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u32, LogLine)>(256);
+    // Every run followed so far: each is followed once, to its end.
+    let mut following: BTreeSet<ExecutionId> = BTreeSet::new();
     let start = |instance: u32, id: ExecutionId, tail: Option<u32>| {
         let client = client.clone();
         let tx = tx.clone();
@@ -928,48 +925,37 @@ async fn follow(
             {
                 for line in page.lines {
                     after = Some(line.seq);
-                    if tx.send(Followed::Line(instance, line)).await.is_err() {
+                    if tx.send((instance, line)).await.is_err() {
                         return;
                     }
                 }
             }
             if let Ok(events) = client.follow(id, after).await {
                 let mut events = std::pin::pin!(events);
-                while let Some(Ok(event)) = events.next().await {
-                    match event {
-                        LogEvent::Line(line) => {
-                            if tx.send(Followed::Line(instance, line)).await.is_err() {
-                                return;
-                            }
-                        }
-                        LogEvent::End(_) => break,
+                while let Some(Ok(LogEvent::Line(line))) = events.next().await {
+                    if tx.send((instance, line)).await.is_err() {
+                        return;
                     }
                 }
             }
-            let _ = tx.send(Followed::Ended(instance, id)).await;
         })
     };
     for (instance, id) in runs {
-        following.insert(instance, id);
+        following.insert(id);
         start(instance, id, args.tail);
     }
     let mut poll = tokio::time::interval(Duration::from_secs(1));
-    let mut ended: BTreeMap<u32, ExecutionId> = BTreeMap::new();
     loop {
         tokio::select! {
             message = rx.recv() => match message {
-                Some(Followed::Line(instance, line)) => {
+                Some((instance, line)) => {
                     if !printer.print(instance, &line) {
                         return Ok(std::process::ExitCode::SUCCESS);
                     }
                 }
-                Some(Followed::Ended(instance, id)) => {
-                    ended.insert(instance, id);
-                }
                 None => break,
             },
             _ = poll.tick() => {
-                // New runs: a restart, a scale-up, a rollout's new instance.
                 let status = match client.service(&args.name).await {
                     Ok(status) => status,
                     Err(err) if err.code() == Some("not_found") => {
@@ -982,12 +968,9 @@ async fn follow(
                     if args.instance.is_some_and(|n| n != instance.index) {
                         continue;
                     }
-                    let Some(run) = &instance.execution else { continue };
-                    let known = following.get(&instance.index) == Some(&run.id)
-                        || ended.get(&instance.index) == Some(&run.id);
-                    if !known {
-                        following.insert(instance.index, run.id);
-                        ended.remove(&instance.index);
+                    if let Some(run) = &instance.execution
+                        && following.insert(run.id)
+                    {
                         start(instance.index, run.id, None);
                     }
                 }
