@@ -305,6 +305,19 @@ runtimes! {
     an_http_probe_is_healthy_on_2xx_and_3xx_only,
     a_service_is_stopped_with_its_own_signal_before_the_kill,
     a_kill_ends_the_run_at_once_without_the_stop_grace,
+    a_job_starts_with_no_signal_blocked,
+}
+
+/// Beside `a_job_that_waits_for_its_own_background_process_finishes`: the form of `wait` that
+/// hung under the old supervisor whatever the timing (dash, after a command substitution,
+/// waits for a SIGCHLD that a blocked mask holds back).
+async fn a_job_starts_with_no_signal_blocked(runtime: &dyn Runtime, kit: &Kit) {
+    let script = "x=$(true); sleep 0.1 & wait $!; echo waited";
+    let mut spec = kit.spec(script);
+    spec.timeout = Some(Duration::from_secs(10));
+    let report = kit.run(runtime, &spec).await;
+    assert_eq!(report.outcome, RunOutcome::Succeeded);
+    assert_eq!(kit.output(LogStream::Stdout).await, "waited\n");
 }
 
 async fn success_is_succeeded_and_its_output_is_stored(runtime: &dyn Runtime, kit: &Kit) {

@@ -351,8 +351,9 @@ async fn crash_loop_alerts(backend: Backend) {
     let alert = events(&bodies, "crash_loop")[0].clone();
     assert_eq!(alert["job"], "flaky", "{alert:#}");
     let at_alert = witness.starts_of(0).len();
+    // Raised as the third restart in a row is written: its copy may not have started yet.
     assert!(
-        at_alert > panda_core::CRASH_LOOP_RESTARTS as usize,
+        at_alert >= panda_core::CRASH_LOOP_RESTARTS as usize,
         "the alert came after {} restarts in a row: {at_alert} starts",
         panda_core::CRASH_LOOP_RESTARTS
     );
@@ -716,10 +717,8 @@ async fn drain(backend: Backend) {
     )
     .await;
     assert!(
-        all.iter()
-            .filter(|e| e.status == Status::Running)
-            .all(|e| e.instance.is_some()),
-        "{all:#?}"
+        all.iter().all(|e| e.status != Status::Lost),
+        "a drain hands its instances over; none waited out its lease as lost: {all:#?}"
     );
     survivor.stop();
     backend.close().await;
