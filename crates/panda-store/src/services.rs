@@ -1192,6 +1192,19 @@ impl<B: Backend> ServiceStore for B {
             .map_err(|_| StoreError::Corrupt("lease ttl out of range".into()))?;
         let expires_at = now + ttl;
         let worker_id = B::without_nul(&request.worker_id).into_owned();
+        // Nodes look often and usually find nothing: that costs a read, not a transaction.
+        let due = self
+            .reader()
+            .fetch_all(
+                query(B::SQL.services.candidates)
+                    .time(now)
+                    .texts(queues.clone())
+                    .i64(1),
+            )
+            .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin().await?;
         let candidates = all(
             &tx.fetch_all(

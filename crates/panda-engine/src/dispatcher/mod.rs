@@ -250,6 +250,12 @@ impl Dispatcher {
         let mut claim_instances = true;
         let mut poll = tokio::time::interval(context.config.poll_every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Instances are looked for four times as often: a drained node's instances are found
+        // without a wake-up where the store has none across processes (SQLite), and the look
+        // reads only the small index of due instances.
+        let mut instance_poll =
+            tokio::time::interval((context.config.poll_every / 4).max(Duration::from_millis(1)));
+        instance_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut claim_now = true;
         loop {
             // A full claim may leave more waiting: claim again while there is room.
@@ -285,10 +291,8 @@ impl Dispatcher {
                 }
                 () = context.unwritten.written.notified(), if limited => claim_now = true,
                 () = context.unwritten.slots_freed.notified() => claim_now = true,
-                _ = poll.tick() => {
-                    claim_now = true;
-                    claim_instances = true;
-                }
+                _ = poll.tick() => claim_now = true,
+                _ = instance_poll.tick() => claim_instances = true,
             }
         }
         // Instances are handed over at once, while executions get their grace period.
