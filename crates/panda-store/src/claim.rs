@@ -315,11 +315,25 @@ pub(crate) async fn claim<B: Backend>(
         tx.execute(query(sql.replace).uuids(replaced)).await?;
     }
 
+    let claimed = start::<B>(&mut tx, claimed, &worker_id, expires_at, now).await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Starts the claimed executions under fresh leases for the worker, in one statement, and
+/// returns them as they now are (a claim of jobs and a claim of service instances alike).
+pub(crate) async fn start<B: Backend>(
+    tx: &mut B::Tx,
+    claimed: Vec<Execution>,
+    worker_id: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<Claimed>> {
     let tokens: Vec<Uuid> = claimed.iter().map(|_| Uuid::new_v4()).collect();
     tx.execute(
-        query(sql.start)
+        query(B::SQL.claim.start)
             .time(now)
-            .text(worker_id.clone())
+            .text(worker_id.to_owned())
             .time(expires_at)
             .table(vec![
                 Column::Uuids(Column::of(&claimed, |e| Some(e.id.as_uuid()))),
@@ -328,15 +342,13 @@ pub(crate) async fn claim<B: Backend>(
             ]),
     )
     .await?;
-    tx.commit().await?;
-
     Ok(claimed
         .into_iter()
         .zip(tokens)
         .map(|(mut execution, token)| {
             execution.status = Status::Running;
             execution.started_at = Some(now);
-            execution.worker_id = Some(worker_id.clone());
+            execution.worker_id = Some(worker_id.to_owned());
             execution.lease_expires_at = Some(expires_at);
             Claimed {
                 lease: Lease {

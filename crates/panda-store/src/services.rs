@@ -22,11 +22,11 @@ use panda_core::{
 use rand::Rng;
 use uuid::Uuid;
 
-use crate::dialect::{Backend, Column, Conn, Record, Tx, query};
+use crate::dialect::{Backend, Conn, Record, Tx, query};
 use crate::ends::insert_executions;
 use crate::jobs::{JobLock, live_job};
 use crate::lifecycle::first_attempt;
-use crate::model::{ClaimRequest, Claimed, JobKind, Lease};
+use crate::model::{ClaimRequest, Claimed, JobKind};
 use crate::records::{self, all};
 use crate::{JobStore, MAX_PAGE_SIZE, StoreError, StoreResult, to_json};
 
@@ -1238,38 +1238,10 @@ impl<B: Backend> ServiceStore for B {
             tx.rollback().await?;
             return Ok(Vec::new());
         }
-        let tokens: Vec<Uuid> = claimed.iter().map(|_| Uuid::new_v4()).collect();
-        tx.execute(
-            query(B::SQL.claim.start)
-                .time(now)
-                .text(worker_id.clone())
-                .time(expires_at)
-                .table(vec![
-                    Column::Uuids(Column::of(&claimed, |e| Some(e.id.as_uuid()))),
-                    Column::Uuids(tokens.iter().map(|t| Some(*t)).collect()),
-                    Column::Bools(Column::of(&claimed, |_| false)),
-                ]),
-        )
-        .await?;
+        let claimed =
+            crate::claim::start::<B>(&mut tx, claimed, &worker_id, expires_at, now).await?;
         tx.commit().await?;
-        Ok(claimed
-            .into_iter()
-            .zip(tokens)
-            .map(|(mut execution, token)| {
-                execution.status = Status::Running;
-                execution.started_at = Some(now);
-                execution.worker_id = Some(worker_id.clone());
-                execution.lease_expires_at = Some(expires_at);
-                Claimed {
-                    lease: Lease {
-                        execution_id: execution.id,
-                        token,
-                        expires_at,
-                    },
-                    execution,
-                }
-            })
-            .collect())
+        Ok(claimed)
     }
 
     async fn service_health(
