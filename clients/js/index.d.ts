@@ -75,13 +75,19 @@ export type BatchItem =
 
 /** One line of an execution's log. */
 export interface LogLine {
-  /** Its position in the log. */
+  /**
+   * The position in the log of the piece it was stored in; the lines written together share
+   * one (resume with `after` from the last line of a seq).
+   */
   seq: number;
   /** `system`: Panda's own lines. */
   stream: 'stdout' | 'stderr' | 'system';
   /** When it was read (RFC 3339). */
   at: string;
-  /** The text, usually one line with its newline. */
+  /**
+   * One line with its newline (without one: the end of the output, or a piece of a line
+   * longer than the server keeps whole, 64 KiB by default).
+   */
   text: string;
 }
 
@@ -120,7 +126,7 @@ export class Panda {
   wait(id: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<Execution>;
   /**
    * The log's lines: those written so far, or with `follow` the new ones too, until the
-   * execution ends. `after` starts after that line's `seq`.
+   * execution ends. `after` starts after the lines numbered with that `seq`.
    */
   logs(
     id: string,

@@ -57,10 +57,12 @@
 /**
  * One line of an execution's log.
  * @typedef {object} LogLine
- * @property {number} seq Its position in the log.
+ * @property {number} seq The position in the log of the piece it was stored in; the lines
+ *   written together share one (resume with `after` from the last line of a seq).
  * @property {'stdout' | 'stderr' | 'system'} stream `system`: Panda's own lines.
  * @property {string} at When it was read (RFC 3339).
- * @property {string} text The text, usually one line with its newline.
+ * @property {string} text One line with its newline (without one: the end of the output, or a
+ *   piece of a line longer than the server keeps whole, 64 KiB by default).
  */
 
 /**
@@ -267,7 +269,7 @@ export class Panda {
   /**
    * The lines of an execution's log, in order. Without `follow`, the lines written so far;
    * with it, those and then the new ones as they come, until the execution ends. `after`
-   * starts after that line's `seq`.
+   * starts after the lines numbered with that `seq`.
    * @param {string} id
    * @param {{follow?: boolean, after?: number, signal?: AbortSignal}} [options]
    * @returns {AsyncGenerator<LogLine, void, undefined>}
@@ -280,9 +282,9 @@ export class Panda {
         const page = await this.#request('GET', `/executions/${segment(id)}/logs?${query}`, {
           signal,
         });
-        for (const line of page.lines) {
-          after = line.seq;
-          yield line;
+        for (const chunk of page.lines) {
+          after = chunk.seq;
+          yield* linesIn(chunk);
         }
         if (page.lines.length < LOG_PAGE) return;
       }
@@ -292,9 +294,9 @@ export class Panda {
       let ended = false;
       for await (const event of this.#events(`/executions/${segment(id)}/logs/stream${query}`, signal)) {
         if (event.event === 'log') {
-          const line = JSON.parse(event.data);
-          after = line.seq;
-          yield line;
+          const chunk = JSON.parse(event.data);
+          after = chunk.seq;
+          yield* linesIn(chunk);
         } else if (event.event === 'end') {
           ended = true;
           break;
@@ -491,6 +493,17 @@ export class Panda {
       cause: err,
     });
   }
+}
+
+/**
+ * The lines of one piece of log as the server stores it: whole lines, one or more (or a
+ * piece of a line too long to keep whole), all numbered with the piece's `seq`.
+ * @param {LogLine} chunk
+ * @returns {Generator<LogLine>}
+ */
+function* linesIn(chunk) {
+  const texts = chunk.text.match(/[^\n]*\n|[^\n]+/g) ?? [];
+  for (const text of texts) yield { ...chunk, text };
 }
 
 /**
