@@ -525,11 +525,12 @@ class Panda:
                 f"/executions/{_segment(id)}/logs",
                 query={"after": after, "limit": _LOG_PAGE},
             )
-            lines = [LogLine.from_json(one) for one in page.get("lines") or []]
-            yield from lines
-            if len(lines) < _LOG_PAGE:
+            pieces = page.get("lines") or []
+            for piece in pieces:
+                yield from LogLine.split(piece)
+            if len(pieces) < _LOG_PAGE:
                 return
-            after = lines[-1].seq
+            after = int(pieces[-1]["seq"])
 
     def _follow(self, id: str, after: Optional[int]) -> Iterator[LogLine]:
         path = f"/executions/{_segment(id)}/logs/stream"
@@ -561,10 +562,10 @@ class Panda:
                         break
                     name, data = event
                     if name == "log":
-                        line = LogLine.from_json(json.loads(data))
-                        after = line.seq
+                        lines = LogLine.split(json.loads(data))
+                        after = lines[0].seq
                         failures = 0
-                        yield line
+                        yield from lines
                     elif name == "end":
                         return
             # The stream ended without its `end` event (the server restarting, a proxy's

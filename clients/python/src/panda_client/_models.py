@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from ._errors import PandaError
 
@@ -165,10 +165,11 @@ class Execution:
 
 @dataclass(frozen=True)
 class LogLine:
-    """A piece of an execution's output.
+    """A line of an execution's output.
 
     Attributes:
-        seq: Its position in the execution's log.
+        seq: The position in the execution's log of the piece of output it came in (lines
+            read together share it); pass it as `after` to read what follows that piece.
         stream: `stdout`, `stderr`, or `system` (Panda's own lines).
         text: The text as the server sent it: usually one line with its newline.
         at: When it was read.
@@ -198,6 +199,24 @@ class LogLine:
             text=str(text),
             at=parse_time(data.get("at")),
         )
+
+    @classmethod
+    def split(cls, data: Dict[str, Any]) -> List["LogLine"]:
+        """The lines of one piece of output as the server sent it (a piece read at once may
+        hold several lines), each with the piece's `seq`, `stream` and `at`.
+
+        Args:
+            data: A log line as the API returns it.
+
+        Returns:
+            One `LogLine` per line, each text with its newline (the last may have none).
+        """
+        whole = cls.from_json(data)
+        parts = whole.text.split("\n")
+        texts = [part + "\n" for part in parts[:-1]]
+        if parts[-1] or not texts:
+            texts.append(parts[-1])
+        return [cls(seq=whole.seq, stream=whole.stream, text=text, at=whole.at) for text in texts]
 
     @property
     def line(self) -> str:
