@@ -21,7 +21,7 @@ const server = createServer(async (req, res) => {
   try {
     await mkdir(uploads, { recursive: true });
     await pipeline(req, createWriteStream(path));
-    // The worker does the slow part; the key makes a retried request enqueue nothing more.
+    // A worker does the slow part. The key names this upload: enqueued again, it runs once.
     const execution = await panda.enqueue('transcode-video', {
       payload: { path, format: 'mp4' },
       idempotencyKey: `upload-${id}`,
