@@ -4,14 +4,17 @@ import { once } from 'node:events';
 import { test } from 'node:test';
 
 import {
+  ConflictError,
   ConnectionError,
+  ForbiddenError,
   InvalidRequestError,
   NotFoundError,
   Panda,
   PandaError,
   UnauthorizedError,
+  UnavailableError,
 } from '../src/index.js';
-import { client, createShellJob, environment, uniqueName } from '../testing/fixtures.js';
+import { api, client, createShellJob, environment, uniqueName } from '../testing/fixtures.js';
 
 test('an unknown job rejects with NotFoundError carrying the code, message and hint', async () => {
   const panda = client();
@@ -47,7 +50,24 @@ test('a priority out of range rejects with InvalidRequestError, and nothing is e
     assert.match(err.message, /priority/);
     return true;
   });
+  const { executions } = await (await api('GET', `/jobs/${job}/executions`)).json();
+  assert.deepEqual(executions, []);
   await assert.rejects(panda.get('not-an-id'), InvalidRequestError);
+});
+
+test('cancelling an execution that has ended rejects with ConflictError', async (t) => {
+  const panda = client();
+  const job = await createShellJob(t, 'true');
+  const execution = await panda.enqueue(job);
+  assert.equal((await panda.wait(execution.id, { timeoutMs: 30_000 })).status, 'succeeded');
+
+  await assert.rejects(panda.cancel(execution.id), (err) => {
+    assert.ok(err instanceof ConflictError, `${err}`);
+    assert.equal(err.code, 'conflict');
+    assert.equal(err.status, 409);
+    assert.match(err.message, /ended/);
+    return true;
+  });
 });
 
 test('a bad token rejects with UnauthorizedError', async () => {
@@ -59,6 +79,29 @@ test('a bad token rejects with UnauthorizedError', async () => {
     assert.equal(err.code, 'unauthorized');
     assert.equal(err.status, 401);
     assert.ok(err.hint, 'a hint says where to get a token');
+    return true;
+  });
+});
+
+test('a read-only token reads, and a change it asks for rejects with ForbiddenError', async (t) => {
+  const { url } = environment();
+  const name = uniqueName('reader');
+  const created = await api('POST', '/tokens', { name, scope: 'read_only' });
+  assert.equal(created.status, 201, await created.clone().text());
+  const { secret } = await created.json();
+  t.after(() => api('DELETE', `/tokens/${name}`));
+  const job = await createShellJob(t, 'true');
+  // Due later, so that it is still queued to be cancelled; deleting the job cancels it.
+  const execution = await client().enqueue(job, { runAt: new Date(Date.now() + 3_600_000) });
+  const reader = new Panda({ url, token: secret });
+
+  assert.equal((await reader.get(execution.id)).id, execution.id);
+  await assert.rejects(reader.cancel(execution.id), (err) => {
+    assert.ok(err instanceof ForbiddenError, `${err}`);
+    assert.ok(err instanceof UnauthorizedError);
+    assert.equal(err.code, 'forbidden');
+    assert.equal(err.status, 403);
+    assert.ok(err.hint);
     return true;
   });
 });
@@ -112,4 +155,33 @@ test('a server that does not answer in time rejects with ConnectionError (timeou
     return true;
   });
   assert.ok(Date.now() - started < 5_000);
+});
+
+// The server answers 503 only while its database is unreachable, which a test cannot bring
+// about on demand: a stand-in answers as it does then.
+test('a 503 rejects with UnavailableError carrying Retry-After in seconds', async (t) => {
+  const body = JSON.stringify({
+    error: {
+      code: 'store_unavailable',
+      message: 'the server cannot reach its database right now',
+      hint: 'nothing was changed; try again in a few seconds',
+    },
+  });
+  const unavailable = createServer((req, res) => {
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '2' }).end(body);
+  });
+  unavailable.listen(0, '127.0.0.1');
+  await once(unavailable, 'listening');
+  t.after(() => unavailable.close());
+  const { port } = /** @type {import('node:net').AddressInfo} */ (unavailable.address());
+  const panda = new Panda({ url: `http://127.0.0.1:${port}`, token: 'x' });
+
+  await assert.rejects(panda.enqueue('any'), (err) => {
+    assert.ok(err instanceof UnavailableError, `${err}`);
+    assert.equal(err.code, 'store_unavailable');
+    assert.equal(err.status, 503);
+    assert.equal(err.retryAfter, 2);
+    assert.match(err.hint, /nothing was changed/);
+    return true;
+  });
 });
