@@ -101,6 +101,7 @@ def make_job(client: Panda, test_dir: pathlib.Path) -> Iterator[Callable[..., Jo
     ) -> Job:
         name = name or unique_name()
         out = test_dir / f"{name}.out"
+        out.unlink(missing_ok=True)  # a fixed name's file from an earlier session
         spec = {
             "name": name,
             "runtime": {"kind": "process", "argv": ["sh", "-c", script]},

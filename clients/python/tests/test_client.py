@@ -237,3 +237,23 @@ def test_wait_ends_dead_when_retries_run_out(client, make_job):
     assert done.attempt == 2 and done.exit_code == 3
     assert done.finished and not done.retried
     assert job.lines() == ["ran", "ran"]
+
+
+def test_error_bodies_map_to_typed_errors():
+    import http.client
+    from panda_client import Conflict, Unavailable
+    from panda_client._errors import error_from_response
+
+    headers = http.client.HTTPMessage()
+    headers["retry-after"] = "2"
+    body = b'{"error": {"code": "store_unavailable", "message": "down", "hint": "wait"}}'
+    err = error_from_response(503, body, headers)
+    assert isinstance(err, Unavailable)
+    assert (err.code, err.message, err.hint, err.status, err.retry_after) == (
+        "store_unavailable", "down", "wait", 503, 2.0,
+    )
+    assert str(err) == "down (hint: wait)"
+    assert isinstance(error_from_response(409, b'{"error": {"code": "conflict", "message": "m"}}'), Conflict)
+    assert str(error_from_response(409, b'{"error": {"code": "conflict", "message": "m"}}')) == "m"
+    other = error_from_response(502, b"<html>bad gateway</html>")
+    assert type(other) is PandaError and other.status == 502 and "bad gateway" in other.message

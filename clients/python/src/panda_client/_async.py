@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional
+from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, cast
 
 from ._client import Panda, RunAt
 from ._errors import WaitTimeout
@@ -152,7 +152,7 @@ class AsyncPanda:
                 line = await asyncio.to_thread(next, lines, _DONE)
                 if line is _DONE:
                     return
-                yield line
+                yield cast(LogLine, line)
         finally:
             try:
                 lines.close()

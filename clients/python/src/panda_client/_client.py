@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import (
     Any,
     Dict,
+    Generator,
     Iterable,
     Iterator,
     List,
@@ -253,7 +254,8 @@ class Panda:
             Conflict: a job with that name exists.
             InvalidRequest: the definition is not valid (the message names the field).
         """
-        return self._call("POST", "/jobs", dict(spec))
+        job: Dict[str, Any] = self._call("POST", "/jobs", dict(spec))
+        return job
 
     def delete_job(self, name: str) -> None:
         """Deletes a job; its executions' history stays readable.
@@ -495,7 +497,7 @@ class Panda:
         follow: bool = False,
         *,
         after: Optional[int] = None,
-    ) -> Iterator[LogLine]:
+    ) -> Generator[LogLine, None, None]:
         """An execution's output, line by line.
 
         Args:
@@ -518,7 +520,7 @@ class Panda:
             return self._follow(id, after)
         return self._pages(id, after)
 
-    def _pages(self, id: str, after: Optional[int]) -> Iterator[LogLine]:
+    def _pages(self, id: str, after: Optional[int]) -> Generator[LogLine, None, None]:
         while True:
             page = self._call(
                 "GET",
@@ -532,7 +534,7 @@ class Panda:
                 return
             after = int(pieces[-1]["seq"])
 
-    def _follow(self, id: str, after: Optional[int]) -> Iterator[LogLine]:
+    def _follow(self, id: str, after: Optional[int]) -> Generator[LogLine, None, None]:
         path = f"/executions/{_segment(id)}/logs/stream"
         failures = 0
         while True:

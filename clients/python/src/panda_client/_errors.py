@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 
 class PandaError(Exception):
@@ -124,15 +124,23 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
         return None
 
 
-def error_from_response(
-    status: int, body: bytes, headers: Optional[Mapping[str, str]] = None
-) -> PandaError:
+def _header(headers: Any, name: str) -> Optional[str]:
+    if headers is None:
+        return None
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None
+
+
+def error_from_response(status: int, body: bytes, headers: Any = None) -> PandaError:
     """The typed error for an error response: its status, and its `{"error": {...}}` body.
 
     Args:
         status: The HTTP status.
         body: The response body (a JSON error body, or anything a proxy may answer with).
-        headers: The response headers, for `Retry-After`.
+        headers: The response headers (a mapping or an `http.client.HTTPMessage`), for
+            `Retry-After`.
 
     Returns:
         A `PandaError` subclass chosen by the status (`PandaError` itself for any other).
@@ -153,6 +161,6 @@ def error_from_response(
     if cls is None and 500 <= status:
         cls = PandaError
     if cls is Unavailable:
-        retry_after = _retry_after((headers or {}).get("Retry-After"))
+        retry_after = _retry_after(_header(headers, "Retry-After"))
         return Unavailable(code, message, hint, status, retry_after)
     return (cls or PandaError)(code, message, hint, status)
