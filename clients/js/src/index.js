@@ -224,7 +224,7 @@ export class Panda {
    * @param {{signal?: AbortSignal}} [options]
    * @returns {Promise<Execution>}
    */
-  get(id, { signal } = {}) {
+  async get(id, { signal } = {}) {
     return this.#request('GET', `/executions/${segment(id)}`, { signal });
   }
 
@@ -315,7 +315,7 @@ export class Panda {
    * @param {string} id
    * @returns {Promise<Execution>}
    */
-  cancel(id) {
+  async cancel(id) {
     return this.#request('POST', `/executions/${segment(id)}/cancel`);
   }
 
