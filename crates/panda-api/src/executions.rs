@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use panda_core::api::{
-    ErrorBody, ExecutionList, LogEnd, LogLine, LogPage, TriggerRequest, Triggered,
+    BatchItem, BatchRequest, BatchResponse, ErrorBody, ExecutionList, LogEnd, LogLine, LogPage,
+    MAX_BATCH_ITEMS, TriggerRequest, Triggered,
 };
 use panda_core::{Execution, ExecutionId, Status, Trigger};
 use panda_store::{ExecutionFilter, LogChunk, NewExecution, StoreError};
@@ -44,26 +45,7 @@ pub(crate) async fn trigger(
     request: Result<Json<TriggerRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Triggered>), Failure> {
     let Json(request) = request?;
-    let trigger = match request.trigger.as_deref() {
-        None | Some("api") => Trigger::Api,
-        Some("manual") => Trigger::Manual,
-        Some(other) => {
-            return Err(Failure::invalid(format!(
-                "trigger {other:?} is not api or manual"
-            )));
-        }
-    };
-    let new = NewExecution {
-        job: name.clone(),
-        trigger,
-        payload: request.payload,
-        env: request.env,
-        idempotency_key: request.idempotency_key,
-        run_at: request.run_at,
-        priority: request.priority,
-        scheduled_at: request.scheduled_for,
-        force: request.force,
-    };
+    let new = new_execution(&name, request)?;
     let enqueued = match state.store.execution_enqueue(&new, state.clock.now()).await {
         Ok(enqueued) => enqueued,
         Err(StoreError::NotFound { .. }) => return Err(no_job(&state, &name).await),
@@ -81,6 +63,120 @@ pub(crate) async fn trigger(
             created: enqueued.created,
         }),
     ))
+}
+
+/// What the store is asked for one enqueue of `job`.
+fn new_execution(job: &str, request: TriggerRequest) -> Result<NewExecution, Failure> {
+    let trigger = match request.trigger.as_deref() {
+        None | Some("api") => Trigger::Api,
+        Some("manual") => Trigger::Manual,
+        Some(other) => {
+            return Err(Failure::invalid(format!(
+                "trigger {other:?} is not api or manual"
+            )));
+        }
+    };
+    Ok(NewExecution {
+        job: job.to_owned(),
+        trigger,
+        payload: request.payload,
+        env: request.env,
+        idempotency_key: request.idempotency_key,
+        run_at: request.run_at,
+        priority: request.priority,
+        scheduled_at: request.scheduled_for,
+        force: request.force,
+    })
+}
+
+#[utoipa::path(
+    post,
+    path = "/jobs/{name}/executions/batch",
+    tag = "executions",
+    summary = "Enqueue up to 1,000 executions of a job in one transaction",
+    description = "Each item is answered in its place: `created`, `duplicate` (its idempotency key was seen before, or earlier in the batch) or `invalid` (refused as the single enqueue would refuse it; nothing queued for it). The body may be up to 16 MiB.",
+    params(("name" = String, Path, description = "The job's name")),
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "Every item answered", body = BatchResponse),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn batch(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    request: Result<Json<BatchRequest>, JsonRejection>,
+) -> Result<Json<BatchResponse>, Failure> {
+    let Json(request) = request?;
+    let count = request.items.len();
+    if count == 0 || count > MAX_BATCH_ITEMS {
+        return Err(Failure::invalid(format!(
+            "a batch holds 1 to {MAX_BATCH_ITEMS} items, not {count}"
+        ))
+        .hint("split a longer list into batches of 1,000"));
+    }
+    // An item refused before the store sees it keeps its place.
+    let mut refused: Vec<Option<Failure>> = Vec::with_capacity(count);
+    let mut news = Vec::with_capacity(count);
+    for item in request.items {
+        match new_execution(&name, item) {
+            Ok(new) => {
+                refused.push(None);
+                news.push(new);
+            }
+            Err(failure) => refused.push(Some(failure)),
+        }
+    }
+    let mut answers = state
+        .store
+        .execution_enqueue_many(&news, state.clock.now())
+        .await?
+        .into_iter();
+    let mut response = BatchResponse {
+        items: Vec::with_capacity(count),
+        created: 0,
+        duplicates: 0,
+        invalid: 0,
+    };
+    for refusal in refused {
+        let answer = match refusal {
+            Some(failure) => Err(failure),
+            None => match answers.next() {
+                Some(Err(StoreError::NotFound { .. })) => return Err(no_job(&state, &name).await),
+                Some(answer) => answer.map_err(Failure::from),
+                None => {
+                    return Err(Failure::from(StoreError::Corrupt(
+                        "a batch item left unanswered".into(),
+                    )));
+                }
+            },
+        };
+        let item = match answer {
+            Ok(enqueued) if enqueued.created => {
+                response.created += 1;
+                BatchItem::Created {
+                    execution: enqueued.execution,
+                }
+            }
+            Ok(enqueued) => {
+                response.duplicates += 1;
+                BatchItem::Duplicate {
+                    execution: enqueued.execution,
+                }
+            }
+            Err(failure) => {
+                if failure.parts().0.is_server_error() {
+                    return Err(failure);
+                }
+                response.invalid += 1;
+                BatchItem::Invalid {
+                    error: failure.parts().1.clone(),
+                }
+            }
+        };
+        response.items.push(item);
+    }
+    Ok(Json(response))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

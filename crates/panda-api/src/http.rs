@@ -58,6 +58,9 @@ impl HttpLimits {
     /// The largest request body: a job definition or an enqueue (whose payload is at most
     /// 64 KiB) is far smaller.
     pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+    /// The largest body of a batch enqueue (`/executions/batch`): 1,000 enqueues of up to
+    /// 16 KiB each.
+    pub const MAX_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
     /// The default grace on shutdown.
     pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 }
@@ -214,7 +217,11 @@ pub(crate) async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    let limit = limits.max_body_bytes;
+    let limit = if parts.uri.path().ends_with("/executions/batch") {
+        limits.max_body_bytes.max(HttpLimits::MAX_BATCH_BODY_BYTES)
+    } else {
+        limits.max_body_bytes
+    };
     if declared.is_some_and(|length| length > u64::try_from(limit).unwrap_or(u64::MAX)) {
         return too_large(limit);
     }

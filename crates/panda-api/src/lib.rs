@@ -142,6 +142,11 @@ fn api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ),
         ("POST", "/jobs/{name}/executions", post(executions::trigger)),
         (
+            "POST",
+            "/jobs/{name}/executions/batch",
+            post(executions::batch),
+        ),
+        (
             "GET",
             "/jobs/{name}/executions/latest",
             get(executions::latest),

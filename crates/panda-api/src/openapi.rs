@@ -30,6 +30,7 @@ use crate::{alerts, executions, jobs, services, tokens};
         jobs::resume,
         executions::list_of_job,
         executions::trigger,
+        executions::batch,
         executions::latest,
         jobs::slots,
         executions::get,

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use panda_core::api::{ErrorBody, redacted};
-use panda_core::{Job, JobSpec, MAX_REPLICAS, Revision, ServiceSpec, ServiceStatus};
+use panda_core::{Job, JobSpec, MAX_REPLICAS, Revision, ServiceStatus};
 use panda_store::{JobKind, StoreError};
 use serde::Deserialize;
 
@@ -56,11 +56,8 @@ pub(crate) async fn list(
 )]
 pub(crate) async fn create(
     State(state): State<AppState>,
-    ServiceBody(mut spec): ServiceBody,
+    ServiceBody { spec, .. }: ServiceBody,
 ) -> Result<(StatusCode, Json<ServiceStatus>), Failure> {
-    if spec.service.is_none() {
-        spec.service = Some(ServiceSpec::default());
-    }
     check_service(&spec)?;
     if let Some(why) = panda_core::api::redacted_endpoint_left(&spec) {
         return Err(Failure::invalid(why));
@@ -115,10 +112,13 @@ pub(crate) async fn get(
 pub(crate) async fn update(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    ServiceBody(mut spec): ServiceBody,
+    ServiceBody {
+        mut spec,
+        service_given,
+    }: ServiceBody,
 ) -> Result<Json<ServiceStatus>, Failure> {
     let current = service_job(&state, &name).await?;
-    if spec.service.is_none() {
+    if !service_given {
         spec.service.clone_from(&current.spec.service);
     }
     check_service(&spec)?;
@@ -313,21 +313,31 @@ pub(crate) async fn revisions(
     ))
 }
 
-/// A request body for the service routes: a job definition, as [`SpecBody`] reads one, with
-/// the retry policy a service does not use filled in when left out.
-pub(crate) struct ServiceBody(JobSpec);
+/// A request body for the service routes: a job definition, as [`SpecBody`] reads one, whose
+/// `service` part may be left out (it takes the defaults, and so do the fields whose default
+/// depends on the kind of job).
+pub(crate) struct ServiceBody {
+    spec: JobSpec,
+    /// Whether the body gave the `service` part.
+    service_given: bool,
+}
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for ServiceBody {
     type Rejection = Failure;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Failure> {
+        let mut service_given = true;
         let SpecBody(spec) = SpecBody::read(request, state, |fields| {
-            fields
-                .entry("retry")
-                .or_insert_with(|| serde_json::json!(panda_core::RetryPolicy::cronjob_default()));
+            fields.entry("service").or_insert_with(|| {
+                service_given = false;
+                serde_json::json!({})
+            });
         })
         .await?;
-        Ok(Self(spec))
+        Ok(Self {
+            spec,
+            service_given,
+        })
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 use panda_core::api::{
-    ApiError, ErrorBody, ExecutionList, JobView, LogEnd, LogLine, LogPage, TriggerRequest,
-    Triggered,
+    ApiError, BatchRequest, BatchResponse, ErrorBody, ExecutionList, JobView, LogEnd, LogLine,
+    LogPage, TriggerRequest, Triggered,
 };
 use panda_core::{Execution, ExecutionId, Job, JobSpec, Revision, ServiceStatus};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -239,6 +239,20 @@ impl Client {
         self.call(
             Method::POST,
             &format!("/jobs/{}/executions", segment(name)),
+            Some(request),
+        )
+        .await
+    }
+
+    /// Enqueues up to 1,000 executions of a job in one transaction, each answered in its place.
+    pub async fn trigger_batch(
+        &self,
+        name: &str,
+        request: &BatchRequest,
+    ) -> Result<BatchResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/jobs/{}/executions/batch", segment(name)),
             Some(request),
         )
         .await

@@ -160,6 +160,54 @@ pub struct Triggered {
     pub created: bool,
 }
 
+/// The most items one batch enqueue takes.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+
+/// `POST /api/v1/jobs/{name}/executions/batch`: many enqueues of one job in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// From 1 to 1,000 enqueues, each as the single enqueue takes it (a backfill's
+    /// `scheduled_for` is refused here).
+    #[schema(min_items = 1, max_items = 1000)]
+    pub items: Vec<TriggerRequest>,
+}
+
+/// How one item of a batch was answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum BatchItem {
+    /// Queued.
+    Created {
+        /// The new execution.
+        execution: Execution,
+    },
+    /// Its idempotency key was seen before (earlier, or earlier in this batch): nothing new
+    /// was queued.
+    Duplicate {
+        /// The execution the key made.
+        execution: Execution,
+    },
+    /// Refused, as the single enqueue would refuse it; nothing was queued for it.
+    Invalid {
+        /// Why.
+        error: ApiError,
+    },
+}
+
+/// The answer to a batch: one item per item asked, in its place, and the counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BatchResponse {
+    /// In the order of the request.
+    pub items: Vec<BatchItem>,
+    /// Items queued.
+    pub created: usize,
+    /// Items whose key was seen before.
+    pub duplicates: usize,
+    /// Items refused.
+    pub invalid: usize,
+}
+
 /// One page of executions, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionList {

@@ -181,12 +181,54 @@ impl FromStr for ConcurrencyPolicy {
     }
 }
 
+/// What a job definition makes, which decides the defaults of what it leaves out. These are
+/// the defaults of the API, the CLI and `apply` files alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    /// Run when enqueued (`panda job create`): retried, and run side by side as a task queue
+    /// runs its work.
+    Triggered,
+    /// Run on a schedule (`panda cronjob create`): once per slot, one at a time.
+    Cron,
+    /// Kept running (`panda service create`): restarted by its own policy, never retried.
+    Service,
+}
+
+impl JobKind {
+    /// The kind of a definition with (or without) a schedule and a service part.
+    pub fn of(scheduled: bool, service: bool) -> Self {
+        match (scheduled, service) {
+            (_, true) => Self::Service,
+            (true, false) => Self::Cron,
+            (false, false) => Self::Triggered,
+        }
+    }
+
+    /// The retry policy of a definition that gives none.
+    pub const fn default_retry(self) -> RetryPolicy {
+        match self {
+            Self::Triggered => RetryPolicy::triggered_default(),
+            Self::Cron | Self::Service => RetryPolicy::cronjob_default(),
+        }
+    }
+
+    /// The concurrency policy of a definition that gives none: `allow` for a triggered job
+    /// (or any job with `max_running`, which limits `allow`), `forbid` otherwise.
+    pub const fn default_concurrency(self, max_running: bool) -> ConcurrencyPolicy {
+        match (self, max_running) {
+            (Self::Triggered, _) | (_, true) => ConcurrencyPolicy::Allow,
+            (Self::Cron | Self::Service, false) => ConcurrencyPolicy::Forbid,
+        }
+    }
+}
+
 /// Everything a user says about a job: the part of a [`Job`] that create and update take.
 ///
 /// No string in it may hold a NUL character (U+0000). A field it does not have is refused, so
-/// a misspelt one is not silently ignored.
+/// a misspelt one is not silently ignored. Only `name` and `runtime` are required: `retry` and
+/// `concurrency` default by the job's [`JobKind`], the rest as each field says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "JobSpecInput")]
 pub struct JobSpec {
     /// The job's unique name among live jobs.
     pub name: JobName,
@@ -215,7 +257,9 @@ pub struct JobSpec {
     )]
     #[schema(value_type = u64, minimum = 1, maximum = 2_592_000_000_u64, default = 3_600_000)]
     pub timeout: Duration,
-    /// Retries and backoff.
+    /// Retries and backoff. When left out: 3 attempts for a triggered job, 1 for a cronjob or
+    /// a service, backoff from 10 s up to 10 min.
+    #[serde(default)]
     pub retry: RetryPolicy,
     /// The queue its executions wait in; named like a job.
     #[serde(default = "default_queue")]
@@ -230,7 +274,8 @@ pub struct JobSpec {
     #[serde(default)]
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: i32,
-    /// Whether executions may overlap.
+    /// Whether executions may overlap. When left out: `allow` for a triggered job or one with
+    /// `max_running`, `forbid` for a cronjob or a service.
     #[serde(default)]
     pub concurrency: ConcurrencyPolicy,
     /// With `concurrency = allow`, at most this many executions of the job run at once, across
@@ -271,6 +316,87 @@ pub struct JobSpec {
     /// to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSpec>,
+}
+
+/// A job definition as it is read: [`JobSpec`] with the fields whose default depends on the
+/// kind of job still unresolved.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobSpecInput {
+    name: JobName,
+    runtime: RuntimeSpec,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    secret_env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workdir: Option<String>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(
+        with = "duration_ms",
+        rename = "timeout_ms",
+        default = "default_timeout"
+    )]
+    timeout: Duration,
+    #[serde(default)]
+    retry: Option<RetryPolicy>,
+    #[serde(default = "default_queue")]
+    queue: String,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    concurrency: Option<ConcurrencyPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_running: Option<u32>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keep: Option<u32>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration_ms_opt",
+        rename = "max_age_ms"
+    )]
+    max_age: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schedule: Option<Schedule>,
+    #[serde(default)]
+    suspended: bool,
+    #[serde(default, skip_serializing_if = "AlertPolicy::is_default")]
+    alerts: AlertPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service: Option<ServiceSpec>,
+}
+
+impl From<JobSpecInput> for JobSpec {
+    fn from(input: JobSpecInput) -> Self {
+        let kind = JobKind::of(input.schedule.is_some(), input.service.is_some());
+        Self {
+            retry: input.retry.unwrap_or(kind.default_retry()),
+            concurrency: input
+                .concurrency
+                .unwrap_or(kind.default_concurrency(input.max_running.is_some())),
+            name: input.name,
+            runtime: input.runtime,
+            env: input.env,
+            secret_env: input.secret_env,
+            workdir: input.workdir,
+            limits: input.limits,
+            timeout: input.timeout,
+            queue: input.queue,
+            priority: input.priority,
+            max_running: input.max_running,
+            labels: input.labels,
+            keep: input.keep,
+            max_age: input.max_age,
+            schedule: input.schedule,
+            suspended: input.suspended,
+            alerts: input.alerts,
+            service: input.service,
+        }
+    }
 }
 
 /// What to do with slots that were missed (server down, suspended, clock jump).
@@ -342,7 +468,7 @@ fn default_queue() -> String {
 }
 
 impl JobSpec {
-    /// A job with defaults for everything but its name and what it runs.
+    /// A triggered job with defaults for everything but its name and what it runs.
     pub fn new(name: JobName, runtime: RuntimeSpec) -> Self {
         Self {
             name,
@@ -352,10 +478,10 @@ impl JobSpec {
             workdir: None,
             limits: Limits::default(),
             timeout: DEFAULT_TIMEOUT,
-            retry: RetryPolicy::triggered_default(),
+            retry: JobKind::Triggered.default_retry(),
             queue: default_queue(),
             priority: 0,
-            concurrency: ConcurrencyPolicy::default(),
+            concurrency: JobKind::Triggered.default_concurrency(false),
             max_running: None,
             labels: BTreeMap::new(),
             keep: None,
@@ -365,6 +491,11 @@ impl JobSpec {
             alerts: AlertPolicy::default(),
             service: None,
         }
+    }
+
+    /// What this definition makes: a triggered job, a cronjob or a service.
+    pub fn kind(&self) -> JobKind {
+        JobKind::of(self.schedule.is_some(), self.service.is_some())
     }
 
     /// Whether the job is a long-running service.
@@ -603,11 +734,62 @@ mod tests {
         let parsed: JobSpec = serde_json::from_value(json).expect("parses");
         assert_eq!(parsed.timeout, DEFAULT_TIMEOUT);
         assert_eq!(parsed.queue, "default");
-        assert_eq!(parsed.concurrency, ConcurrencyPolicy::Forbid);
+        assert_eq!(parsed.concurrency, ConcurrencyPolicy::Allow);
         let again: JobSpec =
             serde_json::from_value(serde_json::to_value(&parsed).expect("serializes"))
                 .expect("parses");
         assert_eq!(again, parsed);
+    }
+
+    #[test]
+    fn what_is_left_out_defaults_by_the_kind_of_job() {
+        let read = |extra: serde_json::Value| -> JobSpec {
+            let mut json = serde_json::json!({
+                "name": "generate-reports",
+                "runtime": {"kind": "process", "argv": ["true"]},
+            });
+            for (key, value) in extra.as_object().expect("an object") {
+                json[key] = value.clone();
+            }
+            serde_json::from_value(json).expect("parses")
+        };
+        let triggered = read(serde_json::json!({}));
+        assert_eq!(triggered, spec_named_process("generate-reports"));
+        assert_eq!(triggered.retry, RetryPolicy::triggered_default());
+        assert_eq!(triggered.concurrency, ConcurrencyPolicy::Allow);
+
+        let cron = read(serde_json::json!({"schedule": {"cron": "0 5 * * *"}}));
+        assert_eq!(cron.retry.max_attempts, 1);
+        assert_eq!(cron.concurrency, ConcurrencyPolicy::Forbid);
+        let limited =
+            read(serde_json::json!({"schedule": {"cron": "0 5 * * *"}, "max_running": 2}));
+        assert_eq!(limited.concurrency, ConcurrencyPolicy::Allow);
+        let service = read(serde_json::json!({"service": {}}));
+        assert_eq!(service.retry.max_attempts, 1);
+        assert_eq!(service.concurrency, ConcurrencyPolicy::Forbid);
+
+        // What is given is kept, whatever the kind.
+        let given = read(serde_json::json!({
+            "schedule": {"cron": "0 5 * * *"},
+            "concurrency": "replace",
+            "retry": {"max_attempts": 5, "backoff_base_ms": 1000, "backoff_cap_ms": 2000},
+        }));
+        assert_eq!(given.concurrency, ConcurrencyPolicy::Replace);
+        assert_eq!(given.retry.max_attempts, 5);
+        let err = serde_json::from_value::<JobSpec>(serde_json::json!({
+            "name": "x", "runtime": {"kind": "process", "argv": ["true"]}, "retyr": {},
+        }))
+        .expect_err("a misspelt field is refused");
+        assert!(err.to_string().contains("retyr"), "{err}");
+    }
+
+    fn spec_named_process(name: &str) -> JobSpec {
+        JobSpec::new(
+            JobName::new(name).expect("valid"),
+            RuntimeSpec::Process {
+                argv: vec!["true".into()],
+            },
+        )
     }
 
     #[test]

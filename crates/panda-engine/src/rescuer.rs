@@ -221,6 +221,14 @@ mod tests {
             self.up()?;
             self.inner.execution_enqueue(request, now).await
         }
+        async fn execution_enqueue_many(
+            &self,
+            requests: &[NewExecution],
+            now: DateTime<Utc>,
+        ) -> StoreResult<Vec<StoreResult<Enqueued>>> {
+            self.up()?;
+            self.inner.execution_enqueue_many(requests, now).await
+        }
         async fn execution_claim(
             &self,
             request: &ClaimRequest,

@@ -1,11 +1,12 @@
 //! The queue: enqueue, heartbeat, finish, release, cancel, rescue and the dead-letter queue.
 //! The claim is in [`crate::claim`], how an attempt's end is written in [`crate::ends`].
 
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use panda_core::{Execution, ExecutionId, Status};
+use panda_core::{Execution, ExecutionId, Job, Status};
 use uuid::Uuid;
 
 use crate::dialect::{Backend, Conn, Record, Tx, query, settle};
@@ -28,6 +29,18 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug {
         request: &NewExecution,
         now: DateTime<Utc>,
     ) -> StoreResult<Enqueued>;
+
+    /// Queues many executions in one transaction, each answered in its place: `Ok` with
+    /// `created: false` for an idempotency key its job has seen (in an earlier enqueue or
+    /// earlier in the same batch), `Err` for an item that is refused (`Invalid`, or `NotFound`
+    /// for a job that does not exist), which changes nothing. A backfill (`scheduled_at`) is
+    /// refused here: it is enqueued alone. The outer `Err` is the store failing: nothing is
+    /// queued.
+    async fn execution_enqueue_many(
+        &self,
+        requests: &[NewExecution],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Enqueued>>>;
 
     /// Claims up to `limit` due executions (highest priority first, then earliest due) and
     /// leases each to the worker. Takes the job lock of `forbid` jobs in the same transaction:
@@ -200,6 +213,32 @@ async fn dlq_resolve<B: Backend>(
     Ok(())
 }
 
+/// Refuses an enqueue of a service, whose instances Panda starts itself.
+fn enqueueable(job: &Job) -> StoreResult<()> {
+    if job.spec.service.is_some() {
+        return Err(StoreError::Invalid(panda_core::ValidationError::Field {
+            field: "job",
+            message: format!(
+                "{} is a service: Panda keeps its instances running; change how many with \
+                 `panda service scale {} N` or replace them with `panda service restart {}`",
+                job.spec.name, job.spec.name, job.spec.name
+            ),
+        }));
+    }
+    Ok(())
+}
+
+/// Refuses a backfill in a batch: a slot is recorded with its execution, one at a time.
+fn refuse_backfill(request: &NewExecution) -> StoreResult<()> {
+    if request.scheduled_at.is_some() {
+        return Err(StoreError::Invalid(panda_core::ValidationError::Field {
+            field: "scheduled_for",
+            message: "a backfill is enqueued on its own, not in a batch".into(),
+        }));
+    }
+    Ok(())
+}
+
 /// Queues the attempt that runs a dead execution again and takes it out of the queue.
 async fn dlq_retry_one<B: Backend>(
     tx: &mut B::Tx,
@@ -242,16 +281,7 @@ impl<B: Backend> QueueStore for B {
         lifecycle::validate_new_execution(request)?;
         let mut tx = self.begin().await?;
         let job = live_job::<B>(&mut tx, &request.job, JobLock::Share).await?;
-        if job.spec.service.is_some() {
-            return Err(StoreError::Invalid(panda_core::ValidationError::Field {
-                field: "job",
-                message: format!(
-                    "{} is a service: Panda keeps its instances running; change how many with \
-                     `panda service scale {} N` or replace them with `panda service restart {}`",
-                    job.spec.name, job.spec.name, job.spec.name
-                ),
-            }));
-        }
+        enqueueable(&job)?;
         if let Some(at) = request.scheduled_at {
             lifecycle::validate_backfill(&job, at, now)?;
         }
@@ -303,6 +333,85 @@ impl<B: Backend> QueueStore for B {
             execution,
             created: true,
         })
+    }
+
+    async fn execution_enqueue_many(
+        &self,
+        requests: &[NewExecution],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoreResult<Enqueued>>> {
+        let mut tx = self.begin().await?;
+        // Each job is read once, `None` when there is no live job of that name.
+        let mut jobs: HashMap<&str, Option<Job>> = HashMap::new();
+        let mut results: Vec<Option<StoreResult<Enqueued>>> = Vec::with_capacity(requests.len());
+        let mut queued: Vec<(usize, Execution)> = Vec::with_capacity(requests.len());
+        for (place, request) in requests.iter().enumerate() {
+            let name = request.job.as_str();
+            if !jobs.contains_key(name) {
+                let job = match live_job::<B>(&mut tx, name, JobLock::Share).await {
+                    Ok(job) => Some(job),
+                    Err(StoreError::NotFound { .. }) => None,
+                    Err(err) => return Err(err),
+                };
+                jobs.insert(name, job);
+            }
+            let checked = match jobs.get(name).and_then(Option::as_ref) {
+                None => Err(StoreError::not_found(format!("job {name:?}"))),
+                Some(job) => enqueueable(job)
+                    .and_then(|()| Ok(lifecycle::validate_new_execution(request)?))
+                    .and_then(|()| refuse_backfill(request))
+                    .map(|()| lifecycle::enqueued(job, request, now)),
+            };
+            match checked {
+                Ok(execution) => {
+                    results.push(None);
+                    queued.push((place, execution));
+                }
+                Err(err) => results.push(Some(Err(err))),
+            }
+        }
+        let executions: Vec<Execution> = queued.iter().map(|(_, e)| e.clone()).collect();
+        let inserted: HashSet<Uuid> = insert_executions::<B>(&mut tx, &executions)
+            .await?
+            .into_iter()
+            .collect();
+        let mut queues = BTreeSet::new();
+        for (place, execution) in queued {
+            let answer = if inserted.contains(&execution.id.as_uuid()) {
+                queues.insert(execution.queue.clone());
+                Enqueued {
+                    execution,
+                    created: true,
+                }
+            } else {
+                let key = execution.idempotency_key.as_deref().unwrap_or_default();
+                let row = tx
+                    .fetch_optional(query(B::SQL.queue.by_key).uuid(execution.job_id).text(key))
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "idempotency key {key:?} conflicts but matches no execution"
+                        ))
+                    })?;
+                Enqueued {
+                    execution: records::execution(&row)?,
+                    created: false,
+                }
+            };
+            results[place] = Some(Ok(answer));
+        }
+        for queue in &queues {
+            tx.wake(queue);
+        }
+        tx.commit().await?;
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(StoreError::Corrupt("an enqueue left unanswered".into()))
+                })
+            })
+            .collect())
     }
 
     async fn execution_claim(

@@ -1,8 +1,10 @@
 //! `panda apply -f FILE` and `panda export`: job and service definitions as a TOML file, kept
 //! in version control and applied like `kubectl apply`. The file is a list of `[[job]]` and
-//! `[[service]]` tables in the API's own shape, so `export` prints what `apply` reads. A
-//! `[[service]]` table is a job definition whose `service` part (`[service.service]`) and
-//! `retry` may be left out: they take the defaults `panda service create` gives.
+//! `[[service]]` tables in the API's shape, written for people: a duration is written as the
+//! CLI's flags take it (`timeout = "1h"`, read as the API's `timeout_ms = 3600000`, which is
+//! read too), and whatever is left out takes the default the CLI and the API give (a
+//! `[[service]]` table's `service` part included). `export` prints what `apply` reads, leaving
+//! out every field that holds its default and every empty table.
 
 use std::path::Path;
 
@@ -20,47 +22,180 @@ use crate::cli::Connection;
 #[serde(deny_unknown_fields)]
 pub(crate) struct JobsFile {
     #[serde(default, rename = "job", skip_serializing_if = "Vec::is_empty")]
-    jobs: Vec<JobSpec>,
+    jobs: Vec<toml::Table>,
     #[serde(default, rename = "service", skip_serializing_if = "Vec::is_empty")]
     services: Vec<toml::Table>,
 }
 
-/// A `[[service]]` table as a job definition, its defaults filled in.
-fn service_of(mut table: toml::Table, file: &Path) -> anyhow::Result<JobSpec> {
+/// Every duration field of a definition, by the API's name (`timeout_ms`); the file writes it
+/// without the `_ms`, as a duration (`timeout = "1h"`).
+const DURATIONS: &[&str] = &[
+    "timeout_ms",
+    "max_age_ms",
+    "backoff_base_ms",
+    "backoff_cap_ms",
+    "starting_deadline_ms",
+    "late_after_ms",
+    "running_longer_than_ms",
+    "restart_delay_ms",
+    "restart_delay_max_ms",
+    "stop_timeout_ms",
+    "interval_ms",
+    "start_period_ms",
+    "healthy_after_ms",
+    "healthy_deadline_ms",
+    "min_healthy_ms",
+];
+
+/// Rewrites `timeout = "1h"` as `timeout_ms = 3600000`, in every table of `table`.
+fn durations_read(table: &mut toml::Table, at: &str) -> anyhow::Result<()> {
+    let keys: Vec<String> = table.keys().cloned().collect();
+    for key in keys {
+        let api = format!("{key}_ms");
+        match table.get_mut(&key) {
+            Some(toml::Value::Table(inner)) => durations_read(inner, &format!("{at}{key}."))?,
+            Some(toml::Value::Array(items)) => {
+                for item in items {
+                    if let toml::Value::Table(inner) = item {
+                        durations_read(inner, &format!("{at}{key}."))?;
+                    }
+                }
+            }
+            Some(toml::Value::String(text)) if DURATIONS.contains(&api.as_str()) => {
+                let duration = humantime::parse_duration(text).map_err(|err| {
+                    UserError::new(
+                        format!("{at}{key} = {text:?} is not a duration: {err}"),
+                        "write it as the flags do: \"90s\", \"10m\", \"1h 30m\", \"7d\"",
+                    )
+                })?;
+                if table.contains_key(&api) {
+                    return Err(UserError::plain(format!(
+                        "{at}{key} and {at}{api} are the same setting; give one"
+                    ))
+                    .into());
+                }
+                let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+                table.remove(&key);
+                table.insert(api, toml::Value::Integer(ms));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites `timeout_ms = 3600000` as `timeout = "1h"`, in every table of `table`.
+fn durations_written(table: &mut toml::Table) {
+    let keys: Vec<String> = table.keys().cloned().collect();
+    for key in keys {
+        match table.get_mut(&key) {
+            Some(toml::Value::Table(inner)) => durations_written(inner),
+            Some(toml::Value::Array(items)) => {
+                for item in items {
+                    if let toml::Value::Table(inner) = item {
+                        durations_written(inner);
+                    }
+                }
+            }
+            Some(toml::Value::Integer(ms)) if DURATIONS.contains(&key.as_str()) => {
+                let duration = std::time::Duration::from_millis(u64::try_from(*ms).unwrap_or(0));
+                let short = key.trim_end_matches("_ms").to_owned();
+                table.remove(&key);
+                table.insert(
+                    short,
+                    toml::Value::String(panda_core::human::exact(duration)),
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Leaves out of `table` what equals `defaults`, then every table left empty; `keep` names
+/// what stays whatever it holds.
+fn without_defaults(table: &mut toml::Table, defaults: &toml::Table, keep: &[&str]) {
+    table.retain(|key, value| {
+        if keep.iter().any(|k| *k == key) {
+            return true;
+        }
+        match (value, defaults.get(key)) {
+            (toml::Value::Table(inner), Some(toml::Value::Table(default))) => {
+                without_defaults(inner, default, keep);
+                !inner.is_empty()
+            }
+            (toml::Value::Table(inner), None) => !inner.is_empty(),
+            (toml::Value::Array(items), None) => !items.is_empty(),
+            (value, Some(default)) => value != default,
+            (_, None) => true,
+        }
+    });
+}
+
+/// A definition as the file writes it: durations as the flags take them, defaults left out.
+fn table_of(spec: &JobSpec) -> anyhow::Result<toml::Table> {
+    let mut table = toml::Table::try_from(spec)?;
+    // The same kind of job with nothing but what is required: what every default is.
+    let mut required = toml::Table::new();
+    for key in ["name", "runtime"] {
+        if let Some(value) = table.get(key) {
+            required.insert(key.into(), value.clone());
+        }
+    }
+    if let Some(schedule) = &spec.schedule {
+        let mut only_cron = toml::Table::new();
+        only_cron.insert("cron".into(), toml::Value::String(schedule.cron.clone()));
+        required.insert("schedule".into(), toml::Value::Table(only_cron));
+    }
+    if spec.is_service() {
+        required.insert("service".into(), toml::Value::Table(toml::Table::new()));
+    }
+    let defaults: JobSpec = toml::Value::Table(required).try_into()?;
+    let defaults = toml::Table::try_from(&defaults)?;
+    without_defaults(&mut table, &defaults, &["name", "runtime", "cron"]);
+    durations_written(&mut table);
+    Ok(table)
+}
+
+/// A `[[job]]` or `[[service]]` table (`noun`) as a definition.
+fn spec_of(mut table: toml::Table, noun: &str, file: &Path) -> anyhow::Result<JobSpec> {
     let name = table
         .get("name")
         .and_then(toml::Value::as_str)
         .unwrap_or("?")
         .to_owned();
-    if !table.contains_key("retry") {
-        let retry = toml::Table::try_from(panda_core::RetryPolicy::cronjob_default())?;
-        table.insert("retry".into(), toml::Value::Table(retry));
+    let at = format!("{noun} {name:?} in {}: ", file.display());
+    durations_read(&mut table, "").map_err(|err| UserError::plain(format!("{at}{err:#}")))?;
+    if noun == "service" {
+        table
+            .entry("service")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
     }
-    table
-        .entry("service")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
     let spec: JobSpec = toml::Value::Table(table)
         .try_into()
         .map_err(|err: toml::de::Error| {
             let message = err.message().to_owned();
             match panda_core::UnknownField::from_serde_message(&message) {
                 Some(unknown) => UserError::new(
-                    format!("service {name:?} in {}: {unknown}", file.display()),
+                    format!("{at}{unknown}"),
                     "`panda export` prints a file with every field spelt as apply reads it",
                 ),
                 None => UserError::new(
-                    format!("service {name:?} in {}: {message}", file.display()),
+                    format!("{at}{message}"),
                     "`panda export` prints one to start from",
                 ),
             }
         })?;
-    if spec.schedule.is_some() {
+    if noun == "service" && spec.schedule.is_some() {
         return Err(UserError::new(
-            format!(
-                "service {name:?} in {}: a service has no schedule; it runs until stopped",
-                file.display()
-            ),
+            format!("{at}a service has no schedule; it runs until stopped"),
             "a job on a schedule is a [[job]] table",
+        )
+        .into());
+    }
+    if noun == "job" && spec.is_service() {
+        return Err(UserError::new(
+            format!("{at}a [[job]] table has no service part"),
+            "a long-running service is a [[service]] table",
         )
         .into());
     }
@@ -93,9 +228,12 @@ pub(crate) async fn apply(file: &Path, connection: &Connection) -> anyhow::Resul
             ),
         }
     })?;
-    let mut specs = parsed.jobs;
+    let mut specs = Vec::new();
+    for table in parsed.jobs {
+        specs.push(spec_of(table, "job", file)?);
+    }
     for table in parsed.services {
-        specs.push(service_of(table, file)?);
+        specs.push(spec_of(table, "service", file)?);
     }
     // Every definition is checked before anything is changed.
     let mut names = std::collections::BTreeSet::new();
@@ -183,11 +321,8 @@ pub(crate) async fn export(connection: &Connection) -> anyhow::Result<()> {
         .map(|view| view.job.spec)
         .partition(JobSpec::is_service);
     let file = JobsFile {
-        jobs,
-        services: services
-            .into_iter()
-            .map(toml::Table::try_from)
-            .collect::<Result<_, _>>()?,
+        jobs: jobs.iter().map(table_of).collect::<Result<_, _>>()?,
+        services: services.iter().map(table_of).collect::<Result<_, _>>()?,
     };
     crate::output::emit(toml::to_string(&file)?.trim_end());
     Ok(())

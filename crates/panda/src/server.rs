@@ -312,7 +312,8 @@ async fn ensure_example(store: &dyn Store) -> anyhow::Result<()> {
         },
     );
     spec.schedule = Some(panda_core::Schedule::new("*/10 * * * * *"));
-    spec.retry = panda_core::RetryPolicy::cronjob_default();
+    spec.retry = panda_core::JobKind::Cron.default_retry();
+    spec.concurrency = panda_core::JobKind::Cron.default_concurrency(false);
     spec.keep = Some(100);
     match store.job_create(&spec, Utc::now()).await {
         Ok(_) => {

@@ -105,6 +105,11 @@ impl PgStore {
         Self::open(url, Some(schema), max_connections).await
     }
 
+    /// The schema the tables live in, when the store was opened in one of its own.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
     /// Drops the schema this store was opened in, with everything in it. For throwaway stores
     /// made with [`PgStore::connect_in_schema`]; `Conflict` for a store opened with
     /// [`PgStore::connect`] or in `public`, whose data is not this store's to throw away.

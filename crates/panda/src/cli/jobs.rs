@@ -1,12 +1,13 @@
 //! `panda cronjob …` and `panda job …`.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use panda_client::Client;
-use panda_core::api::TriggerRequest;
+use panda_core::api::{BatchItem, BatchRequest, MAX_BATCH_ITEMS, TriggerRequest};
 use panda_core::{CronSchedule, Execution, Job, RuntimeSpec};
 
 use super::connection::{Connection, user};
@@ -106,6 +107,10 @@ pub(crate) struct TriggerArgs {
     /// JSON for PANDA_PAYLOAD, or @FILE
     #[arg(long)]
     payload: Option<String>,
+    /// Enqueue one execution per line of FILE (JSON Lines: one payload per line; - for
+    /// stdin), 1,000 per transaction
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["payload", "idempotency_key", "wait", "scheduled_for"])]
+    payload_file: Option<PathBuf>,
     /// A second enqueue with this key returns the first execution
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -442,6 +447,9 @@ async fn trigger(
         scheduled_for: args.scheduled_for,
         force: args.force,
     };
+    if let Some(file) = &args.payload_file {
+        return enqueue_lines(client, &args.name, file, &request, format).await;
+    }
     let triggered = client.trigger(&args.name, &request).await.map_err(user)?;
     let execution = triggered.execution;
     if !args.wait {
@@ -458,6 +466,78 @@ async fn trigger(
     );
     let ended = stream_logs(client, execution.id, None, &Filter::default(), true).await?;
     Ok(exit_code_of(&ended))
+}
+
+/// `--payload-file`: one enqueue per line of `file`, like `template` but for its payload, in
+/// batches of [`MAX_BATCH_ITEMS`]. Fails (exit 1) when any line is refused, after the others
+/// were queued.
+async fn enqueue_lines(
+    client: &Client,
+    name: &str,
+    file: &Path,
+    template: &TriggerRequest,
+    format: Format,
+) -> anyhow::Result<std::process::ExitCode> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("read the payloads from stdin")?
+    } else {
+        std::fs::read_to_string(file)
+            .with_context(|| format!("read the payload file {}", file.display()))?
+    };
+    let mut items = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let payload = serde_json::from_str(line).map_err(|err| {
+            UserError::new(
+                format!("{} line {}: not JSON: {err}", file.display(), index + 1),
+                "one JSON payload per line (JSON Lines); nothing was enqueued",
+            )
+        })?;
+        items.push((
+            index + 1,
+            TriggerRequest {
+                payload: Some(payload),
+                ..template.clone()
+            },
+        ));
+    }
+    if items.is_empty() {
+        return Err(UserError::plain(format!(
+            "{} holds no payload; give one JSON payload per line",
+            file.display()
+        ))
+        .into());
+    }
+    let mut answers = Vec::with_capacity(items.len());
+    let (mut created, mut duplicates, mut refused) = (0, 0, 0);
+    for chunk in items.chunks(MAX_BATCH_ITEMS) {
+        let request = BatchRequest {
+            items: chunk.iter().map(|(_, item)| item.clone()).collect(),
+        };
+        let response = client.trigger_batch(name, &request).await.map_err(user)?;
+        created += response.created;
+        duplicates += response.duplicates;
+        refused += response.invalid;
+        for ((line, _), item) in chunk.iter().zip(response.items) {
+            if let (BatchItem::Invalid { error }, Format::Table) = (&item, format) {
+                eprintln!("line {line}: {}", error.message);
+            }
+            answers.push(item);
+        }
+    }
+    match format {
+        Format::Json | Format::Yaml => output::structured(&answers, format)?,
+        Format::Table => println!(
+            "{created} queued, {duplicates} already queued (same idempotency key), {refused} refused"
+        ),
+    }
+    Ok(if refused == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
 
 /// The process exit code `--wait` ends with: the job's own, or 1 when it has none.

@@ -233,7 +233,8 @@ pub(crate) async fn service(
             let mut service = ServiceSpec::default();
             args.service.apply(&mut service, true)?;
             spec.service = Some(service);
-            spec.retry = panda_core::RetryPolicy::cronjob_default();
+            spec.retry = panda_core::JobKind::Service.default_retry();
+            spec.concurrency = panda_core::JobKind::Service.default_concurrency(false);
             validate(&spec)?;
             let status = client.service_create(&spec).await.map_err(user)?;
             match format {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use panda_core::{
-    CatchUp, ConcurrencyPolicy, CronSchedule, JobName, JobSpec, RetryPolicy, RuntimeSpec, Schedule,
+    CatchUp, ConcurrencyPolicy, CronSchedule, JobKind, JobName, JobSpec, RetryPolicy, RuntimeSpec,
+    Schedule,
 };
 
 use crate::UserError;
@@ -78,19 +79,20 @@ pub(crate) struct CreateArgs {
     /// The schedule's IANA time zone
     #[arg(long, default_value = "UTC")]
     timezone: String,
-    /// Stopped after this long
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-    /// Attempts per run [default: 1 for cronjobs, 3 for jobs]
+    /// Stopped after this long [default: 1h]
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// Attempts per run [default: 3 for jobs, 1 for cronjobs]
     #[arg(long)]
     max_attempts: Option<u32>,
-    /// The first retry's backoff ceiling (doubles per attempt, full jitter)
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    backoff: Duration,
-    /// The largest backoff
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    backoff_max: Duration,
-    /// forbid, allow or replace [default: forbid; allow with --max-running]
+    /// The first retry's backoff ceiling (doubles per attempt, full jitter) [default: 10s]
+    #[arg(long, value_parser = humantime::parse_duration)]
+    backoff: Option<Duration>,
+    /// The largest backoff [default: 10m]
+    #[arg(long, value_parser = humantime::parse_duration)]
+    backoff_max: Option<Duration>,
+    /// forbid, allow or replace [default: allow for jobs; forbid for cronjobs unless
+    /// --max-running]
     #[arg(long)]
     concurrency: Option<String>,
     /// At most N executions at once, across every node; the rest wait (implies --concurrency
@@ -291,23 +293,21 @@ fn split_exec(exec: &str) -> anyhow::Result<Vec<String>> {
 /// The job definition the create flags describe.
 pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobSpec> {
     let mut spec = definition_of(&args.definition)?;
-    spec.timeout = args.timeout;
-    let defaults = if scheduled {
-        RetryPolicy::cronjob_default()
-    } else {
-        RetryPolicy::triggered_default()
-    };
+    let kind = JobKind::of(scheduled, false);
+    if let Some(timeout) = args.timeout {
+        spec.timeout = timeout;
+    }
+    let defaults = kind.default_retry();
     spec.retry = RetryPolicy {
         max_attempts: args.max_attempts.unwrap_or(defaults.max_attempts),
-        backoff_base: args.backoff,
-        backoff_cap: args.backoff_max,
+        backoff_base: args.backoff.unwrap_or(defaults.backoff_base),
+        backoff_cap: args.backoff_max.unwrap_or(defaults.backoff_cap),
     };
-    spec.concurrency = match (&args.concurrency, args.max_running) {
-        (Some(policy), _) => policy
+    spec.concurrency = match &args.concurrency {
+        Some(policy) => policy
             .parse::<ConcurrencyPolicy>()
             .map_err(|err| UserError::plain(err.to_string()))?,
-        (None, Some(_)) => ConcurrencyPolicy::Allow,
-        (None, None) => ConcurrencyPolicy::Forbid,
+        None => kind.default_concurrency(args.max_running.is_some()),
     };
     spec.max_running = args.max_running;
     match (&args.schedule, scheduled) {
