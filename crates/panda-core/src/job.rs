@@ -340,7 +340,7 @@ struct JobSpecInput {
     )]
     timeout: Duration,
     #[serde(default)]
-    retry: Option<RetryPolicy>,
+    retry: Option<RetryInput>,
     #[serde(default = "default_queue")]
     queue: String,
     #[serde(default)]
@@ -370,11 +370,35 @@ struct JobSpecInput {
     service: Option<ServiceSpec>,
 }
 
+/// A retry policy as it is read: each field left out takes the kind of job's default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryInput {
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    #[serde(default, with = "duration_ms_opt", rename = "backoff_base_ms")]
+    backoff_base: Option<Duration>,
+    #[serde(default, with = "duration_ms_opt", rename = "backoff_cap_ms")]
+    backoff_cap: Option<Duration>,
+}
+
+impl RetryInput {
+    fn or(self, defaults: RetryPolicy) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts.unwrap_or(defaults.max_attempts),
+            backoff_base: self.backoff_base.unwrap_or(defaults.backoff_base),
+            backoff_cap: self.backoff_cap.unwrap_or(defaults.backoff_cap),
+        }
+    }
+}
+
 impl From<JobSpecInput> for JobSpec {
     fn from(input: JobSpecInput) -> Self {
         let kind = JobKind::of(input.schedule.is_some(), input.service.is_some());
         Self {
-            retry: input.retry.unwrap_or(kind.default_retry()),
+            retry: input
+                .retry
+                .map_or(kind.default_retry(), |retry| retry.or(kind.default_retry())),
             concurrency: input
                 .concurrency
                 .unwrap_or(kind.default_concurrency(input.max_running.is_some())),
@@ -776,6 +800,14 @@ mod tests {
         }));
         assert_eq!(given.concurrency, ConcurrencyPolicy::Replace);
         assert_eq!(given.retry.max_attempts, 5);
+        // A part of the retry policy: the rest from the kind's defaults.
+        let part = read(serde_json::json!({"retry": {"backoff_base_ms": 1000}}));
+        assert_eq!(part.retry.max_attempts, 3);
+        assert_eq!(part.retry.backoff_base, Duration::from_secs(1));
+        assert_eq!(
+            part.retry.backoff_cap,
+            RetryPolicy::triggered_default().backoff_cap
+        );
         let err = serde_json::from_value::<JobSpec>(serde_json::json!({
             "name": "x", "runtime": {"kind": "process", "argv": ["true"]}, "retyr": {},
         }))

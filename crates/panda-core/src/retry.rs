@@ -15,7 +15,9 @@ use crate::validate::ValidationError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included; 1 means no retry.
+    /// Attempts in all, the first included; 1 means no retry. In a job definition, each field
+    /// of the policy left out takes its default: 3 attempts for a triggered job, 1 for a
+    /// cronjob or a service, backoff from 10 s up to 10 min.
     #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
     /// The ceiling of the first wait, in milliseconds; at most 7 days.

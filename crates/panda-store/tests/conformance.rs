@@ -109,6 +109,8 @@ conformance! {
     enqueue::idempotency_key_still_matches_after_the_first_execution_finished,
     enqueue::idempotency_keys_are_per_job,
     enqueue::concurrent_enqueues_with_one_idempotency_key_create_one_execution,
+    enqueue::enqueue_many_answers_each_item_in_its_place_in_one_transaction,
+    enqueue::enqueue_many_of_nothing_but_refusals_queues_nothing,
     // claim
     claim::claim_returns_running_executions_with_a_lease,
     claim::claim_takes_at_most_limit_executions,

@@ -115,7 +115,7 @@ fn durations_written(table: &mut toml::Table) {
 /// what stays whatever it holds.
 fn without_defaults(table: &mut toml::Table, defaults: &toml::Table, keep: &[&str]) {
     table.retain(|key, value| {
-        if keep.iter().any(|k| *k == key) {
+        if keep.contains(&key) {
             return true;
         }
         match (value, defaults.get(key)) {
@@ -326,4 +326,92 @@ pub(crate) async fn export(connection: &Connection) -> anyhow::Result<()> {
     };
     crate::output::emit(toml::to_string(&file)?.trim_end());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `…_ms` property of the job definition's schema, and of the schemas it refers to.
+    fn duration_fields() -> std::collections::BTreeSet<String> {
+        let doc = serde_json::to_value(panda_api::openapi_document()).expect("the document");
+        let schemas = &doc["components"]["schemas"];
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = vec!["JobSpec".to_owned()];
+        let mut fields = std::collections::BTreeSet::new();
+        while let Some(name) = todo.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let mut stack = vec![schemas[&name].clone()];
+            while let Some(value) = stack.pop() {
+                match value {
+                    serde_json::Value::Object(map) => {
+                        if let Some(serde_json::Value::String(target)) = map.get("$ref") {
+                            todo.push(target.rsplit('/').next().unwrap_or_default().to_owned());
+                        }
+                        if let Some(serde_json::Value::Object(properties)) = map.get("properties") {
+                            fields
+                                .extend(properties.keys().filter(|k| k.ends_with("_ms")).cloned());
+                        }
+                        stack.extend(map.into_iter().map(|(_, v)| v));
+                    }
+                    serde_json::Value::Array(items) => stack.extend(items),
+                    _ => {}
+                }
+            }
+        }
+        fields
+    }
+
+    #[test]
+    fn every_duration_of_a_definition_is_written_as_the_flags_write_it() {
+        let fields = duration_fields();
+        assert!(fields.contains("timeout_ms"), "{fields:?}");
+        let listed: std::collections::BTreeSet<String> =
+            DURATIONS.iter().map(|d| (*d).to_owned()).collect();
+        assert_eq!(fields, listed, "DURATIONS must name every duration field");
+    }
+
+    #[test]
+    fn durations_read_back_as_written_and_defaults_are_left_out() {
+        let mut spec: JobSpec = serde_json::from_value(serde_json::json!({
+            "name": "generate-reports",
+            "runtime": {"kind": "process", "argv": ["true"]},
+            "schedule": {"cron": "0 5 * * *"},
+            "timeout_ms": 5_400_000,
+            "retry": {"backoff_base_ms": 1500},
+        }))
+        .expect("a definition");
+        spec.labels.insert("team".into(), "data".into());
+        let table = table_of(&spec).expect("a table");
+        let text = toml::to_string(&table).expect("toml");
+        assert!(text.contains("timeout = \"1h 30m\""), "{text}");
+        assert!(text.contains("backoff_base = \"1s 500ms\""), "{text}");
+        for default in [
+            "queue",
+            "priority",
+            "concurrency",
+            "max_attempts",
+            "timezone",
+            "env",
+        ] {
+            assert!(
+                !text.contains(default),
+                "{default} holds its default: {text}"
+            );
+        }
+        let back = spec_of(table, "job", Path::new("panda.toml")).expect("reads back");
+        assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn a_duration_that_does_not_parse_names_the_field() {
+        let table: toml::Table = toml::from_str(
+            "name = \"x\"\nruntime = { kind = \"process\", argv = [\"true\"] }\ntimeout = \"soon\"\n",
+        )
+        .expect("toml");
+        let err = spec_of(table, "job", Path::new("panda.toml")).expect_err("refused");
+        assert!(format!("{err:#}").contains("timeout = \"soon\""), "{err:#}");
+    }
 }

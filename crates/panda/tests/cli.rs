@@ -738,3 +738,142 @@ fn a_failing_job_alerts_the_servers_webhook_and_the_cli_lists_it() {
         "{table}"
     );
 }
+
+/// The lines `file` holds, none when it does not exist yet.
+fn lines_of(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_triggered_job_runs_its_queue_side_by_side_and_takes_payloads_in_bulk() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let log = dir.path().join("runs");
+    // Each run says when it starts and when it ends, in the file the test reads.
+    let exec = format!(
+        "sh -c 'echo start $PANDA_PAYLOAD >> {0}; sleep 1; echo end $PANDA_PAYLOAD >> {0}'",
+        log.display()
+    );
+    succeeded(&server.panda(&["job", "create", "--name", "resize-image", "--exec", &exec]));
+    let shown = succeeded(&server.panda(&["job", "get", "resize-image"]));
+    assert!(shown.contains("Concurrency:   allow"), "{shown}");
+
+    for i in 1..=6 {
+        succeeded(&server.panda(&[
+            "job",
+            "enqueue",
+            "resize-image",
+            "--payload",
+            &format!("{{\"id\":{i}}}"),
+        ]));
+    }
+    let started = Instant::now();
+    while lines_of(&log)
+        .iter()
+        .filter(|l| l.starts_with("end"))
+        .count()
+        < 6
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "six runs never ended: {:?}",
+            lines_of(&log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lines = lines_of(&log);
+    let before_first_end = lines.iter().take_while(|l| l.starts_with("start")).count();
+    assert!(
+        before_first_end >= 2,
+        "the runs overlap: more than one started before the first ended: {lines:?}"
+    );
+
+    // One payload per line, sent as batches; a line that is not JSON stops it all up front.
+    let file = dir.path().join("items.jsonl");
+    std::fs::write(&file, "{\"id\": 7}\n\n{\"id\": 8}\n{\"id\": 9}\n").expect("write");
+    let out = succeeded(&server.panda(&[
+        "job",
+        "enqueue",
+        "resize-image",
+        "--payload-file",
+        file.to_str().expect("utf-8 path"),
+    ]));
+    assert_eq!(
+        out.trim(),
+        "3 queued, 0 already queued (same idempotency key), 0 refused"
+    );
+    std::fs::write(&file, "{\"id\": 10}\nnot json\n").expect("write");
+    let refused = server.panda(&[
+        "job",
+        "enqueue",
+        "resize-image",
+        "--payload-file",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("line 2: not JSON"),
+        "{}",
+        stderr(&refused)
+    );
+    let started = Instant::now();
+    while lines_of(&log)
+        .iter()
+        .filter(|l| l.starts_with("end"))
+        .count()
+        < 9
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the bulk runs never ended: {:?}",
+            lines_of(&log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let ends: Vec<String> = lines_of(&log)
+        .into_iter()
+        .filter(|l| l.starts_with("end"))
+        .collect();
+    assert_eq!(
+        ends.len(),
+        9,
+        "each payload ran once, the refused file's none: {ends:?}"
+    );
+    assert!(!ends.iter().any(|l| l.contains("10")), "{ends:?}");
+}
+
+#[test]
+fn the_api_creates_a_job_from_a_name_and_what_to_run() {
+    let server = Server::start();
+    let token = server.admin_token();
+    let auth = format!("Authorization: Bearer {token}");
+    let create = |body: &str| -> String {
+        let output = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-H", &auth])
+            .args(["-H", "Content-Type: application/json", "-d", body])
+            .arg(format!("{}/api/v1/jobs", server.url()))
+            .output()
+            .expect("run curl");
+        stdout(&output)
+    };
+    let job = create(r#"{"name": "send-email", "runtime": {"kind": "process", "argv": ["true"]}}"#);
+    assert!(job.ends_with("201"), "{job}");
+    let body: serde_json::Value =
+        serde_json::from_str(job.rsplit_once('\n').expect("a status").0).expect("json");
+    assert_eq!(body["concurrency"], "allow");
+    assert_eq!(body["retry"]["max_attempts"], 3);
+    assert_eq!(body["timeout_ms"], 3_600_000);
+    let cron = create(
+        r#"{"name": "nightly", "runtime": {"kind": "process", "argv": ["true"]}, "schedule": {"cron": "0 3 * * *"}}"#,
+    );
+    assert!(cron.ends_with("201"), "{cron}");
+    let body: serde_json::Value =
+        serde_json::from_str(cron.rsplit_once('\n').expect("a status").0).expect("json");
+    assert_eq!(body["concurrency"], "forbid");
+    assert_eq!(body["retry"]["max_attempts"], 1);
+}

@@ -167,3 +167,126 @@ pub async fn concurrent_enqueues_with_one_idempotency_key_create_one_execution(
         "exactly one enqueue created it"
     );
 }
+
+/// `NewExecution::api(job)` with `key`, and a payload naming `n`.
+fn keyed(job: &str, n: u32, key: Option<&str>) -> NewExecution {
+    let mut request = NewExecution::api(job);
+    request.payload = Some(serde_json::json!({ "n": n }));
+    request.idempotency_key = key.map(str::to_owned);
+    request
+}
+
+pub async fn enqueue_many_answers_each_item_in_its_place_in_one_transaction(store: Arc<dyn Store>) {
+    create_job(&store, "resize-image").await;
+    let mut service = job_spec("web");
+    service.service = Some(serde_json::from_value(serde_json::json!({})).expect("a service"));
+    service.retry = retry_policy(1);
+    create_job_from(&store, service).await;
+    let earlier = store
+        .execution_enqueue(&keyed("resize-image", 0, Some("seen")), at(1))
+        .await
+        .expect("an earlier enqueue")
+        .execution;
+
+    let mut bad_priority = keyed("resize-image", 5, None);
+    bad_priority.priority = Some(5000);
+    let mut backfill = keyed("resize-image", 8, None);
+    backfill.scheduled_at = Some(at(0));
+    let batch = vec![
+        keyed("resize-image", 1, None),
+        keyed("resize-image", 2, Some("seen")),
+        keyed("resize-image", 3, Some("twice")),
+        keyed("resize-image", 4, Some("twice")),
+        bad_priority,
+        keyed("no-such-job", 6, None),
+        keyed("web", 7, None),
+        backfill,
+        keyed("resize-image", 9, None),
+    ];
+    let answers = store
+        .execution_enqueue_many(&batch, at(2))
+        .await
+        .expect("the batch");
+    assert_eq!(answers.len(), batch.len(), "one answer per item");
+
+    let created = |i: usize| -> panda_core::Execution {
+        match &answers[i] {
+            Ok(enqueued) if enqueued.created => enqueued.execution.clone(),
+            other => panic!("item {i} should be created: {other:?}"),
+        }
+    };
+    let first = created(0);
+    assert_eq!(first.payload, Some(serde_json::json!({"n": 1})));
+    assert_eq!((first.status, first.attempt), (Status::Queued, 1));
+    match &answers[1] {
+        Ok(enqueued) => {
+            assert!(!enqueued.created, "a key seen before is a duplicate");
+            assert_eq!(enqueued.execution.id, earlier.id);
+        }
+        Err(err) => panic!("item 1: {err}"),
+    }
+    let twice = created(2);
+    match &answers[3] {
+        Ok(enqueued) => {
+            assert!(
+                !enqueued.created,
+                "a key seen earlier in the batch is a duplicate"
+            );
+            assert_eq!(enqueued.execution.id, twice.id);
+        }
+        Err(err) => panic!("item 3: {err}"),
+    }
+    assert!(
+        matches!(answers[4], Err(panda_store::StoreError::Invalid(_))),
+        "{:?}",
+        answers[4]
+    );
+    assert!(
+        matches!(answers[5], Err(panda_store::StoreError::NotFound { .. })),
+        "{:?}",
+        answers[5]
+    );
+    assert!(
+        matches!(answers[6], Err(panda_store::StoreError::Invalid(_))),
+        "a service is not enqueued: {:?}",
+        answers[6]
+    );
+    assert!(
+        matches!(answers[7], Err(panda_store::StoreError::Invalid(_))),
+        "a backfill is enqueued alone: {:?}",
+        answers[7]
+    );
+    let last = created(8);
+
+    // What was queued is what the answers say, stored as returned, and nothing else.
+    for execution in [&first, &twice, &last] {
+        assert_eq!(
+            &store.execution_get(execution.id).await.expect("get"),
+            execution
+        );
+    }
+    let claimed: BTreeSet<_> = claim(&store, 100, at(3))
+        .await
+        .into_iter()
+        .map(|c| c.execution.id)
+        .collect();
+    let expected: BTreeSet<_> = [earlier.id, first.id, twice.id, last.id].into();
+    assert_eq!(claimed, expected);
+}
+
+pub async fn enqueue_many_of_nothing_but_refusals_queues_nothing(store: Arc<dyn Store>) {
+    create_job(&store, "resize-image").await;
+    let mut bad = keyed("resize-image", 1, None);
+    bad.idempotency_key = Some(String::new());
+    let answers = store
+        .execution_enqueue_many(&[bad, keyed("gone", 2, None)], at(1))
+        .await
+        .expect("the batch");
+    assert!(answers.iter().all(Result::is_err), "{answers:?}");
+    let empty = store
+        .execution_enqueue_many(&[], at(1))
+        .await
+        .expect("an empty batch");
+    assert!(empty.is_empty());
+    assert!(claim(&store, 10, at(2)).await.is_empty());
+}
