@@ -26,6 +26,7 @@ mod metrics;
 mod openapi;
 mod services;
 mod tokens;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -152,6 +153,9 @@ fn api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             get(executions::latest),
         ),
         ("GET", "/jobs/{name}/slots", get(jobs::slots)),
+        ("POST", "/jobs/{name}/webhook", post(webhooks::rotate)),
+        ("GET", "/jobs/{name}/webhook", get(webhooks::get)),
+        ("DELETE", "/jobs/{name}/webhook", delete(webhooks::delete)),
         ("GET", "/executions/{id}", get(executions::get)),
         ("POST", "/executions/{id}/cancel", post(executions::cancel)),
         ("GET", "/executions/{id}/logs", get(executions::logs)),
@@ -233,6 +237,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        // A webhook's URL is its own credential: no API token.
+        .route("/hooks/{token}", post(webhooks::deliver))
         .nest("/api/v1", api)
         .merge(metrics_routes(&state))
         .merge(dashboard::router(state.clone()))

@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
-use crate::{alerts, executions, jobs, services, tokens};
+use crate::{alerts, executions, jobs, services, tokens, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,9 @@ use crate::{alerts, executions, jobs, services, tokens};
         executions::batch,
         executions::latest,
         jobs::slots,
+        webhooks::rotate,
+        webhooks::get,
+        webhooks::delete,
         executions::get,
         executions::cancel,
         executions::logs,

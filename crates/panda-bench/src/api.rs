@@ -237,14 +237,28 @@ async fn fill_history(dir: &Path, n: u32) -> anyhow::Result<String> {
 }
 
 /// A `panda server` on a port of its own, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Server {
     fn start(exe: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(exe)
+        Self::start_on(exe, dir, None)
+    }
+
+    /// Starts it on SQLite in `dir`, or on the PostgreSQL database at `database_url` (its
+    /// admin token still in `dir`).
+    pub(crate) fn start_on(
+        exe: &Path,
+        dir: &Path,
+        database_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut command = Command::new(exe);
+        if let Some(url) = database_url {
+            command.arg("--database-url").arg(url);
+        }
+        let mut child = command
             .args([
                 "server",
                 "--bind",
@@ -280,7 +294,7 @@ impl Server {
     }
 
     /// Polls `/readyz` until it answers 200.
-    async fn wait_ready(&self) -> anyhow::Result<()> {
+    pub(crate) async fn wait_ready(&self) -> anyhow::Result<()> {
         let http = reqwest::Client::new();
         let started = Instant::now();
         loop {

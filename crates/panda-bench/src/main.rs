@@ -7,6 +7,7 @@
 
 mod api;
 mod dashboard;
+mod enqueue;
 mod prune;
 mod queue;
 mod runtime;
@@ -46,6 +47,9 @@ enum BenchCommand {
     Dashboard(dashboard::DashboardBench),
     /// Claim latency while a large history is pruned, against idle, and prune throughput.
     Prune(prune::PruneBench),
+    /// The batch enqueue against the single one, over HTTP through a real server, on each
+    /// backend.
+    Enqueue(enqueue::EnqueueBench),
     /// Services through real nodes: exit to restart against a shell loop, and an instance's
     /// move to another node when its node is SIGKILLed or drained.
     Service(service::ServiceBench),
@@ -83,6 +87,7 @@ async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Dashboard(args) => dashboard::run(args).await,
         BenchCommand::Prune(args) => prune::run(args).await,
         BenchCommand::Service(args) => service::run(args).await,
+        BenchCommand::Enqueue(args) => enqueue::run(args).await,
     }
 }
 

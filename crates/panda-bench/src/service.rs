@@ -244,16 +244,16 @@ fn shell_loop_gaps(dir: &Path, restarts: u32) -> anyhow::Result<Vec<f64>> {
 /// Where one measurement's nodes keep their state: a SQLite file in a temp dir, or a fresh
 /// schema of the PostgreSQL database; the bench's own store on it, to create the service and
 /// see which node runs it.
-struct Place {
+pub(crate) struct Place {
     store: Arc<dyn Store>,
     pg: Option<Arc<PgStore>>,
     /// `--database-url` for the nodes, on PostgreSQL.
-    url: Option<String>,
+    pub(crate) url: Option<String>,
     dir: tempfile::TempDir,
 }
 
 impl Place {
-    async fn open(backend: Backend, database_url: Option<&str>) -> anyhow::Result<Self> {
+    pub(crate) async fn open(backend: Backend, database_url: Option<&str>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         match (backend, database_url) {
             (Backend::Postgres, Some(url)) => {
@@ -287,14 +287,14 @@ impl Place {
 
     /// A node's data dir: the shared one on SQLite (the database file), its own on
     /// PostgreSQL (its admin token).
-    fn data_dir(&self, node: &str) -> PathBuf {
+    pub(crate) fn data_dir(&self, node: &str) -> PathBuf {
         match self.url {
             Some(_) => self.dir.path().join(node),
             None => self.dir.path().to_path_buf(),
         }
     }
 
-    async fn close(self) -> anyhow::Result<()> {
+    pub(crate) async fn close(self) -> anyhow::Result<()> {
         if let Some(pg) = self.pg {
             pg.drop_schema()
                 .await

@@ -10,7 +10,7 @@ use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 use panda_core::api::{
     ApiError, BatchRequest, BatchResponse, ErrorBody, ExecutionList, JobView, LogEnd, LogLine,
-    LogPage, TriggerRequest, Triggered,
+    LogPage, TriggerRequest, Triggered, WebhookView,
 };
 use panda_core::{Execution, ExecutionId, Job, JobSpec, Revision, ServiceStatus};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -213,6 +213,47 @@ impl Client {
         self.send(
             Method::DELETE,
             &format!("/jobs/{}", segment(name)),
+            None::<&()>,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Gives a job a new webhook URL, replacing any earlier one; the answer holds its token,
+    /// shown this once. `secret`: `None` keeps the signing key, `Some(None)` takes unsigned
+    /// deliveries, `Some(Some(key))` requires deliveries signed with `key`.
+    pub async fn webhook_rotate(
+        &self,
+        name: &str,
+        secret: Option<Option<&str>>,
+    ) -> Result<WebhookView, ClientError> {
+        let body = match secret {
+            None => serde_json::json!({}),
+            Some(key) => serde_json::json!({ "secret": key }),
+        };
+        self.call(
+            Method::POST,
+            &format!("/jobs/{}/webhook", segment(name)),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// A job's webhook, its token redacted.
+    pub async fn webhook(&self, name: &str) -> Result<WebhookView, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/jobs/{}/webhook", segment(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Removes a job's webhook; its URL stops working.
+    pub async fn webhook_delete(&self, name: &str) -> Result<(), ClientError> {
+        self.send(
+            Method::DELETE,
+            &format!("/jobs/{}/webhook", segment(name)),
             None::<&()>,
         )
         .await

@@ -160,6 +160,29 @@ pub struct Triggered {
     pub created: bool,
 }
 
+/// A job's webhook. Its URL's token is shown only in the answer that made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookView {
+    /// `/hooks/<token>` under the server's address; `/hooks/********` once made.
+    pub path: String,
+    /// The whole URL, when the request named the host it was sent to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Whether deliveries must be signed.
+    pub signed: bool,
+    /// When this URL was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The answer to a delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Delivered {
+    /// The execution the delivery queued (or, for a repeated idempotency key, queued before).
+    pub execution_id: ExecutionId,
+    /// `false` when the idempotency key matched an earlier delivery's execution.
+    pub created: bool,
+}
+
 /// The most items one batch enqueue takes.
 pub const MAX_BATCH_ITEMS: usize = 1000;
 

@@ -41,6 +41,7 @@ mod sqlite;
 pub mod testing;
 mod token;
 mod tokens;
+mod webhooks;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
@@ -64,6 +65,7 @@ pub use services::{Reconciled, SPREAD_WAIT, ServiceSql, ServiceStore};
 pub use slots::{SlotSql, SlotStore};
 pub use sqlite::SqliteStore;
 pub use tokens::{TokenSql, TokenStore};
+pub use webhooks::{SigningKey, Webhook, WebhookSql, WebhookStore, WebhookTarget};
 
 /// The default page size of [`HistoryStore::execution_list`].
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -112,6 +114,8 @@ pub struct Sql {
     pub retention: RetentionSql,
     /// Services.
     pub services: ServiceSql,
+    /// Inbound webhooks.
+    pub webhooks: WebhookSql,
 }
 
 /// The wake-ups: hints that work may be claimable.
@@ -143,6 +147,7 @@ pub trait Store:
     + AlertStore
     + RetentionStore
     + ServiceStore
+    + WebhookStore
     + Notifier
     + std::fmt::Debug
     + 'static
@@ -159,6 +164,7 @@ impl<T> Store for T where
         + AlertStore
         + RetentionStore
         + ServiceStore
+        + WebhookStore
         + Notifier
         + std::fmt::Debug
         + 'static

@@ -38,6 +38,7 @@ mod cases {
     pub mod tokens;
     pub mod trigger;
     pub mod validation;
+    pub mod webhooks;
 }
 
 /// Stamps one test per `group::case` for each backend, each with a fresh, isolated store that
@@ -111,6 +112,8 @@ conformance! {
     enqueue::concurrent_enqueues_with_one_idempotency_key_create_one_execution,
     enqueue::enqueue_many_answers_each_item_in_its_place_in_one_transaction,
     enqueue::enqueue_many_of_nothing_but_refusals_queues_nothing,
+    // inbound webhooks
+    webhooks::a_webhook_token_opens_its_live_job_until_rotated_removed_or_deleted,
     // claim
     claim::claim_returns_running_executions_with_a_lease,
     claim::claim_takes_at_most_limit_executions,

@@ -34,6 +34,7 @@ mod retention;
 mod services;
 mod slots;
 mod tokens;
+mod webhooks;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -229,6 +230,7 @@ const SQL: Sql = Sql {
     slots: slots::SQL,
     logs: logs::SQL,
     tokens: tokens::SQL,
+    webhooks: webhooks::SQL,
     alerts: alerts::SQL,
     retention: retention::SQL,
     services: services::SQL,

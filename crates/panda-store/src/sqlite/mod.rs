@@ -18,6 +18,7 @@ mod retention;
 mod services;
 mod slots;
 mod tokens;
+mod webhooks;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -151,6 +152,7 @@ const SQL: Sql = Sql {
     slots: slots::SQL,
     logs: logs::SQL,
     tokens: tokens::SQL,
+    webhooks: webhooks::SQL,
     alerts: alerts::SQL,
     retention: retention::SQL,
     services: services::SQL,

@@ -44,6 +44,11 @@ impl Connection {
         (server, token)
     }
 
+    /// The server's URL, as the client commands reach it.
+    pub(crate) fn url(&self) -> String {
+        self.resolved().0
+    }
+
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
         let (server, token) = self.resolved();
         Client::new(&server, token).map_err(user)

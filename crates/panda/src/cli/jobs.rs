@@ -7,7 +7,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use panda_client::Client;
-use panda_core::api::{BatchItem, BatchRequest, MAX_BATCH_ITEMS, TriggerRequest};
+use panda_core::api::{BatchItem, BatchRequest, MAX_BATCH_ITEMS, TriggerRequest, WebhookView};
 use panda_core::{CronSchedule, Execution, Job, RuntimeSpec};
 
 use super::connection::{Connection, user};
@@ -84,6 +84,13 @@ pub(crate) enum JobCommand {
   panda cronjob logs generate-reports --execution 0193… --timestamps
   panda cronjob logs generate-reports --latest --tail 20 --stream stderr")]
     Logs(LogsArgs),
+    /// Show, make, rotate or remove a job's webhook: a secret URL that enqueues it
+    #[command(after_help = "Examples:
+  panda job webhook deploy-site
+  panda job webhook deploy-site --rotate
+  panda job webhook deploy-site --rotate --secret \"$GITHUB_WEBHOOK_SECRET\"
+  panda job webhook deploy-site --remove")]
+    Webhook(WebhookArgs),
     /// Print the next fire times of a cronjob, in its time zone and in UTC
     Next {
         /// The cronjob's name
@@ -92,6 +99,31 @@ pub(crate) enum JobCommand {
         #[arg(short = 'n', default_value_t = 5)]
         count: usize,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WebhookArgs {
+    /// The job's name
+    name: String,
+    /// Make a new URL (the first, or in place of the current one, which stops working); it is
+    /// shown once
+    #[arg(long, conflicts_with = "remove")]
+    rotate: bool,
+    /// With --rotate: take only deliveries signed with this key (HMAC-SHA256, GitHub's
+    /// X-Hub-Signature-256)
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "rotate",
+        conflicts_with = "unsigned"
+    )]
+    secret: Option<String>,
+    /// With --rotate: take unsigned deliveries
+    #[arg(long, requires = "rotate")]
+    unsigned: bool,
+    /// Remove the webhook: its URL stops working
+    #[arg(long)]
+    remove: bool,
 }
 
 /// The longest `--delay`: 3,650 days.
@@ -147,6 +179,14 @@ pub(crate) async fn run(
         JobCommand::Create(args) => {
             let spec = spec_of(&args, scheduled)?;
             let job = client.job_create(&spec).await.map_err(user)?;
+            if args.webhook {
+                let secret = args.webhook_secret.as_deref();
+                let hook = client
+                    .webhook_rotate(spec.name.as_ref(), Some(secret))
+                    .await
+                    .map_err(user)?;
+                print_new_webhook(connection, &hook, format)?;
+            }
             match format {
                 Format::Json | Format::Yaml => output::structured(&job, format)?,
                 Format::Table => {
@@ -218,6 +258,7 @@ pub(crate) async fn run(
             }
         }
         JobCommand::Logs(args) => return logs(&client, &args).await,
+        JobCommand::Webhook(args) => webhook(&client, connection, &args, format).await?,
         JobCommand::Next { name, count } => {
             let job = client.job(&name).await.map_err(user)?;
             let times = next_fire_times(&job, count);
@@ -466,6 +507,74 @@ async fn trigger(
     );
     let ended = stream_logs(client, execution.id, None, &Filter::default(), true).await?;
     Ok(exit_code_of(&ended))
+}
+
+/// The URL a webhook answer names, under the address the CLI talks to.
+fn webhook_url(connection: &Connection, hook: &WebhookView) -> String {
+    format!("{}{}", connection.url().trim_end_matches('/'), hook.path)
+}
+
+/// Prints a new webhook's URL: the one time it is shown.
+fn print_new_webhook(
+    connection: &Connection,
+    hook: &WebhookView,
+    format: Format,
+) -> anyhow::Result<()> {
+    let shown = WebhookView {
+        url: Some(webhook_url(connection, hook)),
+        ..hook.clone()
+    };
+    match format {
+        Format::Json | Format::Yaml => output::structured(&shown, format)?,
+        Format::Table => {
+            println!("webhook {}", shown.url.as_deref().unwrap_or_default());
+            eprintln!(
+                "this URL is a credential, shown only now: store it where the sender keeps secrets{}",
+                if hook.signed {
+                    "; deliveries must carry X-Hub-Signature-256"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn webhook(
+    client: &Client,
+    connection: &Connection,
+    args: &WebhookArgs,
+    format: Format,
+) -> anyhow::Result<()> {
+    if args.remove {
+        client.webhook_delete(&args.name).await.map_err(user)?;
+        println!("webhook of {} removed: its URL no longer works", args.name);
+        return Ok(());
+    }
+    if args.rotate {
+        let secret = match (&args.secret, args.unsigned) {
+            (Some(key), _) => Some(Some(key.as_str())),
+            (None, true) => Some(None),
+            (None, false) => None,
+        };
+        let hook = client
+            .webhook_rotate(&args.name, secret)
+            .await
+            .map_err(user)?;
+        return print_new_webhook(connection, &hook, format);
+    }
+    let hook = client.webhook(&args.name).await.map_err(user)?;
+    match format {
+        Format::Json | Format::Yaml => output::structured(&hook, format)?,
+        Format::Table => println!(
+            "webhook {} ({}, made {})",
+            webhook_url(connection, &hook),
+            if hook.signed { "signed" } else { "unsigned" },
+            hook.created_at.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+    }
+    Ok(())
 }
 
 /// `--payload-file`: one enqueue per line of `file`, like `template` but for its payload, in

@@ -73,6 +73,14 @@ pub(crate) struct DefinitionArgs {
 pub(crate) struct CreateArgs {
     #[command(flatten)]
     definition: DefinitionArgs,
+    /// Give the job a secret URL (POST /hooks/<token>) that another service calls without an
+    /// API token; the request body becomes the payload. The URL is shown once
+    #[arg(long)]
+    pub(crate) webhook: bool,
+    /// With --webhook: take only deliveries signed with this key (HMAC-SHA256, GitHub's
+    /// X-Hub-Signature-256 header)
+    #[arg(long, value_name = "KEY", requires = "webhook")]
+    pub(crate) webhook_secret: Option<String>,
     /// When it fires: cron (5 fields, or 6 with seconds) or @daily, @hourly, …
     #[arg(long)]
     schedule: Option<String>,
