@@ -115,7 +115,7 @@ fn durations_written(table: &mut toml::Table) {
 /// what stays whatever it holds.
 fn without_defaults(table: &mut toml::Table, defaults: &toml::Table, keep: &[&str]) {
     table.retain(|key, value| {
-        if keep.iter().any(|k| *k == key) {
+        if keep.contains(&key) {
             return true;
         }
         match (value, defaults.get(key)) {
