@@ -44,14 +44,7 @@ async fn an_enqueue_exists_if_and_only_if_the_applications_transaction_commits()
     let work = tempfile::tempdir().expect("a temp dir");
     let file = work.path().join("runs");
     let exec = format!("sh -c 'echo \"$PANDA_PAYLOAD\" >> {}'", file.display());
-    succeeded(&server.panda(&[
-        "job",
-        "create",
-        "--name",
-        "send-receipt",
-        "--exec",
-        &exec,
-    ]));
+    succeeded(&server.panda(&["job", "create", "--name", "send-receipt", "--exec", &exec]));
     let enqueue = format!("SELECT \"{schema}\".enqueue($1, $2::jsonb, idempotency_key => $3)");
 
     let mut app = app_connection().await;
@@ -101,7 +94,10 @@ async fn an_enqueue_exists_if_and_only_if_the_applications_transaction_commits()
         .await
         .expect("enqueue order 2 again");
     tx.commit().await.expect("commit");
-    assert_eq!(again, committed, "a repeated key returns the first execution");
+    assert_eq!(
+        again, committed,
+        "a repeated key returns the first execution"
+    );
     assert_ne!(rolled_back, committed);
 
     let done = wait_until(&*backend.store, "send-receipt", "ran order 2", |all| {
