@@ -1,14 +1,17 @@
 //! Job definitions: a cronjob is a job with a schedule.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use panda_core::api::{
-    ErrorBody, JobView, SECRET_PLACEHOLDER, redacted, redacted_endpoint_left, restore_redacted_urls,
+    ErrorBody, ExecutionSummary, JobView, SECRET_PLACEHOLDER, redacted, redacted_endpoint_left,
+    restore_redacted_urls,
 };
 use panda_core::{Job, JobSpec};
-use panda_store::{JobKind, Slot};
+use panda_store::{ExecutionBrief, JobKind, Slot};
 use serde::Deserialize;
 
 use crate::{AppState, Failure};
@@ -32,7 +35,7 @@ fn kind_schema() -> utoipa::openapi::schema::Schema {
     get,
     path = "/jobs",
     tag = "jobs",
-    summary = "List jobs, each active cronjob with its next fire time",
+    summary = "List jobs, each active cronjob with its next fire time, each with its last run",
     params(ListQuery),
     responses(
         (status = 200, description = "Jobs by name", body = Vec<JobView>),
@@ -55,14 +58,36 @@ pub(crate) async fn list(
         }
     };
     let jobs = state.store.job_list(kind).await?;
+    let names: Vec<String> = jobs.iter().map(|job| job.spec.name.to_string()).collect();
+    let mut last_runs: HashMap<String, ExecutionSummary> = state
+        .store
+        .execution_latest_per_job(&names)
+        .await?
+        .into_iter()
+        .map(|brief| (brief.job_name.clone(), summary(brief)))
+        .collect();
     Ok(Json(
         jobs.into_iter()
             .map(|job| JobView {
                 next_run_at: state.next_run(&job),
+                last_run: last_runs.remove(job.spec.name.as_str()),
                 job: redacted(job),
             })
             .collect(),
     ))
+}
+
+/// An execution in brief, as the API shows it.
+fn summary(brief: ExecutionBrief) -> ExecutionSummary {
+    ExecutionSummary {
+        id: brief.id,
+        status: brief.status,
+        trigger: brief.trigger,
+        attempt: brief.attempt,
+        created_at: brief.created_at,
+        started_at: brief.started_at,
+        finished_at: brief.finished_at,
+    }
 }
 
 #[utoipa::path(

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{Execution, ExecutionId, Job, JobSpec, Status};
+use crate::{Execution, ExecutionId, Job, JobSpec, Status, Trigger};
 
 /// What every failed call answers: `{"error": {"code": …, "message": …, "hint": …}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -102,8 +102,8 @@ pub fn restore_redacted_urls(incoming: &mut [String], stored: &[String]) {
     }
 }
 
-/// A job in a list: the definition (secrets redacted) and, for a cronjob that is not
-/// suspended, when it fires next.
+/// A job in a list: the definition (secrets redacted), for a cronjob that is not suspended
+/// when it fires next, and how its last run went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobView {
     /// The job.
@@ -112,6 +112,31 @@ pub struct JobView {
     /// The next fire time, for an active cronjob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run_at: Option<DateTime<Utc>>,
+    /// Its newest execution that was not skipped (the one `logs --latest` shows); absent when
+    /// it never ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<ExecutionSummary>,
+}
+
+/// An execution in brief: which, how it went and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionSummary {
+    /// The execution's id.
+    pub id: ExecutionId,
+    /// Where it is in its life.
+    pub status: Status,
+    /// Why it exists.
+    pub trigger: Trigger,
+    /// Which attempt of its run, from 1.
+    pub attempt: u32,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+    /// When a worker started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// `POST /api/v1/jobs/{name}/executions`: run a job now (or later).

@@ -352,12 +352,14 @@ pub trait Backend: sealed::Sealed + Send + Sync + std::fmt::Debug + 'static {
     /// Appends log chunks (see [`crate::LogStore::log_append`]).
     async fn append_log(&self, execution_id: ExecutionId, chunks: &[LogChunk]) -> StoreResult<()>;
 
-    /// The newest `per_job` executions of each named job, in brief (see
-    /// [`crate::HistoryStore::execution_recent_per_job`]).
+    /// The newest `per_job` executions of each named job, in brief, leaving skipped ones out
+    /// when `runs_only` (see [`crate::HistoryStore::execution_recent_per_job`] and
+    /// [`crate::HistoryStore::execution_latest_per_job`]).
     async fn recent_per_job(
         &self,
         jobs: &[String],
         per_job: u32,
+        runs_only: bool,
     ) -> StoreResult<Vec<ExecutionBrief>>;
 
     /// The claim's queued runs of running `forbid` jobs that a schedule fired, with the

@@ -29,6 +29,11 @@ pub trait HistoryStore: Send + Sync + std::fmt::Debug {
         per_job: u32,
     ) -> StoreResult<Vec<ExecutionBrief>>;
 
+    /// The newest execution that was not skipped of each of the named jobs, in brief (what
+    /// [`Self::execution_latest`] gives for one job): by job name. One query for all of them,
+    /// as [`Self::execution_recent_per_job`]; a name with no such execution adds nothing.
+    async fn execution_latest_per_job(&self, jobs: &[String]) -> StoreResult<Vec<ExecutionBrief>>;
+
     /// Every queue that has queued or running executions, by name.
     async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>>;
 
@@ -127,7 +132,14 @@ impl<B: Backend> HistoryStore for B {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        self.recent_per_job(jobs, per_job.min(100)).await
+        self.recent_per_job(jobs, per_job.min(100), false).await
+    }
+
+    async fn execution_latest_per_job(&self, jobs: &[String]) -> StoreResult<Vec<ExecutionBrief>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.recent_per_job(jobs, 1, true).await
     }
 
     async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>> {

@@ -202,6 +202,7 @@ conformance! {
     listing::execution_latest_returns_the_newest_execution_that_was_not_skipped,
     listing::execution_list_filters_by_trigger_and_by_run,
     listing::execution_recent_per_job_gives_each_jobs_newest_in_one_call,
+    listing::execution_latest_per_job_gives_each_jobs_newest_run_skipping_skipped_slots,
     listing::queue_stats_count_due_waiting_and_running_per_queue,
     // logs
     logs::log_read_returns_chunks_in_seq_order_after_a_cursor,

@@ -142,6 +142,171 @@ fn logs_latest_follows_a_running_execution_until_it_ends() {
     assert_eq!(stdout(&waited), "one\ntwo\n");
 }
 
+/// Runs `panda ARGS` with stdout and stderr into one file, as a terminal shows them; returns
+/// what it wrote and whether it succeeded.
+fn panda_merged(server: &Server, args: &[&str]) -> (String, bool) {
+    let path = server
+        .home()
+        .path()
+        .join(format!("merged-{}", uuid::Uuid::new_v4()));
+    let file = std::fs::File::create(&path).expect("create the output file");
+    let status = server
+        .cli()
+        .args(args)
+        .stdout(file.try_clone().expect("clone the output file"))
+        .stderr(file)
+        .status()
+        .expect("run panda");
+    let text = std::fs::read_to_string(&path).expect("read the output file");
+    (text, status.success())
+}
+
+#[test]
+fn the_status_line_starts_its_own_line_after_output_without_a_newline() {
+    let server = Server::start();
+    succeeded(&server.panda(&[
+        "cronjob",
+        "create",
+        "--name",
+        "no-newline",
+        "--exec",
+        "printf done",
+        "--schedule",
+        "0 5 * * *",
+    ]));
+    let (waited, ok) = panda_merged(&server, &["cronjob", "trigger", "no-newline", "--wait"]);
+    assert!(ok, "{waited}");
+    let last = waited.lines().last().unwrap_or_default();
+    assert!(
+        waited.contains("done\n") && last.starts_with("execution ") && last.contains("✓ succeeded"),
+        "the status line on a line of its own: {waited:?}"
+    );
+
+    for noun in ["cronjob", "job"] {
+        let logs = server.panda(&[noun, "logs", "no-newline", "--latest"]);
+        assert_eq!(
+            succeeded(&logs),
+            "done\n",
+            "{noun} logs: stdout ends its line"
+        );
+        let (merged, ok) = panda_merged(&server, &[noun, "logs", "no-newline", "--latest"]);
+        assert!(ok, "{merged}");
+        let lines: Vec<&str> = merged.lines().collect();
+        assert_eq!(lines.len(), 2, "{noun} logs: {merged:?}");
+        assert_eq!(lines[0], "done");
+        assert!(
+            lines[1].starts_with("execution ") && lines[1].contains("✓ succeeded"),
+            "{noun} logs: {merged:?}"
+        );
+    }
+}
+
+#[test]
+fn cronjob_next_and_list_give_structured_fields_in_json() {
+    let server = Server::start();
+    succeeded(&server.panda(&[
+        "cronjob",
+        "create",
+        "--name",
+        "nightly",
+        "--exec",
+        "true",
+        "--schedule",
+        "0 3 * * *",
+        "--timezone",
+        "America/New_York",
+    ]));
+
+    // `next`: each fire time as its local instant with the zone's offset, the UTC instant and
+    // the zone, never one preformatted string.
+    let next: serde_json::Value = serde_json::from_str(&succeeded(
+        &server.panda(&["cronjob", "next", "nightly", "-n", "3", "-o", "json"]),
+    ))
+    .expect("json");
+    let times = next.as_array().expect("a list");
+    assert_eq!(times.len(), 3, "{next}");
+    for time in times {
+        let mut fields: Vec<&String> = time.as_object().expect("an object").keys().collect();
+        fields.sort();
+        assert_eq!(fields, ["local", "timezone", "utc"], "{time}");
+        assert_eq!(time["timezone"], "America/New_York");
+        let utc = time["utc"].as_str().expect("utc");
+        let local = time["local"].as_str().expect("local");
+        assert!(utc.ends_with(":00Z"), "RFC 3339 in UTC: {utc}");
+        assert!(
+            local.contains("T03:00:00-04:00") || local.contains("T03:00:00-05:00"),
+            "03:00 with New York's offset: {local}"
+        );
+        let utc = chrono::DateTime::parse_from_rfc3339(utc).expect("utc is RFC 3339");
+        let local = chrono::DateTime::parse_from_rfc3339(local).expect("local is RFC 3339");
+        assert_eq!(local, utc, "one instant");
+    }
+    let table = succeeded(&server.panda(&["cronjob", "next", "nightly", "-n", "1"]));
+    assert!(
+        table.contains(" 03:00:00 E") && table.trim_end().ends_with(":00Z)"),
+        "people get the local time, its zone and UTC on one line: {table}"
+    );
+
+    // `list`: the last run's status and when; in JSON as fields of their own.
+    let list = succeeded(&server.panda(&["cronjob", "list"]));
+    assert!(
+        list.contains("LAST RUN") && list.contains("STATUS"),
+        "{list}"
+    );
+    let never: serde_json::Value = serde_json::from_str(&succeeded(
+        &server.panda(&["cronjob", "list", "-o", "json"]),
+    ))
+    .expect("json");
+    assert!(never[0].get("last_run").is_none(), "never ran: {never}");
+
+    let id = succeeded(&server.panda(&["cronjob", "trigger", "nightly"]));
+    let ended = wait_for_end(&server, "cronjob", "nightly");
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    let list = succeeded(&server.panda(&["cronjob", "list"]));
+    let row = list
+        .lines()
+        .find(|line| line.starts_with("nightly"))
+        .expect("a row");
+    assert!(
+        row.contains("✓ succeeded") && (row.contains(" ago") || row.contains("just now")),
+        "{list}"
+    );
+    let jobs: serde_json::Value = serde_json::from_str(&succeeded(
+        &server.panda(&["cronjob", "list", "-o", "json"]),
+    ))
+    .expect("json");
+    let last_run = &jobs[0]["last_run"];
+    assert_eq!(last_run["id"], id.trim(), "{jobs}");
+    assert_eq!(last_run["status"], "succeeded");
+    assert_eq!(last_run["trigger"], "manual");
+    for field in ["created_at", "started_at", "finished_at"] {
+        let at = last_run[field].as_str().expect(field);
+        chrono::DateTime::parse_from_rfc3339(at).expect("RFC 3339");
+        assert!(at.ends_with('Z'), "{field} in UTC: {at}");
+    }
+
+    // `status`: counts are numbers.
+    let status: serde_json::Value =
+        serde_json::from_str(&succeeded(&server.panda(&["status", "-o", "json"]))).expect("json");
+    assert_eq!(status["dead_letters"], 0, "{status}");
+    assert_eq!(status["dead_letters_more"], false, "{status}");
+
+    // What only said a sentence says it in fields.
+    let suspended: serde_json::Value = serde_json::from_str(&succeeded(
+        &server.panda(&["cronjob", "suspend", "nightly", "-o", "json"]),
+    ))
+    .expect("json");
+    assert_eq!(suspended["suspended"], true, "{suspended}");
+    let deleted: serde_json::Value = serde_json::from_str(&succeeded(
+        &server.panda(&["cronjob", "delete", "nightly", "-o", "json"]),
+    ))
+    .expect("json");
+    assert_eq!(
+        deleted,
+        serde_json::json!({"job": "nightly", "deleted": true})
+    );
+}
+
 #[test]
 fn the_headline_commands_verbatim_on_docker() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

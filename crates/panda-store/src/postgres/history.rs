@@ -30,27 +30,21 @@ pub(super) const SQL: HistorySql = HistorySql {
     ),
 };
 
-/// The newest `per_job` executions of each job: one index range of `executions_job` per job,
-/// each stopped at its limit.
+/// The newest `per_job` executions of each job (not skipped ones, when `runs_only`): one
+/// index range of `executions_job` per job, each stopped at its limit.
 pub(super) async fn recent_per_job(
     pool: &PgPool,
     jobs: &[String],
     per_job: u32,
+    runs_only: bool,
 ) -> StoreResult<Vec<ExecutionBrief>> {
     let rows = PgPoolConn(pool.clone())
         .fetch_all(
-            query(
-                "SELECT e.id, e.job_name, e.status, e.trigger, e.attempt, e.created_at, \
-                        e.started_at, e.finished_at \
-                 FROM (SELECT DISTINCT name COLLATE \"C\" AS name \
-                       FROM unnest($1::text[]) AS n(name)) j \
-                 CROSS JOIN LATERAL ( \
-                     SELECT x.id, x.job_name, x.status, x.trigger, x.attempt, x.created_at, \
-                            x.started_at, x.finished_at \
-                     FROM executions x WHERE x.job_name = j.name \
-                     ORDER BY x.id DESC LIMIT $2) e \
-                 ORDER BY j.name, e.id DESC",
-            )
+            query(if runs_only {
+                RECENT_RUNS_PER_JOB
+            } else {
+                RECENT_PER_JOB
+            })
             .texts(jobs.to_vec())
             .i64(i64::from(per_job)),
         )
@@ -70,3 +64,25 @@ pub(super) async fn recent_per_job(
         })
     })
 }
+
+/// `recent_per_job`'s statement, with `$runs` the condition on each execution.
+macro_rules! recent_per_job {
+    ($runs:literal) => {
+        concat!(
+            "SELECT e.id, e.job_name, e.status, e.trigger, e.attempt, e.created_at, \
+                    e.started_at, e.finished_at \
+             FROM (SELECT DISTINCT name COLLATE \"C\" AS name \
+                   FROM unnest($1::text[]) AS n(name)) j \
+             CROSS JOIN LATERAL ( \
+                 SELECT x.id, x.job_name, x.status, x.trigger, x.attempt, x.created_at, \
+                        x.started_at, x.finished_at \
+                 FROM executions x WHERE x.job_name = j.name",
+            $runs,
+            " ORDER BY x.id DESC LIMIT $2) e \
+             ORDER BY j.name, e.id DESC"
+        )
+    };
+}
+
+const RECENT_PER_JOB: &str = recent_per_job!("");
+const RECENT_RUNS_PER_JOB: &str = recent_per_job!(" AND x.status <> 'skipped'");

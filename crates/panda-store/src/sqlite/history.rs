@@ -29,27 +29,22 @@ pub(super) const SQL: HistorySql = HistorySql {
     ),
 };
 
-/// The newest `per_job` executions of each job: one row per job, its executions packed into
-/// one string, newest first. One range of `executions_job` per job, and a row per job to
-/// decode instead of one per execution, which was most of the cost.
+/// The newest `per_job` executions of each job (not skipped ones, when `runs_only`): one row
+/// per job, its executions packed into one string, newest first. One range of
+/// `executions_job` per job, and a row per job to decode instead of one per execution, which
+/// was most of the cost.
 pub(super) async fn recent_per_job(
     reader: &SqlitePool,
     jobs: &[String],
     per_job: u32,
+    runs_only: bool,
 ) -> StoreResult<Vec<ExecutionBrief>> {
     let names = serde_json::to_string(jobs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let rows = sqlx::query(
-        "SELECT j.value AS name, ( \
-             SELECT group_concat(b, ',' ORDER BY k DESC) FROM ( \
-                 SELECT x.id AS k, x.id || ' ' || x.status || ' ' || x.trigger || ' ' || \
-                     x.attempt || ' ' || x.created_at || ' ' || \
-                     ifnull(x.started_at, '') || ' ' || ifnull(x.finished_at, '') AS b \
-                 FROM executions x INDEXED BY executions_job \
-                 WHERE x.job_name = j.value ORDER BY x.id DESC LIMIT ?2) \
-         ) AS recent \
-         FROM (SELECT DISTINCT value FROM json_each(?1)) j \
-         ORDER BY j.value",
-    )
+    let rows = sqlx::query(if runs_only {
+        RECENT_RUNS_PER_JOB
+    } else {
+        RECENT_PER_JOB
+    })
     .bind(names)
     .bind(i64::from(per_job))
     .fetch_all(reader)
@@ -68,6 +63,29 @@ pub(super) async fn recent_per_job(
     }
     Ok(briefs)
 }
+
+/// `recent_per_job`'s statement, with `$runs` the condition on each execution.
+macro_rules! recent_per_job {
+    ($runs:literal) => {
+        concat!(
+            "SELECT j.value AS name, ( \
+             SELECT group_concat(b, ',' ORDER BY k DESC) FROM ( \
+                 SELECT x.id AS k, x.id || ' ' || x.status || ' ' || x.trigger || ' ' || \
+                     x.attempt || ' ' || x.created_at || ' ' || \
+                     ifnull(x.started_at, '') || ' ' || ifnull(x.finished_at, '') AS b \
+                 FROM executions x INDEXED BY executions_job \
+                 WHERE x.job_name = j.value",
+            $runs,
+            " ORDER BY x.id DESC LIMIT ?2) \
+         ) AS recent \
+         FROM (SELECT DISTINCT value FROM json_each(?1)) j \
+         ORDER BY j.value"
+        )
+    };
+}
+
+const RECENT_PER_JOB: &str = recent_per_job!("");
+const RECENT_RUNS_PER_JOB: &str = recent_per_job!(" AND x.status <> 'skipped'");
 
 /// One execution as `recent_per_job` packs it: id, status, trigger, attempt, created, started
 /// and finished (the last two empty when unset), separated by spaces.

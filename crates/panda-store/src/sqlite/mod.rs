@@ -202,8 +202,9 @@ impl Backend for SqliteStore {
         &self,
         jobs: &[String],
         per_job: u32,
+        runs_only: bool,
     ) -> StoreResult<Vec<ExecutionBrief>> {
-        history::recent_per_job(&self.reader, jobs, per_job).await
+        history::recent_per_job(&self.reader, jobs, per_job, runs_only).await
     }
 
     fn overlapping(queues: &[String], now: DateTime<Utc>) -> Query {

@@ -1,4 +1,5 @@
-//! Reading history: execution_list (newest first, keyset pages) and execution_latest.
+//! Reading history: execution_list (newest first, keyset pages), execution_latest and the
+//! newest executions of many jobs at once.
 
 use std::sync::Arc;
 
@@ -302,6 +303,78 @@ pub async fn execution_recent_per_job_gives_each_jobs_newest_in_one_call(store: 
             .execution_recent_per_job(&[], 30)
             .await
             .expect("recent of no job")
+            .is_empty(),
+        "no job asked for, nothing"
+    );
+}
+
+pub async fn execution_latest_per_job_gives_each_jobs_newest_run_skipping_skipped_slots(
+    store: Arc<dyn Store>,
+) {
+    let nightly = create_job_from(&store, cronjob_spec("nightly", "* * * * *")).await;
+    create_job_from(&store, cronjob_spec("idle", "* * * * *")).await;
+    let suspended = create_job_from(&store, cronjob_spec("suspended", "* * * * *")).await;
+    create_job(&store, "mailer").await;
+
+    run_to_success(&store, "nightly", base()).await;
+    let mailer = run_to_success(&store, "mailer", at(30)).await;
+    let fired = store
+        .slot_record(nightly.id, at(60), &SlotDecision::Fire, at(60))
+        .await
+        .expect("fire");
+    let skip = SlotDecision::Skip {
+        reason: "suspended".into(),
+    };
+    store
+        .slot_record(nightly.id, at(120), &skip, at(120))
+        .await
+        .expect("skip");
+    store
+        .slot_record(suspended.id, at(120), &skip, at(120))
+        .await
+        .expect("skip");
+
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let latest = store
+        .execution_latest_per_job(&names(&[
+            "nightly",
+            "mailer",
+            "idle",
+            "suspended",
+            "nobody",
+            "nightly",
+        ]))
+        .await
+        .expect("latest per job");
+    let got: Vec<(&str, ExecutionId, Status)> = latest
+        .iter()
+        .map(|e| (e.job_name.as_str(), e.id, e.status))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("mailer", mailer.id, Status::Succeeded),
+            ("nightly", fired.slot().execution_id, Status::Queued),
+        ],
+        "by job name, one each: the newest not skipped; nothing for a job that only skipped, \
+         never ran or does not exist"
+    );
+    assert_eq!(latest[0].started_at, Some(at(30)));
+    assert_eq!(latest[0].finished_at, Some(at(30)));
+    assert_eq!(latest[1].started_at, None);
+    for (name, brief) in ["mailer", "nightly"].iter().zip(&latest) {
+        let one = store
+            .execution_latest(name)
+            .await
+            .expect("latest")
+            .expect("one");
+        assert_eq!(one.id, brief.id, "what execution_latest gives for {name}");
+    }
+    assert!(
+        store
+            .execution_latest_per_job(&[])
+            .await
+            .expect("latest of no job")
             .is_empty(),
         "no job asked for, nothing"
     );

@@ -145,7 +145,9 @@ pub(crate) async fn status(connection: &Connection) -> anyhow::Result<std::proce
                 "suspended": suspended,
                 "jobs": triggered,
                 "services": services,
-                "dead_letters": dead_count,
+                "dead_letters": dead.executions.len(),
+                // The count stops at one page: true when there are more.
+                "dead_letters_more": dead.next.is_some(),
                 "next_run": next.as_ref().map(|(at, name)| serde_json::json!({"job": name, "at": at})),
             }),
             connection.output,

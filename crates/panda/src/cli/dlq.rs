@@ -56,7 +56,13 @@ pub(crate) async fn dlq(
         }
         DlqCommand::Discard { id } => {
             client.dlq_discard(id).await.map_err(user)?;
-            println!("execution {id} discarded from the dead-letter queue");
+            match connection.output {
+                Format::Json | Format::Yaml => output::structured(
+                    &serde_json::json!({"execution": id, "discarded": true}),
+                    connection.output,
+                )?,
+                Format::Table => println!("execution {id} discarded from the dead-letter queue"),
+            }
         }
     }
     Ok(std::process::ExitCode::SUCCESS)

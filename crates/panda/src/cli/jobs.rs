@@ -224,15 +224,26 @@ pub(crate) async fn run(
         }
         JobCommand::Delete { name } => {
             client.job_delete(&name).await.map_err(user)?;
-            println!("{noun} {name} deleted (its history stays)");
+            match format {
+                Format::Json | Format::Yaml => {
+                    output::structured(&serde_json::json!({"job": name, "deleted": true}), format)?
+                }
+                Format::Table => println!("{noun} {name} deleted (its history stays)"),
+            }
         }
         JobCommand::Suspend { name } => {
-            client.job_suspend(&name, true).await.map_err(user)?;
-            println!("{noun} {name} suspended");
+            let job = client.job_suspend(&name, true).await.map_err(user)?;
+            match format {
+                Format::Json | Format::Yaml => output::structured(&job, format)?,
+                Format::Table => println!("{noun} {name} suspended"),
+            }
         }
         JobCommand::Resume { name } => {
-            client.job_suspend(&name, false).await.map_err(user)?;
-            println!("{noun} {name} resumed");
+            let job = client.job_suspend(&name, false).await.map_err(user)?;
+            match format {
+                Format::Json | Format::Yaml => output::structured(&job, format)?,
+                Format::Table => println!("{noun} {name} resumed"),
+            }
         }
         JobCommand::Trigger(args) => return trigger(&client, args, format, scheduled).await,
         JobCommand::Executions {
@@ -291,10 +302,19 @@ fn print_jobs(jobs: &[panda_core::api::JobView], scheduled: bool) {
             "timezone",
             "next run",
             "suspended",
+            "last run",
+            "status",
             "runs",
         ])
     } else {
-        output::table(&["name", "queue", "max attempts", "runs"])
+        output::table(&[
+            "name",
+            "queue",
+            "max attempts",
+            "last run",
+            "status",
+            "runs",
+        ])
     };
     for view in jobs {
         let job = &view.job;
@@ -302,6 +322,17 @@ fn print_jobs(jobs: &[panda_core::api::JobView], scheduled: bool) {
             RuntimeSpec::Image { image, .. } => image.clone(),
             RuntimeSpec::Process { argv } => shell_words::join(argv),
         };
+        // When the last run started (or was queued, if it has not yet), and how it went.
+        let (last_run, last_status) = view.last_run.as_ref().map_or_else(
+            || ("-".to_owned(), "-".to_owned()),
+            |run| {
+                let at = run.started_at.unwrap_or(run.created_at);
+                (
+                    panda_core::human::relative(at, now),
+                    output::status(run.status),
+                )
+            },
+        );
         if let Some(schedule) = &job.spec.schedule {
             let next = view
                 .next_run_at
@@ -312,6 +343,8 @@ fn print_jobs(jobs: &[panda_core::api::JobView], scheduled: bool) {
                 schedule.timezone.clone(),
                 if job.spec.suspended { "-".into() } else { next },
                 job.spec.suspended.to_string(),
+                last_run,
+                last_status,
                 runs,
             ]);
         } else {
@@ -319,6 +352,8 @@ fn print_jobs(jobs: &[panda_core::api::JobView], scheduled: bool) {
                 job.spec.name.to_string(),
                 job.spec.queue.clone(),
                 job.spec.retry.max_attempts.to_string(),
+                last_run,
+                last_status,
                 runs,
             ]);
         }
@@ -420,8 +455,47 @@ fn alert_summary(policy: &panda_core::AlertPolicy, scheduled: bool) -> String {
     format!("{}; {to}", when.join(", "))
 }
 
+/// One fire time: in the job's zone and in UTC. `-o json` shows it as
+/// `{"local": "2027-03-14T03:00:00-04:00", "utc": "2027-03-14T07:00:00Z", "timezone":
+/// "America/New_York"}`; a table as `2027-03-14 03:00:00 EDT (2027-03-14T07:00:00Z)`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+struct FireTime {
+    /// RFC 3339 with the zone's offset at that instant.
+    #[serde(serialize_with = "with_offset")]
+    local: DateTime<chrono_tz::Tz>,
+    /// RFC 3339 in UTC.
+    #[serde(serialize_with = "in_utc")]
+    utc: DateTime<Utc>,
+    /// The IANA zone `local` is in.
+    timezone: String,
+}
+
+impl std::fmt::Display for FireTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({})",
+            self.local.format("%Y-%m-%d %H:%M:%S %Z"),
+            self.utc.format("%Y-%m-%dT%H:%M:%SZ")
+        )
+    }
+}
+
+/// `2027-03-14T03:00:00-04:00`: the offset written out, even when it is zero.
+fn with_offset<S: serde::Serializer>(
+    at: &DateTime<chrono_tz::Tz>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+}
+
+/// `2027-03-14T07:00:00Z`.
+fn in_utc<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
 /// The next `count` fire times, each in the job's zone and in UTC.
-fn next_fire_times(job: &Job, count: usize) -> Vec<String> {
+fn next_fire_times(job: &Job, count: usize) -> Vec<FireTime> {
     let Some(schedule) = &job.spec.schedule else {
         return Vec::new();
     };
@@ -435,12 +509,11 @@ fn next_fire_times(job: &Job, count: usize) -> Vec<String> {
         let Some(next) = cron.next_after(at) else {
             break;
         };
-        let local = next.with_timezone(&zone);
-        times.push(format!(
-            "{} ({})",
-            local.format("%Y-%m-%d %H:%M:%S %Z"),
-            next.format("%Y-%m-%dT%H:%M:%SZ")
-        ));
+        times.push(FireTime {
+            local: next.with_timezone(&zone),
+            utc: next,
+            timezone: zone.name().to_owned(),
+        });
         at = next;
     }
     times

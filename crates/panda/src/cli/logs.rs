@@ -63,6 +63,8 @@ impl Filter {
             let _ = write!(out, "{} ", line.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
         }
         let _ = out.write_all(line.text.as_bytes());
+        // A piece without its newline (the job's last output, or a long line's cut) ends here,
+        // so that what follows, the final status line included, starts on a line of its own.
         if !line.text.ends_with('\n') {
             let _ = out.write_all(b"\n");
         }
@@ -211,6 +213,8 @@ fn spinner_suspended(spinner: Option<&indicatif::ProgressBar>, print: impl FnOnc
 }
 
 /// `✓ succeeded in 1.2s (exit code 0)`, on stderr so that stdout holds the job's output only.
+/// It starts a line of its own on a terminal that shows both streams, even after output
+/// without a final newline (`printf done`): [`Filter::print`] ends every piece it prints.
 pub(super) fn final_line(execution: &Execution) {
     let mut line = format!(
         "execution {} {}",

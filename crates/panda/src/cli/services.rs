@@ -325,9 +325,15 @@ pub(crate) async fn service(
         }
         ServiceCommand::Delete { name } => {
             client.service_delete(&name).await.map_err(user)?;
-            output::emit(&format!(
-                "service {name} deleted: its instances stop (its history stays)"
-            ));
+            match format {
+                Format::Json | Format::Yaml => output::structured(
+                    &serde_json::json!({"service": name, "deleted": true}),
+                    format,
+                )?,
+                Format::Table => output::emit(&format!(
+                    "service {name} deleted: its instances stop (its history stays)"
+                )),
+            }
         }
         ServiceCommand::Revisions { name } => {
             let status = client.service(&name).await.map_err(user)?;

@@ -76,7 +76,13 @@ pub(crate) async fn token(
         }
         TokenCommand::Revoke { name } => {
             client.token_revoke(&name).await.map_err(user)?;
-            println!("token {name} revoked");
+            match connection.output {
+                Format::Json | Format::Yaml => output::structured(
+                    &serde_json::json!({"token": name, "revoked": true}),
+                    connection.output,
+                )?,
+                Format::Table => println!("token {name} revoked"),
+            }
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
