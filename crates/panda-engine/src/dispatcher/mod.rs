@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use panda_core::{Clock, RuntimeSpec};
 use panda_runtime::{LogConfig, Runtime};
-use panda_store::Store;
+use panda_store::{Notice, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -139,6 +139,11 @@ impl DispatcherConfig {
             drain_grace: DEFAULT_DRAIN_GRACE,
             log: LogConfig::default(),
         }
+    }
+
+    /// Whether this node takes work from `queue`.
+    pub fn serves(&self, queue: &str) -> bool {
+        self.queues.is_empty() || self.queues.iter().any(|q| q.name == queue)
     }
 }
 
@@ -282,12 +287,18 @@ impl Dispatcher {
                     claim_instances = true;
                 }
                 notice = notices.recv() => {
-                    // A lagged receiver only means many notices: claim, as for one.
-                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = notice {
-                        notices = context.store.subscribe();
-                    }
-                    claim_now = true;
-                    claim_instances = true;
+                    // A lagged receiver only means many notices: claim, as for one. Work
+                    // queued where this node does not take from wakes nothing here.
+                    let served = match &notice {
+                        Ok(Notice::Queued { queue }) => context.config.serves(queue),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            notices = context.store.subscribe();
+                            true
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    };
+                    claim_now |= served;
+                    claim_instances |= served;
                 }
                 () = context.unwritten.written.notified(), if limited => claim_now = true,
                 () = context.unwritten.slots_freed.notified() => claim_now = true,

@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::SqliteStore;
 use crate::ClaimSql;
-use crate::dialect::{Query, query};
+use crate::dialect::{Arg, Query, query};
 use crate::records::execution_columns;
 
 pub(super) const SQL: ClaimSql = ClaimSql {
@@ -47,20 +48,47 @@ pub(super) fn overlapping(queues: &[String], now: DateTime<Utc>) -> Query {
     .texts(queues.to_vec())
 }
 
-/// The claim's candidates, walking `executions_claim` in claim order.
+/// The claim's candidates, in claim order. A node that serves every queue walks
+/// `executions_claim`; one that serves some walks each queue's part of
+/// `executions_claim_queue` (a subquery per queue, merged), so that however many executions
+/// wait on other queues, the claim reads at most `limit` rows per queue it serves (plus those
+/// its filters pass over).
 pub(super) fn candidates(queues: &[String], now: DateTime<Utc>, limit: i64) -> Query {
-    query(concat!(
-        "SELECT ",
-        execution_columns!(),
-        " FROM executions INDEXED BY executions_claim \
-         WHERE status = 'queued' AND instance IS NULL AND run_at <= ?1 \
-           AND (?2 = '[]' OR queue IN (SELECT value FROM json_each(?2))) \
-           AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
-           AND NOT (max_running IS NOT NULL AND max_running <= ( \
-               SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
-         ORDER BY priority DESC, run_at, id LIMIT ?3"
-    ))
-    .time(now)
-    .texts(queues.to_vec())
-    .i64(limit)
+    const WHERE: &str = "status = 'queued' AND instance IS NULL \
+        AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
+        AND NOT (max_running IS NOT NULL AND max_running <= ( \
+            SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
+        AND run_at <= ";
+    const ORDER: &str = " ORDER BY priority DESC, run_at, id LIMIT ";
+    if queues.is_empty() {
+        return query(concat!(
+            "SELECT ",
+            execution_columns!(),
+            " FROM executions INDEXED BY executions_claim WHERE "
+        ))
+        .push(WHERE)
+        .push_arg::<SqliteStore>(Arg::Time(Some(now)))
+        .push(ORDER)
+        .push_arg::<SqliteStore>(Arg::I64(Some(limit)));
+    }
+    let mut q = query("");
+    for (n, queue) in queues.iter().enumerate() {
+        if n > 0 {
+            q = q.push(" UNION ALL ");
+        }
+        q = q
+            .push(concat!(
+                "SELECT * FROM (SELECT ",
+                execution_columns!(),
+                " FROM executions INDEXED BY executions_claim_queue WHERE queue = "
+            ))
+            .push_arg::<SqliteStore>(Arg::Text(Some(queue.clone())))
+            .push(" AND ")
+            .push(WHERE)
+            .push_arg::<SqliteStore>(Arg::Time(Some(now)))
+            .push(ORDER)
+            .push_arg::<SqliteStore>(Arg::I64(Some(limit)))
+            .push(")");
+    }
+    q.push(ORDER).push_arg::<SqliteStore>(Arg::I64(Some(limit)))
 }

@@ -237,3 +237,51 @@ pub async fn concurrent_claims_take_every_execution_exactly_once(store: Arc<dyn 
     assert_eq!(ids(&succeeded), queued, "all {TOTAL} succeeded");
     assert_eq!(executions_of(&store, "bulk").await.len(), TOTAL);
 }
+
+pub async fn a_claim_from_several_queues_takes_them_in_claim_order_across_them(
+    store: Arc<dyn Store>,
+) {
+    // Two queues served, one not: the served ones' executions interleave by priority and due
+    // time, and the claim takes the best `limit` of them whichever queue they wait in.
+    let mut ids = std::collections::BTreeMap::new();
+    for (queue, priority, due) in [
+        ("alpha", 0, 1),
+        ("beta", 5, 3),
+        ("alpha", 5, 2),
+        ("beta", 0, 0),
+        ("gamma", 9, 0),
+        ("alpha", 1, 4),
+    ] {
+        let name = format!("job-{queue}-{priority}-{due}");
+        let mut spec = job_spec(&name);
+        spec.queue = queue.into();
+        spec.priority = priority;
+        create_job_from(&store, spec).await;
+        let mut request = NewExecution::api(&name);
+        request.run_at = Some(at(due));
+        let e = enqueue_request(&store, request, base()).await;
+        ids.insert(e.id, name);
+    }
+    let request = ClaimRequest {
+        queues: vec!["alpha".into(), "beta".into()],
+        ..claim_request(4)
+    };
+    let claimed = store
+        .execution_claim(&request, at(10))
+        .await
+        .expect("claim");
+    let names: Vec<&str> = claimed
+        .iter()
+        .map(|c| ids[&c.execution.id].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "job-alpha-5-2",
+            "job-beta-5-3",
+            "job-alpha-1-4",
+            "job-beta-0-0"
+        ],
+        "priority first, then due time, across the served queues; gamma untouched"
+    );
+}
