@@ -10,7 +10,7 @@ use panda_core::api::{ApiError, ErrorBody};
 use panda_store::StoreError;
 
 /// An error a route answers with: a status, a code, a message and a hint.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Failure {
     status: StatusCode,
     error: ApiError,

@@ -18,6 +18,7 @@ use panda_core::{Execution, ExecutionId, Status, Trigger};
 use panda_store::{ExecutionFilter, LogChunk, NewExecution, StoreError};
 use serde::Deserialize;
 
+use crate::enqueue::Refused;
 use crate::jobs::{job_named, no_job};
 use crate::{AppState, Failure};
 
@@ -46,10 +47,22 @@ pub(crate) async fn trigger(
 ) -> Result<(StatusCode, Json<Triggered>), Failure> {
     let Json(request) = request?;
     let new = new_execution(&name, request)?;
-    let enqueued = match state.store.execution_enqueue(&new, state.clock.now()).await {
+    // A backfill records its slot with its execution, alone; every other enqueue shares the
+    // writer's next transaction.
+    let enqueued = if new.scheduled_at.is_some() {
+        state
+            .store
+            .execution_enqueue(&new, state.clock.now())
+            .await
+            .map_err(Refused::Store)
+    } else {
+        state.enqueuer().enqueue(new).await
+    };
+    let enqueued = match enqueued {
         Ok(enqueued) => enqueued,
-        Err(StoreError::NotFound { .. }) => return Err(no_job(&state, &name).await),
-        Err(err) => return Err(err.into()),
+        Err(Refused::Store(StoreError::NotFound { .. })) => return Err(no_job(&state, &name).await),
+        Err(Refused::Store(err)) => return Err(err.into()),
+        Err(Refused::Batch(failure)) => return Err(failure),
     };
     let status = if enqueued.created {
         StatusCode::CREATED

@@ -18,6 +18,7 @@
 mod alerts;
 mod auth;
 mod dashboard;
+mod enqueue;
 mod error;
 mod executions;
 mod http;
@@ -65,6 +66,8 @@ pub struct AppState {
     metrics: Option<metrics::Metrics>,
     /// What one client may hold of the server.
     limits: HttpLimits,
+    /// The enqueue writer (group commit), started by the first enqueue.
+    enqueuer: Arc<std::sync::OnceLock<enqueue::Enqueuer>>,
 }
 
 impl AppState {
@@ -83,7 +86,15 @@ impl AppState {
             schedules: Arc::default(),
             metrics: None,
             limits: HttpLimits::default(),
+            enqueuer: Arc::default(),
         }
+    }
+
+    /// The enqueue writer, started on first use (on the runtime serving the request).
+    fn enqueuer(&self) -> &enqueue::Enqueuer {
+        self.enqueuer.get_or_init(|| {
+            enqueue::Enqueuer::start(Arc::clone(&self.store), Arc::clone(&self.clock))
+        })
     }
 
     /// Serves within `limits` instead of [`HttpLimits::default`].
