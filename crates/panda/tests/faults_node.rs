@@ -632,9 +632,11 @@ async fn a_killed_nodes_container_is_removed_by_its_watcher() {
     }
     let killed_at = Instant::now();
     server.kill();
+    // The watcher acts within a second or two; the bound leaves room for a machine loaded by
+    // parallel builds (a container that is never removed still fails).
     while !containers_of(&docker, &execution).await.is_empty() {
         assert!(
-            killed_at.elapsed() < Duration::from_secs(10),
+            killed_at.elapsed() < Duration::from_secs(30),
             "the dead node's container is still there"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
