@@ -276,10 +276,12 @@ impl Server {
             .context("start panda server")?;
         let stderr = child.stderr.take().context("its stderr")?;
         let mut lines = BufReader::new(stderr).lines();
+        let mut last = String::new();
         let url = loop {
-            let line = lines
-                .next()
-                .context("the server stopped before it listened")??;
+            let Some(line) = lines.next() else {
+                bail!("the server stopped before it listened; it said last: {last}");
+            };
+            let line = line?;
             if let Some(at) = line.find("API listening on ") {
                 let rest = &line[at + "API listening on ".len()..];
                 break rest
@@ -288,6 +290,7 @@ impl Server {
                     .context("an address")?
                     .to_owned();
             }
+            last = line;
         };
         std::thread::spawn(move || lines.for_each(drop));
         Ok(Self { child, url })

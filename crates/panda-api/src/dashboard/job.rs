@@ -100,6 +100,17 @@ pub(super) async fn job(
         .into_iter()
         .map(|at| format!("{} ({})", view::absolute(at), human::relative(at, now)))
         .collect();
+    let mut definition = definition(&job);
+    // The URL is a credential: its token is never shown again.
+    if let Some(hook) = state.store.webhook_get(&name).await.map_err(Page::from)? {
+        definition.push((
+            "Webhook",
+            format!(
+                "POST /hooks/{SECRET_PLACEHOLDER} ({}; rotate with `panda job webhook {name} --rotate`)",
+                if hook.signed { "signed deliveries only" } else { "unsigned" }
+            ),
+        ));
+    }
     Ok(Page::render(&JobPage {
         nav: Nav::new(
             &session,
@@ -112,7 +123,7 @@ pub(super) async fn job(
         name: name.clone(),
         scheduled: job.spec.schedule.is_some(),
         suspended: job.spec.suspended,
-        definition: definition(&job),
+        definition,
         next_runs,
         chart: view::duration_chart_svg(&executions, now),
         skipped,
