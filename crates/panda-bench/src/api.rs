@@ -244,21 +244,14 @@ pub(crate) struct Server {
 
 impl Server {
     fn start(exe: &Path, dir: &Path) -> anyhow::Result<Self> {
-        Self::start_on(exe, dir, None)
+        Self::start_with(exe, dir, &[])
     }
 
-    /// Starts it on SQLite in `dir`, or on the PostgreSQL database at `database_url` (its
-    /// admin token still in `dir`).
-    pub(crate) fn start_on(
-        exe: &Path,
-        dir: &Path,
-        database_url: Option<&str>,
-    ) -> anyhow::Result<Self> {
+    /// Starts it with `dir` as its data dir and `more` flags of `panda server` after the
+    /// usual ones (`--database-url URL` for PostgreSQL, `--queues …`).
+    pub(crate) fn start_with(exe: &Path, dir: &Path, more: &[&str]) -> anyhow::Result<Self> {
         let mut command = Command::new(exe);
-        if let Some(url) = database_url {
-            command.arg("--database-url").arg(url);
-        }
-        let mut child = command
+        command
             .args([
                 "server",
                 "--bind",
@@ -268,6 +261,8 @@ impl Server {
                 "--data-dir",
             ])
             .arg(dir)
+            .args(more);
+        let mut child = command
             .env("PANDA_LOG", "info")
             .env("PANDA_LOG_FORMAT", "text")
             .stdout(Stdio::null())

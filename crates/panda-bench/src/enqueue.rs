@@ -1,8 +1,9 @@
 //! `panda-bench enqueue`: the batch enqueue against the single one, through a real
 //! `panda server` over HTTP as a web application calls it, on each store backend in one run.
 //!
-//! One job, `bench-enqueue`, on a queue no node serves (`bench-unserved`), so only the
-//! enqueue path is measured: nothing claims what is queued.
+//! One job, `bench-enqueue`, on a queue no node serves (`bench-unserved`; the server is
+//! started with `--queues default`), so only the enqueue path is measured: nothing claims or
+//! runs what is queued.
 //!
 //! - Single: `--executions` enqueues, one `POST /api/v1/jobs/bench-enqueue/executions` each,
 //!   from each count of `--clients` concurrent clients (keep-alive connections).
@@ -115,7 +116,12 @@ async fn measure(
     let name = backend.name();
     let data_dir = place.data_dir("node-a");
     std::fs::create_dir_all(&data_dir)?;
-    let server = Server::start_on(exe, &data_dir, place.url.as_deref())?;
+    // The node takes only from `default`: nothing it runs is on the measured path.
+    let mut flags = vec!["--queues", "default"];
+    if let Some(url) = &place.url {
+        flags.extend(["--database-url", url]);
+    }
+    let server = Server::start_with(exe, &data_dir, &flags)?;
     server.wait_ready().await?;
     let token = std::fs::read_to_string(data_dir.join("admin.token"))
         .context("read the server's admin token")?
@@ -134,22 +140,25 @@ async fn measure(
     let mut next_id = 0u64;
     for &clients in &args.clients {
         eprintln!(
-            "{name}: {} single enqueues from {clients} clients",
-            args.executions
+            "{name}: {} single enqueues from {}",
+            args.executions,
+            plural(clients, "client")
         );
         let run = run_single(&server.url, &token, clients, args.executions, next_id).await?;
         next_id += u64::from(args.executions);
         best_single = best_single.max(run.rate());
         rows.extend(run.rows(
-            &format!("{name}: single, {clients} clients"),
+            &format!("{name}: single, {}", plural(clients, "client")),
             None,
-            "(~2,000-4,000/s expected)",
+            "(the baseline: the best of these)",
         ));
     }
     for &clients in &args.batch_clients {
         eprintln!(
-            "{name}: {} batches of {} from {clients} clients",
-            args.batches, args.batch_size
+            "{name}: {} batches of {} from {}",
+            args.batches,
+            args.batch_size,
+            plural(clients, "client")
         );
         let run = run_batched(
             &server.url,
@@ -162,11 +171,24 @@ async fn measure(
         .await?;
         next_id += u64::from(args.batches) * u64::from(args.batch_size);
         rows.extend(run.rows(
-            &format!("{name}: batched by {}, {clients} clients", args.batch_size),
+            &format!(
+                "{name}: batched by {}, {}",
+                args.batch_size,
+                plural(clients, "client")
+            ),
             Some(best_single),
             ">= 20,000/s (baseline: best single)",
         ));
     }
+    // Nothing may have left the queue: otherwise running them was measured too.
+    let taken = warm
+        .executions(JOB, "running,succeeded,failed", 1, None)
+        .await
+        .map_err(|err| anyhow::anyhow!("list executions: {err}"))?;
+    ensure!(
+        taken.executions.is_empty(),
+        "the server ran executions of {JOB}: the measurement includes running them"
+    );
     drop(server);
     Ok(rows)
 }
@@ -380,6 +402,14 @@ async fn run_batched(
         elapsed,
         latencies,
     })
+}
+
+fn plural(n: u32, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn ms(d: Duration) -> f64 {
