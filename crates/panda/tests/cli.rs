@@ -913,6 +913,24 @@ fn lines_of(file: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Waits until `n` runs have written their `end` line to `log`.
+fn wait_for_ends(log: &Path, n: usize) {
+    let started = Instant::now();
+    while lines_of(log)
+        .iter()
+        .filter(|l| l.starts_with("end"))
+        .count()
+        < n
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{n} runs never ended: {:?}",
+            lines_of(log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_triggered_job_runs_its_queue_side_by_side_and_takes_payloads_in_bulk() {
     let server = Server::start();
@@ -936,20 +954,7 @@ fn a_triggered_job_runs_its_queue_side_by_side_and_takes_payloads_in_bulk() {
             &format!("{{\"id\":{i}}}"),
         ]));
     }
-    let started = Instant::now();
-    while lines_of(&log)
-        .iter()
-        .filter(|l| l.starts_with("end"))
-        .count()
-        < 6
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "six runs never ended: {:?}",
-            lines_of(&log)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_ends(&log, 6);
     let lines = lines_of(&log);
     let before_first_end = lines.iter().take_while(|l| l.starts_with("start")).count();
     assert!(
@@ -985,20 +990,7 @@ fn a_triggered_job_runs_its_queue_side_by_side_and_takes_payloads_in_bulk() {
         "{}",
         stderr(&refused)
     );
-    let started = Instant::now();
-    while lines_of(&log)
-        .iter()
-        .filter(|l| l.starts_with("end"))
-        .count()
-        < 9
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the bulk runs never ended: {:?}",
-            lines_of(&log)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_ends(&log, 9);
     std::thread::sleep(Duration::from_millis(500));
     let ends: Vec<String> = lines_of(&log)
         .into_iter()
