@@ -119,6 +119,7 @@ conformance! {
     claim::claim_takes_at_most_limit_executions,
     claim::claim_takes_only_from_the_requested_queues,
     claim::a_claim_from_several_queues_takes_them_in_claim_order_across_them,
+    claim::a_claim_passes_over_work_not_yet_due_at_every_priority,
     claim::claim_skips_executions_scheduled_in_the_future,
     claim::claim_orders_by_priority_then_run_at,
     claim::claimed_executions_are_not_claimed_again,

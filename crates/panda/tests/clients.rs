@@ -121,11 +121,39 @@ fn run_suite(name: &str, mut command: Command, skipped: impl Fn(&str) -> usize) 
     println!("{out}");
     eprintln!("{err}");
     assert!(output.status.success(), "the {name} suite failed");
+    record_summary(name, &out);
     let skips = skipped(&out);
     assert!(
         skips == 0 || !required(),
         "{REQUIRE_ALL_ENV}=1 but the {name} suite skipped {skips} test(s)"
     );
+}
+
+/// Keeps a passed suite's summary lines (pytest's last line, node's `# tests/pass/fail/…`
+/// counts) in `target/tmp/client-suites/`, where `.ci/run` prints them after the tests, since
+/// cargo shows nothing of a passing test's output.
+fn record_summary(name: &str, out: &str) {
+    let summary: Vec<&str> = out
+        .lines()
+        .filter(|line| {
+            let line = line.trim();
+            (line.starts_with("==") && line.contains(" in ") && line.ends_with("=="))
+                || [
+                    "# tests ",
+                    "# pass ",
+                    "# fail ",
+                    "# skip",
+                    "# todo ",
+                    "# cancelled ",
+                ]
+                .iter()
+                .any(|prefix| line.starts_with(prefix))
+        })
+        .collect();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("client-suites");
+    std::fs::create_dir_all(&dir).expect("create the client suites' summary dir");
+    let text = format!("{name} suite: {}\n", summary.join(" | "));
+    std::fs::write(dir.join(format!("{name}.txt")), text).expect("write the suite's summary");
 }
 
 /// A count from a summary line such as pytest's `3 passed, 1 skipped in 0.5s` or node's

@@ -2,6 +2,8 @@
 //! execution is claimed twice and no claimer waits on another, and job locks are taken in key
 //! order, so two claimers cannot deadlock on them.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
@@ -71,54 +73,94 @@ pub(super) fn overlapping(queues: &[String], now: DateTime<Utc>) -> Query {
     queue_filter(q, "x.queue", queues).push(" FOR UPDATE SKIP LOCKED) e")
 }
 
+/// The steps of the claim from one priority present among queued executions to the next,
+/// per queue (`$2`; every queue, with `NULL` for the queue, when `every_queue`): `p(queue,
+/// priority)`, one index seek per step. Queued executions have few distinct priorities.
+fn priorities(every_queue: bool) -> String {
+    let (seed, first_queue, same_queue) = if every_queue {
+        ("(SELECT NULL::text) AS q(name)", "", "")
+    } else {
+        (
+            "UNNEST($2::text[]) AS q(name)",
+            "queue = q.name AND ",
+            "queue = p.queue AND ",
+        )
+    };
+    format!(
+        "p(queue, priority) AS ( \
+             SELECT q.name, ( \
+                 SELECT priority FROM executions WHERE {first_queue}status = 'queued' \
+                 ORDER BY priority DESC LIMIT 1) \
+             FROM {seed} \
+             UNION ALL \
+             SELECT p.queue, ( \
+                 SELECT priority FROM executions \
+                 WHERE {same_queue}status = 'queued' AND priority < p.priority \
+                 ORDER BY priority DESC LIMIT 1) \
+             FROM p WHERE p.priority IS NOT NULL)"
+    )
+}
+
+/// The condition on the queue of the lateral read of one step of [`priorities`].
+fn step_queue(every_queue: bool) -> &'static str {
+    if every_queue {
+        ""
+    } else {
+        "queue = p.queue AND "
+    }
+}
+
 /// The claim's candidates: up to `limit` due queued executions in claim order (highest
 /// priority, then earliest due, then oldest), locked, skipping rows another claimer holds, and
 /// leaving out `forbid` executions whose job lock is taken.
 ///
-/// Each shape has an index that yields rows in claim order, so the scan stops after `limit`
-/// rows (a locking query cannot stop a sort early). Several queues are read each through its
-/// own index and merged; rows locked beyond the first `limit` are released at commit.
+/// A claim index walked in claim order passes over every execution of a priority that is not
+/// due yet (a backlog of delayed work) before it reaches a lower priority, and PostgreSQL
+/// cannot skip through the index on its own: the cost would grow with the backlog. So the
+/// claim steps through the priorities present ([`priorities`]) and reads, for each priority
+/// and queue, the due executions only, by a range on `run_at` in the claim index: at most
+/// `limit` rows each, plus those the filters pass over. Rows locked beyond the first `limit`
+/// are released at commit.
 pub(super) fn candidates(queues: &[String], now: DateTime<Utc>, limit: i64) -> Query {
-    const WHERE: &str = "status = 'queued' AND instance IS NULL \
-        AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
-        AND NOT (max_running IS NOT NULL AND max_running <= ( \
-            SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
-        AND run_at <= ";
-    const ORDER: &str = " ORDER BY priority DESC, run_at, id LIMIT ";
-    if queues.len() > 1 {
-        query("SELECT c.* FROM UNNEST(")
-            .push_arg::<PgStore>(Arg::Texts(queues.to_vec()))
-            .push(concat!(
-                "::text[]) AS q(name) CROSS JOIN LATERAL ( SELECT ",
-                execution_columns!(),
-                " FROM executions WHERE queue = q.name AND "
-            ))
-            .push(WHERE)
-            .push_arg::<PgStore>(Arg::Time(Some(now)))
-            .push(ORDER)
-            .push_arg::<PgStore>(Arg::I64(Some(limit)))
-            .push(" FOR UPDATE SKIP LOCKED) c ORDER BY c.priority DESC, c.run_at, c.id LIMIT ")
-            .push_arg::<PgStore>(Arg::I64(Some(limit)))
+    static EVERY_QUEUE: LazyLock<String> = LazyLock::new(|| candidates_sql(true));
+    static SOME_QUEUES: LazyLock<String> = LazyLock::new(|| candidates_sql(false));
+    let sql = if queues.is_empty() {
+        &*EVERY_QUEUE
     } else {
-        let q = query(concat!(
-            "SELECT ",
-            execution_columns!(),
-            " FROM executions WHERE "
-        ))
-        .push(WHERE)
-        .push_arg::<PgStore>(Arg::Time(Some(now)));
-        queue_filter(q, "queue", queues)
-            .push(ORDER)
-            .push_arg::<PgStore>(Arg::I64(Some(limit)))
-            .push(" FOR UPDATE SKIP LOCKED")
-    }
+        &*SOME_QUEUES
+    };
+    // With every queue, $2 is bound all the same (an empty list), so the numbering holds.
+    query(sql.as_str())
+        .time(now)
+        .texts(queues.to_vec())
+        .i64(limit)
+}
+
+fn candidates_sql(every_queue: bool) -> String {
+    format!(
+        "WITH RECURSIVE {priorities} \
+         SELECT c.* FROM p CROSS JOIN LATERAL ( \
+             SELECT {columns} FROM executions \
+             WHERE {same_queue}priority = p.priority AND status = 'queued' \
+               AND instance IS NULL \
+               AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
+               AND NOT (max_running IS NOT NULL AND max_running <= ( \
+                   SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
+               AND run_at <= $1 \
+             ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) c \
+         ORDER BY c.priority DESC, c.run_at, c.id LIMIT $3",
+        priorities = priorities(every_queue),
+        columns = execution_columns!(),
+        same_queue = step_queue(every_queue),
+    )
 }
 
 /// The claim in one statement, for the common case where nothing restricts it: every
 /// candidate allows overlap and no job lock is held anywhere (so no scheduled run waits to be
 /// skipped). Otherwise it claims nothing, and the full claim, with its job locks, overlap
 /// skips and replacements, runs instead. One statement instead of five round trips is most of
-/// a claim's cost here. `None` for a claim from several queues, which it does not serve.
+/// a claim's cost here. Its candidates are read as [`candidates`] reads them. `None` for a
+/// claim from several queues, which it does not serve.
 pub(super) async fn unrestricted(
     pool: &PgPool,
     queues: &[String],
@@ -127,34 +169,19 @@ pub(super) async fn unrestricted(
     worker_id: &str,
     expires_at: DateTime<Utc>,
 ) -> StoreResult<Option<Vec<Claimed>>> {
-    if queues.len() > 1 {
-        return Ok(None);
-    }
-    let q = query(
-        "WITH c AS ( \
-             SELECT id AS claim_id, concurrency AS claim_concurrency, \
-                 max_running IS NOT NULL AS claim_limited FROM executions \
-             WHERE status = 'queued' AND instance IS NULL AND run_at <= $1",
-    )
-    .time(now);
-    let q = queue_filter(q, "queue", queues)
-        .push(" ORDER BY priority DESC, run_at, id LIMIT ")
-        .push_arg::<PgStore>(Arg::I64(Some(limit)))
-        .push(
-            " FOR UPDATE SKIP LOCKED), \
-             fast AS (SELECT NOT EXISTS ( \
-                     SELECT 1 FROM c WHERE claim_concurrency <> 'allow' OR claim_limited) \
-                 AND NOT EXISTS (SELECT 1 FROM job_locks) AS ok) \
-             UPDATE executions SET status = 'running', started_at = $1, worker_id = ",
-        )
-        .push_arg::<PgStore>(Arg::Text(Some(worker_id.to_owned())))
-        .push(", lease_token = gen_random_uuid(), lease_expires_at = ")
-        .push_arg::<PgStore>(Arg::Time(Some(expires_at)))
-        .push(concat!(
-            " FROM c, fast WHERE fast.ok AND id = c.claim_id RETURNING ",
-            execution_columns!(),
-            ", lease_token"
-        ));
+    static EVERY_QUEUE: LazyLock<String> = LazyLock::new(|| unrestricted_sql(true));
+    static ONE_QUEUE: LazyLock<String> = LazyLock::new(|| unrestricted_sql(false));
+    let sql = match queues {
+        [] => &*EVERY_QUEUE,
+        [_] => &*ONE_QUEUE,
+        _ => return Ok(None),
+    };
+    let q = query(sql.as_str())
+        .time(now)
+        .texts(queues.to_vec())
+        .i64(limit)
+        .text(worker_id)
+        .time(expires_at);
     let rows = PgPoolConn(pool.clone()).fetch_all(q).await?;
     let mut claimed = all(&rows, |row| {
         let execution = records::execution(row)?;
@@ -176,4 +203,29 @@ pub(super) async fn unrestricted(
             .then(a.execution.id.cmp(&b.execution.id))
     });
     Ok(Some(claimed))
+}
+
+fn unrestricted_sql(every_queue: bool) -> String {
+    format!(
+        "WITH RECURSIVE {priorities}, \
+         c AS ( \
+             SELECT x.id AS claim_id, x.concurrency AS claim_concurrency, \
+                 x.max_running IS NOT NULL AS claim_limited \
+             FROM p CROSS JOIN LATERAL ( \
+                 SELECT id, concurrency, max_running, priority, run_at FROM executions \
+                 WHERE {same_queue}priority = p.priority AND status = 'queued' \
+                   AND instance IS NULL AND run_at <= $1 \
+                 ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) x \
+             ORDER BY x.priority DESC, x.run_at, x.id LIMIT $3), \
+         fast AS (SELECT NOT EXISTS ( \
+                 SELECT 1 FROM c WHERE claim_concurrency <> 'allow' OR claim_limited) \
+             AND NOT EXISTS (SELECT 1 FROM job_locks) AS ok) \
+         UPDATE executions SET status = 'running', started_at = $1, worker_id = $4, \
+             lease_token = gen_random_uuid(), lease_expires_at = $5 \
+         FROM c, fast WHERE fast.ok AND id = c.claim_id \
+         RETURNING {columns}, lease_token",
+        priorities = priorities(every_queue),
+        columns = execution_columns!(),
+        same_queue = step_queue(every_queue),
+    )
 }

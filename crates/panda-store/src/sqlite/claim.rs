@@ -1,11 +1,12 @@
 //! The claim, in SQLite's dialect: with one writer, the candidates need no row locks, and the
 //! claim index is named (SQLite has no statistics to choose it by).
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 
-use super::SqliteStore;
 use crate::ClaimSql;
-use crate::dialect::{Arg, Query, query};
+use crate::dialect::{Query, query};
 use crate::records::execution_columns;
 
 pub(super) const SQL: ClaimSql = ClaimSql {
@@ -48,47 +49,70 @@ pub(super) fn overlapping(queues: &[String], now: DateTime<Utc>) -> Query {
     .texts(queues.to_vec())
 }
 
-/// The claim's candidates, in claim order. A node that serves every queue walks
-/// `executions_claim`; one that serves some walks each queue's part of
-/// `executions_claim_queue` (a subquery per queue, merged), so that however many executions
-/// wait on other queues, the claim reads at most `limit` rows per queue it serves (plus those
-/// its filters pass over).
+/// The claim's candidates, in claim order.
+///
+/// Claim order is priority, then due time: a claim index walked in that order passes over
+/// every execution of a priority that is not due yet (a backlog of delayed work) before it
+/// reaches a lower priority, so its cost would grow with that backlog. Instead the claim
+/// steps from one priority present to the next (`p`, one index seek each: queued executions
+/// have few distinct priorities) and reads, for each, only the due executions, by a range on
+/// `run_at`: at most `limit` rows per priority and queue, plus those its filters pass over.
+/// A node that serves every queue walks `executions_claim`; one that serves some walks each
+/// queue's part of `executions_claim_queue`, so executions waiting on other queues cost it
+/// nothing either. The correlated `IN` is SQLite's form of a lateral join.
 pub(super) fn candidates(queues: &[String], now: DateTime<Utc>, limit: i64) -> Query {
-    const WHERE: &str = "status = 'queued' AND instance IS NULL \
+    static EVERY_QUEUE: LazyLock<String> = LazyLock::new(|| candidates_sql(false));
+    static SOME_QUEUES: LazyLock<String> = LazyLock::new(|| candidates_sql(true));
+    let sql = if queues.is_empty() {
+        &*EVERY_QUEUE
+    } else {
+        &*SOME_QUEUES
+    };
+    // With every queue, ?1 is bound all the same (an empty list), so the numbering holds.
+    query(sql.as_str())
+        .texts(queues.to_vec())
+        .time(now)
+        .i64(limit)
+}
+
+/// The statement of [`candidates`], for some queues (`?1`) or for every queue.
+fn candidates_sql(some_queues: bool) -> String {
+    const FILTERS: &str = "status = 'queued' AND instance IS NULL \
         AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
         AND NOT (max_running IS NOT NULL AND max_running <= ( \
             SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
-        AND run_at <= ";
-    const ORDER: &str = " ORDER BY priority DESC, run_at, id LIMIT ";
-    if queues.is_empty() {
-        return query(concat!(
-            "SELECT ",
-            execution_columns!(),
-            " FROM executions INDEXED BY executions_claim WHERE "
-        ))
-        .push(WHERE)
-        .push_arg::<SqliteStore>(Arg::Time(Some(now)))
-        .push(ORDER)
-        .push_arg::<SqliteStore>(Arg::I64(Some(limit)));
-    }
-    let mut q = query("");
-    for (n, queue) in queues.iter().enumerate() {
-        if n > 0 {
-            q = q.push(" UNION ALL ");
-        }
-        q = q
-            .push(concat!(
-                "SELECT * FROM (SELECT ",
-                execution_columns!(),
-                " FROM executions INDEXED BY executions_claim_queue WHERE queue = "
-            ))
-            .push_arg::<SqliteStore>(Arg::Text(Some(queue.clone())))
-            .push(" AND ")
-            .push(WHERE)
-            .push_arg::<SqliteStore>(Arg::Time(Some(now)))
-            .push(ORDER)
-            .push_arg::<SqliteStore>(Arg::I64(Some(limit)))
-            .push(")");
-    }
-    q.push(ORDER).push_arg::<SqliteStore>(Arg::I64(Some(limit)))
+        AND run_at <= ?2";
+    let (index, seed, first_queue, same_queue) = if some_queues {
+        (
+            "executions_claim_queue",
+            "json_each(?1)",
+            "queue = q.value AND ",
+            "queue = p.queue AND ",
+        )
+    } else {
+        ("executions_claim", "(SELECT NULL AS value)", "", "")
+    };
+    let columns = execution_columns!()
+        .split(',')
+        .map(|column| format!("e.{0} AS {0}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH RECURSIVE p(queue, priority) AS ( \
+             SELECT q.value, ( \
+                 SELECT priority FROM executions INDEXED BY {index} \
+                 WHERE {first_queue}status = 'queued' ORDER BY priority DESC LIMIT 1) \
+             FROM {seed} q \
+             UNION ALL \
+             SELECT p.queue, ( \
+                 SELECT priority FROM executions INDEXED BY {index} \
+                 WHERE {same_queue}status = 'queued' AND priority < p.priority \
+                 ORDER BY priority DESC LIMIT 1) \
+             FROM p WHERE p.priority IS NOT NULL) \
+         SELECT {columns} FROM p CROSS JOIN executions e WHERE e.id IN ( \
+             SELECT id FROM executions INDEXED BY {index} \
+             WHERE {same_queue}priority = p.priority AND {FILTERS} \
+             ORDER BY run_at, id LIMIT ?3) \
+         ORDER BY e.priority DESC, e.run_at, e.id LIMIT ?3"
+    )
 }

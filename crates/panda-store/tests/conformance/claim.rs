@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use panda_core::Status;
+use panda_core::{ConcurrencyPolicy, Status};
 use panda_store::{ClaimRequest, ExecutionFilter, Finish, NewExecution, Outcome, Store};
 
 use super::support::*;
@@ -284,4 +284,84 @@ pub async fn a_claim_from_several_queues_takes_them_in_claim_order_across_them(
         ],
         "priority first, then due time, across the served queues; gamma untouched"
     );
+}
+
+pub async fn a_claim_passes_over_work_not_yet_due_at_every_priority(store: Arc<dyn Store>) {
+    // At each priority, work due later waits beside work due now, and the highest priority
+    // holds only work due later: the claim takes the due work, in claim order, whether it
+    // claims from one queue, from several or from every queue, and whether its candidates
+    // allow overlap (the one-statement claim) or include a `forbid` job (the full claim).
+    for policy in [ConcurrencyPolicy::Allow, ConcurrencyPolicy::Forbid] {
+        let (alpha, beta) = match policy {
+            ConcurrencyPolicy::Forbid => ("alpha-forbid", "beta-forbid"),
+            _ => ("alpha-allow", "beta-allow"),
+        };
+        let mut names = std::collections::BTreeMap::new();
+        for (queue, priority, due) in [
+            (alpha, 9, 20),
+            (alpha, 9, 30),
+            (alpha, 4, 25),
+            (alpha, 4, 2),
+            (beta, 4, 40),
+            (beta, 4, 1),
+            (alpha, 0, 50),
+            (alpha, 0, 3),
+            (beta, -2, 0),
+            (beta, -2, 60),
+        ] {
+            let name = format!("job-{queue}-{priority}-{due}");
+            let mut spec = job_spec_with(&name, policy);
+            spec.queue = queue.into();
+            spec.priority = priority;
+            create_job_from(&store, spec).await;
+            let mut request = NewExecution::api(&name);
+            request.run_at = Some(at(due));
+            let e = enqueue_request(&store, request, base()).await;
+            names.insert(e.id, name);
+        }
+        // The claim from every queue comes last, when only the lowest priority's due work is
+        // left (the previous round's due work is running by then).
+        let claims: [(Vec<String>, u32, Vec<String>); 3] = [
+            (
+                vec![alpha.into()],
+                2,
+                vec![format!("job-{alpha}-4-2"), format!("job-{alpha}-0-3")],
+            ),
+            (vec![beta.into()], 1, vec![format!("job-{beta}-4-1")]),
+            (Vec::new(), 5, vec![format!("job-{beta}--2-0")]),
+        ];
+        for (queues, limit, expected) in claims {
+            let request = ClaimRequest {
+                queues: queues.clone(),
+                ..claim_request(limit)
+            };
+            let claimed = store
+                .execution_claim(&request, at(10))
+                .await
+                .expect("claim");
+            let got: Vec<String> = claimed
+                .iter()
+                .map(|c| names[&c.execution.id].clone())
+                .collect();
+            assert_eq!(got, expected, "{policy:?}, queues {queues:?}");
+        }
+        let left: Vec<String> = list_every(&store, ExecutionFilter::default())
+            .await
+            .into_iter()
+            .filter(|e| e.status == Status::Queued && names.contains_key(&e.id))
+            .map(|e| names[&e.id].clone())
+            .collect();
+        assert_eq!(
+            left.len(),
+            6,
+            "{policy:?}: only the work due later is left queued, got {left:?}"
+        );
+        assert!(
+            left.iter().all(|name| {
+                let due = name.rsplit('-').next().and_then(|d| d.parse::<i64>().ok());
+                due.is_some_and(|due| due >= 20)
+            }),
+            "{policy:?}: {left:?}"
+        );
+    }
 }
