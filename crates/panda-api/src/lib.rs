@@ -42,9 +42,15 @@ pub use error::Failure;
 pub use http::HttpLimits;
 pub use metrics::install_recorder as install_metrics_recorder;
 
-/// Parsed schedules, `None` for one that does not parse.
+/// Parsed schedules by expression, time zone and jitter offset, `None` for one that does not
+/// parse.
 type ScheduleCache = Arc<
-    std::sync::Mutex<std::collections::HashMap<(String, String), Option<panda_core::CronSchedule>>>,
+    std::sync::Mutex<
+        std::collections::HashMap<
+            (String, String, std::time::Duration),
+            Option<panda_core::CronSchedule>,
+        >,
+    >,
 >;
 
 /// What every route shares.
@@ -118,14 +124,18 @@ impl AppState {
     /// When an active cronjob fires next (after now).
     fn next_run(&self, job: &panda_core::Job) -> Option<chrono::DateTime<chrono::Utc>> {
         let schedule = job.spec.schedule.as_ref().filter(|_| !job.spec.suspended)?;
-        let key = (schedule.cron.clone(), schedule.timezone.clone());
+        let key = (
+            schedule.cron.clone(),
+            schedule.timezone.clone(),
+            schedule.offset(job.id),
+        );
         let mut cache = self
             .schedules
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let parsed = cache.entry(key).or_insert_with(|| {
-            panda_core::CronSchedule::parse(&schedule.cron, &schedule.timezone).ok()
-        });
+        let parsed = cache
+            .entry(key)
+            .or_insert_with(|| schedule.fire_times(job.id).ok());
         parsed.as_ref()?.next_after(self.clock.now())
     }
 

@@ -56,6 +56,8 @@ pub struct CronSchedule {
     /// Its second, minute and hour fields name wall times (no `*`), so each wall time fires
     /// once a day across DST, though croner counts only single values as fixed-time.
     wall_times: bool,
+    /// How far every fire time is moved later (a job's jitter offset; zero for none).
+    shift: chrono::Duration,
 }
 
 impl fmt::Debug for CronSchedule {
@@ -63,6 +65,7 @@ impl fmt::Debug for CronSchedule {
         f.debug_struct("CronSchedule")
             .field("expression", &self.expression)
             .field("timezone", &self.timezone.name())
+            .field("shift", &self.shift)
             .finish()
     }
 }
@@ -126,6 +129,7 @@ impl CronSchedule {
             wall_times: names_wall_times(trimmed),
             cron,
             timezone,
+            shift: chrono::Duration::zero(),
         };
         // Some valid fields never meet (the 31st of a 30-day month); the search for such a
         // date fails. Every schedule that fires at all fires within 8 years (Feb 29 across a
@@ -140,6 +144,20 @@ impl CronSchedule {
     /// The expression as written (trimmed).
     pub fn expression(&self) -> &str {
         &self.expression
+    }
+
+    /// The same schedule with every fire time moved `shift` later: a cronjob's jitter offset
+    /// (see `Schedule::offset`). Slots, `next`, catch-up and missed-slot alerts all count in
+    /// the moved times.
+    #[must_use]
+    pub fn shifted(mut self, shift: std::time::Duration) -> Self {
+        self.shift = chrono::Duration::from_std(shift).unwrap_or_else(|_| chrono::Duration::zero());
+        self
+    }
+
+    /// How far its fire times are moved later (zero for none).
+    pub fn shift(&self) -> std::time::Duration {
+        self.shift.to_std().unwrap_or_default()
     }
 
     /// The time zone the expression is read in.
@@ -163,6 +181,13 @@ impl CronSchedule {
     /// The first fire time strictly after `after`, or `None` when there is none before the
     /// search limit (year 5000).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let unshifted = after.checked_sub_signed(self.shift)?;
+        self.next_unshifted(unshifted)
+            .and_then(|t| t.checked_add_signed(self.shift))
+    }
+
+    /// [`CronSchedule::next_after`] of the expression itself, before any shift.
+    fn next_unshifted(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if self.croner_decides() {
             let local = after.with_timezone(&self.timezone);
             return self
@@ -190,6 +215,13 @@ impl CronSchedule {
 
     /// The last fire time before `at` (or at it, when `inclusive`).
     fn previous(&self, at: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+        let unshifted = at.checked_sub_signed(self.shift)?;
+        self.previous_unshifted(unshifted, inclusive)
+            .and_then(|t| t.checked_add_signed(self.shift))
+    }
+
+    /// [`CronSchedule::previous`] of the expression itself, before any shift.
+    fn previous_unshifted(&self, at: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         if self.croner_decides() {
             let local = at.with_timezone(&self.timezone);
             return self

@@ -461,7 +461,21 @@ pub struct Schedule {
     )]
     #[schema(value_type = u64, minimum = 1000, maximum = 604_800_000_u64, default = 600_000)]
     pub starting_deadline: Duration,
+    /// Spreads the job's start over this window: every slot moves later by the same offset,
+    /// chosen from the job's id (stable, so `next` shows each slot's time in advance), less
+    /// than this and less than the time between two slots. Left out: none.
+    #[serde(
+        with = "duration_ms_opt",
+        rename = "jitter_ms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u64>, minimum = 1000, maximum = 86_400_000_u64)]
+    pub jitter: Option<Duration>,
 }
+
+/// The longest jitter: a day.
+pub const MAX_JITTER: Duration = Duration::from_secs(86_400);
 
 fn default_timezone() -> String {
     "UTC".to_owned()
@@ -479,7 +493,36 @@ impl Schedule {
             timezone: default_timezone(),
             catch_up: CatchUp::default(),
             starting_deadline: default_starting_deadline(),
+            jitter: None,
         }
+    }
+
+    /// How far the job `job`'s slots move later under this schedule's jitter: a whole number
+    /// of seconds below the jitter (so a slot's time reads as it is), taken from the random
+    /// low bits of the job's id, so it is the same on every node and for the job's whole
+    /// life. Zero without jitter.
+    pub fn offset(&self, job: JobId) -> Duration {
+        let Some(window) = self.jitter else {
+            return Duration::ZERO;
+        };
+        let window = window.as_secs();
+        if window == 0 {
+            return Duration::ZERO;
+        }
+        let bytes = job.as_uuid().as_u128().to_be_bytes();
+        let mut low = [0_u8; 8];
+        low.copy_from_slice(&bytes[8..]);
+        Duration::from_secs(u64::from_be_bytes(low) % window)
+    }
+
+    /// The schedule's fire times for the job `job`: the expression read in its time zone,
+    /// moved by the job's jitter offset.
+    ///
+    /// # Errors
+    ///
+    /// [`CronError`] when the expression or the time zone does not parse.
+    pub fn fire_times(&self, job: JobId) -> Result<CronSchedule, crate::cron::CronError> {
+        Ok(CronSchedule::parse(&self.cron, &self.timezone)?.shifted(self.offset(job)))
     }
 }
 
@@ -590,7 +633,10 @@ impl JobSpec {
             });
         }
         if let Some(schedule) = &self.schedule {
-            CronSchedule::parse(&schedule.cron, &schedule.timezone)?;
+            let cron = CronSchedule::parse(&schedule.cron, &schedule.timezone)?;
+            if let Some(jitter) = schedule.jitter {
+                check_jitter(&cron, jitter)?;
+            }
             if schedule.starting_deadline < Duration::from_secs(1) {
                 return Err(field(
                     "starting_deadline",
@@ -688,6 +734,45 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A jitter is at least a second, at most [`MAX_JITTER`], and shorter than the time between
+/// two slots of `cron` (checked over its first 100 slots from 2000-01-01: a slot moved by
+/// more would pass the next one).
+fn check_jitter(cron: &CronSchedule, jitter: Duration) -> Result<(), ValidationError> {
+    if jitter < Duration::from_secs(1) || jitter > MAX_JITTER {
+        return Err(field(
+            "jitter",
+            "must be from 1s to 24h, such as 5m; leave it out for none",
+        ));
+    }
+    let mut previous =
+        DateTime::<Utc>::from_timestamp(946_684_800, 0).and_then(|t| cron.next_after(t));
+    let mut shortest: Option<chrono::Duration> = None;
+    for _ in 0..100 {
+        let Some(slot) = previous else { break };
+        let Some(next) = cron.next_after(slot) else {
+            break;
+        };
+        let gap = next - slot;
+        shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
+        previous = Some(next);
+    }
+    if let Some(shortest) = shortest.and_then(|s| s.to_std().ok())
+        && jitter >= shortest
+    {
+        return Err(field(
+            "jitter",
+            &format!(
+                "{} is not shorter than the {} between two slots of {:?}; use a shorter \
+                 jitter",
+                crate::human::exact(jitter),
+                crate::human::exact(shortest),
+                cron.expression()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Serde for a `Duration` as whole milliseconds.
 pub(crate) mod duration_ms {
     use std::time::Duration;
@@ -730,6 +815,94 @@ pub(crate) mod duration_ms_opt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_jitter(cron: &str, jitter: Option<Duration>) -> Schedule {
+        Schedule {
+            jitter,
+            ..Schedule::new(cron)
+        }
+    }
+
+    #[test]
+    fn a_jitter_offset_is_below_the_window_and_the_same_for_a_job_every_time() {
+        let schedule = with_jitter("0 * * * *", Some(Duration::from_secs(300)));
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let job = JobId::new();
+            let offset = schedule.offset(job);
+            assert!(offset < Duration::from_secs(300), "{offset:?}");
+            assert_eq!(offset, schedule.offset(job), "stable for one job");
+            assert_eq!(offset.subsec_nanos(), 0, "whole seconds");
+            seen.insert(offset);
+        }
+        assert!(
+            seen.len() > 120,
+            "spread over the window: {} distinct",
+            seen.len()
+        );
+        assert_eq!(
+            with_jitter("0 * * * *", None).offset(JobId::new()),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_jobs_fire_times_move_by_its_offset_and_stay_consistent() {
+        let schedule = with_jitter("0 * * * *", Some(Duration::from_secs(600)));
+        let job = JobId::from_uuid(uuid::Uuid::from_u128(
+            0x0193_0000_0000_7000_8000_0000_0000_0123,
+        ));
+        let offset = schedule.offset(job);
+        // The id's low 64 bits modulo the window in seconds: pinned, since a change of formula
+        // would move every jittered job's slots.
+        assert_eq!(offset, Duration::from_secs(0x8000_0000_0000_0123 % 600));
+        assert_eq!(offset, Duration::from_secs(299));
+        let fire = schedule.fire_times(job).expect("parse");
+        let shift = chrono::Duration::from_std(offset).expect("shift");
+        let noon = DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        // The slot of 12:00 is at 12:00 + offset: not yet at 12:00 itself.
+        assert_eq!(fire.next_after(noon), Some(noon + shift));
+        assert_eq!(
+            fire.latest_at_or_before(noon),
+            Some(noon - chrono::Duration::hours(1) + shift)
+        );
+        assert_eq!(fire.latest_at_or_before(noon + shift), Some(noon + shift));
+        let slots = fire.slots_between(noon, noon + chrono::Duration::hours(3), 10);
+        let expected: Vec<_> = (0..3)
+            .map(|h| noon + chrono::Duration::hours(h) + shift)
+            .collect();
+        assert_eq!(slots.instants, expected, "the slots in (12:00, 15:00]");
+    }
+
+    #[test]
+    fn a_jitter_must_be_from_a_second_to_a_day_and_shorter_than_a_slots_gap() {
+        let check = |cron: &str, secs: u64| {
+            let mut spec = JobSpec::new(
+                JobName::new("spread").expect("name"),
+                RuntimeSpec::Process {
+                    argv: vec!["true".into()],
+                },
+            );
+            spec.schedule = Some(with_jitter(cron, Some(Duration::from_secs(secs))));
+            spec.validate().map_err(|err| err.to_string())
+        };
+        assert!(check("0 * * * *", 300).is_ok());
+        assert!(check("0 3 * * *", 3 * 3600).is_ok());
+        let zero = check("0 * * * *", 0).expect_err("zero");
+        assert!(
+            zero.contains("jitter") && zero.contains("1s to 24h"),
+            "{zero}"
+        );
+        let long = check("0 3 * * 1", 2 * 86_400).expect_err("two days");
+        assert!(long.contains("1s to 24h"), "{long}");
+        let wide = check("*/5 * * * *", 300).expect_err("as long as the gap");
+        assert!(
+            wide.contains("5m") && wide.contains("between two slots") && wide.contains("*/5"),
+            "{wide}"
+        );
+    }
 
     fn spec() -> JobSpec {
         JobSpec::new(

@@ -58,7 +58,7 @@ struct Entry {
 impl Entry {
     fn new(job: Job, since: DateTime<Utc>) -> Self {
         let schedule = job.spec.schedule.as_ref().and_then(|s| {
-            CronSchedule::parse(&s.cron, &s.timezone)
+            s.fire_times(job.id)
                 .inspect_err(|err| {
                     tracing::error!(job = %job.spec.name, %err, "schedule does not parse; the job is not scheduled");
                 })
@@ -84,8 +84,12 @@ impl Entry {
             .spec
             .schedule
             .as_ref()
-            .map(|s| (&s.cron, &s.timezone))
-            == job.spec.schedule.as_ref().map(|s| (&s.cron, &s.timezone))
+            .map(|s| (&s.cron, &s.timezone, s.jitter))
+            == job
+                .spec
+                .schedule
+                .as_ref()
+                .map(|s| (&s.cron, &s.timezone, s.jitter))
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use panda_core::{
-    CatchUp, Clock, ConcurrencyPolicy, CronSchedule, Job, JobName, JobSpec, RuntimeSpec, Schedule,
-    Status, TestClock, Trigger,
+    CatchUp, Clock, ConcurrencyPolicy, Job, JobName, JobSpec, RuntimeSpec, Schedule, Status,
+    TestClock, Trigger,
 };
 use panda_engine::Scheduler;
 use panda_store::testing::TestStore;
@@ -60,16 +60,42 @@ async fn create_jobs(store: &Arc<dyn Store>) -> Vec<Job> {
         cronjob("every-seven", "*/7 * * * *", "America/New_York"),
         cronjob("daily-0230", "30 2 * * *", "America/New_York"),
         cronjob("hourly", "@hourly", "Europe/Berlin"),
+        jittered("every-ten-spread", "*/10 * * * *", Duration::from_secs(420)),
     ] {
         jobs.push(create(store, spec, day_start()).await);
     }
     jobs
 }
 
+/// A cronjob in UTC whose slots move by its offset within `jitter`.
+fn jittered(name: &str, cron: &str, jitter: Duration) -> JobSpec {
+    let mut spec = cronjob(name, cron, "UTC");
+    if let Some(schedule) = spec.schedule.as_mut() {
+        schedule.jitter = Some(jitter);
+    }
+    spec
+}
+
+/// A jittered job's slots are its expression's fire times moved by its own offset (from its
+/// id: 0 to 419 s here).
+fn assert_moved_by_offset(job: &Job, slots: &BTreeSet<DateTime<Utc>>) {
+    let schedule = job.spec.schedule.as_ref().expect("a cronjob");
+    let offset = chrono::Duration::from_std(schedule.offset(job.id)).expect("offset");
+    let grid = panda_core::CronSchedule::parse(&schedule.cron, &schedule.timezone).expect("parse");
+    for slot in slots {
+        assert_eq!(
+            grid.latest_at_or_before(*slot),
+            Some(*slot - offset),
+            "{slot} is its expression's time plus {offset}"
+        );
+    }
+}
+
 /// The slots a job should have fired in `(day_start, until]`.
 fn expected_slots(job: &Job, until: DateTime<Utc>) -> BTreeSet<DateTime<Utc>> {
     let schedule = job.spec.schedule.as_ref().expect("a cronjob");
-    CronSchedule::parse(&schedule.cron, &schedule.timezone)
+    schedule
+        .fire_times(job.id)
         .expect("parse")
         .slots_between(day_start(), until, 10_000)
         .instants
@@ -120,6 +146,14 @@ async fn assert_fired_exactly_once(store: &Arc<dyn Store>, jobs: &[Job], until: 
         assert_eq!(scheduled.len(), distinct.len(), "{name}: a slot ran twice");
         assert_eq!(distinct, expected, "{name}: executions missing or extra");
         assert!(runs.iter().all(|e| e.status == Status::Queued));
+        if job
+            .spec
+            .schedule
+            .as_ref()
+            .is_some_and(|s| s.jitter.is_some())
+        {
+            assert_moved_by_offset(job, &instants);
+        }
     }
 }
 

@@ -5,9 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use panda_core::{
-    ConcurrencyPolicy, CronSchedule, Execution, ExecutionId, Job, JobId, JobSpec,
-    MAX_IDEMPOTENCY_KEY_BYTES, RetryPolicy, Status, Trigger, ValidationError, reject_nul,
-    validate_payload, validate_priority,
+    ConcurrencyPolicy, Execution, ExecutionId, Job, JobId, JobSpec, MAX_IDEMPOTENCY_KEY_BYTES,
+    RetryPolicy, Status, Trigger, ValidationError, reject_nul, validate_payload, validate_priority,
 };
 
 use crate::StoreError;
@@ -256,7 +255,7 @@ pub(crate) fn validate_backfill(
             "{at} is in the future; a backfill stands for a past slot"
         )));
     }
-    let cron = CronSchedule::parse(&schedule.cron, &schedule.timezone)?;
+    let cron = schedule.fire_times(job.id)?;
     match cron.latest_at_or_before(at) {
         Some(slot) if slot == at => Ok(()),
         Some(slot) => Err(refuse(format!(

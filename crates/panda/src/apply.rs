@@ -35,6 +35,7 @@ const DURATIONS: &[&str] = &[
     "backoff_base_ms",
     "backoff_cap_ms",
     "starting_deadline_ms",
+    "jitter_ms",
     "late_after_ms",
     "running_longer_than_ms",
     "restart_delay_ms",

@@ -202,6 +202,120 @@ fn the_status_line_starts_its_own_line_after_output_without_a_newline() {
 }
 
 #[test]
+fn a_jittered_cronjob_shows_its_moved_slots_and_bad_jitter_is_refused() {
+    let server = Server::start();
+    succeeded(&server.panda(&[
+        "cronjob",
+        "create",
+        "--name",
+        "spread",
+        "--exec",
+        "true",
+        "--schedule",
+        "0 * * * *",
+        "--jitter",
+        "5m",
+    ]));
+    let job: serde_json::Value = serde_json::from_str(&succeeded(
+        &server.panda(&["cronjob", "get", "spread", "-o", "json"]),
+    ))
+    .expect("json");
+    assert_eq!(job["schedule"]["jitter_ms"], 300_000, "{job}");
+    let id: panda_core::JobId = serde_json::from_value(job["id"].clone()).expect("an id");
+    let schedule: panda_core::Schedule =
+        serde_json::from_value(job["schedule"].clone()).expect("a schedule");
+    let offset = chrono::Duration::from_std(schedule.offset(id)).expect("offset");
+    assert!(offset < chrono::Duration::minutes(5));
+
+    // `next` shows each hour's slot moved by the job's offset, the same offset every time.
+    let next: serde_json::Value = serde_json::from_str(&succeeded(
+        &server.panda(&["cronjob", "next", "spread", "-n", "3", "-o", "json"]),
+    ))
+    .expect("json");
+    for time in next.as_array().expect("a list") {
+        let utc = chrono::DateTime::parse_from_rfc3339(time["utc"].as_str().expect("utc"))
+            .expect("RFC 3339")
+            .with_timezone(&chrono::Utc);
+        let on_the_hour = utc - offset;
+        assert_eq!(
+            (
+                on_the_hour.timestamp() % 3600,
+                on_the_hour.timestamp_subsec_millis()
+            ),
+            (0, 0),
+            "{utc} is a whole hour plus {offset}"
+        );
+    }
+    let described = succeeded(&server.panda(&["cronjob", "get", "spread"]));
+    assert!(described.contains("Jitter:        5m"), "{described}");
+    let exported = succeeded(&server.panda(&["export"]));
+    assert!(
+        exported.contains("jitter = \"5m\""),
+        "as the flag writes it: {exported}"
+    );
+
+    // Bad jitter: one line that says what to do; nothing created or changed.
+    let zero = server.panda(&[
+        "cronjob",
+        "create",
+        "--name",
+        "zero",
+        "--exec",
+        "true",
+        "--schedule",
+        "0 * * * *",
+        "--jitter",
+        "0s",
+    ]);
+    assert!(!zero.status.success());
+    assert!(
+        stderr(&zero).contains("from 1s to 24h"),
+        "{}",
+        stderr(&zero)
+    );
+    let wide = server.panda(&[
+        "cronjob",
+        "create",
+        "--name",
+        "wide",
+        "--exec",
+        "true",
+        "--schedule",
+        "*/5 * * * *",
+        "--jitter",
+        "10m",
+    ]);
+    assert!(!wide.status.success());
+    assert!(
+        stderr(&wide).contains("not shorter than the 5m between two slots"),
+        "{}",
+        stderr(&wide)
+    );
+    let job_with = server.panda(&[
+        "job", "create", "--name", "plain", "--exec", "true", "--jitter", "1m",
+    ]);
+    assert!(!job_with.status.success());
+    assert!(
+        stderr(&job_with).contains("--jitter"),
+        "{}",
+        stderr(&job_with)
+    );
+    let list = succeeded(&server.panda(&["job", "list", "-o", "json"]));
+    assert!(
+        !list.contains("\"zero\"") && !list.contains("\"wide\"") && !list.contains("\"plain\""),
+        "{list}"
+    );
+
+    // Update: a new window, then none.
+    succeeded(&server.panda(&["cronjob", "update", "spread", "--jitter", "2m"]));
+    let described = succeeded(&server.panda(&["cronjob", "get", "spread"]));
+    assert!(described.contains("Jitter:        2m"), "{described}");
+    succeeded(&server.panda(&["cronjob", "update", "spread", "--jitter", "none"]));
+    let described = succeeded(&server.panda(&["cronjob", "get", "spread"]));
+    assert!(!described.contains("Jitter"), "{described}");
+}
+
+#[test]
 fn cronjob_next_and_list_give_structured_fields_in_json() {
     let server = Server::start();
     succeeded(&server.panda(&[

@@ -83,7 +83,7 @@ pub(super) async fn job(
             .spec
             .schedule
             .as_ref()
-            .and_then(|s| panda_core::CronSchedule::parse(&s.cron, &s.timezone).ok())
+            .and_then(|s| s.fire_times(job.id).ok())
         {
             while next_runs.len() < 3 {
                 match schedule.next_after(at) {
@@ -162,6 +162,16 @@ fn definition(job: &Job) -> Vec<(&'static str, String)> {
                 human::exact(schedule.starting_deadline)
             ),
         ));
+        if let Some(jitter) = schedule.jitter {
+            rows.push((
+                "Jitter",
+                format!(
+                    "{}: each slot starts {} after its time",
+                    human::exact(jitter),
+                    human::exact(schedule.offset(job.id))
+                ),
+            ));
+        }
     }
     rows.push(("Timeout", human::exact(spec.timeout)));
     rows.push((

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use panda_core::{AlertKind, CronSchedule, Execution, Job, Status, human};
+use panda_core::{AlertKind, Execution, Job, Status, human};
 use panda_store::{
     AlertRecord, AlertStore, ExecutionFilter, HistoryStore, JobKind, JobStore, LogStore,
     ServiceStore, SlotStore, StoreResult,
@@ -72,11 +72,15 @@ where
             return Ok(None);
         }
         let grace = job.spec.alerts.late_after();
-        let key = (schedule.cron.clone(), schedule.timezone.clone());
+        let key = (
+            schedule.cron.clone(),
+            schedule.timezone.clone(),
+            schedule.offset(job.id),
+        );
         let parsed = self
             .schedules
             .entry(key)
-            .or_insert_with(|| CronSchedule::parse(&schedule.cron, &schedule.timezone).ok());
+            .or_insert_with(|| schedule.fire_times(job.id).ok());
         let Some(parsed) = parsed.as_ref() else {
             return Ok(None);
         };

@@ -101,7 +101,7 @@ pub struct Alerter<S: ?Sized = dyn Store> {
     /// The latest slot checked per cronjob, so each slot is judged once by this node.
     checked_slots: HashMap<JobId, DateTime<Utc>>,
     /// Parsed schedules by (expression, zone).
-    schedules: HashMap<(String, String), Option<CronSchedule>>,
+    schedules: HashMap<(String, String, std::time::Duration), Option<CronSchedule>>,
     in_flight: Arc<Semaphore>,
     deliveries: TaskTracker,
 }

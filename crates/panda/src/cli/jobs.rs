@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use panda_client::Client;
 use panda_core::api::{BatchItem, BatchRequest, MAX_BATCH_ITEMS, TriggerRequest, WebhookView};
-use panda_core::{CronSchedule, Execution, Job, RuntimeSpec};
+use panda_core::{Execution, Job, RuntimeSpec};
 
 use super::connection::{Connection, user};
 use super::logs::{Filter, LogsArgs, logs, stream_logs};
@@ -376,6 +376,13 @@ fn describe(job: &Job, recent: &[Execution]) {
     }
     if let Some(schedule) = &spec.schedule {
         println!("Schedule:      {} ({})", schedule.cron, schedule.timezone);
+        if let Some(jitter) = schedule.jitter {
+            println!(
+                "Jitter:        {} (each slot starts {} after its time)",
+                panda_core::human::exact(jitter),
+                panda_core::human::exact(schedule.offset(job.id))
+            );
+        }
         println!("Suspended:     {}", spec.suspended);
     }
     println!("Timeout:       {}", panda_core::human::exact(spec.timeout));
@@ -499,7 +506,7 @@ fn next_fire_times(job: &Job, count: usize) -> Vec<FireTime> {
     let Some(schedule) = &job.spec.schedule else {
         return Vec::new();
     };
-    let Ok(cron) = CronSchedule::parse(&schedule.cron, &schedule.timezone) else {
+    let Ok(cron) = schedule.fire_times(job.id) else {
         return Vec::new();
     };
     let zone: chrono_tz::Tz = schedule.timezone.parse().unwrap_or(chrono_tz::UTC);

@@ -113,6 +113,10 @@ pub(crate) struct CreateArgs {
     /// A missed slot later than this is skipped
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     starting_deadline: Duration,
+    /// Moves every slot later by the same offset below this (5m), chosen from the job's id, so
+    /// that many jobs on one schedule do not all start at once; `next` shows the moved times
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    jitter: Option<Duration>,
 }
 
 /// `--max-running` of `update`: a limit, or none.
@@ -120,6 +124,22 @@ pub(crate) struct CreateArgs {
 pub(crate) enum MaxRunning {
     Limit(u32),
     None,
+}
+
+/// `--jitter` of `update`: a window, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Jitter {
+    Window(Duration),
+    None,
+}
+
+fn parse_jitter(text: &str) -> Result<Jitter, String> {
+    if text == "none" {
+        return Ok(Jitter::None);
+    }
+    humantime::parse_duration(text)
+        .map(Jitter::Window)
+        .map_err(|err| format!("{text:?} is not a duration (such as 5m) or none: {err}"))
 }
 
 fn parse_max_running(text: &str) -> Result<MaxRunning, String> {
@@ -177,6 +197,9 @@ pub(crate) struct UpdateArgs {
     /// A new time zone for the schedule
     #[arg(long)]
     timezone: Option<String>,
+    /// A new jitter window for the schedule (5m), or "none"
+    #[arg(long, value_name = "DURATION|none", value_parser = parse_jitter)]
+    jitter: Option<Jitter>,
     /// A new timeout
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
@@ -343,6 +366,7 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
                 timezone: args.timezone.clone(),
                 catch_up,
                 starting_deadline: args.starting_deadline,
+                jitter: args.jitter,
             });
         }
         (None, true) => {
@@ -359,7 +383,15 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
             )
             .into());
         }
-        (None, false) => {}
+        (None, false) => {
+            if args.jitter.is_some() {
+                return Err(UserError::new(
+                    "--jitter spreads a schedule's slots, and a job has none",
+                    "use it with `panda cronjob create --schedule …`",
+                )
+                .into());
+            }
+        }
     }
     spec.validate()
         .map_err(|err| UserError::plain(err.to_string()))?;
@@ -413,7 +445,7 @@ pub(super) fn update_definition(
 /// secrets are placeholders, which the server keeps as they are).
 pub(super) fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Result<()> {
     update_definition(spec, &args.definition)?;
-    if args.schedule.is_some() || args.timezone.is_some() {
+    if args.schedule.is_some() || args.timezone.is_some() || args.jitter.is_some() {
         let Some(schedule) = spec.schedule.as_mut() else {
             return Err(UserError::new(
                 format!("job {} has no schedule to change", spec.name),
@@ -426,6 +458,11 @@ pub(super) fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Resu
         }
         if let Some(timezone) = &args.timezone {
             schedule.timezone.clone_from(timezone);
+        }
+        match args.jitter {
+            Some(Jitter::Window(window)) => schedule.jitter = Some(window),
+            Some(Jitter::None) => schedule.jitter = None,
+            None => {}
         }
         CronSchedule::parse(&schedule.cron, &schedule.timezone).map_err(|err| {
             UserError::new(
