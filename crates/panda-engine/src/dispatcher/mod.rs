@@ -262,10 +262,21 @@ impl Dispatcher {
             tokio::time::interval((context.config.poll_every / 4).max(Duration::from_millis(1)));
         instance_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut claim_now = true;
+        // When a claim for a few free places was put off to: see [`pool::CLAIM_LINGER`].
+        let mut claim_at: Option<tokio::time::Instant> = None;
+        // The claim was put off once already: it is made now, however few places are free.
+        let mut lingered = false;
         loop {
+            if claim_now && claim_at.is_none() && !lingered && pool.mostly_busy() {
+                claim_at = Some(tokio::time::Instant::now() + pool::CLAIM_LINGER);
+            }
+            if claim_at.is_some() && !pool.mostly_busy() {
+                claim_at = None;
+            }
             // A full claim may leave more waiting: claim again while there is room.
-            while claim_now {
+            while claim_now && claim_at.is_none() {
                 claim_now = pool.claim().await;
+                lingered = false;
             }
             while claim_instances {
                 claim_instances = instances.claim().await;
@@ -303,6 +314,11 @@ impl Dispatcher {
                 () = context.unwritten.written.notified(), if limited => claim_now = true,
                 () = context.unwritten.slots_freed.notified() => claim_now = true,
                 _ = poll.tick() => claim_now = true,
+                () = tokio::time::sleep_until(claim_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if claim_at.is_some() => {
+                    claim_at = None;
+                    lingered = true;
+                }
                 _ = instance_poll.tick() => claim_instances = true,
             }
         }

@@ -15,6 +15,10 @@ use super::{Context, DrainReport};
 
 /// At most this many executions per claim (one transaction).
 const CLAIM_BATCH: usize = 100;
+/// How long a claim for a few free places waits for more to free up: runs that end together
+/// (a batch of finishes, short runs started by one claim) are claimed for in one claim
+/// instead of one claim for most of them and another for the last.
+pub(super) const CLAIM_LINGER: Duration = Duration::from_millis(1);
 /// A job definition read for one claim is reused for later claims this long.
 const JOB_CACHE_TTL: Duration = Duration::from_secs(2);
 /// The wait after failed claims: the policy's ceiling, from 100 ms doubling up to 5 s. Claims
@@ -63,6 +67,12 @@ impl Pool {
             .config
             .concurrency
             .saturating_sub(self.running.len())
+    }
+
+    /// Whether so few places are free (fewer than half) that a claim is worth putting off for
+    /// [`CLAIM_LINGER`] while others run: they may end in a moment.
+    pub(super) fn mostly_busy(&self) -> bool {
+        self.free() * 2 < self.context.config.concurrency && !self.running.is_empty()
     }
 
     /// Claims as much as the free capacity (and each queue's limit) allows. Returns whether

@@ -4,10 +4,14 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
+use super::encode::SqlitePoolConn;
 use crate::ClaimSql;
-use crate::dialect::{Query, query};
-use crate::records::execution_columns;
+use crate::StoreResult;
+use crate::dialect::{Conn, Query, Record, query};
+use crate::model::{Claimed, Lease};
+use crate::records::{self, all, execution_columns};
 
 pub(super) const SQL: ClaimSql = ClaimSql {
     lock: "INSERT INTO job_locks (job_id, slot, execution_id) \
@@ -75,14 +79,10 @@ pub(super) fn candidates(queues: &[String], now: DateTime<Utc>, limit: i64) -> Q
         .i64(limit)
 }
 
-/// The statement of [`candidates`], for some queues (`?1`) or for every queue.
-fn candidates_sql(some_queues: bool) -> String {
-    const FILTERS: &str = "status = 'queued' AND instance IS NULL \
-        AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
-        AND NOT (max_running IS NOT NULL AND max_running <= ( \
-            SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
-        AND run_at <= ?2";
-    let (index, seed, first_queue, same_queue) = if some_queues {
+/// The index a claim walks, the seed of its steps, and its conditions on the queue: for some
+/// queues (`?1`) or for every queue.
+fn claim_parts(some_queues: bool) -> (&'static str, &'static str, &'static str, &'static str) {
+    if some_queues {
         (
             "executions_claim_queue",
             "json_each(?1)",
@@ -91,14 +91,15 @@ fn candidates_sql(some_queues: bool) -> String {
         )
     } else {
         ("executions_claim", "(SELECT NULL AS value)", "", "")
-    };
-    let columns = execution_columns!()
-        .split(',')
-        .map(|column| format!("e.{0} AS {0}", column.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    }
+}
+
+/// The steps of a claim from one priority present among queued executions to the next (see
+/// [`candidates`]): `p(queue, priority)`.
+fn priorities(some_queues: bool) -> String {
+    let (index, seed, first_queue, same_queue) = claim_parts(some_queues);
     format!(
-        "WITH RECURSIVE p(queue, priority) AS ( \
+        "p(queue, priority) AS ( \
              SELECT q.value, ( \
                  SELECT priority FROM executions INDEXED BY {index} \
                  WHERE {first_queue}status = 'queued' ORDER BY priority DESC LIMIT 1) \
@@ -108,11 +109,120 @@ fn candidates_sql(some_queues: bool) -> String {
                  SELECT priority FROM executions INDEXED BY {index} \
                  WHERE {same_queue}status = 'queued' AND priority < p.priority \
                  ORDER BY priority DESC LIMIT 1) \
-             FROM p WHERE p.priority IS NOT NULL) \
+             FROM p WHERE p.priority IS NOT NULL)"
+    )
+}
+
+/// The statement of [`candidates`], for some queues (`?1`) or for every queue.
+fn candidates_sql(some_queues: bool) -> String {
+    const FILTERS: &str = "status = 'queued' AND instance IS NULL \
+        AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
+        AND NOT (max_running IS NOT NULL AND max_running <= ( \
+            SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
+        AND run_at <= ?2";
+    let (index, _, _, same_queue) = claim_parts(some_queues);
+    let columns = execution_columns!()
+        .split(',')
+        .map(|column| format!("e.{0} AS {0}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH RECURSIVE {priorities} \
          SELECT {columns} FROM p CROSS JOIN executions e WHERE e.id IN ( \
              SELECT id FROM executions INDEXED BY {index} \
              WHERE {same_queue}priority = p.priority AND {FILTERS} \
              ORDER BY run_at, id LIMIT ?3) \
-         ORDER BY e.priority DESC, e.run_at, e.id LIMIT ?3"
+         ORDER BY e.priority DESC, e.run_at, e.id LIMIT ?3",
+        priorities = priorities(some_queues),
+    )
+}
+
+/// The claim in one statement, for the common case where nothing restricts it: every
+/// candidate allows overlap and no job lock is held anywhere (so no scheduled run waits to be
+/// skipped). Otherwise it claims nothing, and the full claim, with its job locks, overlap
+/// skips and replacements, runs instead. SQLite has one writer, so the statement reads and
+/// starts its candidates with no one in between; one statement instead of a transaction of
+/// five is most of a claim's cost here (each is a round trip to the writer's thread). Its
+/// candidates are read as [`candidates`] reads them, and each gets a lease token made here
+/// (`?6`, in claim order).
+pub(super) async fn unrestricted(
+    mut writer: SqlitePoolConn,
+    queues: &[String],
+    now: DateTime<Utc>,
+    limit: i64,
+    worker_id: &str,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<Option<Vec<Claimed>>> {
+    static EVERY_QUEUE: LazyLock<String> = LazyLock::new(|| unrestricted_sql(false));
+    static SOME_QUEUES: LazyLock<String> = LazyLock::new(|| unrestricted_sql(true));
+    let sql = if queues.is_empty() {
+        &*EVERY_QUEUE
+    } else {
+        &*SOME_QUEUES
+    };
+    let tokens = (0..limit).map(|_| Uuid::new_v4().to_string()).collect();
+    let q = query(sql.as_str())
+        .texts(queues.to_vec())
+        .time(now)
+        .i64(limit)
+        .text(worker_id)
+        .time(expires_at)
+        .texts(tokens);
+    let rows = writer.fetch_all(q).await?;
+    let mut claimed = all(&rows, |row| {
+        let execution = records::execution(row)?;
+        Ok(Claimed {
+            lease: Lease {
+                execution_id: execution.id,
+                token: row.uuid("lease_token")?,
+                expires_at,
+            },
+            execution,
+        })
+    })?;
+    // In claim order, as the full claim returns them.
+    claimed.sort_by(|a, b| {
+        b.execution
+            .priority
+            .cmp(&a.execution.priority)
+            .then(a.execution.run_at.cmp(&b.execution.run_at))
+            .then(a.execution.id.cmp(&b.execution.id))
+    });
+    Ok(Some(claimed))
+}
+
+/// The statement of [`unrestricted`]. The candidates are numbered in claim order to pair each
+/// with its token; the update looks each up by its primary key.
+fn unrestricted_sql(some_queues: bool) -> String {
+    let (index, _, _, same_queue) = claim_parts(some_queues);
+    let columns = execution_columns!()
+        .split(',')
+        .map(|column| format!("executions.{0} AS {0}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH RECURSIVE {priorities}, \
+         c AS ( \
+             SELECT claim_id, claim_free, \
+                 row_number() OVER (ORDER BY claim_priority DESC, claim_run_at, claim_id) - 1 \
+                     AS claim_n \
+             FROM ( \
+                 SELECT e.id AS claim_id, e.priority AS claim_priority, e.run_at AS claim_run_at, \
+                     (e.concurrency = 'allow' AND e.max_running IS NULL) AS claim_free \
+                 FROM p CROSS JOIN executions e WHERE e.id IN ( \
+                     SELECT id FROM executions INDEXED BY {index} \
+                     WHERE {same_queue}priority = p.priority AND status = 'queued' \
+                       AND instance IS NULL AND run_at <= ?2 \
+                     ORDER BY run_at, id LIMIT ?3) \
+                 ORDER BY e.priority DESC, e.run_at, e.id LIMIT ?3)), \
+         t AS (SELECT key AS token_n, value AS token FROM json_each(?6)) \
+         UPDATE executions SET status = 'running', started_at = ?2, worker_id = ?4, \
+             lease_token = t.token, lease_expires_at = ?5 \
+         FROM c JOIN t ON t.token_n = c.claim_n \
+         WHERE executions.id = c.claim_id \
+           AND NOT EXISTS (SELECT 1 FROM c WHERE NOT c.claim_free) \
+           AND NOT EXISTS (SELECT 1 FROM job_locks) \
+         RETURNING {columns}, executions.lease_token AS lease_token",
+        priorities = priorities(some_queues),
     )
 }

@@ -38,7 +38,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::dialect::{Backend, Query, Wakes};
 use crate::error::OrStore;
-use crate::model::{ExecutionBrief, Notice};
+use crate::model::{Claimed, ExecutionBrief, Finish, Finished, Notice};
 use crate::{Sql, StoreResult};
 use encode::{SqlitePoolConn, SqliteTx};
 use panda_core::LogChunk;
@@ -213,6 +213,27 @@ impl Backend for SqliteStore {
 
     fn candidates(queues: &[String], now: DateTime<Utc>, limit: i64) -> Query {
         claim::candidates(queues, now, limit)
+    }
+
+    async fn claim_unrestricted(
+        &self,
+        queues: &[String],
+        now: DateTime<Utc>,
+        limit: i64,
+        worker_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<Option<Vec<Claimed>>> {
+        claim::unrestricted(self.writer(), queues, now, limit, worker_id, expires_at).await
+    }
+
+    async fn finish_successes(
+        &self,
+        batch: &[Finish],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Vec<Option<Finished>>>> {
+        queue::finish_successes(self.writer(), batch, now)
+            .await
+            .map(Some)
     }
 }
 

@@ -1,7 +1,16 @@
 //! The queue, in SQLite's dialect. One writer: no row locks to take.
 
-use crate::QueueSql;
-use crate::records::execution_columns;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use panda_core::ExecutionId;
+
+use super::encode::SqlitePoolConn;
+use crate::dialect::{Column, Conn, query};
+use crate::model::{Finish, Finished};
+use crate::records::{self, execution_columns};
+use crate::{QueueSql, StoreResult};
 
 /// A batch write joins `json_each(?)` to `executions` by id. A test of the status is written
 /// `+executions.status`, which keeps SQLite's planner on the primary key: with a plain
@@ -74,3 +83,58 @@ pub(super) const SQL: QueueSql = QueueSql {
                     AND NOT EXISTS (SELECT 1 FROM dlq_resolutions r WHERE r.execution_id = e.id) \
                   ORDER BY id",
 };
+
+/// A finish batch in which every run succeeded: no retries, no alerts, nothing to decide from
+/// the stored row. One statement writes the items whose execution holds no job slot (neither
+/// `forbid` nor limited: SQLite cannot release a slot in the same statement) and is no
+/// service's instance, fenced by each lease. For each item, what was written, or `None` for
+/// an item it did not write (stale, unknown, holding a slot, or a second item for one
+/// execution), which the full finish answers.
+pub(super) async fn finish_successes(
+    mut writer: SqlitePoolConn,
+    batch: &[Finish],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<Option<Finished>>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let columns = execution_columns!()
+            .split(',')
+            .map(|column| format!("executions.{0} AS {0}", column.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "UPDATE executions SET status = 'succeeded', finished_at = ?1, lease_token = NULL, \
+                 lease_expires_at = NULL, reason = s.value ->> 2, exit_code = s.value ->> 3, \
+                 image_digest = s.value ->> 4 \
+             FROM json_each(?2) AS s \
+             WHERE executions.id = s.value ->> 0 AND executions.lease_token = s.value ->> 1 \
+                 AND +executions.status = 'running' AND executions.instance IS NULL \
+                 AND executions.concurrency <> 'forbid' \
+                 AND NOT (executions.concurrency = 'allow' AND executions.max_running IS NOT NULL) \
+             RETURNING {columns}"
+        )
+    });
+    let rows = writer
+        .fetch_all(query(SQL.as_str()).time(now).table(vec![
+            Column::Uuids(Column::of(batch, |f| Some(f.execution_id.as_uuid()))),
+            Column::Uuids(Column::of(batch, |f| Some(f.token))),
+            Column::Texts(Column::of(batch, |f| f.reason.clone())),
+            Column::I32s(Column::of(batch, |f| f.exit_code)),
+            Column::Texts(Column::of(batch, |f| f.image_digest.clone())),
+        ]))
+        .await?;
+    let mut written: HashMap<ExecutionId, Finished> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let execution = records::execution(row)?;
+        written.insert(
+            execution.id,
+            Finished {
+                execution,
+                retry: None,
+            },
+        );
+    }
+    Ok(batch
+        .iter()
+        .map(|f| written.remove(&f.execution_id))
+        .collect())
+}
