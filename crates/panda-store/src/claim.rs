@@ -54,6 +54,34 @@ pub(crate) enum Verdict {
     Skip(Uuid),
 }
 
+/// The executions a one-statement claim returned (each with its `lease_token`), as leases
+/// expiring at `expires_at`, in claim order as the full claim returns them: a statement's
+/// `RETURNING` keeps no order.
+pub(crate) fn claimed_in_order<R: Record>(
+    rows: &[R],
+    expires_at: DateTime<Utc>,
+) -> StoreResult<Vec<Claimed>> {
+    let mut claimed = all(rows, |row| {
+        let execution = records::execution(row)?;
+        Ok(Claimed {
+            lease: Lease {
+                execution_id: execution.id,
+                token: row.uuid("lease_token")?,
+                expires_at,
+            },
+            execution,
+        })
+    })?;
+    claimed.sort_by(|a, b| {
+        b.execution
+            .priority
+            .cmp(&a.execution.priority)
+            .then(a.execution.run_at.cmp(&b.execution.run_at))
+            .then(a.execution.id.cmp(&b.execution.id))
+    });
+    Ok(claimed)
+}
+
 /// The job lock each `forbid` job's first candidate asks for: execution by job, in job order
 /// (the order the locks are taken in, so two claimers never wait on each other in a cycle).
 pub(crate) fn lock_requests(candidates: &[Execution]) -> BTreeMap<Uuid, Uuid> {

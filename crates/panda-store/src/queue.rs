@@ -639,3 +639,27 @@ impl<B: Backend> QueueStore for B {
         settle(tx, discarded).await
     }
 }
+
+/// What a one-statement finish of successes wrote (`rows`, the executions it updated), for
+/// each item of `batch` in its place: `None` for an item it did not write, which the full
+/// finish then answers.
+pub(crate) fn successes_in_place<R: Record>(
+    rows: &[R],
+    batch: &[Finish],
+) -> StoreResult<Vec<Option<Finished>>> {
+    let mut written: HashMap<ExecutionId, Finished> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let execution = records::execution(row)?;
+        written.insert(
+            execution.id,
+            Finished {
+                execution,
+                retry: None,
+            },
+        );
+    }
+    Ok(batch
+        .iter()
+        .map(|f| written.remove(&f.execution_id))
+        .collect())
+}

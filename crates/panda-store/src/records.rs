@@ -168,3 +168,13 @@ pub(crate) fn slot<R: Record>(row: &R) -> StoreResult<Slot> {
 pub(crate) fn all<R, T>(rows: &[R], read: impl Fn(&R) -> StoreResult<T>) -> StoreResult<Vec<T>> {
     rows.iter().map(read).collect()
 }
+
+/// [`execution_columns`], each taken from the table or alias `table` and named as itself
+/// (`e.id AS id, …`): for statements that join another table with columns of the same names.
+pub(crate) fn qualified_execution_columns(table: &str) -> String {
+    execution_columns!()
+        .split(',')
+        .map(|column| format!("{table}.{0} AS {0}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -11,9 +11,9 @@ use super::PgStore;
 use super::encode::PgPoolConn;
 use crate::ClaimSql;
 use crate::StoreResult;
-use crate::dialect::{Arg, Conn, Query, Record, query};
-use crate::model::{Claimed, Lease};
-use crate::records::{self, all, execution_columns};
+use crate::dialect::{Arg, Conn, Query, query};
+use crate::model::Claimed;
+use crate::records::execution_columns;
 
 pub(super) const SQL: ClaimSql = ClaimSql {
     lock: "INSERT INTO job_locks (job_id, slot, execution_id) \
@@ -183,26 +183,7 @@ pub(super) async fn unrestricted(
         .text(worker_id)
         .time(expires_at);
     let rows = PgPoolConn(pool.clone()).fetch_all(q).await?;
-    let mut claimed = all(&rows, |row| {
-        let execution = records::execution(row)?;
-        Ok(Claimed {
-            lease: Lease {
-                execution_id: execution.id,
-                token: row.uuid("lease_token")?,
-                expires_at,
-            },
-            execution,
-        })
-    })?;
-    // In claim order, as the full claim returns them.
-    claimed.sort_by(|a, b| {
-        b.execution
-            .priority
-            .cmp(&a.execution.priority)
-            .then(a.execution.run_at.cmp(&b.execution.run_at))
-            .then(a.execution.id.cmp(&b.execution.id))
-    });
-    Ok(Some(claimed))
+    crate::claim::claimed_in_order(&rows, expires_at).map(Some)
 }
 
 fn unrestricted_sql(every_queue: bool) -> String {

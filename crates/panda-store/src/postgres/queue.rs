@@ -7,16 +7,13 @@
 //! it scans whole, with every entry that ran since the last vacuum left dead, instead of
 //! looking each id up in the primary key.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
-use panda_core::ExecutionId;
 use sqlx::PgPool;
 
 use super::encode::PgPoolConn;
 use crate::dialect::{Column, Conn, query};
 use crate::model::{Finish, Finished};
-use crate::records::{self, execution_columns};
+use crate::records::execution_columns;
 use crate::{QueueSql, StoreResult};
 
 pub(super) const SQL: QueueSql = QueueSql {
@@ -128,19 +125,5 @@ pub(super) async fn finish_successes(
             ]),
         )
         .await?;
-    let mut written: HashMap<ExecutionId, Finished> = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let execution = records::execution(row)?;
-        written.insert(
-            execution.id,
-            Finished {
-                execution,
-                retry: None,
-            },
-        );
-    }
-    Ok(batch
-        .iter()
-        .map(|f| written.remove(&f.execution_id))
-        .collect())
+    crate::queue::successes_in_place(&rows, batch)
 }

@@ -9,9 +9,8 @@ use uuid::Uuid;
 use super::encode::SqlitePoolConn;
 use crate::ClaimSql;
 use crate::StoreResult;
-use crate::dialect::{Conn, Query, Record, query};
-use crate::model::{Claimed, Lease};
-use crate::records::{self, all, execution_columns};
+use crate::dialect::{Conn, Query, query};
+use crate::model::Claimed;
 
 pub(super) const SQL: ClaimSql = ClaimSql {
     lock: "INSERT INTO job_locks (job_id, slot, execution_id) \
@@ -121,11 +120,7 @@ fn candidates_sql(some_queues: bool) -> String {
             SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
         AND run_at <= ?2";
     let (index, _, _, same_queue) = claim_parts(some_queues);
-    let columns = execution_columns!()
-        .split(',')
-        .map(|column| format!("e.{0} AS {0}", column.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = crate::records::qualified_execution_columns("e");
     format!(
         "WITH RECURSIVE {priorities} \
          SELECT {columns} FROM p CROSS JOIN executions e WHERE e.id IN ( \
@@ -169,37 +164,14 @@ pub(super) async fn unrestricted(
         .time(expires_at)
         .texts(tokens);
     let rows = writer.fetch_all(q).await?;
-    let mut claimed = all(&rows, |row| {
-        let execution = records::execution(row)?;
-        Ok(Claimed {
-            lease: Lease {
-                execution_id: execution.id,
-                token: row.uuid("lease_token")?,
-                expires_at,
-            },
-            execution,
-        })
-    })?;
-    // In claim order, as the full claim returns them.
-    claimed.sort_by(|a, b| {
-        b.execution
-            .priority
-            .cmp(&a.execution.priority)
-            .then(a.execution.run_at.cmp(&b.execution.run_at))
-            .then(a.execution.id.cmp(&b.execution.id))
-    });
-    Ok(Some(claimed))
+    crate::claim::claimed_in_order(&rows, expires_at).map(Some)
 }
 
 /// The statement of [`unrestricted`]. The candidates are numbered in claim order to pair each
 /// with its token; the update looks each up by its primary key.
 fn unrestricted_sql(some_queues: bool) -> String {
     let (index, _, _, same_queue) = claim_parts(some_queues);
-    let columns = execution_columns!()
-        .split(',')
-        .map(|column| format!("executions.{0} AS {0}", column.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = crate::records::qualified_execution_columns("executions");
     format!(
         "WITH RECURSIVE {priorities}, \
          c AS ( \

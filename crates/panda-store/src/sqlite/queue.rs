@@ -1,15 +1,13 @@
 //! The queue, in SQLite's dialect. One writer: no row locks to take.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use panda_core::ExecutionId;
 
 use super::encode::SqlitePoolConn;
 use crate::dialect::{Column, Conn, query};
 use crate::model::{Finish, Finished};
-use crate::records::{self, execution_columns};
+use crate::records::execution_columns;
 use crate::{QueueSql, StoreResult};
 
 /// A batch write joins `json_each(?)` to `executions` by id. A test of the status is written
@@ -96,11 +94,7 @@ pub(super) async fn finish_successes(
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<Option<Finished>>> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
-        let columns = execution_columns!()
-            .split(',')
-            .map(|column| format!("executions.{0} AS {0}", column.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = crate::records::qualified_execution_columns("executions");
         format!(
             "UPDATE executions SET status = 'succeeded', finished_at = ?1, lease_token = NULL, \
                  lease_expires_at = NULL, reason = s.value ->> 2, exit_code = s.value ->> 3, \
@@ -122,19 +116,5 @@ pub(super) async fn finish_successes(
             Column::Texts(Column::of(batch, |f| f.image_digest.clone())),
         ]))
         .await?;
-    let mut written: HashMap<ExecutionId, Finished> = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let execution = records::execution(row)?;
-        written.insert(
-            execution.id,
-            Finished {
-                execution,
-                retry: None,
-            },
-        );
-    }
-    Ok(batch
-        .iter()
-        .map(|f| written.remove(&f.execution_id))
-        .collect())
+    crate::queue::successes_in_place(&rows, batch)
 }
