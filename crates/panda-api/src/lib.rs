@@ -25,6 +25,7 @@ mod http;
 mod jobs;
 mod metrics;
 mod openapi;
+mod queues;
 mod services;
 mod tokens;
 mod webhooks;
@@ -207,6 +208,9 @@ fn api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("GET", "/dlq", get(executions::dead_letters)),
         ("POST", "/dlq/{id}/retry", post(executions::dlq_retry)),
         ("POST", "/dlq/{id}/discard", post(executions::dlq_discard)),
+        ("GET", "/queues", get(queues::list)),
+        ("POST", "/queues/{name}/pause", post(queues::pause)),
+        ("POST", "/queues/{name}/resume", post(queues::resume)),
         ("GET", "/alerts", get(alerts::list)),
         ("GET", "/tokens", get(tokens::list)),
         ("POST", "/tokens", post(tokens::create)),

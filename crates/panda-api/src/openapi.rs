@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
-use crate::{alerts, executions, jobs, services, tokens, webhooks};
+use crate::{alerts, executions, jobs, queues, services, tokens, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -57,6 +57,9 @@ use crate::{alerts, executions, jobs, services, tokens, webhooks};
         tokens::list,
         tokens::create,
         tokens::revoke,
+        queues::list,
+        queues::pause,
+        queues::resume,
         alerts::list,
     )
 )]

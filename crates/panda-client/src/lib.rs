@@ -403,6 +403,26 @@ impl Client {
         self.call(Method::GET, &path, None::<&()>).await
     }
 
+    /// Every queue that holds work or is paused, by name.
+    pub async fn queues(&self) -> Result<panda_core::api::QueueList, ClientError> {
+        self.call(Method::GET, "/queues", None::<&()>).await
+    }
+
+    /// Pauses (`true`) or resumes a queue; returns it as it is now.
+    pub async fn queue_pause(
+        &self,
+        name: &str,
+        pause: bool,
+    ) -> Result<panda_core::api::QueueView, ClientError> {
+        let verb = if pause { "pause" } else { "resume" };
+        self.call(
+            Method::POST,
+            &format!("/queues/{}/{verb}", segment(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// Runs a dead execution again; returns the new attempt.
     pub async fn dlq_retry(&self, id: ExecutionId) -> Result<Execution, ClientError> {
         self.call(Method::POST, &format!("/dlq/{id}/retry"), None::<&()>)

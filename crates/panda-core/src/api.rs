@@ -349,6 +349,34 @@ pub struct AlertDelivery {
 
 pub use crate::DeliveryState;
 
+/// A queue: how much work it holds and whether it is paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QueueView {
+    /// The queue's name.
+    pub name: String,
+    /// Queued executions due now.
+    pub due: u64,
+    /// Queued executions waiting for a later time (delayed runs, retries in backoff).
+    pub waiting: u64,
+    /// Executions running now.
+    pub running: u64,
+    /// When the longest-waiting due execution became due; absent when nothing is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_due_at: Option<DateTime<Utc>>,
+    /// Whether the queue is paused: it accepts work and starts none.
+    pub paused: bool,
+    /// Since when it is paused; absent when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<DateTime<Utc>>,
+}
+
+/// Every queue that holds work or is paused, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QueueList {
+    /// The queues.
+    pub queues: Vec<QueueView>,
+}
+
 /// A page of alerts, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AlertList {

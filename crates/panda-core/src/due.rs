@@ -36,6 +36,9 @@ pub enum SkipReason {
     Superseded,
     /// The slot was missed and more than [`CATCH_UP_ALL_CAP`] newer ones run (`catch-up all`).
     OverCatchUpCap,
+    /// The cronjob's queue was paused at the slot's time (`catch-up none`) or until its
+    /// starting deadline passed.
+    QueuePaused,
 }
 
 impl fmt::Display for SkipReason {
@@ -55,6 +58,7 @@ impl fmt::Display for SkipReason {
                 f,
                 "missed: catch-up all runs at most the {CATCH_UP_ALL_CAP} most recent missed slots"
             ),
+            Self::QueuePaused => f.write_str("its queue was paused"),
         }
     }
 }
@@ -78,6 +82,9 @@ pub struct Decision {
     /// The next slot after `now`: when to decide again. `None` when the schedule never fires
     /// again.
     pub wake_at: Option<DateTime<Utc>>,
+    /// Whether due slots were left out to be decided later (their queue is paused, see
+    /// [`decide_paused`]): the decision is to be made again soon, not at `wake_at`.
+    pub held: bool,
 }
 
 /// Decides the slots of a cronjob in `(since, now]`: `since` is the last slot already recorded
@@ -133,6 +140,45 @@ pub fn decide(
         slots,
         older_left_out: due.older_left_out,
         wake_at: schedule.next_after(now),
+        held: false,
+    }
+}
+
+/// Decides the slots of a cronjob in `(since, now]` while its queue is paused, so that a pause
+/// is to a cronjob what a node that was down is: its slots are missed, and its catch-up policy
+/// says what runs when the queue resumes. A pure function of its arguments.
+///
+/// - `catch-up none`: every due slot is skipped as `queue paused`.
+/// - Otherwise a due slot is held (left out, to be decided again) while it is within its
+///   starting deadline: if the queue resumes in time, [`decide`] treats it as a missed slot
+///   (`latest` runs the newest); once its deadline passes it is skipped as `queue paused`.
+///   Holding keeps the order of slots: only the newest can be held, never one before a slot
+///   recorded.
+pub fn decide_paused(
+    schedule: &CronSchedule,
+    policy: &Schedule,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Decision {
+    let due = schedule.slots_between(since, now, MAX_SLOTS_PER_DECISION);
+    let deadline = policy.starting_deadline;
+    let within_deadline =
+        |slot: DateTime<Utc>| (now - slot).to_std().unwrap_or(Duration::ZERO) <= deadline;
+    let mut slots = Vec::with_capacity(due.instants.len());
+    let mut held = false;
+    for &slot in &due.instants {
+        if policy.catch_up != CatchUp::None && within_deadline(slot) {
+            // Every later slot is within its deadline too: all of them wait.
+            held = true;
+            break;
+        }
+        slots.push((slot, Verdict::Skip(SkipReason::QueuePaused)));
+    }
+    Decision {
+        slots,
+        older_left_out: due.older_left_out,
+        wake_at: schedule.next_after(now),
+        held,
     }
 }
 

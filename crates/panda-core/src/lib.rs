@@ -35,6 +35,7 @@ pub use clock::{Clock, SystemClock, TestClock};
 pub use cron::{CronError, CronSchedule, Slots};
 pub use due::{
     CATCH_UP_ALL_CAP, Decision, MAX_SLOTS_PER_DECISION, ON_TIME_GRACE, SkipReason, Verdict, decide,
+    decide_paused,
 };
 pub use execution::{Execution, Status, Trigger};
 pub use ids::{ExecutionId, JobId, ParseIdError};

@@ -24,6 +24,8 @@ pub const QUEUE_DEPTH: &str = "panda_queue_depth";
 pub const QUEUE_WAITING: &str = "panda_queue_waiting";
 /// Gauge, label `queue`: executions running now.
 pub const QUEUE_RUNNING: &str = "panda_queue_running";
+/// Gauge, per queue: 1 while the queue is paused (it accepts work and starts none), else 0.
+pub const QUEUE_PAUSED: &str = "panda_queue_paused";
 /// Gauge in seconds, label `queue`: how long the longest-waiting due execution has been due.
 pub const QUEUE_OLDEST_AGE: &str = "panda_queue_oldest_age_seconds";
 /// Histogram in seconds: for each cron slot fired, how late the scheduler recorded it.
@@ -80,6 +82,10 @@ pub fn describe() {
         "Queued executions waiting for a later time (delayed runs, retries in backoff)."
     );
     metrics::describe_gauge!(QUEUE_RUNNING, "Executions running now.");
+    metrics::describe_gauge!(
+        QUEUE_PAUSED,
+        "1 while the queue is paused: it accepts work and starts none."
+    );
     metrics::describe_gauge!(
         QUEUE_OLDEST_AGE,
         Unit::Seconds,
@@ -171,10 +177,13 @@ impl QueueGauges {
                 .oldest_due_at
                 .map_or(0.0, |due| seconds(now - due).max(0.0));
             set_queue(&queue.queue, queue.due, queue.waiting, queue.running, age);
+            metrics::gauge!(QUEUE_PAUSED, "queue" => queue.queue.clone())
+                .set(if queue.paused_at.is_some() { 1.0 } else { 0.0 });
             seen.insert(queue.queue.clone());
         }
         for queue in emptied {
             set_queue(&queue, 0, 0, 0, 0.0);
+            metrics::gauge!(QUEUE_PAUSED, "queue" => queue.clone()).set(0.0);
             // Still known: a queue at 0 stays listed at 0.
             seen.insert(queue);
         }

@@ -297,6 +297,22 @@ mod tests {
             self.up()?;
             self.inner.dlq_discard(id, now).await
         }
+        async fn queue_pause(
+            &self,
+            name: &str,
+            now: DateTime<Utc>,
+        ) -> StoreResult<panda_store::QueuePause> {
+            self.up()?;
+            self.inner.queue_pause(name, now).await
+        }
+        async fn queue_resume(&self, name: &str) -> StoreResult<bool> {
+            self.up()?;
+            self.inner.queue_resume(name).await
+        }
+        async fn queue_pauses(&self) -> StoreResult<Vec<panda_store::QueuePause>> {
+            self.up()?;
+            self.inner.queue_pauses().await
+        }
     }
 
     #[tokio::test]

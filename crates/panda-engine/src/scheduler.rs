@@ -6,14 +6,15 @@
 //! schedulers run and however often one restarts. Which slots fire, and why the others are
 //! skipped, is [`panda_core::decide`]; this is only the loop around it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use panda_core::{Clock, CronSchedule, Job, JobId, Verdict, decide};
+use panda_core::{Clock, CronSchedule, Job, JobId, Verdict, decide, decide_paused};
 use panda_store::{
-    JobKind, JobStore, NewSlot, SlotDecision, SlotRecord, SlotStore, Store, StoreError, StoreResult,
+    JobKind, JobStore, NewSlot, QueueStore, SlotDecision, SlotRecord, SlotStore, Store, StoreError,
+    StoreResult,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 /// How often the scheduler re-reads the job list when nobody tells it about a change: polling
 /// is the truth, a wake-up only makes it sooner.
 pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How soon a slot held back by a paused queue is decided again.
+const HELD_RECHECK: Duration = Duration::from_secs(1);
 
 /// How long the loop waits after a store error before it tries again.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
@@ -120,7 +124,7 @@ impl SchedulerHandle {
     }
 }
 
-impl<S: JobStore + SlotStore + ?Sized + 'static> Scheduler<S> {
+impl<S: JobStore + SlotStore + QueueStore + ?Sized + 'static> Scheduler<S> {
     /// A scheduler over `store`, reading the time from `clock`.
     pub fn new(store: Arc<S>, clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -204,15 +208,32 @@ impl<S: JobStore + SlotStore + ?Sized + 'static> Scheduler<S> {
         }
 
         let mut pass = SchedulerPass::default();
+        let due = |entry: &Entry| entry.next.is_some_and(|next| next <= now);
+        // Read only when a slot is due: a paused queue's cronjobs miss their slots.
+        let paused: HashSet<String> = if self.jobs.values().any(due) {
+            self.store
+                .queue_pauses()
+                .await?
+                .into_iter()
+                .map(|p| p.queue)
+                .collect()
+        } else {
+            HashSet::new()
+        };
         let mut pending: Vec<(NewSlot, bool)> = Vec::new();
         for entry in self.jobs.values() {
             let (Some(schedule), Some(policy)) = (&entry.schedule, &entry.job.spec.schedule) else {
                 continue;
             };
-            if entry.next.is_none_or(|next| next > now) {
+            if !due(entry) {
                 continue;
             }
-            let decision = decide(schedule, policy, entry.job.spec.suspended, entry.since, now);
+            let spec = &entry.job.spec;
+            let decision = if !spec.suspended && paused.contains(&spec.queue) {
+                decide_paused(schedule, policy, entry.since, now)
+            } else {
+                decide(schedule, policy, spec.suspended, entry.since, now)
+            };
             if decision.older_left_out {
                 tracing::warn!(
                     job = %entry.job.spec.name,
@@ -266,7 +287,20 @@ impl<S: JobStore + SlotStore + ?Sized + 'static> Scheduler<S> {
                 }
             }
         }
-        pass.wake_at = self.jobs.values().filter_map(|e| e.next).min();
+        // A slot still due after the pass was held back (its queue is paused): decide it again
+        // a moment later, as the queue may have resumed or its deadline passed.
+        pass.wake_at = self
+            .jobs
+            .values()
+            .filter_map(|e| e.next)
+            .map(|next| {
+                if next <= now {
+                    now + chrono_duration(HELD_RECHECK)
+                } else {
+                    next
+                }
+            })
+            .min();
         if pass.fired + pass.skipped > 0 {
             tracing::debug!(
                 fired = pass.fired,

@@ -31,6 +31,7 @@ fn a_queue_that_empties_reads_zero_instead_of_its_last_value() {
         waiting: 1,
         running: 2,
         oldest_due_at: Some(now - Duration::seconds(90)),
+        paused_at: Some(now),
     };
     ::metrics::with_local_recorder(&recorder, || gauges.set(&[busy], now));
     let body = recorder.handle().render();
@@ -38,6 +39,7 @@ fn a_queue_that_empties_reads_zero_instead_of_its_last_value() {
         r#"panda_queue_depth{queue="reports"} 3"#,
         r#"panda_queue_waiting{queue="reports"} 1"#,
         r#"panda_queue_running{queue="reports"} 2"#,
+        r#"panda_queue_paused{queue="reports"} 1"#,
         r#"panda_queue_oldest_age_seconds{queue="reports"} 90"#,
     ] {
         assert!(has(&body, line), "{line} in:\n{body}");
@@ -49,6 +51,7 @@ fn a_queue_that_empties_reads_zero_instead_of_its_last_value() {
         r#"panda_queue_depth{queue="reports"} 0"#,
         r#"panda_queue_waiting{queue="reports"} 0"#,
         r#"panda_queue_running{queue="reports"} 0"#,
+        r#"panda_queue_paused{queue="reports"} 0"#,
         r#"panda_queue_oldest_age_seconds{queue="reports"} 0"#,
     ] {
         assert!(has(&body, line), "{line} in:\n{body}");

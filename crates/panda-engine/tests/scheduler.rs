@@ -20,6 +20,7 @@ panda_store::backends! {
     every_slot_fires_exactly_once_with_two_schedulers_on_one_database,
     missed_slots_after_downtime_are_recorded_as_skipped_and_the_latest_fires,
     suspended_slots_are_recorded_as_skipped_and_resume_fires_again,
+    a_paused_queues_cronjobs_miss_their_slots_under_their_catch_up_policy,
     a_deleted_cronjob_stops_firing,
 }
 
@@ -315,6 +316,78 @@ async fn suspended_slots_are_recorded_as_skipped_and_resume_fires_again(test: &T
             (Status::Queued, None),
         ]
     );
+}
+
+async fn a_paused_queues_cronjobs_miss_their_slots_under_their_catch_up_policy(test: &TestStore) {
+    // Three cronjobs on one queue, every five minutes with a 10-minute deadline, paused from
+    // 00:01 to 00:32: as if their node were down, each catch-up policy decides what runs.
+    for (name, catch_up) in [
+        ("catch-none", CatchUp::None),
+        ("catch-latest", CatchUp::Latest),
+        ("catch-all", CatchUp::All),
+    ] {
+        let mut spec = cronjob(name, "*/5 * * * *", "UTC");
+        spec.queue = "reports".into();
+        if let Some(schedule) = &mut spec.schedule {
+            schedule.catch_up = catch_up;
+            schedule.starting_deadline = Duration::from_secs(600);
+        }
+        create(&test.store, spec, day_start()).await;
+    }
+    let clock = TestClock::new(day_start());
+    let mut scheduler = Scheduler::new(Arc::clone(&test.store), Arc::new(clock.clone()));
+    test.store
+        .queue_pause("reports", day_start() + chrono::Duration::minutes(1))
+        .await
+        .expect("pause");
+    for minute in 5..=31 {
+        let now = day_start() + chrono::Duration::minutes(minute) + chrono::Duration::seconds(1);
+        clock.set(now);
+        let pass = scheduler.tick().await.expect("tick");
+        if minute == 31 {
+            assert_eq!(
+                pass.wake_at,
+                Some(now + chrono::Duration::seconds(1)),
+                "held slots are decided again a second later"
+            );
+        }
+    }
+    assert!(test.store.queue_resume("reports").await.expect("resume"));
+    clock.set(day_start() + chrono::Duration::minutes(32) + chrono::Duration::seconds(1));
+    scheduler.tick().await.expect("tick after resume");
+
+    let paused = "its queue was paused";
+    let superseded = "missed: catch-up latest runs only the most recent missed slot";
+    let skipped = |minutes: &[u32]| -> Vec<(u32, Status, Option<&str>)> {
+        minutes
+            .iter()
+            .map(|m| (*m, Status::Skipped, Some(paused)))
+            .collect()
+    };
+    let mut latest = skipped(&[5, 10, 15, 20]);
+    latest.extend([
+        (25, Status::Skipped, Some(superseded)),
+        (30, Status::Queued, None),
+    ]);
+    let mut all = skipped(&[5, 10, 15, 20]);
+    all.extend([(25, Status::Queued, None), (30, Status::Queued, None)]);
+    for (name, expected) in [
+        ("catch-none", skipped(&[5, 10, 15, 20, 25, 30])),
+        ("catch-latest", latest),
+        ("catch-all", all),
+    ] {
+        let mut runs = executions(&test.store, name).await;
+        runs.sort_by_key(|e| e.scheduled_at);
+        let got: Vec<(u32, Status, Option<&str>)> = runs
+            .iter()
+            .map(|e| {
+                let at = e.scheduled_at.expect("a slot");
+                let minute = u32::try_from((at - day_start()).num_minutes()).expect("minutes");
+                (minute, e.status, e.reason.as_deref())
+            })
+            .collect();
+        assert_eq!(got, expected, "{name}");
+    }
 }
 
 async fn a_deleted_cronjob_stops_firing(test: &TestStore) {

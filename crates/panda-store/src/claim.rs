@@ -41,6 +41,8 @@ pub struct ClaimSql {
     /// Starts the claimed executions: `(started_at, worker_id, lease_expires_at, table of
     /// (id, lease_token, cancel_requested))`.
     pub start: &'static str,
+    /// The queues that hold queued executions, one index seek each: `name`.
+    pub queues_present: &'static str,
 }
 
 /// What a claim does with one candidate.
@@ -273,6 +275,31 @@ pub(crate) async fn claim<B: Backend>(
     }
     let sql = &B::SQL.claim;
     let mut tx = backend.begin().await?;
+    // A paused queue starts nothing. The claim's statements leave paused queues out of a claim
+    // from named queues, and claim nothing from every queue while any queue is paused; such a
+    // claim then reads from every queue that holds work, one at a time, but the paused ones
+    // (walking every queue's rows, it would pass over a paused queue's backlog each time).
+    let paused = crate::queue::pauses::<B>(&mut tx).await?;
+    let queues = if paused.is_empty() {
+        queues
+    } else {
+        let serving = if queues.is_empty() {
+            all(&tx.fetch_all(query(sql.queues_present)).await?, |row| {
+                row.text("name")
+            })?
+        } else {
+            queues
+        };
+        let open: Vec<String> = serving
+            .into_iter()
+            .filter(|q| !paused.iter().any(|p| p.queue == *q))
+            .collect();
+        if open.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        open
+    };
 
     // Scheduled runs of forbid jobs that are still running are skipped, not delayed: the next
     // slot will come. Driven by the (usually empty) lock table, so it costs nothing while no

@@ -147,15 +147,32 @@ impl<B: Backend> HistoryStore for B {
             .reader()
             .fetch_all(query(B::SQL.history.queue_stats).time(now))
             .await?;
-        all(&rows, |row| {
+        let mut stats = all(&rows, |row| {
             Ok(QueueStats {
                 queue: row.text("queue")?,
                 due: count(row.i64("due")?),
                 waiting: count(row.i64("waiting")?),
                 running: count(row.i64("running")?),
                 oldest_due_at: row.opt_time("oldest")?,
+                paused_at: None,
             })
-        })
+        })?;
+        // A paused queue is listed even when it holds nothing, so that it can be resumed.
+        for pause in crate::queue::pauses::<B>(&mut self.reader()).await? {
+            match stats.iter_mut().find(|q| q.queue == pause.queue) {
+                Some(queue) => queue.paused_at = Some(pause.paused_at),
+                None => stats.push(QueueStats {
+                    queue: pause.queue,
+                    due: 0,
+                    waiting: 0,
+                    running: 0,
+                    oldest_due_at: None,
+                    paused_at: Some(pause.paused_at),
+                }),
+            }
+        }
+        stats.sort_by(|a, b| a.queue.cmp(&b.queue));
+        Ok(stats)
     }
 
     async fn execution_latest(&self, job: &str) -> StoreResult<Option<Execution>> {

@@ -54,8 +54,8 @@ pub use logs::LogSql;
 pub use model::{
     AlertRecord, ApiToken, ClaimRequest, Claimed, DeliveryOutcome, DeliveryRecord, DueDelivery,
     Enqueued, ExecutionBrief, ExecutionFilter, ExecutionPage, Finish, Finished, Heartbeat, JobKind,
-    Lease, NewAlert, NewExecution, NewSlot, Notice, Outcome, Pruned, QueueStats, Retention, Slot,
-    SlotDecision, SlotRecord, TokenScope,
+    Lease, NewAlert, NewExecution, NewSlot, Notice, Outcome, Pruned, QueuePause, QueueStats,
+    Retention, Slot, SlotDecision, SlotRecord, TokenScope,
 };
 pub use panda_core::{LogChunk, LogStore, LogStream, StoreError, StoreResult};
 pub use postgres::{PgStore, redact_url};

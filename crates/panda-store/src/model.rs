@@ -387,6 +387,17 @@ pub struct QueueStats {
     /// When the longest-waiting due execution became due: its age is how far behind the
     /// queue is. `None` when nothing is due.
     pub oldest_due_at: Option<DateTime<Utc>>,
+    /// Since when the queue is paused (it accepts work and starts none); `None` when it runs.
+    pub paused_at: Option<DateTime<Utc>>,
+}
+
+/// A paused queue: it keeps accepting work and starts none until it is resumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuePause {
+    /// The queue's name.
+    pub queue: String,
+    /// When it was paused (a second pause keeps the first one's time).
+    pub paused_at: DateTime<Utc>,
 }
 
 /// What retention pruning removes: the store-wide defaults, which a job's own `keep` and

@@ -14,7 +14,7 @@ use crate::ends::{FencedEnd, finish_in_full, insert_executions, without_nul_repo
 use crate::jobs::{JobLock, live_job};
 use crate::lifecycle;
 use crate::model::{
-    ClaimRequest, Claimed, Enqueued, Finish, Finished, Heartbeat, NewExecution, Outcome,
+    ClaimRequest, Claimed, Enqueued, Finish, Finished, Heartbeat, NewExecution, Outcome, QueuePause,
 };
 use crate::records;
 use crate::{StoreError, StoreResult};
@@ -123,6 +123,19 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug {
     /// `dead` in the history. `NotFound`; `Conflict` if it is not dead or already left the
     /// queue.
     async fn dlq_discard(&self, id: ExecutionId, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Pauses the queue `name` on every node: it keeps accepting work and starts none (what is
+    /// running runs on) until it is resumed. Pausing a paused queue changes nothing and keeps
+    /// its first pause's time. A queue need not hold work to be paused. `Invalid` for a name
+    /// that is not a queue's.
+    async fn queue_pause(&self, name: &str, now: DateTime<Utc>) -> StoreResult<QueuePause>;
+
+    /// Resumes the queue `name` and wakes the nodes that serve it; `false` when it was not
+    /// paused (nothing changes).
+    async fn queue_resume(&self, name: &str) -> StoreResult<bool>;
+
+    /// The paused queues, by name.
+    async fn queue_pauses(&self) -> StoreResult<Vec<QueuePause>>;
 }
 
 /// The statements of [`QueueStore`], in each backend's dialect.
@@ -164,6 +177,23 @@ pub struct QueueSql {
     pub job_live: &'static str,
     /// A job's dead executions still in the queue: `(job_id)`.
     pub dead_of_job: &'static str,
+    /// Pauses a queue unless it is paused: `(name, paused_at)`.
+    pub pause: &'static str,
+    /// Resumes a queue: `(name)`.
+    pub resume: &'static str,
+    /// The paused queues by name: `name`, `paused_at`.
+    pub pauses: &'static str,
+}
+
+/// The paused queues, by name, as `conn` reads them.
+pub(crate) async fn pauses<B: Backend>(conn: &mut impl Conn) -> StoreResult<Vec<QueuePause>> {
+    let rows = conn.fetch_all(query(B::SQL.queue.pauses)).await?;
+    records::all(&rows, |row| {
+        Ok(QueuePause {
+            queue: row.text("name")?,
+            paused_at: row.time("paused_at")?,
+        })
+    })
 }
 
 /// One execution with its lease token.
@@ -637,6 +667,35 @@ impl<B: Backend> QueueStore for B {
             Err(err) => Err(err),
         };
         settle(tx, discarded).await
+    }
+
+    async fn queue_pause(&self, name: &str, now: DateTime<Utc>) -> StoreResult<QueuePause> {
+        panda_core::validate_queue_name(name).map_err(StoreError::from)?;
+        let mut tx = self.begin().await?;
+        let paused = async {
+            tx.execute(query(B::SQL.queue.pause).text(name).time(now))
+                .await?;
+            pauses::<B>(&mut tx)
+                .await?
+                .into_iter()
+                .find(|p| p.queue == name)
+                .ok_or_else(|| StoreError::Corrupt(format!("queue {name:?} paused but not found")))
+        }
+        .await;
+        settle(tx, paused).await
+    }
+
+    async fn queue_resume(&self, name: &str) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let resumed = tx.execute(query(B::SQL.queue.resume).text(name)).await;
+        if matches!(resumed, Ok(n) if n > 0) {
+            tx.wake(name);
+        }
+        settle(tx, resumed.map(|n| n > 0)).await
+    }
+
+    async fn queue_pauses(&self) -> StoreResult<Vec<QueuePause>> {
+        pauses::<B>(&mut self.reader()).await
     }
 }
 

@@ -31,6 +31,7 @@ mod cases {
     pub mod logs;
     pub mod notices;
     pub mod overlap;
+    pub mod pause;
     pub mod release;
     pub mod retention;
     pub mod services;
@@ -116,6 +117,8 @@ conformance! {
     webhooks::a_webhook_token_opens_its_live_job_until_rotated_removed_or_deleted,
     // claim
     claim::claim_returns_running_executions_with_a_lease,
+    pause::a_paused_queue_accepts_work_and_starts_none_until_resumed,
+    pause::a_paused_queue_is_listed_when_empty_and_a_bad_name_pauses_nothing,
     claim::claim_takes_at_most_limit_executions,
     claim::claim_takes_only_from_the_requested_queues,
     claim::a_claim_from_several_queues_takes_them_in_claim_order_across_them,

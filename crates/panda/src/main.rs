@@ -52,6 +52,9 @@ enum Command {
     /// The dead-letter queue: executions whose retries ran out
     #[command(subcommand)]
     Dlq(cli::DlqCommand),
+    /// Queues: their depth, and pausing and resuming one
+    #[command(subcommand)]
+    Queue(cli::QueueCommand),
     /// Alerts raised, and how their webhooks went
     #[command(subcommand)]
     Alert(cli::AlertCommand),
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
             Command::Service(command) => cli::service(command, &cli.connection).await,
             Command::Execution(command) => cli::execution(command, &cli.connection).await,
             Command::Dlq(command) => cli::dlq(command, &cli.connection).await,
+            Command::Queue(command) => cli::queue(command, &cli.connection).await,
             Command::Alert(command) => cli::alert(command, &cli.connection).await,
             Command::Token(command) => cli::token(command, &cli.connection).await,
             Command::Apply { file } => apply::apply(&file, &cli.connection)

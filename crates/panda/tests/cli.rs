@@ -1148,3 +1148,65 @@ fn the_api_creates_a_job_from_a_name_and_what_to_run() {
     assert_eq!(body["concurrency"], "forbid");
     assert_eq!(body["retry"]["max_attempts"], 1);
 }
+
+#[test]
+fn a_paused_queue_keeps_its_work_until_resumed_and_a_bad_name_is_refused() {
+    let server = Server::start();
+    let ran = server.data_dir().join("ran.txt");
+    let command = format!("sh -c 'echo ran >> {}'", ran.display());
+    succeeded(&server.panda(&[
+        "job", "create", "--name", "mail", "--exec", &command, "--queue", "emails",
+    ]));
+    let paused = succeeded(&server.panda(&["queue", "pause", "emails"]));
+    assert!(paused.contains("queue emails paused"), "{paused}");
+    let id = succeeded(&server.panda(&["job", "trigger", "mail"]));
+    let id = id.trim();
+    // The node serves every queue and polls often: the work is taken if it is ever to be.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!ran.exists(), "a paused queue started its work");
+    let execution: serde_json::Value = serde_json::from_str(&succeeded(&server.panda(&[
+        "execution",
+        "get",
+        id,
+        "-o",
+        "json",
+    ])))
+    .expect("json");
+    assert_eq!(execution["status"], "queued", "{execution}");
+    let listed = succeeded(&server.panda(&["queue", "list"]));
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("emails"))
+        .unwrap_or_else(|| panic!("emails listed: {listed}"));
+    assert!(row.contains("paused"), "{listed}");
+    let queues: serde_json::Value =
+        serde_json::from_str(&succeeded(&server.panda(&["queue", "list", "-o", "json"])))
+            .expect("json");
+    assert_eq!(queues[0]["name"], "emails", "{queues}");
+    assert_eq!(
+        (queues[0]["paused"].as_bool(), queues[0]["due"].as_u64()),
+        (Some(true), Some(1))
+    );
+
+    let resumed = succeeded(&server.panda(&["queue", "resume", "emails"]));
+    assert!(resumed.contains("queue emails running"), "{resumed}");
+    let end = wait_for_end(&server, "job", "mail");
+    assert_eq!(end["status"], "succeeded", "{end}");
+    assert_eq!(std::fs::read_to_string(&ran).expect("ran"), "ran\n");
+
+    // A name that cannot be a queue's: one line that says what names are; nothing paused.
+    let bad = server.panda(&["queue", "pause", "Bad_Queue"]);
+    assert!(!bad.status.success());
+    let err = stderr(&bad);
+    assert_eq!(
+        err.trim().lines().count(),
+        2,
+        "an error and its hint: {err}"
+    );
+    assert!(
+        err.contains("lowercase letters, digits and dashes"),
+        "{err}"
+    );
+    let queues = succeeded(&server.panda(&["queue", "list"]));
+    assert!(!queues.contains("paused"), "{queues}");
+}

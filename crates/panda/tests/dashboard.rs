@@ -312,6 +312,50 @@ async fn a_user_logs_in_triggers_a_cronjob_and_watches_its_log_live() {
         .await
         .expect("screenshot");
 
+    // The Queues page pauses and resumes a queue on every node.
+    let paused = |server: &support::Server| {
+        let out = succeeded(&server.panda(&["queue", "list", "-o", "json"]));
+        let list: serde_json::Value = serde_json::from_str(&out).expect("json");
+        list.as_array()
+            .expect("a list")
+            .iter()
+            .find(|q| q["name"] == "nobody-serves-this")
+            .and_then(|q| q["paused"].as_bool())
+    };
+    for (button, state) in [("Pause", true), ("Resume", false)] {
+        browser
+            .goto(format!("{base}/queues"))
+            .await
+            .expect("open the queues page");
+        browser
+            .find(By::XPath(format!(
+                "//tr[@data-queue='nobody-serves-this']//button[normalize-space()='{button}']"
+            )))
+            .await
+            .unwrap_or_else(|err| panic!("a {button} button: {err}"))
+            .click()
+            .await
+            .expect("click");
+        wait_for("the queue's new state", Duration::from_secs(10), || async {
+            (paused(&server) == Some(state)).then_some(())
+        })
+        .await;
+        let row = browser
+            .find(By::Css("tr[data-queue='nobody-serves-this']"))
+            .await
+            .expect("the queue's row")
+            .text()
+            .await
+            .expect("text");
+        assert_eq!(row.contains("Paused"), state, "{row}");
+        if state {
+            browser
+                .screenshot(&shots.join("05b-queue-paused.png"))
+                .await
+                .expect("screenshot");
+        }
+    }
+
     // At phone width.
     browser
         .set_window_rect(0, 0, 360, 800)

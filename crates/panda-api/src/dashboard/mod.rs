@@ -59,6 +59,8 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/services/{name}/restart", post(services::restart))
         .route("/queues", get(queues::queues))
         .route("/alerts", get(alerts::alerts))
+        .route("/queues/{name}/pause", post(queues::pause))
+        .route("/queues/{name}/resume", post(queues::resume))
         .route("/dlq/{id}/retry", post(queues::dlq_retry))
         .route("/dlq/{id}/discard", post(queues::dlq_discard))
         .route("/logout", post(login::logout))

@@ -23,6 +23,8 @@ struct QueueRow {
     waiting: u64,
     running: u64,
     oldest: String,
+    /// Since when it is paused, as the page says it.
+    paused: Option<String>,
 }
 
 #[derive(Template)]
@@ -79,6 +81,7 @@ pub(super) async fn queues(
                 .oldest_due_at
                 .map(|at| human::relative(at, now))
                 .unwrap_or_default(),
+            paused: q.paused_at.map(|at| human::relative(at, now)),
         })
         .collect();
     Ok(Page::render(&QueuesPage {
@@ -126,4 +129,35 @@ pub(super) async fn dlq_discard(
     Ok(Redirect::to(
         &form.back_or("/queues#dead-letters".to_owned()),
     ))
+}
+
+pub(super) async fn pause(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Redirect, Page> {
+    session.check(&CsrfForm::of(form).csrf)?;
+    panda_core::validate_queue_name(&name).map_err(|err| {
+        Page::error(
+            axum::http::StatusCode::BAD_REQUEST,
+            &err.to_string(),
+            "a queue is named like a job: lowercase letters, digits and dashes, up to 63",
+        )
+    })?;
+    state.store.queue_pause(&name, state.clock.now()).await?;
+    state.jobs_changed();
+    Ok(Redirect::to("/queues"))
+}
+
+pub(super) async fn resume(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Redirect, Page> {
+    session.check(&CsrfForm::of(form).csrf)?;
+    state.store.queue_resume(&name).await?;
+    state.jobs_changed();
+    Ok(Redirect::to("/queues"))
 }

@@ -41,6 +41,14 @@ pub(super) const SQL: ClaimSql = ClaimSql {
                 cancel_requested = e.cancel_requested OR t.cancel \
             FROM UNNEST($4::uuid[], $5::uuid[], $6::boolean[]) AS t(id, token, cancel) \
             WHERE e.id = t.id",
+    queues_present: "WITH RECURSIVE q(name) AS ( \
+                         SELECT (SELECT queue FROM executions WHERE status = 'queued' \
+                             ORDER BY queue LIMIT 1) \
+                         UNION ALL \
+                         SELECT (SELECT queue FROM executions \
+                             WHERE status = 'queued' AND queue > q.name ORDER BY queue LIMIT 1) \
+                         FROM q WHERE q.name IS NOT NULL) \
+                     SELECT name FROM q WHERE name IS NOT NULL",
 };
 
 /// Appends `AND column = …` for the queues a claim takes from (none: every queue). One queue
@@ -77,11 +85,18 @@ pub(super) fn overlapping(queues: &[String], now: DateTime<Utc>) -> Query {
 /// per queue (`$2`; every queue, with `NULL` for the queue, when `every_queue`): `p(queue,
 /// priority)`, one index seek per step. Queued executions have few distinct priorities.
 fn priorities(every_queue: bool) -> String {
+    // Paused queues are left out; a claim from every queue claims nothing while any queue is
+    // paused (the full claim then names the queues, see `crate::claim`).
     let (seed, first_queue, same_queue) = if every_queue {
-        ("(SELECT NULL::text) AS q(name)", "", "")
+        (
+            "(SELECT NULL::text) AS q(name) WHERE NOT EXISTS (SELECT 1 FROM queue_pauses)",
+            "",
+            "",
+        )
     } else {
         (
-            "UNNEST($2::text[]) AS q(name)",
+            "UNNEST($2::text[]) AS q(name) \
+             WHERE q.name NOT IN (SELECT name FROM queue_pauses)",
             "queue = q.name AND ",
             "queue = p.queue AND ",
         )

@@ -83,6 +83,10 @@ pub(super) const SQL: QueueSql = QueueSql {
     dead_of_job: "SELECT id FROM executions e WHERE job_id = $1 AND status = 'dead' \
                     AND NOT EXISTS (SELECT 1 FROM dlq_resolutions r WHERE r.execution_id = e.id) \
                   ORDER BY id",
+    pause: "INSERT INTO queue_pauses (name, paused_at) VALUES ($1, $2) \
+            ON CONFLICT (name) DO NOTHING",
+    resume: "DELETE FROM queue_pauses WHERE name = $1",
+    pauses: "SELECT name, paused_at FROM queue_pauses ORDER BY name COLLATE \"C\"",
 };
 
 /// A finish batch in which every run succeeded: no retries, no alerts, nothing to decide from

@@ -34,6 +34,15 @@ pub(super) const SQL: ClaimSql = ClaimSql {
                 lease_token = l.value ->> 1, lease_expires_at = ?3, \
                 cancel_requested = cancel_requested OR (l.value ->> 2) \
             FROM json_each(?4) AS l WHERE executions.id = l.value ->> 0",
+    queues_present: "WITH RECURSIVE q(name) AS ( \
+                         SELECT (SELECT queue FROM executions INDEXED BY executions_claim_queue \
+                             WHERE status = 'queued' ORDER BY queue LIMIT 1) \
+                         UNION ALL \
+                         SELECT (SELECT queue FROM executions INDEXED BY executions_claim_queue \
+                             WHERE status = 'queued' AND queue > q.name \
+                             ORDER BY queue LIMIT 1) \
+                         FROM q WHERE q.name IS NOT NULL) \
+                     SELECT name FROM q WHERE name IS NOT NULL",
 };
 
 /// Queued runs of running `forbid` jobs that a schedule fired. CROSS JOIN keeps `job_locks`
@@ -79,17 +88,23 @@ pub(super) fn candidates(queues: &[String], now: DateTime<Utc>, limit: i64) -> Q
 }
 
 /// The index a claim walks, the seed of its steps, and its conditions on the queue: for some
-/// queues (`?1`) or for every queue.
+/// queues (`?1`, but the paused ones) or for every queue (none while any queue is paused: the
+/// full claim then names the queues, see [`crate::claim`]).
 fn claim_parts(some_queues: bool) -> (&'static str, &'static str, &'static str, &'static str) {
     if some_queues {
         (
             "executions_claim_queue",
-            "json_each(?1)",
+            "json_each(?1) q WHERE q.value NOT IN (SELECT name FROM queue_pauses)",
             "queue = q.value AND ",
             "queue = p.queue AND ",
         )
     } else {
-        ("executions_claim", "(SELECT NULL AS value)", "", "")
+        (
+            "executions_claim",
+            "(SELECT NULL AS value) q WHERE NOT EXISTS (SELECT 1 FROM queue_pauses)",
+            "",
+            "",
+        )
     }
 }
 
@@ -102,7 +117,7 @@ fn priorities(some_queues: bool) -> String {
              SELECT q.value, ( \
                  SELECT priority FROM executions INDEXED BY {index} \
                  WHERE {first_queue}status = 'queued' ORDER BY priority DESC LIMIT 1) \
-             FROM {seed} q \
+             FROM {seed} \
              UNION ALL \
              SELECT p.queue, ( \
                  SELECT priority FROM executions INDEXED BY {index} \

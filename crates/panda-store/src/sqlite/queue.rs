@@ -80,6 +80,9 @@ pub(super) const SQL: QueueSql = QueueSql {
     dead_of_job: "SELECT id FROM executions e WHERE job_id = ? AND status = 'dead' \
                     AND NOT EXISTS (SELECT 1 FROM dlq_resolutions r WHERE r.execution_id = e.id) \
                   ORDER BY id",
+    pause: "INSERT INTO queue_pauses (name, paused_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+    resume: "DELETE FROM queue_pauses WHERE name = ?",
+    pauses: "SELECT name, paused_at FROM queue_pauses ORDER BY name",
 };
 
 /// A finish batch in which every run succeeded: no retries, no alerts, nothing to decide from

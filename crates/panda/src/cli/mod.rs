@@ -1,5 +1,5 @@
 //! The client commands: `panda cronjob …`, `panda job …`, `panda execution …`, `panda dlq …`,
-//! `panda service …`,
+//! `panda queue …`, `panda service …`,
 //! `panda alert …`, `panda token …`.
 //! Each is a thin call of the API through `panda-client`; none opens the database.
 
@@ -9,6 +9,7 @@ mod dlq;
 mod executions;
 mod jobs;
 mod logs;
+mod queues;
 mod services;
 mod spec;
 mod tokens;
@@ -18,5 +19,6 @@ pub(crate) use connection::{Connection, login, status, user};
 pub(crate) use dlq::{DlqCommand, dlq};
 pub(crate) use executions::{ExecutionCommand, execution};
 pub(crate) use jobs::{JobCommand, run};
+pub(crate) use queues::{QueueCommand, queue};
 pub(crate) use services::{ServiceCommand, service};
 pub(crate) use tokens::{TokenCommand, token};
