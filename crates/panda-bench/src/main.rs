@@ -8,6 +8,7 @@
 mod api;
 mod dashboard;
 mod enqueue;
+mod keys;
 mod prune;
 mod queue;
 mod runtime;
@@ -50,6 +51,9 @@ enum BenchCommand {
     /// The batch enqueue against the single one, over HTTP through a real server, on each
     /// backend.
     Enqueue(enqueue::EnqueueBench),
+    /// The claim of other work with one saturated key's backlog queued ahead of it, against
+    /// the same work alone.
+    Keys(keys::KeysBench),
     /// Services through real nodes: exit to restart against a shell loop, and an instance's
     /// move to another node when its node is SIGKILLed or drained.
     Service(service::ServiceBench),
@@ -88,6 +92,7 @@ async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Prune(args) => prune::run(args).await,
         BenchCommand::Service(args) => service::run(args).await,
         BenchCommand::Enqueue(args) => enqueue::run(args).await,
+        BenchCommand::Keys(args) => keys::run(args).await,
     }
 }
 

@@ -217,6 +217,10 @@ pub struct Execution {
     /// was forced to run beside the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_running: Option<u32>,
+    /// With a per-key limit (its job's `concurrency_key`), the key it counts against:
+    /// `max_running` holds per key. `None` when the limit, if any, is per job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
     /// The key a second enqueue is deduplicated by (first attempt only).
     pub idempotency_key: Option<String>,
     /// JSON given to the job as `PANDA_PAYLOAD`.

@@ -70,6 +70,19 @@ fn biggest_unit(secs: u64) -> String {
     }
 }
 
+/// A job's overlap rule in words: `forbid`, `allow, at most 3 running`, `allow, at most 1
+/// running per payload.customer_id`.
+pub fn concurrency(spec: &crate::JobSpec) -> String {
+    match (spec.max_running, &spec.concurrency_key) {
+        (Some(n), Some(key)) => format!(
+            "{}, at most {n} running per {key}",
+            spec.concurrency.as_str()
+        ),
+        (Some(n), None) => format!("{}, at most {n} running", spec.concurrency.as_str()),
+        (None, _) => spec.concurrency.as_str().to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -283,6 +283,17 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 10_000)]
     pub max_running: Option<u32>,
+    /// With `max_running`, the limit holds per key instead of per job: each execution's key
+    /// is read from its payload (`payload.customer_id`, a dotted path), its environment
+    /// (`env.TENANT`) or its `idempotency_key`, and at most `max_running` executions of one
+    /// key run at once, across every node. An execution whose key is at its limit waits
+    /// without holding back other keys' work; one without the field has the empty key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        example = "payload.customer_id",
+        pattern = "^(payload(\\.[^.]+)+|env\\.[A-Za-z_][A-Za-z0-9_]*|idempotency_key)$"
+    )]
+    pub concurrency_key: Option<String>,
     /// Free-form labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -349,6 +360,8 @@ struct JobSpecInput {
     concurrency: Option<ConcurrencyPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_running: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    concurrency_key: Option<String>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -412,6 +425,7 @@ impl From<JobSpecInput> for JobSpec {
             queue: input.queue,
             priority: input.priority,
             max_running: input.max_running,
+            concurrency_key: input.concurrency_key,
             labels: input.labels,
             keep: input.keep,
             max_age: input.max_age,
@@ -420,6 +434,161 @@ impl From<JobSpecInput> for JobSpec {
             alerts: input.alerts,
             service: input.service,
         }
+    }
+}
+
+/// Where an execution's concurrency key is read from (a job's `concurrency_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyExpr {
+    /// A field of the payload, by its path: `payload.customer.id` is `["customer", "id"]`.
+    Payload(Vec<String>),
+    /// A variable of the execution's environment (its own over its job's).
+    Env(String),
+    /// The execution's idempotency key.
+    IdempotencyKey,
+}
+
+/// The longest concurrency key expression, and the longest key kept: longer values are cut.
+pub const MAX_KEY_BYTES: usize = 255;
+
+impl KeyExpr {
+    /// Reads `payload.a.b`, `env.NAME` or `idempotency_key`.
+    ///
+    /// # Errors
+    ///
+    /// A `concurrency_key` field error that names the three forms.
+    pub fn parse(expr: &str) -> Result<Self, ValidationError> {
+        let bad = |why: &str| ValidationError::Field {
+            field: "concurrency_key",
+            message: format!(
+                "{expr:?} {why}; use payload.FIELD (a dotted path such as payload.customer.id), \
+                 env.NAME or idempotency_key"
+            ),
+        };
+        if expr.len() > MAX_KEY_BYTES {
+            return Err(bad("is too long"));
+        }
+        if expr == "idempotency_key" {
+            return Ok(Self::IdempotencyKey);
+        }
+        if let Some(name) = expr.strip_prefix("env.") {
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            return if valid {
+                Ok(Self::Env(name.to_owned()))
+            } else {
+                Err(bad("does not name an environment variable"))
+            };
+        }
+        if let Some(path) = expr.strip_prefix("payload.") {
+            let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
+            return if parts.iter().all(|p| !p.is_empty() && !p.contains('\0')) {
+                Ok(Self::Payload(parts))
+            } else {
+                Err(bad("has an empty part in its path"))
+            };
+        }
+        Err(bad("is not a key"))
+    }
+
+    /// The key of an execution with this `payload`, environment (`env`, its own over its
+    /// job's) and idempotency key: the field's text (a string as it is, any other JSON value
+    /// as JSON), cut to [`MAX_KEY_BYTES`]; the empty key when the field is absent or null.
+    pub fn key_of(
+        &self,
+        payload: Option<&serde_json::Value>,
+        env: impl Fn(&str) -> Option<String>,
+        idempotency_key: Option<&str>,
+    ) -> String {
+        let mut key = match self {
+            Self::IdempotencyKey => idempotency_key.unwrap_or_default().to_owned(),
+            Self::Env(name) => env(name).unwrap_or_default(),
+            Self::Payload(path) => {
+                let mut value = payload;
+                for part in path {
+                    value = value.and_then(|v| match v {
+                        serde_json::Value::Object(map) => map.get(part),
+                        serde_json::Value::Array(items) => {
+                            part.parse::<usize>().ok().and_then(|i| items.get(i))
+                        }
+                        _ => None,
+                    });
+                }
+                match value {
+                    None | Some(serde_json::Value::Null) => String::new(),
+                    Some(serde_json::Value::String(text)) => text.clone(),
+                    Some(other) => other.to_string(),
+                }
+            }
+        };
+        if key.len() > MAX_KEY_BYTES {
+            let mut end = MAX_KEY_BYTES;
+            while !key.is_char_boundary(end) {
+                end -= 1;
+            }
+            key.truncate(end);
+        }
+        key
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn a_key_expression_is_a_payload_path_an_env_name_or_the_idempotency_key() {
+        assert_eq!(
+            KeyExpr::parse("payload.customer.id"),
+            Ok(KeyExpr::Payload(vec!["customer".into(), "id".into()]))
+        );
+        assert_eq!(
+            KeyExpr::parse("env.TENANT"),
+            Ok(KeyExpr::Env("TENANT".into()))
+        );
+        assert_eq!(
+            KeyExpr::parse("idempotency_key"),
+            Ok(KeyExpr::IdempotencyKey)
+        );
+        for bad in [
+            "payload",
+            "payload.",
+            "payload.a..b",
+            "env.1X",
+            "env.",
+            "customer",
+            "",
+        ] {
+            let err = KeyExpr::parse(bad).expect_err(bad).to_string();
+            assert!(err.contains("payload.FIELD"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_key_is_the_fields_text_or_empty_and_at_most_255_bytes() {
+        let payload = serde_json::json!({"c": {"id": 42, "name": "ada", "tags": ["x", "y"]}});
+        let key = |expr: &str| {
+            KeyExpr::parse(expr).expect("valid").key_of(
+                Some(&payload),
+                |name| (name == "TENANT").then(|| "acme".to_owned()),
+                Some("order-7"),
+            )
+        };
+        assert_eq!(key("payload.c.id"), "42");
+        assert_eq!(key("payload.c.name"), "ada");
+        assert_eq!(key("payload.c.tags.1"), "y");
+        assert_eq!(key("payload.c.missing"), "");
+        assert_eq!(key("env.TENANT"), "acme");
+        assert_eq!(key("env.OTHER"), "");
+        assert_eq!(key("idempotency_key"), "order-7");
+        let long = serde_json::json!({"k": "é".repeat(200)});
+        let cut = KeyExpr::parse("payload.k")
+            .expect("valid")
+            .key_of(Some(&long), |_| None, None);
+        assert!(cut.len() <= MAX_KEY_BYTES && cut.chars().all(|c| c == 'é'));
     }
 }
 
@@ -550,6 +719,7 @@ impl JobSpec {
             priority: 0,
             concurrency: JobKind::Triggered.default_concurrency(false),
             max_running: None,
+            concurrency_key: None,
             labels: BTreeMap::new(),
             keep: None,
             max_age: None,
@@ -688,6 +858,16 @@ impl JobSpec {
                         self.concurrency.as_str()
                     ),
                 });
+            }
+        }
+        if let Some(expr) = &self.concurrency_key {
+            KeyExpr::parse(expr)?;
+            if self.max_running.is_none() {
+                return Err(field(
+                    "concurrency_key",
+                    "needs max_running, the most executions of one key that run at once \
+                     (--max-running 1 runs one at a time per key)",
+                ));
             }
         }
         if self.max_age.is_some_and(|age| age < Duration::from_secs(1)) {

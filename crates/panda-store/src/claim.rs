@@ -29,11 +29,24 @@ pub struct ClaimSql {
     pub lock: &'static str,
     /// Who holds the locks of these jobs: `job_id`, `execution_id`; `(job ids)`.
     pub holders: &'static str,
-    /// The taken slots of these jobs: `job_id`, `slot`; `(job ids)`.
+    /// The taken slots of these jobs: `job_id`, `key`, `slot`; `(job ids)`.
     pub slots_taken: &'static str,
-    /// Takes numbered slots of limited jobs, in key order: `(table of (job_id, slot,
-    /// execution_id))`, `RETURNING execution_id` of those taken.
+    /// Takes numbered slots of limited jobs' keys, in key order: `(table of (job_id, key,
+    /// slot, execution_id))`, `RETURNING execution_id` of those taken.
     pub take_slots: &'static str,
+    /// The slots held of these keys, locked against a release (`FOR SHARE`) where the backend
+    /// locks rows: `job_id`, `key`; `(table of (job_id, key))`.
+    pub key_holders: &'static str,
+    /// Parks queued executions (out of the claim's indexes): `(ids)`.
+    pub park: &'static str,
+    /// Parks up to `limit` due executions of a full key: `(job_id, key, now, limit)`.
+    pub park_key: &'static str,
+    /// Un-parks the next `n` parked executions of a key, in claim order: `(job_id, key, n)`.
+    pub unpark_key: &'static str,
+    /// Un-parks the next `n` parked executions of a job limited per job: `(job_id, n)`.
+    pub unpark_job: &'static str,
+    /// Un-parks up to `limit` parked executions whose key has a free slot: `(limit)`.
+    pub unpark_free: &'static str,
     /// Skips queued executions: `(finished_at, table of (id, reason))`.
     pub skip: &'static str,
     /// Asks the running executions of these jobs to stop: `(job ids)`.
@@ -112,29 +125,40 @@ pub(crate) fn foreign_jobs(candidates: &[Execution], locked: &HashSet<Uuid>) -> 
         .collect()
 }
 
-/// The candidates of limited jobs (`max_running`).
+/// The candidates of limited jobs (`max_running`, per job or per key).
 fn limited(candidates: &[Execution]) -> impl Iterator<Item = &Execution> {
     candidates
         .iter()
         .filter(|e| e.concurrency == ConcurrencyPolicy::Allow && e.max_running.is_some())
 }
 
-/// The slots the candidates of limited jobs ask for: each job's lowest free slots, in
-/// candidate order, as many as are free; `(job, slot, execution)` in key order.
+/// The key whose slots a limited execution takes: its job and its key (empty when the limit is
+/// per job).
+pub(crate) type SlotKey = (Uuid, String);
+
+fn slot_key(e: &Execution) -> SlotKey {
+    (
+        e.job_id.as_uuid(),
+        e.concurrency_key.clone().unwrap_or_default(),
+    )
+}
+
+/// The slots the candidates of limited jobs ask for: each key's lowest free slots, in
+/// candidate order, as many as are free; `(job, key, slot, execution)` in key order.
 pub(crate) fn slot_requests(
     candidates: &[Execution],
-    mut taken: HashMap<Uuid, BTreeSet<i32>>,
-) -> Vec<(Uuid, i32, Uuid)> {
+    mut taken: HashMap<SlotKey, BTreeSet<i32>>,
+) -> Vec<(Uuid, String, i32, Uuid)> {
     let mut requests = Vec::new();
     for e in limited(candidates) {
         let limit = e
             .max_running
             .map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX));
-        let job = e.job_id.as_uuid();
-        let slots = taken.entry(job).or_default();
+        let key = slot_key(e);
+        let slots = taken.entry(key.clone()).or_default();
         if let Some(slot) = (0..limit).find(|s| !slots.contains(s)) {
             slots.insert(slot);
-            requests.push((job, slot, e.id.as_uuid()));
+            requests.push((key.0, key.1, slot, e.id.as_uuid()));
         }
     }
     requests.sort();
@@ -214,13 +238,13 @@ async fn take_limited_slots<B: Backend>(
     if jobs.is_empty() {
         return Ok(HashSet::new());
     }
-    let mut taken: HashMap<Uuid, BTreeSet<i32>> = HashMap::new();
+    let mut taken: HashMap<SlotKey, BTreeSet<i32>> = HashMap::new();
     for row in tx
         .fetch_all(query(B::SQL.claim.slots_taken).uuids(jobs))
         .await?
     {
         taken
-            .entry(row.uuid("job_id")?)
+            .entry((row.uuid("job_id")?, row.text("key")?))
             .or_default()
             .insert(row.i32("slot")?);
     }
@@ -230,12 +254,119 @@ async fn take_limited_slots<B: Backend>(
     }
     let rows = tx
         .fetch_all(query(B::SQL.claim.take_slots).table(vec![
-            Column::Uuids(Column::of(&requests, |(job, _, _)| Some(*job))),
-            Column::I32s(Column::of(&requests, |(_, slot, _)| Some(*slot))),
-            Column::Uuids(Column::of(&requests, |(_, _, e)| Some(*e))),
+            Column::Uuids(Column::of(&requests, |(job, ..)| Some(*job))),
+            Column::Texts(Column::of(&requests, |(_, key, ..)| Some(key.clone()))),
+            Column::I32s(Column::of(&requests, |(_, _, slot, _)| Some(*slot))),
+            Column::Uuids(Column::of(&requests, |(.., e)| Some(*e))),
         ]))
         .await?;
     uuid_set(&rows, "execution_id")
+}
+
+/// Parks the limited candidates that wait because their key has no free slot: out of the
+/// claim's indexes, so that a key with thousands waiting does not cost the claim of other work
+/// (the end of a run that frees one of its slots un-parks the next, see [`unpark`]).
+///
+/// A key is parked only if it is full once its holders' slots are locked against a release
+/// (on PostgreSQL, `FOR SHARE`: a release that deletes a slot waits until this claim commits,
+/// and then un-parks what it parked; a release that committed first is not counted). A
+/// candidate that waits for another reason (a slot another claimer took since the read) and
+/// whose key is not full stays queued for the next claim.
+async fn park_full_keys<B: Backend>(
+    tx: &mut B::Tx,
+    candidates: &[Execution],
+    verdicts: &[Verdict],
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    let waiting: Vec<&Execution> = candidates
+        .iter()
+        .zip(verdicts)
+        .filter(|(e, v)| {
+            **v == Verdict::Wait
+                && e.concurrency == ConcurrencyPolicy::Allow
+                && e.max_running.is_some()
+        })
+        .map(|(e, _)| e)
+        .collect();
+    if waiting.is_empty() {
+        return Ok(0);
+    }
+    let keys: Vec<SlotKey> = waiting
+        .iter()
+        .map(|e| slot_key(e))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut held: HashMap<SlotKey, u32> = HashMap::new();
+    for row in tx
+        .fetch_all(query(B::SQL.claim.key_holders).table(vec![
+            Column::Uuids(Column::of(&keys, |(job, _)| Some(*job))),
+            Column::Texts(Column::of(&keys, |(_, key)| Some(key.clone()))),
+        ]))
+        .await?
+    {
+        *held
+            .entry((row.uuid("job_id")?, row.text("key")?))
+            .or_default() += 1;
+    }
+    let full: Vec<Uuid> = waiting
+        .iter()
+        .filter(|e| {
+            let running = held.get(&slot_key(e)).copied().unwrap_or(0);
+            e.max_running.is_some_and(|limit| running >= limit)
+        })
+        .map(|e| e.id.as_uuid())
+        .collect();
+    if full.is_empty() {
+        return Ok(0);
+    }
+    let mut parked = tx
+        .execute(query(B::SQL.claim.park).uuids(full.clone()))
+        .await?;
+    // The rest of a full key's due work would only be read and parked by the next claims, a
+    // batch at a time: park it now, in bulk.
+    let full_keys: BTreeSet<(Uuid, &str)> = waiting
+        .iter()
+        .filter(|e| full.contains(&e.id.as_uuid()))
+        .filter_map(|e| Some((e.job_id.as_uuid(), e.concurrency_key.as_deref()?)))
+        .collect();
+    for (job, key) in full_keys {
+        parked += tx
+            .execute(
+                query(B::SQL.claim.park_key)
+                    .uuid(job)
+                    .text(key)
+                    .time(now)
+                    .i64(PARK_BATCH),
+            )
+            .await?;
+    }
+    Ok(parked)
+}
+
+/// The most of a full key's due executions one claim parks in bulk.
+const PARK_BATCH: i64 = 5000;
+
+/// Un-parks, for each slot these ended runs free, the next parked execution of its key, in
+/// claim order. Runs after the slots' release in the same transaction, as a later statement,
+/// so that it sees what a claim that held those slots (see [`park_full_keys`]) parked.
+pub(crate) async fn unpark<B: Backend>(tx: &mut B::Tx, ended: &[&Execution]) -> StoreResult<()> {
+    let mut freed: BTreeMap<(Uuid, Option<String>), i64> = BTreeMap::new();
+    for e in ended {
+        if e.concurrency == ConcurrencyPolicy::Allow && e.max_running.is_some() {
+            *freed
+                .entry((e.job_id.as_uuid(), e.concurrency_key.clone()))
+                .or_default() += 1;
+        }
+    }
+    for ((job, key), n) in freed {
+        let q = match key {
+            Some(key) => query(B::SQL.claim.unpark_key).uuid(job).text(key).i64(n),
+            None => query(B::SQL.claim.unpark_job).uuid(job).i64(n),
+        };
+        tx.execute(q).await?;
+    }
+    Ok(())
 }
 
 /// Claims up to `request.limit` due executions (see [`crate::QueueStore::execution_claim`]).
@@ -273,6 +404,33 @@ pub(crate) async fn claim<B: Backend>(
     {
         return Ok(claimed);
     }
+    // A claim whose candidates were the waiting work of full keys parked them and may have
+    // started little: it reads again, past them, so that they hold back no other work.
+    let mut claimed = Vec::new();
+    for _ in 0..PARKING_ROUNDS {
+        let left = limit - i64::try_from(claimed.len()).unwrap_or(limit);
+        let (more, parked) =
+            claim_full(backend, queues.clone(), now, left, &worker_id, expires_at).await?;
+        claimed.extend(more);
+        if parked == 0 || i64::try_from(claimed.len()).unwrap_or(limit) >= limit {
+            break;
+        }
+    }
+    Ok(claimed)
+}
+
+/// The most times one claim reads again past work it parked.
+const PARKING_ROUNDS: usize = 64;
+
+/// The full claim, in one transaction: what it started, and how many executions it parked.
+async fn claim_full<B: Backend>(
+    backend: &B,
+    queues: Vec<String>,
+    now: DateTime<Utc>,
+    limit: i64,
+    worker_id: &str,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<(Vec<Claimed>, u64)> {
     let sql = &B::SQL.claim;
     let mut tx = backend.begin().await?;
     // A paused queue starts nothing. The claim's statements leave paused queues out of a claim
@@ -296,7 +454,7 @@ pub(crate) async fn claim<B: Backend>(
             .collect();
         if open.is_empty() {
             tx.commit().await?;
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         open
     };
@@ -335,6 +493,7 @@ pub(crate) async fn claim<B: Backend>(
     let granted = take_limited_slots::<B>(&mut tx, &candidates).await?;
 
     let verdicts = verdicts(&candidates, &requested, &locked, &foreign_holders, &granted);
+    let parked = park_full_keys::<B>(&mut tx, &candidates, &verdicts, now).await?;
     skips.extend(
         candidates
             .iter()
@@ -362,7 +521,7 @@ pub(crate) async fn claim<B: Backend>(
         .collect();
     if claimed.is_empty() {
         tx.commit().await?;
-        return Ok(Vec::new());
+        return Ok((Vec::new(), parked));
     }
     // Replace: the executions of the job that were already running are asked to stop.
     let replaced = replace_within_batch(&mut claimed);
@@ -370,9 +529,9 @@ pub(crate) async fn claim<B: Backend>(
         tx.execute(query(sql.replace).uuids(replaced)).await?;
     }
 
-    let claimed = start::<B>(&mut tx, claimed, &worker_id, expires_at, now).await?;
+    let claimed = start::<B>(&mut tx, claimed, worker_id, expires_at, now).await?;
     tx.commit().await?;
-    Ok(claimed)
+    Ok((claimed, parked))
 }
 
 /// Starts the claimed executions under fresh leases for the worker, in one statement, and
@@ -437,6 +596,7 @@ mod tests {
             retry: RetryPolicy::default(),
             concurrency,
             max_running: None,
+            concurrency_key: None,
             idempotency_key: None,
             payload: None,
             env: Default::default(),
@@ -508,17 +668,17 @@ mod tests {
         for e in &mut candidates {
             e.max_running = Some(3);
         }
-        let taken = HashMap::from([(job.as_uuid(), BTreeSet::from([1]))]);
+        let taken = HashMap::from([((job.as_uuid(), String::new()), BTreeSet::from([1]))]);
         let requests = slot_requests(&candidates, taken);
         let j = job.as_uuid();
         assert_eq!(
             requests,
             vec![
-                (j, 0, candidates[0].id.as_uuid()),
-                (j, 2, candidates[1].id.as_uuid())
+                (j, String::new(), 0, candidates[0].id.as_uuid()),
+                (j, String::new(), 2, candidates[1].id.as_uuid())
             ]
         );
-        let granted: HashSet<Uuid> = requests.iter().map(|(_, _, e)| *e).collect();
+        let granted: HashSet<Uuid> = requests.iter().map(|(.., e)| *e).collect();
         let v = verdicts(
             &candidates,
             &BTreeMap::new(),

@@ -63,6 +63,7 @@ pub(crate) async fn insert_executions<B: Backend>(
         Column::I32s(Column::of(es, |e| e.instance.and_then(to_i32))),
         Column::I32s(Column::of(es, |e| e.revision.and_then(to_i32))),
         Column::Times(Column::of(es, |e| e.healthy_at)),
+        Column::Texts(Column::of(es, |e| e.concurrency_key.clone())),
     ];
     let rows = tx
         .fetch_all(query(B::SQL.queue.insert).table(table))
@@ -162,6 +163,8 @@ pub(crate) async fn write_ends<B: Backend>(
     if !holders.is_empty() {
         tx.execute(query(B::SQL.queue.unlock).uuids(holders))
             .await?;
+        let ended: Vec<&Execution> = done.iter().map(|f| &f.execution).collect();
+        crate::claim::unpark::<B>(tx, &ended).await?;
     }
     let retries: Vec<Execution> = done.iter().filter_map(|f| f.retry.clone()).collect();
     if !retries.is_empty() {

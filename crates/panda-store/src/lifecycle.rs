@@ -106,6 +106,7 @@ pub(crate) fn slot_execution(
     let mut execution = first_attempt(job, Trigger::Schedule, status, now, now);
     execution.scheduled_at = Some(scheduled_at);
     execution.reason = reason;
+    execution.concurrency_key = concurrency_key(job, &execution);
     let slot = Slot {
         job_id: job.id,
         scheduled_at,
@@ -189,6 +190,7 @@ pub(crate) fn first_attempt(
         retry: job.spec.retry,
         concurrency: job.spec.concurrency,
         max_running: job.spec.max_running,
+        concurrency_key: None,
         idempotency_key: None,
         payload: None,
         env: BTreeMap::new(),
@@ -231,7 +233,28 @@ pub(crate) fn enqueued(job: &Job, request: &NewExecution, now: DateTime<Utc>) ->
         execution.concurrency = ConcurrencyPolicy::Allow;
         execution.max_running = None;
     }
+    execution.concurrency_key = concurrency_key(job, &execution);
     execution
+}
+
+/// The key a new execution of `job` counts against under its job's per-key limit (see
+/// [`panda_core::JobSpec::concurrency_key`]): read from its payload, its environment (its own
+/// over its job's) or its idempotency key. `None` when the job has no per-key limit or the
+/// execution runs outside the limit (forced).
+pub(crate) fn concurrency_key(job: &Job, execution: &Execution) -> Option<String> {
+    execution.max_running?;
+    let expr = panda_core::KeyExpr::parse(job.spec.concurrency_key.as_deref()?).ok()?;
+    Some(expr.key_of(
+        execution.payload.as_ref(),
+        |name| {
+            execution
+                .env
+                .get(name)
+                .or_else(|| job.spec.env.get(name))
+                .cloned()
+        },
+        execution.idempotency_key.as_deref(),
+    ))
 }
 
 /// Checks that `at` is a past slot of `job`'s schedule, which a run may stand for.

@@ -105,7 +105,8 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug {
     -> StoreResult<Execution>;
 
     /// Marks up to `limit` running executions whose lease expired before `now` as `lost` and
-    /// hands each to its retry policy (or marks it `dead`).
+    /// hands each to its retry policy (or marks it `dead`). Also puts back in line up to
+    /// `limit` executions parked behind a key that has a free slot after all.
     async fn execution_rescue(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Finished>>;
 
     /// Runs a dead execution again: queues a new attempt (trigger `retry`, the same run and
@@ -141,7 +142,7 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug {
 /// The statements of [`QueueStore`], in each backend's dialect.
 #[derive(Debug)]
 pub struct QueueSql {
-    /// Inserts executions (a table of the 28 columns of `execution_columns!`, in order),
+    /// Inserts executions (a table of the 32 columns of `execution_columns!`, in order),
     /// leaving out a first attempt whose idempotency key its job has seen; `RETURNING id`.
     pub insert: &'static str,
     /// A job's first attempt with an idempotency key: `(job_id, key)`.
@@ -631,6 +632,10 @@ impl<B: Backend> QueueStore for B {
             .into_iter()
             .flatten()
             .collect();
+        // Parked executions whose key has a free slot nobody un-parked them for (the one a
+        // release un-parked was cancelled, or the job's limit was raised) go back in line.
+        tx.execute(query(B::SQL.claim.unpark_free).i64(i64::from(limit)))
+            .await?;
         tx.commit().await?;
         Ok(rescued)
     }

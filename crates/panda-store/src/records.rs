@@ -19,7 +19,7 @@ macro_rules! execution_columns {
          backoff_base_ms, backoff_cap_ms, concurrency, idempotency_key, payload, env, \
          scheduled_at, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at, \
          cancel_requested, exit_code, reason, image_digest, max_running, instance, revision, \
-         healthy_at"
+         healthy_at, concurrency_key"
     };
 }
 pub(crate) use execution_columns;
@@ -73,6 +73,7 @@ pub(crate) fn execution<R: Record>(row: &R) -> StoreResult<Execution> {
             .opt_i32("max_running")?
             .map(|v| as_u32("max_running", v))
             .transpose()?,
+        concurrency_key: row.opt_text("concurrency_key")?,
         idempotency_key: row.opt_text("idempotency_key")?,
         payload: row.opt_json("payload")?,
         env: row.json("env")?,

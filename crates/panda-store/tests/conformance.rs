@@ -25,6 +25,7 @@ mod cases {
     pub mod enqueue;
     pub mod finish;
     pub mod jobs;
+    pub mod keys;
     pub mod lease;
     pub mod limit;
     pub mod listing;
@@ -118,6 +119,9 @@ conformance! {
     // claim
     claim::claim_returns_running_executions_with_a_lease,
     pause::a_paused_queue_accepts_work_and_starts_none_until_resumed,
+    keys::a_key_limit_runs_at_most_n_per_key_while_other_keys_run,
+    keys::a_full_keys_backlog_holds_back_no_other_work_and_gets_its_turn,
+    keys::concurrent_claims_never_run_more_than_a_keys_limit,
     pause::a_paused_queue_is_listed_when_empty_and_a_bad_name_pauses_nothing,
     claim::claim_takes_at_most_limit_executions,
     claim::claim_takes_only_from_the_requested_queues,

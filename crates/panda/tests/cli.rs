@@ -1210,3 +1210,56 @@ fn a_paused_queue_keeps_its_work_until_resumed_and_a_bad_name_is_refused() {
     let queues = succeeded(&server.panda(&["queue", "list"]));
     assert!(!queues.contains("paused"), "{queues}");
 }
+
+#[test]
+fn a_per_key_limit_is_shown_and_a_bad_key_is_refused() {
+    let server = Server::start();
+    succeeded(&server.panda(&[
+        "job",
+        "create",
+        "--name",
+        "sync",
+        "--exec",
+        "true",
+        "--max-running",
+        "1",
+        "--concurrency-key",
+        "payload.customer_id",
+    ]));
+    let described = succeeded(&server.panda(&["job", "get", "sync"]));
+    assert!(
+        described.contains("allow, at most 1 running per payload.customer_id"),
+        "{described}"
+    );
+    let exported = succeeded(&server.panda(&["export"]));
+    assert!(
+        exported.contains("concurrency_key = \"payload.customer_id\""),
+        "{exported}"
+    );
+    // A malformed key, or a key without a limit: one line and its hint; nothing created.
+    for (args, says) in [
+        (
+            vec!["--max-running", "1", "--concurrency-key", "customer_id"],
+            "payload.FIELD",
+        ),
+        (
+            vec!["--concurrency-key", "payload.customer_id"],
+            "needs max_running",
+        ),
+    ] {
+        let mut all = vec!["job", "create", "--name", "bad-key", "--exec", "true"];
+        all.extend(args);
+        let out = server.panda(&all);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+    let listed = succeeded(&server.panda(&["job", "list"]));
+    assert!(!listed.contains("bad-key"), "{listed}");
+    // update clears the key, leaving the per-job limit.
+    succeeded(&server.panda(&["job", "update", "sync", "--concurrency-key", "none"]));
+    let described = succeeded(&server.panda(&["job", "get", "sync"]));
+    assert!(
+        described.contains("allow, at most 1 running\n"),
+        "{described}"
+    );
+}

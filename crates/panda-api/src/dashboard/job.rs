@@ -192,13 +192,7 @@ fn definition(job: &Job) -> Vec<(&'static str, String)> {
         "Queue",
         format!("{} (priority {})", spec.queue, spec.priority),
     ));
-    rows.push((
-        "Concurrency",
-        match spec.max_running {
-            Some(n) => format!("{}, at most {n} running", spec.concurrency.as_str()),
-            None => spec.concurrency.as_str().to_owned(),
-        },
-    ));
+    rows.push(("Concurrency", panda_core::human::concurrency(spec)));
     if let Some(workdir) = &spec.workdir {
         rows.push(("Working dir", workdir.clone()));
     }

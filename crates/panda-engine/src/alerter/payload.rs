@@ -172,6 +172,7 @@ mod tests {
             retry: RetryPolicy::triggered_default(),
             concurrency: ConcurrencyPolicy::Allow,
             max_running: None,
+            concurrency_key: None,
             idempotency_key: None,
             payload: None,
             env: std::collections::BTreeMap::new(),

@@ -20,14 +20,47 @@ pub(super) const SQL: ClaimSql = ClaimSql {
            SELECT job_id, 0, execution_id \
            FROM UNNEST($1::uuid[], $2::uuid[]) AS t(job_id, execution_id) \
            ORDER BY job_id \
-           ON CONFLICT (job_id, slot) DO NOTHING RETURNING job_id",
+           ON CONFLICT (job_id, key, slot) DO NOTHING RETURNING job_id",
     holders: "SELECT job_id, execution_id FROM job_locks WHERE job_id = ANY($1)",
-    slots_taken: "SELECT job_id, slot FROM job_locks WHERE job_id = ANY($1)",
-    take_slots: "INSERT INTO job_locks (job_id, slot, execution_id) \
-                 SELECT * FROM UNNEST($1::uuid[], $2::integer[], $3::uuid[]) \
-                     AS t(job_id, slot, execution_id) \
-                 ORDER BY job_id, slot \
-                 ON CONFLICT (job_id, slot) DO NOTHING RETURNING execution_id",
+    slots_taken: "SELECT job_id, key, slot FROM job_locks WHERE job_id = ANY($1)",
+    take_slots: "INSERT INTO job_locks (job_id, key, slot, execution_id) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::integer[], $4::uuid[]) \
+                     AS t(job_id, key, slot, execution_id) \
+                 ORDER BY job_id, key, slot \
+                 ON CONFLICT (job_id, key, slot) DO NOTHING RETURNING execution_id",
+    // FOR SHARE: a release of one of these slots waits until this claim has parked what it
+    // parks, and un-parks after it (see `claim::park_full_keys`).
+    key_holders: "SELECT l.job_id, l.key FROM job_locks l \
+                  JOIN UNNEST($1::uuid[], $2::text[]) AS k(job_id, key) \
+                      ON l.job_id = k.job_id AND l.key = k.key \
+                  ORDER BY l.job_id, l.key, l.slot FOR SHARE OF l",
+    park: "UPDATE executions SET parked = true \
+           WHERE id = ANY($1) AND (status = 'queued') IS TRUE",
+    // SKIP LOCKED: a row locked now is another claim's candidate.
+    park_key: "UPDATE executions SET parked = true WHERE id IN ( \
+                   SELECT id FROM executions \
+                   WHERE job_id = $1 AND concurrency_key = $2 AND status = 'queued' \
+                     AND NOT parked AND concurrency_key IS NOT NULL AND run_at <= $3 \
+                   LIMIT $4 FOR UPDATE SKIP LOCKED)",
+    // SKIP LOCKED: a parked execution locked now is being un-parked by another release, which
+    // frees a slot of its own; this one takes the next.
+    unpark_key: "UPDATE executions SET parked = false WHERE id IN ( \
+                     SELECT id FROM executions \
+                     WHERE job_id = $1 AND concurrency_key = $2 AND status = 'queued' \
+                       AND parked \
+                     ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)",
+    unpark_job: "UPDATE executions SET parked = false WHERE id IN ( \
+                     SELECT id FROM executions \
+                     WHERE job_id = $1 AND concurrency_key IS NULL AND status = 'queued' \
+                       AND parked \
+                     ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    unpark_free: "UPDATE executions SET parked = false WHERE id IN ( \
+                      SELECT id FROM executions p \
+                      WHERE status = 'queued' AND parked AND p.max_running > ( \
+                          SELECT count(*) FROM job_locks l \
+                          WHERE l.job_id = p.job_id \
+                            AND l.key = coalesce(p.concurrency_key, '')) \
+                      LIMIT $1 FOR UPDATE SKIP LOCKED)",
     // `IS TRUE` keeps the planner on the primary key, off the partial indexes of queued
     // executions (see the queue's statements).
     skip: "UPDATE executions e SET status = 'skipped', finished_at = $1, reason = t.reason \
@@ -42,11 +75,12 @@ pub(super) const SQL: ClaimSql = ClaimSql {
             FROM UNNEST($4::uuid[], $5::uuid[], $6::boolean[]) AS t(id, token, cancel) \
             WHERE e.id = t.id",
     queues_present: "WITH RECURSIVE q(name) AS ( \
-                         SELECT (SELECT queue FROM executions WHERE status = 'queued' \
-                             ORDER BY queue LIMIT 1) \
+                         SELECT (SELECT queue FROM executions \
+                             WHERE status = 'queued' AND NOT parked ORDER BY queue LIMIT 1) \
                          UNION ALL \
                          SELECT (SELECT queue FROM executions \
-                             WHERE status = 'queued' AND queue > q.name ORDER BY queue LIMIT 1) \
+                             WHERE status = 'queued' AND NOT parked AND queue > q.name \
+                             ORDER BY queue LIMIT 1) \
                          FROM q WHERE q.name IS NOT NULL) \
                      SELECT name FROM q WHERE name IS NOT NULL",
 };
@@ -104,13 +138,14 @@ fn priorities(every_queue: bool) -> String {
     format!(
         "p(queue, priority) AS ( \
              SELECT q.name, ( \
-                 SELECT priority FROM executions WHERE {first_queue}status = 'queued' \
+                 SELECT priority FROM executions \
+                 WHERE {first_queue}status = 'queued' AND NOT parked \
                  ORDER BY priority DESC LIMIT 1) \
              FROM {seed} \
              UNION ALL \
              SELECT p.queue, ( \
                  SELECT priority FROM executions \
-                 WHERE {same_queue}status = 'queued' AND priority < p.priority \
+                 WHERE {same_queue}status = 'queued' AND NOT parked AND priority < p.priority \
                  ORDER BY priority DESC LIMIT 1) \
              FROM p WHERE p.priority IS NOT NULL)"
     )
@@ -127,7 +162,9 @@ fn step_queue(every_queue: bool) -> &'static str {
 
 /// The claim's candidates: up to `limit` due queued executions in claim order (highest
 /// priority, then earliest due, then oldest), locked, skipping rows another claimer holds, and
-/// leaving out `forbid` executions whose job lock is taken.
+/// leaving out `forbid` executions whose job lock is taken. A limited execution whose key is
+/// full is read all the same: the claim parks it (see `crate::claim`), so that it is read once,
+/// not by every claim.
 ///
 /// A claim index walked in claim order passes over every execution of a priority that is not
 /// due yet (a backlog of delayed work) before it reaches a lower priority, and PostgreSQL
@@ -156,11 +193,9 @@ fn candidates_sql(every_queue: bool) -> String {
         "WITH RECURSIVE {priorities} \
          SELECT c.* FROM p CROSS JOIN LATERAL ( \
              SELECT {columns} FROM executions \
-             WHERE {same_queue}priority = p.priority AND status = 'queued' \
+             WHERE {same_queue}priority = p.priority AND status = 'queued' AND NOT parked \
                AND instance IS NULL \
                AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
-               AND NOT (max_running IS NOT NULL AND max_running <= ( \
-                   SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
                AND run_at <= $1 \
              ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) c \
          ORDER BY c.priority DESC, c.run_at, c.id LIMIT $3",
@@ -209,7 +244,7 @@ fn unrestricted_sql(every_queue: bool) -> String {
                  x.max_running IS NOT NULL AS claim_limited \
              FROM p CROSS JOIN LATERAL ( \
                  SELECT id, concurrency, max_running, priority, run_at FROM executions \
-                 WHERE {same_queue}priority = p.priority AND status = 'queued' \
+                 WHERE {same_queue}priority = p.priority AND status = 'queued' AND NOT parked \
                    AND instance IS NULL AND run_at <= $1 \
                  ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) x \
              ORDER BY x.priority DESC, x.run_at, x.id LIMIT $3), \

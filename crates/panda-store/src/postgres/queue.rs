@@ -26,7 +26,7 @@ pub(super) const SQL: QueueSql = QueueSql {
             $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::timestamptz[], \
             $21::timestamptz[], $22::text[], $23::timestamptz[], $24::boolean[], \
             $25::integer[], $26::text[], $27::text[], $28::integer[], $29::integer[], \
-            $30::integer[], $31::timestamptz[]) \
+            $30::integer[], $31::timestamptz[], $32::text[]) \
          ON CONFLICT (job_id, idempotency_key) WHERE idempotency_key IS NOT NULL AND attempt = 1 \
          DO NOTHING RETURNING id"
     ),
@@ -90,7 +90,8 @@ pub(super) const SQL: QueueSql = QueueSql {
 };
 
 /// A finish batch in which every run succeeded: no retries, no alerts, nothing to decide from
-/// the stored row (an instance of a service is left to the full finish, which restarts it). One statement writes them, fenced by each lease, and releases any job slots
+/// the stored row (an instance of a service is left to the full finish, which restarts it, and
+/// so is a run of a limited job, whose freed slot un-parks the next of its key). One statement writes them, fenced by each lease, and releases any job slots
 /// they held. For each item, what was written, or `None` for an item it did not write (stale,
 /// unknown, or a second item for one execution), which the full finish answers.
 pub(super) async fn finish_successes(
@@ -113,6 +114,7 @@ pub(super) async fn finish_successes(
                          exit_code = t.exit_code, image_digest = t.image_digest \
                      FROM t WHERE e.id = t.id AND e.lease_token = t.token \
                          AND (e.status = 'running') IS TRUE AND e.instance IS NULL \
+                         AND NOT (e.concurrency = 'allow' AND e.max_running IS NOT NULL) \
                      RETURNING e.*), \
                  d AS (DELETE FROM job_locks l USING u WHERE l.execution_id = u.id) \
                  SELECT ",

@@ -15,14 +15,42 @@ use crate::model::Claimed;
 pub(super) const SQL: ClaimSql = ClaimSql {
     lock: "INSERT INTO job_locks (job_id, slot, execution_id) \
            SELECT value ->> 0, 0, value ->> 1 FROM json_each(?) WHERE true \
-           ON CONFLICT (job_id, slot) DO NOTHING RETURNING job_id",
+           ON CONFLICT (job_id, key, slot) DO NOTHING RETURNING job_id",
     holders: "SELECT job_id, execution_id FROM job_locks \
               WHERE job_id IN (SELECT value FROM json_each(?))",
-    slots_taken: "SELECT job_id, slot FROM job_locks \
+    slots_taken: "SELECT job_id, key, slot FROM job_locks \
                   WHERE job_id IN (SELECT value FROM json_each(?))",
-    take_slots: "INSERT INTO job_locks (job_id, slot, execution_id) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?) WHERE true \
-                 ON CONFLICT (job_id, slot) DO NOTHING RETURNING execution_id",
+    take_slots: "INSERT INTO job_locks (job_id, key, slot, execution_id) \
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 \
+                 FROM json_each(?) WHERE true \
+                 ON CONFLICT (job_id, key, slot) DO NOTHING RETURNING execution_id",
+    // One writer: nothing to lock.
+    key_holders: "SELECT l.job_id AS job_id, l.key AS key FROM json_each(?) k \
+                  JOIN job_locks l ON l.job_id = k.value ->> 0 AND l.key = k.value ->> 1",
+    park: "UPDATE executions SET parked = 1 \
+           WHERE id IN (SELECT value FROM json_each(?)) AND +status = 'queued'",
+    park_key: "UPDATE executions SET parked = 1 WHERE id IN ( \
+                   SELECT id FROM executions INDEXED BY executions_key_queued \
+                   WHERE job_id = ?1 AND concurrency_key = ?2 AND status = 'queued' \
+                     AND parked = 0 AND concurrency_key IS NOT NULL AND run_at <= ?3 \
+                   LIMIT ?4)",
+    unpark_key: "UPDATE executions SET parked = 0 WHERE id IN ( \
+                     SELECT id FROM executions INDEXED BY executions_parked \
+                     WHERE job_id = ?1 AND concurrency_key = ?2 AND status = 'queued' \
+                       AND parked = 1 \
+                     ORDER BY priority DESC, run_at, id LIMIT ?3)",
+    unpark_job: "UPDATE executions SET parked = 0 WHERE id IN ( \
+                     SELECT id FROM executions INDEXED BY executions_parked \
+                     WHERE job_id = ?1 AND concurrency_key IS NULL AND status = 'queued' \
+                       AND parked = 1 \
+                     ORDER BY priority DESC, run_at, id LIMIT ?2)",
+    unpark_free: "UPDATE executions SET parked = 0 WHERE id IN ( \
+                      SELECT id FROM executions p INDEXED BY executions_parked \
+                      WHERE status = 'queued' AND parked = 1 AND p.max_running > ( \
+                          SELECT count(*) FROM job_locks l \
+                          WHERE l.job_id = p.job_id \
+                            AND l.key = coalesce(p.concurrency_key, '')) \
+                      LIMIT ?)",
     // `+executions.status`: on the primary key, not every queued execution (see the queue's
     // statements).
     skip: "UPDATE executions SET status = 'skipped', finished_at = ?1, reason = s.value ->> 1 \
@@ -36,10 +64,10 @@ pub(super) const SQL: ClaimSql = ClaimSql {
             FROM json_each(?4) AS l WHERE executions.id = l.value ->> 0",
     queues_present: "WITH RECURSIVE q(name) AS ( \
                          SELECT (SELECT queue FROM executions INDEXED BY executions_claim_queue \
-                             WHERE status = 'queued' ORDER BY queue LIMIT 1) \
+                             WHERE status = 'queued' AND parked = 0 ORDER BY queue LIMIT 1) \
                          UNION ALL \
                          SELECT (SELECT queue FROM executions INDEXED BY executions_claim_queue \
-                             WHERE status = 'queued' AND queue > q.name \
+                             WHERE status = 'queued' AND parked = 0 AND queue > q.name \
                              ORDER BY queue LIMIT 1) \
                          FROM q WHERE q.name IS NOT NULL) \
                      SELECT name FROM q WHERE name IS NOT NULL",
@@ -116,12 +144,13 @@ fn priorities(some_queues: bool) -> String {
         "p(queue, priority) AS ( \
              SELECT q.value, ( \
                  SELECT priority FROM executions INDEXED BY {index} \
-                 WHERE {first_queue}status = 'queued' ORDER BY priority DESC LIMIT 1) \
+                 WHERE {first_queue}status = 'queued' AND parked = 0 \
+                 ORDER BY priority DESC LIMIT 1) \
              FROM {seed} \
              UNION ALL \
              SELECT p.queue, ( \
                  SELECT priority FROM executions INDEXED BY {index} \
-                 WHERE {same_queue}status = 'queued' AND priority < p.priority \
+                 WHERE {same_queue}status = 'queued' AND parked = 0 AND priority < p.priority \
                  ORDER BY priority DESC LIMIT 1) \
              FROM p WHERE p.priority IS NOT NULL)"
     )
@@ -129,10 +158,10 @@ fn priorities(some_queues: bool) -> String {
 
 /// The statement of [`candidates`], for some queues (`?1`) or for every queue.
 fn candidates_sql(some_queues: bool) -> String {
-    const FILTERS: &str = "status = 'queued' AND instance IS NULL \
+    // A limited execution whose key is full is read all the same: the claim parks it (see
+    // `crate::claim`), so that it is read once, not by every claim.
+    const FILTERS: &str = "status = 'queued' AND parked = 0 AND instance IS NULL \
         AND NOT (concurrency = 'forbid' AND job_id IN (SELECT job_id FROM job_locks)) \
-        AND NOT (max_running IS NOT NULL AND max_running <= ( \
-            SELECT count(*) FROM job_locks l WHERE l.job_id = executions.job_id)) \
         AND run_at <= ?2";
     let (index, _, _, same_queue) = claim_parts(some_queues);
     let columns = crate::records::qualified_execution_columns("e");
@@ -199,7 +228,7 @@ fn unrestricted_sql(some_queues: bool) -> String {
                  FROM p CROSS JOIN executions e WHERE e.id IN ( \
                      SELECT id FROM executions INDEXED BY {index} \
                      WHERE {same_queue}priority = p.priority AND status = 'queued' \
-                       AND instance IS NULL AND run_at <= ?2 \
+                       AND parked = 0 AND instance IS NULL AND run_at <= ?2 \
                      ORDER BY run_at, id LIMIT ?3) \
                  ORDER BY e.priority DESC, e.run_at, e.id LIMIT ?3)), \
          t AS (SELECT key AS token_n, value AS token FROM json_each(?6)) \

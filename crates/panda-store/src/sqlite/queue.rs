@@ -24,7 +24,7 @@ pub(super) const SQL: QueueSql = QueueSql {
              r.value ->> 15, r.value ->> 16, r.value ->> 17, r.value ->> 18, r.value ->> 19, \
              r.value ->> 20, r.value ->> 21, r.value ->> 22, r.value ->> 23, r.value ->> 24, \
              r.value ->> 25, r.value ->> 26, r.value ->> 27, r.value ->> 28, r.value ->> 29, \
-             r.value ->> 30 \
+             r.value ->> 30, r.value ->> 31 \
          FROM json_each(?) AS r WHERE true \
          ON CONFLICT (job_id, idempotency_key) \
              WHERE idempotency_key IS NOT NULL AND attempt = 1 DO NOTHING \

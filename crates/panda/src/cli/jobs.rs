@@ -392,13 +392,7 @@ fn describe(job: &Job, recent: &[Execution]) {
         panda_core::human::exact(spec.retry.backoff_base),
         panda_core::human::exact(spec.retry.backoff_cap)
     );
-    match spec.max_running {
-        Some(n) => println!(
-            "Concurrency:   {}, at most {n} running",
-            spec.concurrency.as_str()
-        ),
-        None => println!("Concurrency:   {}", spec.concurrency.as_str()),
-    }
+    println!("Concurrency:   {}", panda_core::human::concurrency(spec));
     println!("Queue:         {} (priority {})", spec.queue, spec.priority);
     let history = [
         spec.keep.map(|keep| format!("keep {keep}")),

@@ -107,6 +107,11 @@ pub(crate) struct CreateArgs {
     /// allow)
     #[arg(long, value_name = "N")]
     max_running: Option<u32>,
+    /// With --max-running N, at most N per key instead of per job: payload.FIELD (a dotted
+    /// path), env.NAME or idempotency_key (--concurrency-key payload.customer_id --max-running
+    /// 1 runs one customer's work at a time)
+    #[arg(long, value_name = "EXPR")]
+    concurrency_key: Option<String>,
     /// What to do with missed slots: latest, none or all
     #[arg(long, default_value = "latest")]
     catch_up: String,
@@ -212,6 +217,10 @@ pub(crate) struct UpdateArgs {
     /// At most N executions at once (implies --concurrency allow), or "none" for no limit
     #[arg(long, value_name = "N|none", value_parser = parse_max_running)]
     max_running: Option<MaxRunning>,
+    /// Limit per key instead of per job (payload.FIELD, env.NAME or idempotency_key), or
+    /// "none" to limit the job as a whole again
+    #[arg(long, value_name = "EXPR|none")]
+    concurrency_key: Option<String>,
 }
 
 /// How a job is watched; on update, each flag given replaces what was set.
@@ -341,6 +350,7 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
         None => kind.default_concurrency(args.max_running.is_some()),
     };
     spec.max_running = args.max_running;
+    spec.concurrency_key.clone_from(&args.concurrency_key);
     match (&args.schedule, scheduled) {
         (Some(cron), true) => {
             let catch_up = match args.catch_up.as_str() {
@@ -490,6 +500,11 @@ pub(super) fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Resu
             }
         }
         Some(MaxRunning::None) => spec.max_running = None,
+        None => {}
+    }
+    match args.concurrency_key.as_deref() {
+        Some("none") => spec.concurrency_key = None,
+        Some(expr) => spec.concurrency_key = Some(expr.to_owned()),
         None => {}
     }
     spec.validate()
