@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use panda_core::{Job, JobId, JobSpec};
 
-use crate::dialect::{Backend, Conn, Tx, query};
+use crate::dialect::{Backend, Conn, Tx, query, settle};
 use crate::error::is_unique_violation;
 use crate::model::JobKind;
 use crate::records::{self, all};
@@ -117,8 +117,8 @@ impl<B: Backend> JobStore for B {
                 if job.spec.service.is_some() {
                     crate::services::created::<B>(&mut tx, &job, now).await?;
                 }
-                tx.commit().await?;
-                Ok(job)
+                let linked = crate::chains::link::<B>(&mut tx, &job, false).await;
+                settle(tx, linked.map(|()| job)).await
             }
         }
     }
@@ -177,13 +177,17 @@ impl<B: Backend> JobStore for B {
                 .uuid(job.id),
         )
         .await?;
-        tx.commit().await?;
-        Ok(job)
+        let linked = crate::chains::link::<B>(&mut tx, &job, true).await;
+        settle(tx, linked.map(|()| job)).await
     }
 
     async fn job_delete(&self, name: &str, now: DateTime<Utc>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let job = live_job::<B>(&mut tx, name, JobLock::Update).await?;
+        let unlinked = crate::chains::unlink::<B>(&mut tx, &job).await;
+        if unlinked.is_err() {
+            return settle(tx, unlinked).await;
+        }
         tx.execute(query(B::SQL.jobs.delete).time(now).uuid(job.id))
             .await?;
         if job.spec.service.is_some() {

@@ -61,12 +61,24 @@ pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), Valid
             ),
         });
     }
-    if matches!(request.trigger, Trigger::Retry | Trigger::Schedule) {
+    if matches!(
+        request.trigger,
+        Trigger::Retry | Trigger::Schedule | Trigger::Upstream
+    ) {
         return Err(ValidationError::Field {
             field: "trigger",
             message: format!(
                 "{} executions are created by Panda itself; enqueue as api or manual",
                 request.trigger
+            ),
+        });
+    }
+    if request.env.contains_key(panda_core::UPSTREAM_EXECUTION_ENV) {
+        return Err(ValidationError::Field {
+            field: "env",
+            message: format!(
+                "{} is set by Panda on a run a chain started; leave it out",
+                panda_core::UPSTREAM_EXECUTION_ENV
             ),
         });
     }
