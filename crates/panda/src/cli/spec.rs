@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use panda_core::{
     CatchUp, ConcurrencyPolicy, CronSchedule, JobKind, JobName, JobSpec, RetryPolicy, RuntimeSpec,
-    Schedule,
+    Schedule, Upstream,
 };
 
 use crate::UserError;
@@ -117,6 +117,19 @@ pub(crate) struct CreateArgs {
     /// that many jobs on one schedule do not all start at once; `next` shows the moved times
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     jitter: Option<Duration>,
+    /// Start this job when a run of JOB ends: succeeded (the default), failed (dead, no
+    /// attempt left) or any; once per run, with the run's payload (repeatable)
+    #[arg(long = "after", value_name = "JOB[:succeeded|failed|any]", value_parser = parse_upstream)]
+    after: Vec<Upstream>,
+}
+
+/// `--after JOB[:succeeded|failed|any]`.
+fn parse_upstream(text: &str) -> Result<Upstream, String> {
+    text.parse::<Upstream>().map_err(|err| {
+        format!(
+            "{err}; write JOB, JOB:succeeded, JOB:failed or JOB:any, as in generate-reports:failed"
+        )
+    })
 }
 
 /// `--max-running` of `update`: a limit, or none.
@@ -212,6 +225,18 @@ pub(crate) struct UpdateArgs {
     /// At most N executions at once (implies --concurrency allow), or "none" for no limit
     #[arg(long, value_name = "N|none", value_parser = parse_max_running)]
     max_running: Option<MaxRunning>,
+    /// The jobs it follows, in place of the ones it did: start it when a run of JOB ends as
+    /// said (succeeded by default; repeatable)
+    #[arg(
+        long = "after",
+        value_name = "JOB[:succeeded|failed|any]",
+        value_parser = parse_upstream,
+        conflicts_with = "no_after"
+    )]
+    after: Vec<Upstream>,
+    /// Follow no job any more
+    #[arg(long)]
+    no_after: bool,
 }
 
 /// How a job is watched; on update, each flag given replaces what was set.
@@ -341,6 +366,7 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
         None => kind.default_concurrency(args.max_running.is_some()),
     };
     spec.max_running = args.max_running;
+    spec.after.clone_from(&args.after);
     match (&args.schedule, scheduled) {
         (Some(cron), true) => {
             let catch_up = match args.catch_up.as_str() {
@@ -394,7 +420,7 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
         }
     }
     spec.validate()
-        .map_err(|err| UserError::plain(err.to_string()))?;
+        .map_err(|err| UserError::new(err.to_string(), err.hint().unwrap_or_default()))?;
     Ok(spec)
 }
 
@@ -492,8 +518,14 @@ pub(super) fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Resu
         Some(MaxRunning::None) => spec.max_running = None,
         None => {}
     }
+    if !args.after.is_empty() {
+        spec.after.clone_from(&args.after);
+    }
+    if args.no_after {
+        spec.after.clear();
+    }
     spec.validate()
-        .map_err(|err| UserError::plain(err.to_string()))?;
+        .map_err(|err| UserError::new(err.to_string(), err.hint().unwrap_or_default()))?;
     Ok(())
 }
 
