@@ -108,7 +108,10 @@ pub(crate) async fn create(
     if let Some(why) = redacted_endpoint_left(&spec) {
         return Err(Failure::invalid(why));
     }
-    let job = state.store.job_create(&spec, state.clock.now()).await?;
+    let job = match state.store.job_create(&spec, state.clock.now()).await {
+        Ok(job) => job,
+        Err(err) => return Err(chain_failure(&state, &spec, err).await),
+    };
     state.jobs_changed();
     Ok((StatusCode::CREATED, Json(redacted(job))))
 }
@@ -183,9 +186,41 @@ pub(crate) async fn replace(
     if let Some(why) = redacted_endpoint_left(&spec) {
         return Err(Failure::invalid(why));
     }
-    let job = state.store.job_update(&spec, state.clock.now()).await?;
+    let job = match state.store.job_update(&spec, state.clock.now()).await {
+        Ok(job) => job,
+        Err(err) => return Err(chain_failure(state, &spec, err).await),
+    };
     state.jobs_changed();
     Ok(job)
+}
+
+/// The answer to a refused create or update of `spec`: for a link to a job that does not
+/// exist, the hint names the closest live name when one is close (a typo), as `no_job` does.
+async fn chain_failure(state: &AppState, spec: &JobSpec, err: panda_store::StoreError) -> Failure {
+    let failure = Failure::from(err);
+    let (_, error) = failure.parts();
+    if !error.message.starts_with("invalid after: no job named") {
+        return failure;
+    }
+    for upstream in &spec.after {
+        let name = upstream.job.as_str();
+        if let Err(panda_store::StoreError::NotFound { .. }) = state.store.job_get(name).await {
+            let suggestion = no_job(state, name).await;
+            let (_, suggested) = suggestion.parts();
+            if let Some(hint) = suggested
+                .hint
+                .as_deref()
+                .filter(|h| h.starts_with("did you mean"))
+            {
+                return Failure::invalid(error.message.clone()).hint(format!(
+                    "{hint} A job can follow only a job that exists: create {name:?} first if \
+                     it is new"
+                ));
+            }
+            break;
+        }
+    }
+    failure
 }
 
 #[utoipa::path(

@@ -185,13 +185,20 @@ pub(crate) fn validate_after(name: &JobName, after: &[Upstream]) -> Result<(), V
     for upstream in after {
         if upstream.job == *name {
             return Err(ValidationError::Chain {
-                message: format!("job {name:?} cannot follow itself ({name} → {name})"),
+                message: format!(
+                    "job {:?} cannot follow itself ({name} → {name})",
+                    name.as_str()
+                ),
                 hint: "a job that should run again after it fails has --max-attempts".into(),
             });
         }
         if !seen.insert(&upstream.job) {
             return Err(ValidationError::Chain {
-                message: format!("job {name:?} follows {:?} twice", upstream.job.as_str()),
+                message: format!(
+                    "job {:?} follows {:?} twice",
+                    name.as_str(),
+                    upstream.job.as_str()
+                ),
                 hint: format!(
                     "give it once; {}:any starts it after a run that succeeded or failed",
                     upstream.job

@@ -197,12 +197,17 @@ fn a_chain_to_an_unknown_job_or_around_a_cycle_is_one_error_and_changes_nothing(
 
     let unknown = create("transform", "extrct");
     one_error_with_a_hint(&unknown, "no job named \"extrct\"");
+    assert!(
+        stderr(&unknown).contains("hint: did you mean \"extract\"?"),
+        "{}",
+        stderr(&unknown)
+    );
     let itself = create("transform", "transform");
     one_error_with_a_hint(&itself, "cannot follow itself");
     let bad_end = create("transform", "extract:sometimes");
     assert!(!bad_end.status.success());
     assert!(
-        stderr(&bad_end).contains("succeeded, failed or any"),
+        stderr(&bad_end).contains("\"sometimes\" is not how a run ends"),
         "{}",
         stderr(&bad_end)
     );

@@ -125,11 +125,14 @@ pub(crate) struct CreateArgs {
 
 /// `--after JOB[:succeeded|failed|any]`.
 fn parse_upstream(text: &str) -> Result<Upstream, String> {
-    text.parse::<Upstream>().map_err(|err| {
-        format!(
-            "{err}; write JOB, JOB:succeeded, JOB:failed or JOB:any, as in generate-reports:failed"
-        )
-    })
+    const FORMS: &str =
+        "write JOB, JOB:succeeded, JOB:failed or JOB:any, as in generate-reports:failed";
+    let (name, on) = text.split_once(':').unwrap_or((text, "succeeded"));
+    let on = on
+        .parse()
+        .map_err(|_| format!("{on:?} is not how a run ends; {FORMS}"))?;
+    let job = JobName::new(name).map_err(|err| err.to_string())?;
+    Ok(Upstream::new(job, on))
 }
 
 /// `--max-running` of `update`: a limit, or none.
