@@ -40,11 +40,12 @@ pub struct ChainSql {
 /// Stores the links of `job`'s definition, replacing any it had: each upstream a live job that
 /// is not a service (locked against a delete until the transaction ends), and no chain leading
 /// back to `job`. Refused with `Invalid` (a [`ValidationError::Chain`], with a hint) otherwise.
+///
+/// A transaction that stores links takes [`serialize`] first.
 pub(crate) async fn link<B: Backend>(tx: &mut B::Tx, job: &Job, updating: bool) -> StoreResult<()> {
     if job.spec.after.is_empty() && !updating {
         return Ok(());
     }
-    tx.execute(query(B::SQL.chains.lock)).await?;
     tx.execute(query(B::SQL.chains.forget).uuid(job.id)).await?;
     if job.spec.after.is_empty() {
         return Ok(());
@@ -103,6 +104,19 @@ pub(crate) async fn link<B: Backend>(tx: &mut B::Tx, job: &Job, updating: bool) 
                 .text(on.as_str()),
         )
         .await?;
+    }
+    Ok(())
+}
+
+/// Serializes the transactions that store links, when `spec` has any (dropping links never
+/// closes a cycle): taken first thing, before any job row is locked, so that two of them wait
+/// for each other instead of deadlocking over the rows they lock.
+pub(crate) async fn serialize<B: Backend>(
+    tx: &mut B::Tx,
+    spec: &panda_core::JobSpec,
+) -> StoreResult<()> {
+    if !spec.after.is_empty() {
+        tx.execute(query(B::SQL.chains.lock)).await?;
     }
     Ok(())
 }

@@ -96,6 +96,7 @@ impl<B: Backend> JobStore for B {
             updated_at: now,
         };
         let mut tx = self.begin().await?;
+        crate::chains::serialize::<B>(&mut tx, spec).await?;
         let inserted = tx
             .execute(
                 query(B::SQL.jobs.insert)
@@ -165,6 +166,7 @@ impl<B: Backend> JobStore for B {
         spec.validate()?;
         let spec_json = to_json(spec)?;
         let mut tx = self.begin().await?;
+        crate::chains::serialize::<B>(&mut tx, spec).await?;
         let mut job = live_job::<B>(&mut tx, spec.name.as_str(), JobLock::Update).await?;
         crate::services::updated::<B>(&mut tx, &job, spec, now).await?;
         job.spec = spec.clone();

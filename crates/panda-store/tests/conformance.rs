@@ -84,6 +84,7 @@ conformance! {
     chains::a_link_names_a_live_job_that_is_not_a_service_and_nothing_is_created_otherwise,
     chains::a_cycle_is_refused_on_update_with_the_cycle_named,
     chains::a_followed_job_cannot_be_deleted_until_nothing_follows_it,
+    chains::two_updates_that_together_close_a_cycle_cannot_both_pass,
     // jobs
     jobs::job_create_then_get_returns_the_stored_definition,
     jobs::job_name_of_63_characters_is_stored_in_full,

@@ -406,3 +406,33 @@ pub async fn a_followed_job_cannot_be_deleted_until_nothing_follows_it(store: Ar
         .await
         .expect("followed by nothing now");
 }
+
+pub async fn two_updates_that_together_close_a_cycle_cannot_both_pass(store: Arc<dyn Store>) {
+    for round in 0..8 {
+        let (a, b) = (format!("ping-{round}"), format!("pong-{round}"));
+        create(&store, &a, &[]).await;
+        create(&store, &b, &[]).await;
+        let (a_after_b, b_after_a) = (
+            spec_on_own_queue(&a, &[b.as_str()]),
+            spec_on_own_queue(&b, &[a.as_str()]),
+        );
+        let (left, right) = tokio::join!(
+            store.job_update(&a_after_b, at(1)),
+            store.job_update(&b_after_a, at(1))
+        );
+        let outcomes = [left.is_ok(), right.is_ok()];
+        assert_eq!(
+            outcomes.iter().filter(|ok| **ok).count(),
+            1,
+            "round {round}: exactly one link is stored: {left:?} {right:?}"
+        );
+        for refused in [left, right].into_iter().filter_map(Result::err) {
+            match refused {
+                StoreError::Invalid(err) => {
+                    assert!(err.to_string().contains("lead back"), "{err}");
+                }
+                other => panic!("round {round}: refused as a cycle, not {other:?}"),
+            }
+        }
+    }
+}
