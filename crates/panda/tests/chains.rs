@@ -133,6 +133,13 @@ async fn a_chain_of_three_runs_the_third_once_when_the_middle_one_fails_once(bac
         load[0]["env"]["PANDA_UPSTREAM_EXECUTION_ID"], retry["id"],
         "load names the attempt that ended transform's run"
     );
+    let load_id = load[0]["id"].as_str().expect("an id");
+    let shown = succeeded(&server.panda(&["execution", "get", load_id]));
+    let retry_id = retry["id"].as_str().expect("an id");
+    assert!(
+        shown.contains(&format!("Upstream: {retry_id} (transform)")),
+        "{shown}"
+    );
 
     // A job that others follow stays until they let go of it.
     let refused = server.panda(&["job", "delete", "transform"]);
