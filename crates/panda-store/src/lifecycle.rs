@@ -654,6 +654,20 @@ mod tests {
         let mut retry = ok.clone();
         retry.trigger = Trigger::Retry;
         assert!(validate_new_execution(&retry).is_err());
+        let mut chained = ok.clone();
+        chained.trigger = Trigger::Upstream;
+        assert!(
+            validate_new_execution(&chained).is_err(),
+            "only a chain starts one"
+        );
+        let mut posing = ok.clone();
+        posing
+            .env
+            .insert(panda_core::UPSTREAM_EXECUTION_ENV.into(), "x".into());
+        assert!(
+            validate_new_execution(&posing).is_err(),
+            "set by Panda only"
+        );
         let mut long_key = ok.clone();
         long_key.idempotency_key = Some("k".repeat(MAX_IDEMPOTENCY_KEY_BYTES + 1));
         assert!(validate_new_execution(&long_key).is_err());
