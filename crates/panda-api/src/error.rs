@@ -105,7 +105,10 @@ impl From<StoreError> for Failure {
             StoreError::NotFound { .. } => Self::not_found(err.to_string()),
             StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             StoreError::Stale => Self::new(StatusCode::CONFLICT, "conflict", err.to_string()),
-            StoreError::Invalid(invalid) => Self::invalid(invalid.to_string()),
+            StoreError::Invalid(invalid) => match invalid.hint() {
+                Some(hint) => Self::invalid(invalid.to_string()).hint(hint),
+                None => Self::invalid(invalid.to_string()),
+            },
             StoreError::Unavailable(_) => {
                 if UNAVAILABLE.begins() {
                     tracing::error!(%err, "the store is unreachable: requests answer 503 store_unavailable until it is back (logged once per outage)");

@@ -7,8 +7,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use panda_core::api::{
-    ErrorBody, ExecutionSummary, JobView, SECRET_PLACEHOLDER, redacted, redacted_endpoint_left,
-    restore_redacted_urls,
+    ErrorBody, ExecutionSummary, Follower, JobView, SECRET_PLACEHOLDER, redacted,
+    redacted_endpoint_left, restore_redacted_urls,
 };
 use panda_core::{Job, JobSpec};
 use panda_store::{ExecutionBrief, JobKind, Slot};
@@ -108,7 +108,10 @@ pub(crate) async fn create(
     if let Some(why) = redacted_endpoint_left(&spec) {
         return Err(Failure::invalid(why));
     }
-    let job = state.store.job_create(&spec, state.clock.now()).await?;
+    let job = match state.store.job_create(&spec, state.clock.now()).await {
+        Ok(job) => job,
+        Err(err) => return Err(chain_failure(&state, &spec, err).await),
+    };
     state.jobs_changed();
     Ok((StatusCode::CREATED, Json(redacted(job))))
 }
@@ -183,9 +186,41 @@ pub(crate) async fn replace(
     if let Some(why) = redacted_endpoint_left(&spec) {
         return Err(Failure::invalid(why));
     }
-    let job = state.store.job_update(&spec, state.clock.now()).await?;
+    let job = match state.store.job_update(&spec, state.clock.now()).await {
+        Ok(job) => job,
+        Err(err) => return Err(chain_failure(state, &spec, err).await),
+    };
     state.jobs_changed();
     Ok(job)
+}
+
+/// The answer to a refused create or update of `spec`: for a link to a job that does not
+/// exist, the hint names the closest live name when one is close (a typo), as `no_job` does.
+async fn chain_failure(state: &AppState, spec: &JobSpec, err: panda_store::StoreError) -> Failure {
+    let failure = Failure::from(err);
+    let (_, error) = failure.parts();
+    if !error.message.starts_with("invalid after: no job named") {
+        return failure;
+    }
+    for upstream in &spec.after {
+        let name = upstream.job.as_str();
+        if let Err(panda_store::StoreError::NotFound { .. }) = state.store.job_get(name).await {
+            let suggestion = no_job(state, name).await;
+            let (_, suggested) = suggestion.parts();
+            if let Some(hint) = suggested
+                .hint
+                .as_deref()
+                .filter(|h| h.starts_with("did you mean"))
+            {
+                return Failure::invalid(error.message.clone()).hint(format!(
+                    "{hint} A job can follow only a job that exists: create {name:?} first if \
+                     it is new"
+                ));
+            }
+            break;
+        }
+    }
+    failure
 }
 
 #[utoipa::path(
@@ -206,6 +241,13 @@ pub(crate) async fn delete(
     match state.store.job_delete(&name, state.clock.now()).await {
         Ok(()) => {}
         Err(panda_store::StoreError::NotFound { .. }) => return Err(no_job(&state, &name).await),
+        // The one conflict of a delete: other jobs follow this one.
+        Err(err @ panda_store::StoreError::Conflict(_)) => {
+            return Err(Failure::from(err).hint(
+                "delete the jobs that follow it first, or drop it from their after \
+                 (`panda job update NAME --no-after`)",
+            ));
+        }
         Err(err) => return Err(err.into()),
     }
     state.jobs_changed();
@@ -265,6 +307,48 @@ pub(crate) async fn set_suspended(
     let job = state.store.job_update(&spec, state.clock.now()).await?;
     state.jobs_changed();
     Ok(Json(redacted(job)))
+}
+
+/// The live jobs that follow a job (their `after` names it), by name.
+#[utoipa::path(
+    get,
+    path = "/jobs/{name}/followers",
+    tag = "jobs",
+    summary = "The jobs that follow this one, by name",
+    description = "Each starts when a run of this job ends as its `on` says (its own `after` \
+                   names this job); the jobs this one follows are its own `after`.",
+    params(("name" = String, Path, description = "The job's name")),
+    responses(
+        (status = 200, description = "Followers by name", body = Vec<Follower>),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn followers(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<Follower>>, Failure> {
+    let job = job_named(&state, &name).await?;
+    Ok(Json(followers_of(&state, &job).await?))
+}
+
+/// The live jobs whose `after` names `job`, by name.
+pub(crate) async fn followers_of(state: &AppState, job: &Job) -> Result<Vec<Follower>, Failure> {
+    let jobs = state.store.job_list(JobKind::All).await?;
+    Ok(jobs
+        .into_iter()
+        .filter_map(|follower| {
+            let on = follower
+                .spec
+                .after
+                .iter()
+                .find(|upstream| upstream.job == job.spec.name)?
+                .on;
+            Some(Follower {
+                job: follower.spec.name,
+                on,
+            })
+        })
+        .collect())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -175,6 +175,7 @@ fn api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             get(executions::latest),
         ),
         ("GET", "/jobs/{name}/slots", get(jobs::slots)),
+        ("GET", "/jobs/{name}/followers", get(jobs::followers)),
         ("POST", "/jobs/{name}/webhook", post(webhooks::rotate)),
         ("GET", "/jobs/{name}/webhook", get(webhooks::get)),
         ("DELETE", "/jobs/{name}/webhook", delete(webhooks::delete)),

@@ -33,6 +33,7 @@ use crate::{alerts, executions, jobs, queues, services, tokens, webhooks};
         executions::batch,
         executions::latest,
         jobs::slots,
+        jobs::followers,
         webhooks::rotate,
         webhooks::get,
         webhooks::delete,

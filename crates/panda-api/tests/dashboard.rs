@@ -245,3 +245,100 @@ async fn the_services_page_lists_each_service_and_its_page_shows_its_instances()
     assert_eq!(status, 404);
     assert!(missing.contains("event-processor"), "a hint: {missing}");
 }
+
+#[tokio::test]
+async fn a_jobs_page_links_its_chain_and_a_chained_executions_page_its_upstream_run() {
+    let dash = Dashboard::start().await;
+    let job = |name: &str, after: serde_json::Value| {
+        json!({
+            "name": name,
+            "runtime": {"kind": "process", "argv": ["true"]},
+            "queue": name,
+            "after": after,
+        })
+    };
+    dash.create(job("generate-reports", json!([]))).await;
+    dash.create(job("send-report", json!(["generate-reports"])))
+        .await;
+    dash.create(job("page-oncall", json!(["generate-reports:failed"])))
+        .await;
+
+    let (status, upstream) = dash.page("/jobs/generate-reports").await;
+    assert_eq!(status, 200);
+    let followed = upstream
+        .split("<dt>Followed by</dt>")
+        .nth(1)
+        .expect("a Followed by row");
+    assert!(
+        followed.contains(r#"<a href="/jobs/page-oncall">page-oncall</a>"#)
+            && followed.contains(r#"<a href="/jobs/send-report">send-report</a>"#),
+        "{followed}"
+    );
+    let (_, follower) = dash.page("/jobs/send-report").await;
+    let after = follower
+        .split("<dt>After</dt>")
+        .nth(1)
+        .expect("an After row");
+    assert!(
+        after.contains(r#"<a href="/jobs/generate-reports">generate-reports</a>"#),
+        "{after}"
+    );
+
+    // A run of generate-reports that succeeds queues send-report, whose page links that run.
+    let store = &dash._served.test.store;
+    let now = chrono::Utc::now();
+    let run = store
+        .execution_enqueue(&panda_store::NewExecution::api("generate-reports"), now)
+        .await
+        .expect("enqueue")
+        .execution;
+    let claimed = store
+        .execution_claim(
+            &panda_store::ClaimRequest {
+                worker_id: "w".into(),
+                queues: vec!["generate-reports".into()],
+                limit: 1,
+                lease_ttl: std::time::Duration::from_secs(30),
+            },
+            now,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    store
+        .execution_finish(
+            &panda_store::Finish {
+                execution_id: run.id,
+                token: claimed[0].lease.token,
+                outcome: panda_store::Outcome::Succeeded,
+                exit_code: Some(0),
+                reason: None,
+                image_digest: None,
+            },
+            now,
+        )
+        .await
+        .expect("finish");
+    let sent = store
+        .execution_list(&panda_store::ExecutionFilter {
+            job: Some("send-report".into()),
+            ..panda_store::ExecutionFilter::default()
+        })
+        .await
+        .expect("list")
+        .executions;
+    assert_eq!(sent.len(), 1);
+    let (status, page) = dash.page(&format!("/executions/{}", sent[0].id)).await;
+    assert_eq!(status, 200);
+    let upstream_row = page
+        .split("<dt>Upstream</dt>")
+        .nth(1)
+        .expect("an Upstream row");
+    assert!(
+        upstream_row.starts_with(&format!(
+            r#"<dd><a href="/executions/{0}"><code>{0}</code></a> (generate-reports, succeeded)"#,
+            run.id
+        )),
+        "{upstream_row}"
+    );
+}

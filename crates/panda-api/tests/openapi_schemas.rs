@@ -234,6 +234,44 @@ async fn every_kind_of_response_matches_the_document() {
     )
     .await;
 
+    // A chain: a job that follows two others, its followers listed, a link refused.
+    let mut chained = plain.clone();
+    chained["name"] = json!("report");
+    chained["after"] = json!(["sync", "nightly:any"]);
+    let (status, created) = api
+        .call("POST", "/jobs", "/jobs", admin, Some(chained))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(created["after"], json!(["sync", "nightly:any"]));
+    api.call("GET", "/jobs/{name}", "/jobs/report", admin, None)
+        .await;
+    let (status, followers) = api
+        .call(
+            "GET",
+            "/jobs/{name}/followers",
+            "/jobs/nightly/followers",
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(followers, json!([{"job": "report", "on": "any"}]));
+    let mut unknown = plain.clone();
+    unknown["name"] = json!("orphan");
+    unknown["after"] = json!(["nowhere"]);
+    let (status, refused) = api
+        .call("POST", "/jobs", "/jobs", admin, Some(unknown))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        refused["error"]["hint"].as_str().is_some(),
+        "a hint: {refused}"
+    );
+    let (status, _) = api
+        .call("DELETE", "/jobs/{name}", "/jobs/sync", admin, None)
+        .await;
+    assert_eq!(status, 409, "sync is followed");
+
     // Executions: triggered (new, then the same key again), listed, read, cancelled.
     let trigger = json!({
         "trigger": "manual",
@@ -411,11 +449,19 @@ async fn every_kind_of_response_matches_the_document() {
     let (status, _) = api.call("GET", "/jobs", "/jobs", None, None).await;
     assert_eq!(status, 401);
 
-    // Deletes answer no body.
-    let (status, _) = api
-        .call("DELETE", "/jobs/{name}", "/jobs/sync", admin, None)
-        .await;
-    assert_eq!(status, 204);
+    // Deletes answer no body: the follower first, then what it followed.
+    for name in ["report", "sync"] {
+        let (status, _) = api
+            .call(
+                "DELETE",
+                "/jobs/{name}",
+                &format!("/jobs/{name}"),
+                admin,
+                None,
+            )
+            .await;
+        assert_eq!(status, 204, "{name}");
+    }
 }
 
 /// A response that breaks the schema is caught: the strict check is not vacuous.

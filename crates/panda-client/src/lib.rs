@@ -197,6 +197,19 @@ impl Client {
         .await
     }
 
+    /// The jobs that follow the job `name` (their `after` names it), by name.
+    pub async fn job_followers(
+        &self,
+        name: &str,
+    ) -> Result<Vec<panda_core::api::Follower>, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/jobs/{}/followers", segment(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// Creates a job.
     pub async fn job_create(&self, spec: &JobSpec) -> Result<Job, ClientError> {
         self.call(Method::POST, "/jobs", Some(spec)).await

@@ -118,6 +118,16 @@ pub struct JobView {
     pub last_run: Option<ExecutionSummary>,
 }
 
+/// A job that follows another (its `after` names it): which, and how a run of the other must
+/// end to start it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Follower {
+    /// The following job's name.
+    pub job: crate::JobName,
+    /// How a run of the followed job must end: succeeded, failed or any.
+    pub on: crate::RunEnd,
+}
+
 /// An execution in brief: which, how it went and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionSummary {
@@ -434,6 +444,28 @@ pub mod schema {
             .additional_properties(Some(string()))
             .description(Some(
                 "Environment variables by name; a name is not empty and holds no `=`.",
+            ))
+    }
+
+    /// The jobs a job follows (`after`): `JOB`, `JOB:succeeded`, `JOB:failed` or `JOB:any`.
+    pub fn after() -> impl Into<RefOr<Schema>> {
+        let link = string()
+            .pattern(Some(
+                "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(:(succeeded|failed|any))?$",
+            ))
+            .max_length(Some(73))
+            .examples(["generate-reports", "generate-reports:failed"])
+            .description(Some(
+                "A job this one follows, and how its run must end: `JOB` (succeeded), \
+                 `JOB:failed` (dead, no attempt left) or `JOB:any`",
+            ));
+        ArrayBuilder::new()
+            .items(link)
+            .max_items(Some(crate::MAX_UPSTREAMS))
+            .description(Some(
+                "The jobs this one follows: a run of each that ends as its entry says queues \
+                 one execution of this job, with the run's payload. Each a live job that is \
+                 not a service, none twice, never itself, and no chain may lead back here.",
             ))
     }
 

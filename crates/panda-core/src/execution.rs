@@ -140,17 +140,20 @@ pub enum Trigger {
     Service,
     /// A service's instance ended and its restart policy started it again.
     Restart,
+    /// A run of a job it follows (`--after`) ended as it waits for.
+    Upstream,
 }
 
 impl Trigger {
     /// Every trigger.
-    pub const ALL: [Trigger; 6] = [
+    pub const ALL: [Trigger; 7] = [
         Trigger::Schedule,
         Trigger::Manual,
         Trigger::Api,
         Trigger::Retry,
         Trigger::Service,
         Trigger::Restart,
+        Trigger::Upstream,
     ];
 
     /// The word used in storage, the API and the CLI.
@@ -162,6 +165,7 @@ impl Trigger {
             Trigger::Retry => "retry",
             Trigger::Service => "service",
             Trigger::Restart => "restart",
+            Trigger::Upstream => "upstream",
         }
     }
 }
@@ -182,7 +186,7 @@ impl FromStr for Trigger {
             .ok_or_else(|| ValidationError::Field {
                 field: "trigger",
                 message: format!(
-                    "{s:?} is not a trigger; use schedule, manual, api, retry, service or restart"
+                    "{s:?} is not a trigger; use schedule, manual, api, retry, service, restart or upstream"
                 ),
             })
     }
@@ -263,12 +267,27 @@ pub struct Execution {
     pub healthy_at: Option<DateTime<Utc>>,
 }
 
+/// The variable that names, in the environment of a run a chain started (trigger
+/// `upstream`), the upstream attempt whose end started it. It is stored in the execution's
+/// own `env`, so its retries keep it and the job reads it like any other variable.
+pub const UPSTREAM_EXECUTION_ENV: &str = "PANDA_UPSTREAM_EXECUTION_ID";
+/// The name of the upstream job, beside [`UPSTREAM_EXECUTION_ENV`].
+pub const UPSTREAM_JOB_ENV: &str = "PANDA_UPSTREAM_JOB";
+/// How the upstream run ended (`succeeded` or `dead`), beside [`UPSTREAM_EXECUTION_ENV`].
+pub const UPSTREAM_STATUS_ENV: &str = "PANDA_UPSTREAM_STATUS";
+
 impl Execution {
     /// The key a job sees as `PANDA_IDEMPOTENCY_KEY`: the same for every attempt of one run.
     pub fn run_key(&self) -> String {
         self.idempotency_key
             .clone()
             .unwrap_or_else(|| self.root_id.to_string())
+    }
+
+    /// For a run a chain started: the upstream attempt whose end started it (its
+    /// `PANDA_UPSTREAM_EXECUTION_ID`).
+    pub fn upstream_id(&self) -> Option<ExecutionId> {
+        self.env.get(UPSTREAM_EXECUTION_ENV)?.parse().ok()
     }
 
     /// Whether this execution, while it runs, holds one of its job's slots: a `forbid` one

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::alert::AlertPolicy;
+use crate::chain::Upstream;
 use crate::cron::CronSchedule;
 use crate::ids::JobId;
 use crate::retry::RetryPolicy;
@@ -327,6 +328,13 @@ pub struct JobSpec {
     /// to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSpec>,
+    /// The jobs this one follows: a run of each that ends as its entry says (`job` when it
+    /// succeeds, `job:failed` when it is dead, `job:any` either) queues one execution of this
+    /// job with the upstream's payload. At most 32; each a live job that is not a service, none
+    /// twice, never itself, and no chain may lead back to this job. See `docs/chains.md`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = crate::api::schema::after)]
+    pub after: Vec<Upstream>,
 }
 
 /// A job definition as it is read: [`JobSpec`] with the fields whose default depends on the
@@ -381,6 +389,8 @@ struct JobSpecInput {
     alerts: AlertPolicy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     service: Option<ServiceSpec>,
+    #[serde(default)]
+    after: Vec<Upstream>,
 }
 
 /// A retry policy as it is read: each field left out takes the kind of job's default.
@@ -433,6 +443,7 @@ impl From<JobSpecInput> for JobSpec {
             suspended: input.suspended,
             alerts: input.alerts,
             service: input.service,
+            after: input.after,
         }
     }
 }
@@ -727,6 +738,7 @@ impl JobSpec {
             suspended: false,
             alerts: AlertPolicy::default(),
             service: None,
+            after: Vec::new(),
         }
     }
 
@@ -821,6 +833,16 @@ impl JobSpec {
             )?;
         }
         self.alerts.validate()?;
+        crate::chain::validate_after(&self.name, &self.after)?;
+        if self.service.is_some() && !self.after.is_empty() {
+            return Err(ValidationError::Chain {
+                message: format!(
+                    "service {:?} cannot follow a job: its instances run until stopped",
+                    self.name.as_str()
+                ),
+                hint: "leave after out of a service; a job or a cronjob can follow another".into(),
+            });
+        }
         if let Some(service) = &self.service {
             if self.schedule.is_some() {
                 return Err(field(

@@ -15,6 +15,7 @@
 
 mod alert;
 pub mod api;
+mod chain;
 mod clock;
 mod cron;
 mod due;
@@ -31,13 +32,16 @@ pub use alert::{
     AlertKind, AlertPolicy, DEFAULT_LATE_AFTER, DeliveryState, MAX_LATE_AFTER, NotifierKind,
     failure_alert, validate_webhook_url,
 };
+pub use chain::{MAX_UPSTREAMS, RunEnd, Upstream, cycle_error, find_cycle};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use cron::{CronError, CronSchedule, Slots};
 pub use due::{
     CATCH_UP_ALL_CAP, Decision, MAX_SLOTS_PER_DECISION, ON_TIME_GRACE, SkipReason, Verdict, decide,
     decide_paused,
 };
-pub use execution::{Execution, Status, Trigger};
+pub use execution::{
+    Execution, Status, Trigger, UPSTREAM_EXECUTION_ENV, UPSTREAM_JOB_ENV, UPSTREAM_STATUS_ENV,
+};
 pub use ids::{ExecutionId, JobId, ParseIdError};
 pub use job::{
     CatchUp, ConcurrencyPolicy, DEFAULT_TIMEOUT, Job, JobKind, JobName, JobSpec, KeyExpr, Limits,

@@ -87,6 +87,25 @@ pub enum ValidationError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A chain (`after`) that cannot be: an unknown or unfit upstream, a job followed twice or
+    /// by itself, a cycle.
+    #[error("invalid after: {message}")]
+    Chain {
+        /// What is wrong, naming the jobs.
+        message: String,
+        /// What to do about it.
+        hint: String,
+    },
+}
+
+impl ValidationError {
+    /// What to do about it, when the error has more to say than its message.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Self::Chain { hint, .. } => Some(hint),
+            _ => None,
+        }
+    }
 }
 
 /// Checks a DNS-label-style name (`[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`); `what` names it in the error.

@@ -64,6 +64,7 @@ pub(crate) async fn insert_executions<B: Backend>(
         Column::I32s(Column::of(es, |e| e.revision.and_then(to_i32))),
         Column::Times(Column::of(es, |e| e.healthy_at)),
         Column::Texts(Column::of(es, |e| e.concurrency_key.clone())),
+        Column::Uuids(Column::of(es, |e| e.upstream_id().map(|id| id.as_uuid()))),
     ];
     let rows = tx
         .fetch_all(query(B::SQL.queue.insert).table(table))
@@ -166,6 +167,12 @@ pub(crate) async fn write_ends<B: Backend>(
         let ended: Vec<&Execution> = done.iter().map(|f| &f.execution).collect();
         crate::claim::unpark::<B>(tx, &ended).await?;
     }
+    // A run that ended for good starts the jobs that follow its job, in this transaction.
+    let ended: Vec<(&Execution, bool)> = done
+        .iter()
+        .map(|f| (&f.execution, f.retry.is_some()))
+        .collect();
+    crate::chains::start_followers::<B>(tx, &ended, now).await?;
     let retries: Vec<Execution> = done.iter().filter_map(|f| f.retry.clone()).collect();
     if !retries.is_empty() {
         let inserted = insert_executions::<B>(tx, &retries).await?;

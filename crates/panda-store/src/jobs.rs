@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use panda_core::{Job, JobId, JobSpec};
 
-use crate::dialect::{Backend, Conn, Tx, query};
+use crate::dialect::{Backend, Conn, Tx, query, settle};
 use crate::error::is_unique_violation;
 use crate::model::JobKind;
 use crate::records::{self, all};
@@ -96,6 +96,7 @@ impl<B: Backend> JobStore for B {
             updated_at: now,
         };
         let mut tx = self.begin().await?;
+        crate::chains::serialize::<B>(&mut tx, spec).await?;
         let inserted = tx
             .execute(
                 query(B::SQL.jobs.insert)
@@ -117,8 +118,8 @@ impl<B: Backend> JobStore for B {
                 if job.spec.service.is_some() {
                     crate::services::created::<B>(&mut tx, &job, now).await?;
                 }
-                tx.commit().await?;
-                Ok(job)
+                let linked = crate::chains::link::<B>(&mut tx, &job, false).await;
+                settle(tx, linked.map(|()| job)).await
             }
         }
     }
@@ -165,6 +166,7 @@ impl<B: Backend> JobStore for B {
         spec.validate()?;
         let spec_json = to_json(spec)?;
         let mut tx = self.begin().await?;
+        crate::chains::serialize::<B>(&mut tx, spec).await?;
         let mut job = live_job::<B>(&mut tx, spec.name.as_str(), JobLock::Update).await?;
         crate::services::updated::<B>(&mut tx, &job, spec, now).await?;
         job.spec = spec.clone();
@@ -177,13 +179,17 @@ impl<B: Backend> JobStore for B {
                 .uuid(job.id),
         )
         .await?;
-        tx.commit().await?;
-        Ok(job)
+        let linked = crate::chains::link::<B>(&mut tx, &job, true).await;
+        settle(tx, linked.map(|()| job)).await
     }
 
     async fn job_delete(&self, name: &str, now: DateTime<Utc>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let job = live_job::<B>(&mut tx, name, JobLock::Update).await?;
+        let unlinked = crate::chains::unlink::<B>(&mut tx, &job).await;
+        if unlinked.is_err() {
+            return settle(tx, unlinked).await;
+        }
         tx.execute(query(B::SQL.jobs.delete).time(now).uuid(job.id))
             .await?;
         if job.spec.service.is_some() {

@@ -20,6 +20,7 @@
 //!   per domain. docs/architecture.md says how to add a method.
 
 mod alerts;
+mod chains;
 mod claim;
 pub mod dialect;
 mod ends;
@@ -47,6 +48,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
 pub use alerts::{AlertSql, AlertStore};
+pub use chains::ChainSql;
 pub use claim::ClaimSql;
 pub use history::{HistorySql, HistoryStore};
 pub use jobs::{JobSql, JobStore};
@@ -116,6 +118,8 @@ pub struct Sql {
     pub services: ServiceSql,
     /// Inbound webhooks.
     pub webhooks: WebhookSql,
+    /// Chains.
+    pub chains: ChainSql,
 }
 
 /// The wake-ups: hints that work may be claimable.

@@ -61,12 +61,24 @@ pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), Valid
             ),
         });
     }
-    if matches!(request.trigger, Trigger::Retry | Trigger::Schedule) {
+    if matches!(
+        request.trigger,
+        Trigger::Retry | Trigger::Schedule | Trigger::Upstream
+    ) {
         return Err(ValidationError::Field {
             field: "trigger",
             message: format!(
                 "{} executions are created by Panda itself; enqueue as api or manual",
                 request.trigger
+            ),
+        });
+    }
+    if request.env.contains_key(panda_core::UPSTREAM_EXECUTION_ENV) {
+        return Err(ValidationError::Field {
+            field: "env",
+            message: format!(
+                "{} is set by Panda on a run a chain started; leave it out",
+                panda_core::UPSTREAM_EXECUTION_ENV
             ),
         });
     }
@@ -665,6 +677,20 @@ mod tests {
         let mut retry = ok.clone();
         retry.trigger = Trigger::Retry;
         assert!(validate_new_execution(&retry).is_err());
+        let mut chained = ok.clone();
+        chained.trigger = Trigger::Upstream;
+        assert!(
+            validate_new_execution(&chained).is_err(),
+            "only a chain starts one"
+        );
+        let mut posing = ok.clone();
+        posing
+            .env
+            .insert(panda_core::UPSTREAM_EXECUTION_ENV.into(), "x".into());
+        assert!(
+            validate_new_execution(&posing).is_err(),
+            "set by Panda only"
+        );
         let mut long_key = ok.clone();
         long_key.idempotency_key = Some("k".repeat(MAX_IDEMPOTENCY_KEY_BYTES + 1));
         assert!(validate_new_execution(&long_key).is_err());

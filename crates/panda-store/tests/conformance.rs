@@ -20,6 +20,7 @@ mod cases {
 
     pub mod alerts;
     pub mod cancel;
+    pub mod chains;
     pub mod claim;
     pub mod dlq;
     pub mod enqueue;
@@ -76,6 +77,16 @@ macro_rules! conformance {
 }
 
 conformance! {
+    // chains
+    chains::a_run_that_succeeds_queues_its_followers_once_in_the_write_that_ends_it,
+    chains::a_batch_of_successes_queues_each_runs_followers_once,
+    chains::an_attempt_that_is_retried_starts_nothing_and_the_final_end_starts_once,
+    chains::a_cancelled_run_starts_nothing_and_a_lost_last_attempt_starts_failed_followers,
+    chains::a_chain_of_three_runs_the_third_once_when_the_middle_one_is_retried,
+    chains::a_link_names_a_live_job_that_is_not_a_service_and_nothing_is_created_otherwise,
+    chains::a_cycle_is_refused_on_update_with_the_cycle_named,
+    chains::a_followed_job_cannot_be_deleted_until_nothing_follows_it,
+    chains::two_updates_that_together_close_a_cycle_cannot_both_pass,
     // jobs
     jobs::job_create_then_get_returns_the_stored_definition,
     jobs::job_name_of_63_characters_is_stored_in_full,

@@ -203,6 +203,49 @@ fn spec_of(mut table: toml::Table, noun: &str, file: &Path) -> anyhow::Result<Jo
     Ok(spec)
 }
 
+/// The definitions in an order that applies each after the jobs of the file it follows (its
+/// `after`), otherwise as the file has them: a job is created after what it follows. A chain
+/// of the file that leads back to where it starts is refused before anything changes.
+fn in_chain_order(specs: Vec<JobSpec>, file: &Path) -> anyhow::Result<Vec<JobSpec>> {
+    let graph: std::collections::BTreeMap<String, Vec<String>> = specs
+        .iter()
+        .map(|spec| {
+            (
+                spec.name.to_string(),
+                spec.after.iter().map(|u| u.job.to_string()).collect(),
+            )
+        })
+        .collect();
+    for spec in &specs {
+        if let Some(cycle) = panda_core::find_cycle(&graph, spec.name.as_str()) {
+            let err = panda_core::cycle_error(&cycle);
+            return Err(UserError::new(
+                format!("{}: {err}", file.display()),
+                err.hint().unwrap_or_default(),
+            )
+            .into());
+        }
+    }
+    let mut placed = std::collections::BTreeSet::new();
+    let mut left = specs;
+    let mut ordered = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        // Without a cycle, some definition always waits for nothing left.
+        let ready = left
+            .iter()
+            .position(|spec| {
+                spec.after
+                    .iter()
+                    .all(|u| placed.contains(u.job.as_str()) || !graph.contains_key(u.job.as_str()))
+            })
+            .unwrap_or(0);
+        let spec = left.remove(ready);
+        placed.insert(spec.name.to_string());
+        ordered.push(spec);
+    }
+    Ok(ordered)
+}
+
 /// What `apply` did to one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Change {
@@ -255,6 +298,7 @@ pub(crate) async fn apply(file: &Path, connection: &Connection) -> anyhow::Resul
             .into());
         }
     }
+    let specs = in_chain_order(specs, file)?;
     let client = connection.client()?;
     for spec in &specs {
         let change = match client.job(spec.name.as_str()).await {

@@ -31,6 +31,14 @@ struct LineView {
     text: String,
 }
 
+/// The upstream run of a chained execution, as its page links it.
+#[derive(Debug)]
+struct UpstreamView {
+    id: ExecutionId,
+    /// `generate-reports, succeeded`; empty once pruned from the history.
+    what: String,
+}
+
 #[derive(Template)]
 #[template(path = "execution.html")]
 struct ExecutionPage {
@@ -42,6 +50,9 @@ struct ExecutionPage {
     status: StatusView,
     live: bool,
     facts: Vec<(&'static str, String)>,
+    /// For a run a chain started: the upstream attempt whose end started it, with its job's
+    /// name and status when it is still in the history.
+    upstream: Option<UpstreamView>,
     attempts: Vec<ExecRow>,
     env: Vec<(String, String)>,
     lines: Vec<LineView>,
@@ -135,6 +146,17 @@ pub(super) async fn execution(
         };
         env.insert(key.clone(), value);
     }
+    let upstream = match e.upstream_id() {
+        None => None,
+        Some(upstream) => Some(UpstreamView {
+            id: upstream,
+            what: match state.store.execution_get(upstream).await {
+                Ok(u) => format!("{}, {}", u.job_name, u.status),
+                Err(panda_store::StoreError::NotFound { .. }) => String::new(),
+                Err(err) => return Err(err.into()),
+            },
+        }),
+    };
     let cut = chunks.first().is_some_and(|c| c.seq > 0);
     let after = chunks.last().map(|c| c.seq);
     let lines = chunks
@@ -163,6 +185,7 @@ pub(super) async fn execution(
         status: StatusView::of(e.status),
         live: !e.status.is_terminal(),
         facts,
+        upstream,
         attempts,
         env: env.into_iter().collect(),
         lines,

@@ -33,6 +33,10 @@ struct JobPage {
     scheduled: bool,
     suspended: bool,
     definition: Vec<(&'static str, String)>,
+    /// The jobs it follows, and how a run of each must end: (name, end).
+    after: Vec<(String, String)>,
+    /// The jobs that follow it, and how a run of it must end for each: (name, end).
+    followers: Vec<(String, String)>,
     next_runs: Vec<String>,
     chart: Option<String>,
     skipped: Vec<SkippedRow>,
@@ -111,6 +115,17 @@ pub(super) async fn job(
             ),
         ));
     }
+    let after = job
+        .spec
+        .after
+        .iter()
+        .map(|u| (u.job.to_string(), u.on.to_string()))
+        .collect();
+    let followers = crate::jobs::followers_of(&state, &job)
+        .await?
+        .into_iter()
+        .map(|f| (f.job.to_string(), f.on.to_string()))
+        .collect();
     Ok(Page::render(&JobPage {
         nav: Nav::new(
             &session,
@@ -124,6 +139,8 @@ pub(super) async fn job(
         scheduled: job.spec.schedule.is_some(),
         suspended: job.spec.suspended,
         definition,
+        after,
+        followers,
         next_runs,
         chart: view::duration_chart_svg(&executions, now),
         skipped,

@@ -158,7 +158,9 @@ pub(super) async fn prepare(
 
 /// The environment an execution adds to its job's: its own overrides, then the `PANDA_*`
 /// variables a job uses to know which run it is (they win over anything else); a service's
-/// instance also gets `PANDA_INSTANCE` and `PANDA_REVISION`.
+/// instance also gets `PANDA_INSTANCE` and `PANDA_REVISION`. A run a chain started has
+/// `PANDA_UPSTREAM_EXECUTION_ID`, `PANDA_UPSTREAM_JOB` and `PANDA_UPSTREAM_STATUS` among its
+/// own overrides, where the store put them.
 pub fn execution_env(execution: &Execution) -> BTreeMap<String, String> {
     let mut env = execution.env.clone();
     env.insert("PANDA_JOB".into(), execution.job_name.clone());

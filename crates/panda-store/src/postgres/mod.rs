@@ -23,6 +23,7 @@
 //! Every instant comes from the caller's `now`, never from the database's `NOW()`.
 
 mod alerts;
+mod chains;
 mod claim;
 mod encode;
 mod history;
@@ -234,6 +235,7 @@ const SQL: Sql = Sql {
     alerts: alerts::SQL,
     retention: retention::SQL,
     services: services::SQL,
+    chains: chains::SQL,
 };
 
 #[async_trait]

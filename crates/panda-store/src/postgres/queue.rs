@@ -20,13 +20,13 @@ pub(super) const SQL: QueueSql = QueueSql {
     insert: concat!(
         "INSERT INTO executions (",
         execution_columns!(),
-        ") SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], \
+        ", upstream_id) SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], \
             $6::integer[], $7::text[], $8::text[], $9::integer[], $10::integer[], $11::bigint[], \
             $12::bigint[], $13::text[], $14::text[], $15::jsonb[], $16::jsonb[], \
             $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::timestamptz[], \
             $21::timestamptz[], $22::text[], $23::timestamptz[], $24::boolean[], \
             $25::integer[], $26::text[], $27::text[], $28::integer[], $29::integer[], \
-            $30::integer[], $31::timestamptz[], $32::text[]) \
+            $30::integer[], $31::timestamptz[], $32::text[], $33::uuid[]) \
          ON CONFLICT (job_id, idempotency_key) WHERE idempotency_key IS NOT NULL AND attempt = 1 \
          DO NOTHING RETURNING id"
     ),
@@ -91,7 +91,9 @@ pub(super) const SQL: QueueSql = QueueSql {
 
 /// A finish batch in which every run succeeded: no retries, no alerts, nothing to decide from
 /// the stored row (an instance of a service is left to the full finish, which restarts it, and
-/// so is a run of a limited job, whose freed slot un-parks the next of its key). One statement writes them, fenced by each lease, and releases any job slots
+/// so is a run of a limited job, whose freed slot un-parks the next of its key, and a run of a
+/// job that others follow, which queues them). One statement writes them, fenced by each
+/// lease, and releases any job slots
 /// they held. For each item, what was written, or `None` for an item it did not write (stale,
 /// unknown, or a second item for one execution), which the full finish answers.
 pub(super) async fn finish_successes(
@@ -115,6 +117,8 @@ pub(super) async fn finish_successes(
                      FROM t WHERE e.id = t.id AND e.lease_token = t.token \
                          AND (e.status = 'running') IS TRUE AND e.instance IS NULL \
                          AND NOT (e.concurrency = 'allow' AND e.max_running IS NOT NULL) \
+                         AND NOT EXISTS (SELECT 1 FROM job_chains c \
+                             WHERE c.upstream_id = e.job_id) \
                      RETURNING e.*), \
                  d AS (DELETE FROM job_locks l USING u WHERE l.execution_id = u.id) \
                  SELECT ",

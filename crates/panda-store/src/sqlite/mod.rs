@@ -8,6 +8,7 @@
 //! this module's files are the ones PostgreSQL's files have, without `FOR UPDATE`.
 
 mod alerts;
+mod chains;
 mod claim;
 mod encode;
 mod history;
@@ -156,6 +157,7 @@ const SQL: Sql = Sql {
     alerts: alerts::SQL,
     retention: retention::SQL,
     services: services::SQL,
+    chains: chains::SQL,
 };
 
 #[async_trait]

@@ -18,13 +18,13 @@ pub(super) const SQL: QueueSql = QueueSql {
     insert: concat!(
         "INSERT INTO executions (",
         execution_columns!(),
-        ") SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, \
+        ", upstream_id) SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, \
              r.value ->> 5, r.value ->> 6, r.value ->> 7, r.value ->> 8, r.value ->> 9, \
              r.value ->> 10, r.value ->> 11, r.value ->> 12, r.value ->> 13, r.value ->> 14, \
              r.value ->> 15, r.value ->> 16, r.value ->> 17, r.value ->> 18, r.value ->> 19, \
              r.value ->> 20, r.value ->> 21, r.value ->> 22, r.value ->> 23, r.value ->> 24, \
              r.value ->> 25, r.value ->> 26, r.value ->> 27, r.value ->> 28, r.value ->> 29, \
-             r.value ->> 30, r.value ->> 31 \
+             r.value ->> 30, r.value ->> 31, r.value ->> 32 \
          FROM json_each(?) AS r WHERE true \
          ON CONFLICT (job_id, idempotency_key) \
              WHERE idempotency_key IS NOT NULL AND attempt = 1 DO NOTHING \
@@ -87,8 +87,9 @@ pub(super) const SQL: QueueSql = QueueSql {
 
 /// A finish batch in which every run succeeded: no retries, no alerts, nothing to decide from
 /// the stored row. One statement writes the items whose execution holds no job slot (neither
-/// `forbid` nor limited: SQLite cannot release a slot in the same statement) and is no
-/// service's instance, fenced by each lease. For each item, what was written, or `None` for
+/// `forbid` nor limited: SQLite cannot release a slot in the same statement), is no service's
+/// instance and whose job no other job follows (the full finish queues the followers), fenced
+/// by each lease. For each item, what was written, or `None` for
 /// an item it did not write (stale, unknown, holding a slot, or a second item for one
 /// execution), which the full finish answers.
 pub(super) async fn finish_successes(
@@ -107,6 +108,7 @@ pub(super) async fn finish_successes(
                  AND +executions.status = 'running' AND executions.instance IS NULL \
                  AND executions.concurrency <> 'forbid' \
                  AND NOT (executions.concurrency = 'allow' AND executions.max_running IS NOT NULL) \
+                 AND NOT EXISTS (SELECT 1 FROM job_chains c WHERE c.upstream_id = executions.job_id) \
              RETURNING {columns}"
         )
     });

@@ -53,6 +53,13 @@ pub(super) fn show_execution(execution: &Execution, format: Format) -> anyhow::R
                     Utc::now()
                 ))
             );
+            if let Some(upstream) = execution.upstream_id() {
+                let job = execution
+                    .env
+                    .get(panda_core::UPSTREAM_JOB_ENV)
+                    .map_or_else(String::new, |job| format!(" ({job})"));
+                println!("Upstream: {upstream}{job}");
+            }
             Ok(())
         }
     }

@@ -7,7 +7,9 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use panda_client::Client;
-use panda_core::api::{BatchItem, BatchRequest, MAX_BATCH_ITEMS, TriggerRequest, WebhookView};
+use panda_core::api::{
+    BatchItem, BatchRequest, Follower, MAX_BATCH_ITEMS, TriggerRequest, WebhookView,
+};
 use panda_core::{Execution, Job, RuntimeSpec};
 
 use super::connection::{Connection, user};
@@ -25,13 +27,16 @@ pub(crate) enum JobCommand {
     --schedule \"0 5 * * *\" --env REPORT_FORMAT=pdf
   panda cronjob create --name cleanup --exec \"python3 cleanup.py --days 30\" --schedule @daily
   panda job create --name send-email --image acme/mailer:2 --max-attempts 5
+  panda job create --name send-report --exec ./send-report.sh --after generate-reports
+  panda job create --name page-oncall --exec ./page.sh --after generate-reports:failed
   panda cronjob create --name nightly-sync --exec ./sync.sh --schedule \"0 2 * * *\" \\
     --alert-slack https://hooks.slack.com/services/T/B/X --alert-after-failures 3")]
     Create(Box<CreateArgs>),
     /// Change a job: only the flags given change
     #[command(after_help = "Examples:
   panda cronjob update generate-reports --schedule \"30 6 * * *\" --timezone Europe/Berlin
-  panda cronjob update generate-reports --env REPORT_FORMAT=csv --timeout 2h")]
+  panda cronjob update generate-reports --env REPORT_FORMAT=csv --timeout 2h
+  panda job update send-report --after generate-reports:any")]
     Update(Box<UpdateArgs>),
     /// List jobs
     List,
@@ -219,7 +224,10 @@ pub(crate) async fn run(
             let recent = client.executions(&name, "", 5, None).await.map_err(user)?;
             match format {
                 Format::Json | Format::Yaml => output::structured(&job, format)?,
-                Format::Table => describe(&job, &recent.executions),
+                Format::Table => {
+                    let followers = client.job_followers(&name).await.map_err(user)?;
+                    describe(&job, &followers, &recent.executions);
+                }
             }
         }
         JobCommand::Delete { name } => {
@@ -361,8 +369,9 @@ fn print_jobs(jobs: &[panda_core::api::JobView], scheduled: bool) {
     println!("{}", output::render(&table));
 }
 
-/// `get`: the definition, the next fire times and the last executions.
-fn describe(job: &Job, recent: &[Execution]) {
+/// `get`: the definition, the jobs it follows and that follow it, the next fire times and the
+/// last executions.
+fn describe(job: &Job, followers: &[Follower], recent: &[Execution]) {
     let spec = &job.spec;
     println!("Name:          {}", spec.name);
     match &spec.runtime {
@@ -415,6 +424,17 @@ fn describe(job: &Job, recent: &[Execution]) {
         "Alerts:        {}",
         alert_summary(&spec.alerts, spec.schedule.is_some())
     );
+    if !spec.after.is_empty() {
+        let after: Vec<String> = spec.after.iter().map(chain_link).collect();
+        println!("After:         {}", after.join(", "));
+    }
+    if !followers.is_empty() {
+        let by: Vec<String> = followers
+            .iter()
+            .map(|f| chain_link(&panda_core::Upstream::new(f.job.clone(), f.on)))
+            .collect();
+        println!("Followed by:   {}", by.join(", "));
+    }
     let next = next_fire_times(job, 3);
     if !next.is_empty() {
         println!("Next runs:");
@@ -431,6 +451,11 @@ fn describe(job: &Job, recent: &[Execution]) {
             output::render(&output::executions_table(recent, Utc::now()))
         );
     }
+}
+
+/// One link of a chain as `get` shows it: `generate-reports (succeeded)`.
+fn chain_link(link: &panda_core::Upstream) -> String {
+    format!("{} ({})", link.job, link.on)
 }
 
 /// How a job is watched, in one line: `after 3 failures, runs over 30m, late after 5m; to 1

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use panda_core::{
     CatchUp, ConcurrencyPolicy, CronSchedule, JobKind, JobName, JobSpec, RetryPolicy, RuntimeSpec,
-    Schedule,
+    Schedule, Upstream,
 };
 
 use crate::UserError;
@@ -122,6 +122,22 @@ pub(crate) struct CreateArgs {
     /// that many jobs on one schedule do not all start at once; `next` shows the moved times
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     jitter: Option<Duration>,
+    /// Start this job when a run of JOB ends: succeeded (the default), failed (dead, no
+    /// attempt left) or any; once per run, with the run's payload (repeatable)
+    #[arg(long = "after", value_name = "JOB[:succeeded|failed|any]", value_parser = parse_upstream)]
+    after: Vec<Upstream>,
+}
+
+/// `--after JOB[:succeeded|failed|any]`.
+fn parse_upstream(text: &str) -> Result<Upstream, String> {
+    const FORMS: &str =
+        "write JOB, JOB:succeeded, JOB:failed or JOB:any, as in generate-reports:failed";
+    let (name, on) = text.split_once(':').unwrap_or((text, "succeeded"));
+    let on = on
+        .parse()
+        .map_err(|_| format!("{on:?} is not how a run ends; {FORMS}"))?;
+    let job = JobName::new(name).map_err(|err| err.to_string())?;
+    Ok(Upstream::new(job, on))
 }
 
 /// `--max-running` of `update`: a limit, or none.
@@ -221,6 +237,18 @@ pub(crate) struct UpdateArgs {
     /// "none" to limit the job as a whole again
     #[arg(long, value_name = "EXPR|none")]
     concurrency_key: Option<String>,
+    /// The jobs it follows, in place of the ones it did: start it when a run of JOB ends as
+    /// said (succeeded by default; repeatable)
+    #[arg(
+        long = "after",
+        value_name = "JOB[:succeeded|failed|any]",
+        value_parser = parse_upstream,
+        conflicts_with = "no_after"
+    )]
+    after: Vec<Upstream>,
+    /// Follow no job any more
+    #[arg(long)]
+    no_after: bool,
 }
 
 /// How a job is watched; on update, each flag given replaces what was set.
@@ -351,6 +379,7 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
     };
     spec.max_running = args.max_running;
     spec.concurrency_key.clone_from(&args.concurrency_key);
+    spec.after.clone_from(&args.after);
     match (&args.schedule, scheduled) {
         (Some(cron), true) => {
             let catch_up = match args.catch_up.as_str() {
@@ -404,7 +433,7 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
         }
     }
     spec.validate()
-        .map_err(|err| UserError::plain(err.to_string()))?;
+        .map_err(|err| UserError::new(err.to_string(), err.hint().unwrap_or_default()))?;
     Ok(spec)
 }
 
@@ -507,8 +536,14 @@ pub(super) fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Resu
         Some(expr) => spec.concurrency_key = Some(expr.to_owned()),
         None => {}
     }
+    if !args.after.is_empty() {
+        spec.after.clone_from(&args.after);
+    }
+    if args.no_after {
+        spec.after.clear();
+    }
     spec.validate()
-        .map_err(|err| UserError::plain(err.to_string()))?;
+        .map_err(|err| UserError::new(err.to_string(), err.hint().unwrap_or_default()))?;
     Ok(())
 }
 
