@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
-use crate::{alerts, executions, jobs, services, tokens, webhooks};
+use crate::{alerts, executions, jobs, monitors, services, tokens, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,8 @@ use crate::{alerts, executions, jobs, services, tokens, webhooks};
         webhooks::rotate,
         webhooks::get,
         webhooks::delete,
+        monitors::rotate,
+        monitors::get,
         executions::get,
         executions::cancel,
         executions::logs,

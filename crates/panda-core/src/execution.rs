@@ -140,17 +140,20 @@ pub enum Trigger {
     Service,
     /// A service's instance ended and its restart policy started it again.
     Restart,
+    /// A monitor's ping URL was called: a run of a cron that Panda does not run itself.
+    Ping,
 }
 
 impl Trigger {
     /// Every trigger.
-    pub const ALL: [Trigger; 6] = [
+    pub const ALL: [Trigger; 7] = [
         Trigger::Schedule,
         Trigger::Manual,
         Trigger::Api,
         Trigger::Retry,
         Trigger::Service,
         Trigger::Restart,
+        Trigger::Ping,
     ];
 
     /// The word used in storage, the API and the CLI.
@@ -162,6 +165,7 @@ impl Trigger {
             Trigger::Retry => "retry",
             Trigger::Service => "service",
             Trigger::Restart => "restart",
+            Trigger::Ping => "ping",
         }
     }
 }
@@ -182,7 +186,7 @@ impl FromStr for Trigger {
             .ok_or_else(|| ValidationError::Field {
                 field: "trigger",
                 message: format!(
-                    "{s:?} is not a trigger; use schedule, manual, api, retry, service or restart"
+                    "{s:?} is not a trigger; use schedule, manual, api, retry, service, restart or ping"
                 ),
             })
     }

@@ -40,8 +40,8 @@ pub use execution::{Execution, Status, Trigger};
 pub use ids::{ExecutionId, JobId, ParseIdError};
 pub use job::{
     CatchUp, ConcurrencyPolicy, DEFAULT_TIMEOUT, Job, JobKind, JobName, JobSpec, Limits,
-    MAX_AGE_LIMIT, MAX_CPUS, MAX_KEEP, MAX_MEMORY_BYTES, MAX_RUNNING_LIMIT, MAX_STARTING_DEADLINE,
-    MAX_TIMEOUT, RuntimeSpec, Schedule,
+    MAX_AGE_LIMIT, MAX_CPUS, MAX_GRACE, MAX_KEEP, MAX_MEMORY_BYTES, MAX_RUNNING_LIMIT,
+    MAX_STARTING_DEADLINE, MAX_TIMEOUT, MonitorSpec, RuntimeSpec, Schedule,
 };
 pub use retry::RetryPolicy;
 pub use service::{

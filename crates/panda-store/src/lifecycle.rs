@@ -61,7 +61,10 @@ pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), Valid
             ),
         });
     }
-    if matches!(request.trigger, Trigger::Retry | Trigger::Schedule) {
+    if matches!(
+        request.trigger,
+        Trigger::Retry | Trigger::Schedule | Trigger::Ping
+    ) {
         return Err(ValidationError::Field {
             field: "trigger",
             message: format!(
@@ -154,6 +157,9 @@ pub(crate) fn plan_slots(
             let decision = match (&item.decision, &job.spec.schedule) {
                 (SlotDecision::Fire, None) => SlotDecision::Skip {
                     reason: "schedule removed: the job no longer runs on a schedule".to_owned(),
+                },
+                (SlotDecision::Fire, Some(_)) if job.spec.monitor.is_some() => SlotDecision::Skip {
+                    reason: "a monitor: its runs happen elsewhere and ping it".to_owned(),
                 },
                 (SlotDecision::Fire, Some(_)) if job.spec.suspended => SlotDecision::Skip {
                     reason: panda_core::SkipReason::Suspended.to_string(),

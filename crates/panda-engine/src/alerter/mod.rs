@@ -36,7 +36,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use panda_core::{Clock, CronSchedule, JobId, RetryPolicy};
-use panda_store::{AlertStore, HistoryStore, JobStore, LogStore, ServiceStore, SlotStore, Store};
+use panda_store::{
+    AlertStore, HistoryStore, JobStore, LogStore, MonitorStore, ServiceStore, SlotStore, Store,
+};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -114,6 +116,7 @@ where
         + LogStore
         + ServiceStore
         + SlotStore
+        + MonitorStore
         + ?Sized
         + 'static,
 {

@@ -13,6 +13,7 @@ mod encode;
 mod history;
 mod jobs;
 mod logs;
+mod monitors;
 mod queue;
 mod retention;
 mod services;
@@ -153,6 +154,7 @@ const SQL: Sql = Sql {
     logs: logs::SQL,
     tokens: tokens::SQL,
     webhooks: webhooks::SQL,
+    monitors: monitors::SQL,
     alerts: alerts::SQL,
     retention: retention::SQL,
     services: services::SQL,

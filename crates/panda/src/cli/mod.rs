@@ -1,6 +1,5 @@
 //! The client commands: `panda cronjob …`, `panda job …`, `panda execution …`, `panda dlq …`,
-//! `panda service …`,
-//! `panda alert …`, `panda token …`.
+//! `panda service …`, `panda monitor …`, `panda alert …`, `panda token …`.
 //! Each is a thin call of the API through `panda-client`; none opens the database.
 
 mod alerts;
@@ -9,6 +8,7 @@ mod dlq;
 mod executions;
 mod jobs;
 mod logs;
+mod monitors;
 mod services;
 mod spec;
 mod tokens;
@@ -18,5 +18,6 @@ pub(crate) use connection::{Connection, login, status, user};
 pub(crate) use dlq::{DlqCommand, dlq};
 pub(crate) use executions::{ExecutionCommand, execution};
 pub(crate) use jobs::{JobCommand, run};
+pub(crate) use monitors::{MonitorCommand, monitor};
 pub(crate) use services::{ServiceCommand, service};
 pub(crate) use tokens::{TokenCommand, token};
