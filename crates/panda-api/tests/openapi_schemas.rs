@@ -259,7 +259,10 @@ async fn every_kind_of_response_matches_the_document() {
             None,
         )
         .await;
-    assert_eq!((status, shown["path"].as_str()), (200, Some("/ping/********")));
+    assert_eq!(
+        (status, shown["path"].as_str()),
+        (200, Some("/ping/********"))
+    );
     let (status, rotated) = api
         .call(
             "POST",
