@@ -27,7 +27,7 @@ pub(crate) enum MonitorCommand {
     --timezone Europe/Berlin --alert-slack https://hooks.slack.com/services/T/B/X
 
 Then, in the cron it watches:
-  0 3 * * * curl -fsS -m 10 --retry 3 -o /dev/null $URL/start && backup.sh; curl -fsS -m 10 --retry 3 -o /dev/null $URL/$?")]
+  0 3 * * * curl -fsS -m 10 -o /dev/null $URL/start; backup.sh; curl -fsS -m 10 -o /dev/null $URL/$?")]
     Create(Box<CreateMonitorArgs>),
     /// Change a monitor's schedule, time zone or grace: only the flags given change
     #[command(after_help = "Examples:
