@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use panda_core::{Execution, Job, JobId, JobSpec, LogChunk, LogStream, Status, Trigger};
 
-use crate::dialect::{Backend, Column, Conn, Record, Tx, query};
+use crate::dialect::{Backend, Column, Conn, Record, Tx, query, settle};
 use crate::jobs::{JobLock, insert_job, live_job};
 use crate::records::{self, all};
 use crate::{StoreError, StoreResult, token};
@@ -200,7 +200,8 @@ fn reason(status: Status, _exit_code: Option<i32>) -> Option<String> {
 }
 
 /// Ends the running execution `run` as `status` in `tx`, putting a failure in the alerter's
-/// inbox; returns it as it ends.
+/// inbox; returns it as it ends, or `None` when it was no longer running (another node, or
+/// another ping, ended it first).
 async fn end_run<B: Backend>(
     tx: &mut B::Tx,
     mut run: Execution,
@@ -208,28 +209,105 @@ async fn end_run<B: Backend>(
     exit_code: Option<i32>,
     why: Option<String>,
     now: DateTime<Utc>,
-) -> StoreResult<Execution> {
+) -> StoreResult<Option<Execution>> {
     run.status = status;
     run.finished_at = Some(now);
     run.exit_code = exit_code;
     run.reason = why;
-    tx.execute(
-        query(B::SQL.monitors.end_run)
-            .text(status.as_str())
-            .time(now)
-            .opt_i32(exit_code)
-            .opt_text(run.reason.clone())
-            .uuid(run.id),
-    )
-    .await?;
-    if crate::lifecycle::alertable(status) {
-        tx.execute(query(B::SQL.queue.inbox).table(vec![
-            Column::Uuids(vec![Some(run.id.as_uuid())]),
-            Column::Times(vec![Some(now)]),
-        ]))
+    let changed = tx
+        .execute(
+            query(B::SQL.monitors.end_run)
+                .text(status.as_str())
+                .time(now)
+                .opt_i32(exit_code)
+                .opt_text(run.reason.clone())
+                .uuid(run.id),
+        )
         .await?;
+    if changed == 0 {
+        return Ok(None);
     }
-    Ok(run)
+    if crate::lifecycle::alertable(status) {
+        to_inbox::<B>(tx, &run, now).await?;
+    }
+    Ok(Some(run))
+}
+
+/// Puts a failed run in the alerter's inbox, as a failed attempt's finish does.
+async fn to_inbox<B: Backend>(
+    tx: &mut B::Tx,
+    run: &Execution,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    tx.execute(query(B::SQL.queue.inbox).table(vec![
+        Column::Uuids(vec![Some(run.id.as_uuid())]),
+        Column::Times(vec![Some(now)]),
+    ]))
+    .await?;
+    Ok(())
+}
+
+/// Records one ping of the locked monitor `job` in `tx`: the execution that stands for its
+/// run, and the place its body takes in that run's log, `None` when the ping added nothing (a
+/// start while a run is open, an end folded into the newest run).
+async fn record<B: Backend>(
+    tx: &mut B::Tx,
+    job: &Job,
+    kind: PingKind,
+    now: DateTime<Utc>,
+) -> StoreResult<(Execution, Option<u64>)> {
+    let mut open = tx
+        .fetch_optional(query(B::SQL.monitors.open_run).uuid(job.id))
+        .await?
+        .map(|row| records::execution(&row))
+        .transpose()?;
+    if let Some(run) = open.take_if(|run| stale(job, run.started_at, now)) {
+        let why = timed_out_reason(job);
+        end_run::<B>(tx, run, Status::TimedOut, None, Some(why), now).await?;
+    }
+    match (kind.end(), open) {
+        // A start while a run is open: that run, unchanged.
+        (None, Some(run)) => Ok((run, None)),
+        (None, None) => {
+            let run = ping_run(job, None, now);
+            crate::ends::insert_executions::<B>(tx, std::slice::from_ref(&run)).await?;
+            Ok((run, Some(0)))
+        }
+        // The end of the open run: its body follows the start's.
+        (Some((status, exit_code)), Some(run)) => {
+            let why = reason(status, exit_code);
+            let id = run.id;
+            match end_run::<B>(tx, run, status, exit_code, why, now).await? {
+                Some(ended) => Ok((ended, Some(1))),
+                None => Err(StoreError::Corrupt(format!(
+                    "execution {id} was running under a locked monitor, then was not"
+                ))),
+            }
+        }
+        (Some((status, exit_code)), None) => {
+            let newest = tx
+                .fetch_optional(
+                    query(B::SQL.monitors.newest)
+                        .text(job.spec.name.as_str())
+                        .uuid(job.id),
+                )
+                .await?
+                .map(|row| records::execution(&row))
+                .transpose()?;
+            let window = chrono::Duration::from_std(COALESCE).unwrap_or_default();
+            if let Some(newest) = newest.filter(|e| {
+                e.status == status && e.exit_code == exit_code && now - e.created_at < window
+            }) {
+                return Ok((newest, None));
+            }
+            let run = ping_run(job, Some((status, exit_code)), now);
+            crate::ends::insert_executions::<B>(tx, std::slice::from_ref(&run)).await?;
+            if crate::lifecycle::alertable(status) {
+                to_inbox::<B>(tx, &run, now).await?;
+            }
+            Ok((run, Some(0)))
+        }
+    }
 }
 
 /// Whether a run opened at `started` is past `job`'s timeout at `now`.
@@ -319,67 +397,21 @@ impl<B: Backend> MonitorStore for B {
         let job = match live_job::<B>(&mut tx, &name, JobLock::Update).await {
             Ok(job) if job.spec.monitor.is_some() => job,
             // Deleted, or no longer a monitor, since the URL was read.
-            Ok(_) | Err(StoreError::NotFound { .. }) => return Ok(None),
-            Err(err) => return Err(err),
-        };
-        let mut open = tx
-            .fetch_optional(query(B::SQL.monitors.open_run).uuid(job.id))
-            .await?
-            .map(|row| records::execution(&row))
-            .transpose()?;
-        if let Some(run) = open.take_if(|run| stale(&job, run.started_at, now)) {
-            let why = timed_out_reason(&job);
-            end_run::<B>(&mut tx, run, Status::TimedOut, None, Some(why), now).await?;
-        }
-        // The log chunk's place: a run's end follows its start's body.
-        let mut seq = 0;
-        let recorded = match (ping.kind.end(), open) {
-            // A start while a run is open: that run, unchanged.
-            (None, Some(run)) => {
-                tx.commit().await?;
-                return Ok(Some(run));
+            Ok(_) | Err(StoreError::NotFound { .. }) => {
+                tx.rollback().await?;
+                return Ok(None);
             }
-            (None, None) => {
-                let run = ping_run(&job, None, now);
-                crate::ends::insert_executions::<B>(&mut tx, std::slice::from_ref(&run)).await?;
-                run
-            }
-            (Some((status, exit_code)), Some(run)) => {
-                seq = 1;
-                let why = reason(status, exit_code);
-                end_run::<B>(&mut tx, run, status, exit_code, why, now).await?
-            }
-            (Some((status, exit_code)), None) => {
-                let newest = tx
-                    .fetch_optional(
-                        query(B::SQL.monitors.newest)
-                            .text(job.spec.name.as_str())
-                            .uuid(job.id),
-                    )
-                    .await?
-                    .map(|row| records::execution(&row))
-                    .transpose()?;
-                let window = chrono::Duration::from_std(COALESCE).unwrap_or_default();
-                if let Some(newest) = newest.filter(|e| {
-                    e.status == status && e.exit_code == exit_code && now - e.created_at < window
-                }) {
-                    tx.commit().await?;
-                    return Ok(Some(newest));
-                }
-                let run = ping_run(&job, Some((status, exit_code)), now);
-                crate::ends::insert_executions::<B>(&mut tx, std::slice::from_ref(&run)).await?;
-                if crate::lifecycle::alertable(status) {
-                    tx.execute(query(B::SQL.queue.inbox).table(vec![
-                        Column::Uuids(vec![Some(run.id.as_uuid())]),
-                        Column::Times(vec![Some(now)]),
-                    ]))
-                    .await?;
-                }
-                run
+            Err(err) => {
+                // The error says what went wrong; a failed rollback ends with the connection.
+                let _ = tx.rollback().await;
+                return Err(err);
             }
         };
-        tx.commit().await?;
-        if let Some(chunk) = ping.body.as_deref().and_then(|b| log_of(b, seq, now)) {
+        let result = record::<B>(&mut tx, &job, ping.kind, now).await;
+        let (recorded, seq) = settle(tx, result).await?;
+        if let (Some(seq), Some(body)) = (seq, ping.body.as_deref())
+            && let Some(chunk) = log_of(body, seq, now)
+        {
             self.append_log(recorded.id, &[chunk]).await?;
         }
         Ok(Some(recorded))
@@ -390,38 +422,32 @@ impl<B: Backend> MonitorStore for B {
             .reader()
             .fetch_all(query(B::SQL.monitors.open_runs))
             .await?;
-        let open = all(&rows, records::execution)?;
         let mut ended = Vec::new();
-        for run in open {
-            let mut tx = self.begin().await?;
-            let job = match tx
+        // Decided from what was read; only a run to end takes a write transaction, whose
+        // update ends it only if it is still running.
+        for run in all(&rows, records::execution)? {
+            let Some(row) = self
+                .reader()
                 .fetch_optional(query(B::SQL.jobs.by_id).uuid(run.job_id))
                 .await?
-            {
-                Some(row) => records::job(&row)?,
-                None => continue,
-            };
-            let current = tx
-                .fetch_optional(query(B::SQL.monitors.open_run).uuid(job.id))
-                .await?
-                .map(|row| records::execution(&row))
-                .transpose()?;
-            let Some(current) = current.filter(|c| c.id == run.id) else {
+            else {
                 continue;
             };
-            let end = if current.cancel_requested {
-                Some((
+            let job = records::job(&row)?;
+            let (status, why) = if run.cancel_requested {
+                (
                     Status::Cancelled,
                     "its monitor was deleted before the run's end was pinged".to_owned(),
-                ))
-            } else if stale(&job, current.started_at, now) {
-                Some((Status::TimedOut, timed_out_reason(&job)))
+                )
+            } else if stale(&job, run.started_at, now) {
+                (Status::TimedOut, timed_out_reason(&job))
             } else {
-                None
+                continue;
             };
-            if let Some((status, why)) = end {
-                ended.push(end_run::<B>(&mut tx, current, status, None, Some(why), now).await?);
-                tx.commit().await?;
+            let mut tx = self.begin().await?;
+            let result = end_run::<B>(&mut tx, run, status, None, Some(why), now).await;
+            if let Some(run) = settle(tx, result).await? {
+                ended.push(run);
             }
         }
         Ok(ended)

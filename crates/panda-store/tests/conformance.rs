@@ -120,6 +120,7 @@ conformance! {
     monitors::a_start_ping_opens_a_run_that_the_end_ping_finishes_with_its_duration,
     monitors::a_failed_ping_goes_to_the_alert_inbox_and_repeats_within_a_second_are_one_run,
     monitors::a_run_whose_end_never_came_times_out_after_the_monitors_timeout,
+    monitors::start_pings_that_race_open_one_run,
     // claim
     claim::claim_returns_running_executions_with_a_lease,
     claim::claim_takes_at_most_limit_executions,

@@ -287,3 +287,28 @@ pub async fn a_run_whose_end_never_came_times_out_after_the_monitors_timeout(
         vec![(third.id, Status::Cancelled)]
     );
 }
+
+pub async fn start_pings_that_race_open_one_run(store: Arc<dyn Store>) {
+    let (_, token, _) = store
+        .monitor_create(&monitor_spec("racy"), at(0))
+        .await
+        .expect("create");
+    let pings = (0..8).map(|i| {
+        let store = Arc::clone(&store);
+        let token = token.clone();
+        tokio::spawn(async move {
+            store
+                .monitor_ping(&token, &ping(PingKind::Start), at(10 + i))
+                .await
+                .expect("start")
+                .expect("opens")
+                .id
+        })
+    });
+    let mut ids = std::collections::BTreeSet::new();
+    for ping in pings {
+        ids.insert(ping.await.expect("joined"));
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(executions_of(&store, "racy").await.len(), 1);
+}
