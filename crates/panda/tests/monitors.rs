@@ -207,7 +207,7 @@ fn bad_monitor_input_is_one_error_line_and_a_hint_and_creates_nothing() {
                 "--timezone",
                 "Mars/Olympus",
             ],
-            "Mars/Olympus",
+            "--timezone \"Mars/Olympus\"",
         ),
         (
             vec!["--name", "M!", "--schedule", "0 3 * * *", "--grace", "30m"],

@@ -150,12 +150,18 @@ fn grace_of(text: &str) -> anyhow::Result<Duration> {
     Ok(grace)
 }
 
-/// `--schedule` in `--timezone`, checked here so the error names the flag.
+/// `--schedule` in `--timezone`, checked here so the error names the flag at fault.
 fn schedule_of(cron: &str, timezone: &str) -> anyhow::Result<()> {
-    CronSchedule::parse(cron, timezone).map_err(|err| {
+    CronSchedule::parse(cron, "UTC").map_err(|err| {
         UserError::new(
             format!("--schedule {cron:?}: {err}"),
             "five fields: minute hour day-of-month month day-of-week, as in \"0 3 * * *\"; or @daily, @hourly",
+        )
+    })?;
+    CronSchedule::parse(cron, timezone).map_err(|err| {
+        UserError::new(
+            format!("--timezone {timezone:?}: {err}"),
+            "the zone the watched cron runs in, as its host reads its crontab: Europe/Berlin, America/New_York, UTC",
         )
     })?;
     Ok(())
