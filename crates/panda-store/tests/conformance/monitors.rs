@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use panda_core::{JobName, JobSpec, Schedule, Status, Trigger};
-use panda_store::{NewExecution, Ping, PingKind, Store, StoreError};
+use panda_store::{NewExecution, Ping, PingKind, SigningKey, Store, StoreError};
 
 use super::support::*;
 
@@ -97,6 +97,10 @@ pub async fn a_monitors_url_is_made_with_it_opens_only_it_and_stops_when_rotated
         store
             .execution_enqueue(&NewExecution::api("other"), at(8))
             .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.webhook_rotate("other", SigningKey::Keep, at(8)).await,
         Err(StoreError::Invalid(_))
     ));
     // A zero grace is refused and nothing is created.
