@@ -12,11 +12,11 @@ use panda_store::{
     MonitorStore, ServiceStore, SlotStore, StoreResult,
 };
 
+use super::Alerter;
+
 /// How long before its slot a monitor's ping still counts for it: the clocks of the machine
 /// that runs the cron and of Panda's differ a little (never more than the grace).
-pub const PING_EARLY: std::time::Duration = std::time::Duration::from_secs(60);
-
-use super::Alerter;
+const PING_EARLY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl<S> Alerter<S>
 where
@@ -34,8 +34,11 @@ where
     pub async fn watch(&mut self) -> StoreResult<Vec<AlertRecord>> {
         let now = self.clock.now();
         // Runs a start ping opened and no end ping closed end as timed out (the failure goes
-        // through the inbox like any other).
-        self.store.monitor_close_stale(now).await?;
+        // through the inbox like any other). A store that fails here fails the slots' reads
+        // below too; until then, they need not wait for it.
+        if let Err(err) = self.store.monitor_close_stale(now).await {
+            tracing::warn!(error = %err, "alerter: could not end monitors' unfinished runs; trying again");
+        }
         let jobs = self.store.job_list(JobKind::All).await?;
         let mut raised = Vec::new();
         for job in jobs.iter().filter(|j| j.spec.schedule.is_some()) {
