@@ -278,3 +278,58 @@ fn bad_monitor_input_is_one_error_line_and_a_hint_and_creates_nothing() {
         "{listed}"
     );
 }
+
+#[test]
+fn apply_creates_a_monitor_once_showing_its_url_and_export_gives_it_back_without() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(
+        &file,
+        "[[monitor]]\nname = \"nightly-backup\"\ngrace = \"30m\"\ntimeout = \"2h\"\n\
+         schedule = { cron = \"0 3 * * *\", timezone = \"Europe/Berlin\" }\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("a UTF-8 path");
+    let created = succeeded(&server.panda(&["apply", "-f", path]));
+    let token = created
+        .split("/ping/")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the URL, once")
+        .to_owned();
+    assert!(
+        created.starts_with("monitor/nightly-backup created: ping URL http://")
+            && token.starts_with("png_"),
+        "{created}"
+    );
+    let again = succeeded(&server.panda(&["apply", "-f", path]));
+    assert_eq!(again.trim(), "monitor/nightly-backup unchanged");
+    let exported = succeeded(&server.panda(&["export"]));
+    assert!(!exported.contains(&token), "{exported}");
+    std::fs::write(&file, &exported).expect("write the export");
+    let round = succeeded(&server.panda(&["apply", "-f", path]));
+    assert_eq!(
+        round.trim(),
+        "monitor/nightly-backup unchanged",
+        "{exported}"
+    );
+    // The URL made at creation is the one that works.
+    let answer = http_get(server.url(), &format!("/ping/{token}"), &[]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    std::fs::write(
+        &file,
+        "[[monitor]]\nname = \"other\"\ngrace = \"0s\"\nschedule = { cron = \"0 3 * * *\" }\n",
+    )
+    .expect("write");
+    let out = server.panda(&["apply", "-f", path]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.lines().count() <= 2 && err.starts_with("error: ") && err.contains("grace"),
+        "{err}"
+    );
+    let listed = succeeded(&server.panda(&["monitor", "list", "-o", "json"]));
+    assert!(!listed.contains("\"other\""), "nothing created: {listed}");
+}
