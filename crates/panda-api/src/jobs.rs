@@ -7,7 +7,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use panda_core::api::{
-    ErrorBody, ExecutionSummary, Follower, JobView, SECRET_PLACEHOLDER, redacted,
+    CreatedJob, ErrorBody, ExecutionSummary, Follower, JobView, SECRET_PLACEHOLDER, redacted,
     redacted_endpoint_left, restore_redacted_urls,
 };
 use panda_core::{Job, JobSpec};
@@ -19,15 +19,15 @@ use crate::{AppState, Failure};
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
-    /// `scheduled` (cronjobs), `triggered`, or all when absent.
+    /// `scheduled` (cronjobs), `triggered`, `monitor`, or all when absent.
     #[param(schema_with = kind_schema)]
     kind: Option<String>,
 }
 
 fn kind_schema() -> utoipa::openapi::schema::Schema {
     panda_core::api::schema::one_of(
-        &["scheduled", "triggered", "all"],
-        "scheduled, triggered or all (default)",
+        &["scheduled", "triggered", "monitor", "all"],
+        "scheduled, triggered, monitor or all (default)",
     )
 }
 
@@ -51,9 +51,10 @@ pub(crate) async fn list(
         None | Some("all") => JobKind::All,
         Some("scheduled") => JobKind::Scheduled,
         Some("triggered") => JobKind::Triggered,
+        Some("monitor") => JobKind::Monitor,
         Some(other) => {
             return Err(Failure::invalid(format!(
-                "kind {other:?} is not one of scheduled, triggered, all"
+                "kind {other:?} is not one of scheduled, triggered, monitor, all"
             )));
         }
     };
@@ -94,26 +95,41 @@ fn summary(brief: ExecutionBrief) -> ExecutionSummary {
     post,
     path = "/jobs",
     tag = "jobs",
-    summary = "Create a job (a cronjob when it has a schedule)",
+    summary = "Create a job (a cronjob when it has a schedule, a monitor when it has a monitor part)",
+    description = "A monitor's answer holds its ping URL (`ping`), shown this once.",
     request_body = JobSpec,
     responses(
-        (status = 201, description = "Created", body = Job),
+        (status = 201, description = "Created", body = CreatedJob),
         (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
     )
 )]
 pub(crate) async fn create(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     SpecBody(spec): SpecBody,
-) -> Result<(StatusCode, Json<Job>), Failure> {
+) -> Result<(StatusCode, Json<CreatedJob>), Failure> {
     if let Some(why) = redacted_endpoint_left(&spec) {
         return Err(Failure::invalid(why));
     }
-    let job = match state.store.job_create(&spec, state.clock.now()).await {
-        Ok(job) => job,
-        Err(err) => return Err(chain_failure(&state, &spec, err).await),
+    let now = state.clock.now();
+    let (job, ping) = if spec.monitor.is_some() {
+        let (job, token, url) = state.store.monitor_create(&spec, now).await?;
+        let ping = crate::monitors::view(&url, Some(&token), &headers);
+        (job, Some(ping))
+    } else {
+        match state.store.job_create(&spec, now).await {
+            Ok(job) => (job, None),
+            Err(err) => return Err(chain_failure(&state, &spec, err).await),
+        }
     };
     state.jobs_changed();
-    Ok((StatusCode::CREATED, Json(redacted(job))))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedJob {
+            job: redacted(job),
+            ping,
+        }),
+    ))
 }
 
 #[utoipa::path(
@@ -438,7 +454,8 @@ pub(crate) async fn no_job(state: &AppState, name: &str) -> Failure {
     match closest {
         Some((_, candidate)) => failure.hint(format!("did you mean {candidate:?}?")),
         None if names.is_empty() => failure.hint("there are no jobs yet; create one first"),
-        None => failure.hint("list them with `panda cronjob list` or `panda job list`"),
+        None => failure
+            .hint("list them with `panda cronjob list`, `panda job list` or `panda monitor list`"),
     }
 }
 

@@ -24,6 +24,7 @@ mod executions;
 mod http;
 mod jobs;
 mod metrics;
+mod monitors;
 mod openapi;
 mod queues;
 mod services;
@@ -179,6 +180,8 @@ fn api_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("POST", "/jobs/{name}/webhook", post(webhooks::rotate)),
         ("GET", "/jobs/{name}/webhook", get(webhooks::get)),
         ("DELETE", "/jobs/{name}/webhook", delete(webhooks::delete)),
+        ("POST", "/jobs/{name}/ping-url", post(monitors::rotate)),
+        ("GET", "/jobs/{name}/ping-url", get(monitors::get)),
         ("GET", "/executions/{id}", get(executions::get)),
         ("POST", "/executions/{id}/cancel", post(executions::cancel)),
         ("GET", "/executions/{id}/logs", get(executions::logs)),
@@ -265,6 +268,15 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         // A webhook's URL is its own credential: no API token.
         .route("/hooks/{token}", post(webhooks::deliver))
+        // So is a monitor's ping URL.
+        .route(
+            "/ping/{token}",
+            get(monitors::success).post(monitors::success),
+        )
+        .route(
+            "/ping/{token}/{what}",
+            get(monitors::signal).post(monitors::signal),
+        )
         .nest("/api/v1", api)
         .merge(metrics_routes(&state))
         .merge(dashboard::router(state.clone()))

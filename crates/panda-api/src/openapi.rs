@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
-use crate::{alerts, executions, jobs, queues, services, tokens, webhooks};
+use crate::{alerts, executions, jobs, monitors, queues, services, tokens, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +37,8 @@ use crate::{alerts, executions, jobs, queues, services, tokens, webhooks};
         webhooks::rotate,
         webhooks::get,
         webhooks::delete,
+        monitors::rotate,
+        monitors::get,
         executions::get,
         executions::cancel,
         executions::logs,

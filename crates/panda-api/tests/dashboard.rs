@@ -342,3 +342,48 @@ async fn a_jobs_page_links_its_chain_and_a_chained_executions_page_its_upstream_
         "{upstream_row}"
     );
 }
+
+#[tokio::test]
+async fn monitors_have_a_page_of_their_own_and_their_ping_url_is_never_shown() {
+    let dash = Dashboard::start().await;
+    dash.create_cronjob("nightly-report").await;
+    let response = dash
+        .http
+        .post(format!("{}/api/v1/jobs", dash.url))
+        .bearer_auth(&dash.admin)
+        .json(&json!({
+            "name": "nightly-backup",
+            "runtime": {"kind": "ping"},
+            "schedule": {"cron": "0 3 * * *"},
+            "monitor": {"grace_ms": 1_800_000},
+        }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status().as_u16(), 201);
+    let created: serde_json::Value = response.json().await.expect("json");
+    let path = created["ping"]["path"].as_str().expect("the URL, once");
+    let token = path.trim_start_matches("/ping/").to_owned();
+    assert!(token.starts_with("png_"), "{created}");
+
+    let (status, home) = dash.page("/").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed(&home), vec!["nightly-report"], "cronjobs only");
+    let (status, monitors) = dash.page("/monitors").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed(&monitors), vec!["nightly-backup"]);
+    assert!(monitors.contains("Next ping due"), "{monitors}");
+    assert!(monitors.contains("never pinged"), "{monitors}");
+    assert!(
+        !monitors.contains("/jobs/nightly-backup/trigger"),
+        "nothing to trigger: {monitors}"
+    );
+    let (status, page) = dash.page("/jobs/nightly-backup").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("/ping/********"), "{page}");
+    assert!(page.contains("30m: a slot with no ping by then"), "{page}");
+    assert!(!page.contains("/jobs/nightly-backup/trigger"), "{page}");
+    for html in [&home, &monitors, &page] {
+        assert!(!html.contains(&token), "the token is shown: {html}");
+    }
+}

@@ -272,6 +272,57 @@ async fn every_kind_of_response_matches_the_document() {
         .await;
     assert_eq!(status, 409, "sync is followed");
 
+    // Monitors: created with their ping URL (shown once), listed, the URL read (redacted)
+    // and rotated; a job that is not a monitor has none.
+    let monitor = json!({
+        "name": "nightly-backup",
+        "runtime": {"kind": "ping"},
+        "schedule": {"cron": "0 3 * * *"},
+        "monitor": {"grace_ms": 1_800_000},
+    });
+    let (status, created) = api
+        .call("POST", "/jobs", "/jobs", admin, Some(monitor))
+        .await;
+    assert_eq!(status, 201);
+    let path = created["ping"]["path"].as_str().expect("a ping path");
+    assert!(path.starts_with("/ping/png_"), "{created}");
+    api.call("GET", "/jobs", "/jobs?kind=monitor", admin, None)
+        .await;
+    let (status, shown) = api
+        .call(
+            "GET",
+            "/jobs/{name}/ping-url",
+            "/jobs/nightly-backup/ping-url",
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, shown["path"].as_str()),
+        (200, Some("/ping/********"))
+    );
+    let (status, rotated) = api
+        .call(
+            "POST",
+            "/jobs/{name}/ping-url",
+            "/jobs/nightly-backup/ping-url",
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_ne!(rotated["path"], created["ping"]["path"]);
+    let (status, _) = api
+        .call(
+            "POST",
+            "/jobs/{name}/ping-url",
+            "/jobs/sync/ping-url",
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+
     // Executions: triggered (new, then the same key again), listed, read, cancelled.
     let trigger = json!({
         "trigger": "manual",

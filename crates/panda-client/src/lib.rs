@@ -9,8 +9,8 @@ use std::time::Duration;
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 use panda_core::api::{
-    ApiError, BatchRequest, BatchResponse, ErrorBody, ExecutionList, JobView, LogEnd, LogLine,
-    LogPage, TriggerRequest, Triggered, WebhookView,
+    ApiError, BatchRequest, BatchResponse, CreatedJob, ErrorBody, ExecutionList, JobView, LogEnd,
+    LogLine, LogPage, PingUrlView, TriggerRequest, Triggered, WebhookView,
 };
 use panda_core::{Execution, ExecutionId, Job, JobSpec, Revision, ServiceStatus};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -181,7 +181,8 @@ impl Client {
         })
     }
 
-    /// Jobs, by name, with their next fire time: `kind` is `scheduled`, `triggered` or `all`.
+    /// Jobs, by name, with their next fire time: `kind` is `scheduled`, `triggered`,
+    /// `monitor` or `all`.
     pub async fn jobs(&self, kind: &str) -> Result<Vec<JobView>, ClientError> {
         self.call(Method::GET, &format!("/jobs?kind={kind}"), None::<&()>)
             .await
@@ -213,6 +214,32 @@ impl Client {
     /// Creates a job.
     pub async fn job_create(&self, spec: &JobSpec) -> Result<Job, ClientError> {
         self.call(Method::POST, "/jobs", Some(spec)).await
+    }
+
+    /// Creates a job and returns it with, for a monitor, its ping URL: shown this once.
+    pub async fn job_create_full(&self, spec: &JobSpec) -> Result<CreatedJob, ClientError> {
+        self.call(Method::POST, "/jobs", Some(spec)).await
+    }
+
+    /// Gives a monitor a new ping URL, replacing the earlier one; the answer holds its token,
+    /// shown this once.
+    pub async fn ping_url_rotate(&self, name: &str) -> Result<PingUrlView, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/jobs/{}/ping-url", segment(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// A monitor's ping URL, its token redacted.
+    pub async fn ping_url(&self, name: &str) -> Result<PingUrlView, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/jobs/{}/ping-url", segment(name)),
+            None::<&()>,
+        )
+        .await
     }
 
     /// Replaces a job's definition.

@@ -195,6 +195,40 @@ pub struct Triggered {
     pub created: bool,
 }
 
+/// A monitor's ping URL. Its token is shown only in the answer that made it (the monitor's
+/// create, or a rotation); everywhere else it reads `/ping/********`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PingUrlView {
+    /// `/ping/<token>` under the server's address; `/ping/********` once made. Add `/start`,
+    /// `/fail` or `/<exit code>` for the other kinds of ping.
+    pub path: String,
+    /// The whole URL, when the request named the host it was sent to (only when it is shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// When this URL was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The answer to a ping: the execution it recorded (or was folded into) and its status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Pinged {
+    /// The execution that stands for the run.
+    pub execution_id: ExecutionId,
+    /// `running` after a start, `succeeded` or `failed` after an end.
+    pub status: Status,
+}
+
+/// The answer to a create: the job, and for a monitor its ping URL, shown this once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedJob {
+    /// The job, secrets redacted.
+    #[serde(flatten)]
+    pub job: Job,
+    /// A monitor's ping URL with its token: shown in this answer only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<PingUrlView>,
+}
+
 /// A job's webhook. Its URL's token is shown only in the answer that made it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct WebhookView {

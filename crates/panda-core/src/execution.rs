@@ -142,11 +142,13 @@ pub enum Trigger {
     Restart,
     /// A run of a job it follows (`--after`) ended as it waits for.
     Upstream,
+    /// A monitor's ping URL was called: a run of a cron that Panda does not run itself.
+    Ping,
 }
 
 impl Trigger {
     /// Every trigger.
-    pub const ALL: [Trigger; 7] = [
+    pub const ALL: [Trigger; 8] = [
         Trigger::Schedule,
         Trigger::Manual,
         Trigger::Api,
@@ -154,6 +156,7 @@ impl Trigger {
         Trigger::Service,
         Trigger::Restart,
         Trigger::Upstream,
+        Trigger::Ping,
     ];
 
     /// The word used in storage, the API and the CLI.
@@ -166,6 +169,7 @@ impl Trigger {
             Trigger::Service => "service",
             Trigger::Restart => "restart",
             Trigger::Upstream => "upstream",
+            Trigger::Ping => "ping",
         }
     }
 }
@@ -186,7 +190,7 @@ impl FromStr for Trigger {
             .ok_or_else(|| ValidationError::Field {
                 field: "trigger",
                 message: format!(
-                    "{s:?} is not a trigger; use schedule, manual, api, retry, service, restart or upstream"
+                    "{s:?} is not a trigger; use schedule, manual, api, retry, service, restart, upstream or ping"
                 ),
             })
     }

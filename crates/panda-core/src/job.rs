@@ -122,6 +122,41 @@ pub enum RuntimeSpec {
         #[schema(schema_with = crate::api::schema::argv)]
         argv: Vec<String>,
     },
+    /// Nothing Panda runs: a monitor's runs happen elsewhere (a crontab, another scheduler)
+    /// and report themselves by calling its ping URL. Only a job with a `monitor` part has it.
+    Ping,
+}
+
+/// The longest grace a monitor may give a late ping: 30 days.
+pub const MAX_GRACE: Duration = Duration::from_secs(30 * DAY);
+
+/// What makes a job a monitor: a cron Panda does not run, watched through its ping URL
+/// (`/ping/<token>`, with `/start`, `/fail` and `/<exit code>`), like a dead-man's switch.
+///
+/// Each slot of the job's schedule expects a ping: a slot with none from a minute before it
+/// (clocks differ a little) until `grace` after it raises the `missed` alert; a failed ping
+/// raises `failed`; the next successful ping after either raises `recovered`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSpec {
+    /// How long after a slot its ping may come before the slot counts as missed; from 1 s to
+    /// 30 days.
+    #[serde(with = "duration_ms", rename = "grace_ms")]
+    #[schema(value_type = u64, minimum = 1000, maximum = 2_592_000_000_u64, example = 1_800_000)]
+    pub grace: Duration,
+}
+
+impl MonitorSpec {
+    /// Checks the grace.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.grace < Duration::from_secs(1) {
+            return Err(field(
+                "grace",
+                "must be at least 1s, such as 30m: how long after each slot its ping may come",
+            ));
+        }
+        validate_at_most("grace", self.grace, MAX_GRACE)
+    }
 }
 
 /// Resource limits; `None` means the runtime's default (no limit).
@@ -335,6 +370,10 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(schema_with = crate::api::schema::after)]
     pub after: Vec<Upstream>,
+    /// When set, the job is a monitor: its schedule's runs happen elsewhere and report
+    /// themselves by pinging its URL (its runtime is `ping`). See [`MonitorSpec`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<MonitorSpec>,
 }
 
 /// A job definition as it is read: [`JobSpec`] with the fields whose default depends on the
@@ -391,6 +430,8 @@ struct JobSpecInput {
     service: Option<ServiceSpec>,
     #[serde(default)]
     after: Vec<Upstream>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    monitor: Option<MonitorSpec>,
 }
 
 /// A retry policy as it is read: each field left out takes the kind of job's default.
@@ -444,6 +485,7 @@ impl From<JobSpecInput> for JobSpec {
             alerts: input.alerts,
             service: input.service,
             after: input.after,
+            monitor: input.monitor,
         }
     }
 }
@@ -739,7 +781,25 @@ impl JobSpec {
             alerts: AlertPolicy::default(),
             service: None,
             after: Vec::new(),
+            monitor: None,
         }
+    }
+
+    /// A monitor named `name` that expects a ping for each slot of `schedule`, within `grace`
+    /// after it; everything else as a cronjob's defaults.
+    pub fn monitor(name: JobName, schedule: Schedule, grace: Duration) -> Self {
+        Self {
+            retry: JobKind::Cron.default_retry(),
+            concurrency: JobKind::Cron.default_concurrency(false),
+            schedule: Some(schedule),
+            monitor: Some(MonitorSpec { grace }),
+            ..Self::new(name, RuntimeSpec::Ping)
+        }
+    }
+
+    /// Whether the job is a monitor (its runs happen elsewhere and ping it).
+    pub fn is_monitor(&self) -> bool {
+        self.monitor.is_some()
     }
 
     /// What this definition makes: a triggered job, a cronjob or a service.
@@ -777,6 +837,38 @@ impl JobSpec {
                     return Err(field("exec", "is empty; give the program to run"));
                 }
             }
+            RuntimeSpec::Ping => {
+                if self.monitor.is_none() {
+                    return Err(field(
+                        "runtime",
+                        "ping is a monitor's runtime: give the job a monitor part (a grace) \
+                         and a schedule, or an image or a command to run",
+                    ));
+                }
+            }
+        }
+        if let Some(monitor) = &self.monitor {
+            if self.runtime != RuntimeSpec::Ping {
+                return Err(field(
+                    "runtime",
+                    "a monitor runs nothing itself (its runs ping it): set the runtime to ping, \
+                     or leave the monitor part out",
+                ));
+            }
+            if self.schedule.is_none() {
+                return Err(field(
+                    "schedule",
+                    "a monitor needs the schedule its pings are expected on, such as \
+                     \"0 3 * * *\"",
+                ));
+            }
+            if self.service.is_some() {
+                return Err(field(
+                    "service",
+                    "a monitor is not a service; leave one of them out",
+                ));
+            }
+            monitor.validate()?;
         }
         if self.timeout.is_zero() {
             return Err(field("timeout", "must be longer than zero, such as 30m"));

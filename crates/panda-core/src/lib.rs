@@ -45,8 +45,8 @@ pub use execution::{
 pub use ids::{ExecutionId, JobId, ParseIdError};
 pub use job::{
     CatchUp, ConcurrencyPolicy, DEFAULT_TIMEOUT, Job, JobKind, JobName, JobSpec, KeyExpr, Limits,
-    MAX_AGE_LIMIT, MAX_CPUS, MAX_KEEP, MAX_KEY_BYTES, MAX_MEMORY_BYTES, MAX_RUNNING_LIMIT,
-    MAX_STARTING_DEADLINE, MAX_TIMEOUT, RuntimeSpec, Schedule,
+    MAX_AGE_LIMIT, MAX_CPUS, MAX_GRACE, MAX_KEEP, MAX_KEY_BYTES, MAX_MEMORY_BYTES,
+    MAX_RUNNING_LIMIT, MAX_STARTING_DEADLINE, MAX_TIMEOUT, MonitorSpec, RuntimeSpec, Schedule,
 };
 pub use retry::RetryPolicy;
 pub use service::{

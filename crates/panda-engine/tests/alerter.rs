@@ -15,7 +15,8 @@ use panda_core::{
 use panda_engine::{Alerter, AlerterConfig, SIGNATURE_HEADER, signature};
 use panda_store::testing::TestStore;
 use panda_store::{
-    ClaimRequest, Finish, LogChunk, LogStream, NewExecution, Outcome, SlotDecision, Store,
+    ClaimRequest, Finish, LogChunk, LogStream, NewExecution, Outcome, Ping, PingKind, SlotDecision,
+    Store,
 };
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -25,6 +26,7 @@ panda_store::backends! {
     a_receiver_that_fails_once_gets_the_alert_once_after_a_retry,
     a_receiver_that_hangs_holds_up_nothing,
     a_missed_cron_slot_and_a_long_run_are_noticed,
+    a_monitor_whose_pings_stop_raises_one_missed_then_recovered_and_a_failed_ping_failed,
 }
 
 const SECRET: &str = "s3cret";
@@ -459,4 +461,129 @@ async fn a_missed_cron_slot_and_a_long_run_are_noticed(test: &TestStore) {
     let mut bodies = bodies;
     bodies.sort();
     assert_eq!(bodies, vec!["late", "long_running", "missed"]);
+}
+
+async fn a_monitor_whose_pings_stop_raises_one_missed_then_recovered_and_a_failed_ping_failed(
+    test: &TestStore,
+) {
+    let store = Arc::clone(&test.store);
+    let clock = Arc::new(TestClock::new(start()));
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let spec = JobSpec::monitor(
+        JobName::new("nightly-backup").expect("a valid name"),
+        Schedule::new("*/5 * * * *"),
+        Duration::from_secs(60),
+    );
+    let (_, token, _) = store
+        .monitor_create(&spec, clock.now())
+        .await
+        .expect("create");
+    let mut alerter = alerter(&store, &clock, config(&format!("{}/hook", server.uri())));
+    let ping = |kind| Ping { kind, body: None };
+    let minutes = |m: i64| start() + chrono::Duration::seconds(m * 60);
+
+    // 12:05's run pings 10 s late: within its grace.
+    clock.set(minutes(5) + chrono::Duration::seconds(10));
+    store
+        .monitor_ping(&token, &ping(PingKind::Success), clock.now())
+        .await
+        .expect("ping")
+        .expect("opens");
+    clock.set(minutes(6) + chrono::Duration::seconds(30));
+    assert_eq!(alerter.watch().await.expect("watch"), vec![], "pinged");
+
+    // The pings stop: 12:10's slot is missed, once, and so is every later one, silently.
+    for minute in [10, 15, 20] {
+        clock.set(minutes(minute) + chrono::Duration::seconds(59));
+        assert_eq!(
+            alerter.watch().await.expect("watch"),
+            vec![],
+            "within the grace of {minute}"
+        );
+        clock.set(minutes(minute + 1) + chrono::Duration::seconds(1));
+        let raised: Vec<AlertKind> = alerter
+            .watch()
+            .await
+            .expect("watch")
+            .iter()
+            .map(|a| a.kind)
+            .collect();
+        let expected = if minute == 10 {
+            vec![AlertKind::Missed]
+        } else {
+            vec![]
+        };
+        assert_eq!(raised, expected, "the slot of 12:{minute}");
+    }
+    let alerts = store
+        .alert_list(Some("nightly-backup"), 10)
+        .await
+        .expect("alerts");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let missed = &alerts[0].message;
+    assert!(
+        missed
+            .contains("no ping for the run due at 2026-03-01 12:10:00 UTC within its grace of 1m"),
+        "{missed}"
+    );
+    assert_eq!(judge_and_deliver(&mut alerter).await, vec![]);
+
+    // They resume: one recovery.
+    clock.set(minutes(25) + chrono::Duration::seconds(5));
+    store
+        .monitor_ping(&token, &ping(PingKind::Start), clock.now())
+        .await
+        .expect("start")
+        .expect("opens");
+    assert_eq!(
+        judge_and_deliver(&mut alerter).await,
+        vec![],
+        "a start is no success"
+    );
+    clock.advance(chrono::Duration::seconds(40));
+    store
+        .monitor_ping(&token, &ping(PingKind::Exit(0)), clock.now())
+        .await
+        .expect("end")
+        .expect("opens");
+    assert_eq!(
+        judge_and_deliver(&mut alerter).await,
+        vec![AlertKind::Recovered]
+    );
+    clock.set(minutes(26) + chrono::Duration::seconds(30));
+    assert_eq!(
+        alerter.watch().await.expect("watch"),
+        vec![],
+        "12:25 pinged"
+    );
+
+    // A run that says it failed.
+    clock.set(minutes(30) + chrono::Duration::seconds(3));
+    store
+        .monitor_ping(&token, &ping(PingKind::Fail), clock.now())
+        .await
+        .expect("fail")
+        .expect("opens");
+    assert_eq!(
+        judge_and_deliver(&mut alerter).await,
+        vec![AlertKind::Failed]
+    );
+    clock.set(minutes(31) + chrono::Duration::seconds(30));
+    assert_eq!(
+        alerter.watch().await.expect("watch"),
+        vec![],
+        "a failed ping is a ping: the slot is not missed too"
+    );
+
+    let events: Vec<String> = received(&server)
+        .await
+        .iter()
+        .map(|b| b["event"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(events, vec!["missed", "recovered", "failed"]);
 }

@@ -22,6 +22,7 @@ panda_store::backends! {
     suspended_slots_are_recorded_as_skipped_and_resume_fires_again,
     a_paused_queues_cronjobs_miss_their_slots_under_their_catch_up_policy,
     a_deleted_cronjob_stops_firing,
+    a_monitors_slots_are_never_run_nor_recorded,
 }
 
 /// 2026-03-08 is spring-forward day in New York: one of the jobs crosses it.
@@ -409,4 +410,45 @@ async fn a_deleted_cronjob_stops_firing(test: &TestStore) {
     let tick = scheduler.tick().await.expect("tick");
     assert_eq!((tick.fired, tick.wake_at), (0, None));
     assert_eq!(executions(&test.store, "every-minute").await.len(), 1);
+}
+
+async fn a_monitors_slots_are_never_run_nor_recorded(test: &TestStore) {
+    let clock = TestClock::new(day_start());
+    let monitor = JobSpec::monitor(
+        JobName::new("nightly-backup").expect("a valid name"),
+        Schedule::new("* * * * *"),
+        Duration::from_secs(60),
+    );
+    let (job, _, _) = test
+        .store
+        .monitor_create(&monitor, clock.now())
+        .await
+        .expect("create");
+    create(
+        &test.store,
+        cronjob("beside", "* * * * *", "UTC"),
+        clock.now(),
+    )
+    .await;
+    let mut scheduler = Scheduler::new(test.reopen().await, Arc::new(clock.clone()));
+    for minute in 1..=5 {
+        clock.set(day_start() + chrono::Duration::seconds(minute * 60 + 5));
+        scheduler.tick().await.expect("tick");
+    }
+    assert!(
+        executions(&test.store, "nightly-backup").await.is_empty(),
+        "its runs happen elsewhere"
+    );
+    assert!(
+        test.store
+            .slot_list(job.id, 50)
+            .await
+            .expect("slots")
+            .is_empty()
+    );
+    assert_eq!(
+        executions(&test.store, "beside").await.len(),
+        5,
+        "the cronjob beside it fired"
+    );
 }

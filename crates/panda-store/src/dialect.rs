@@ -138,6 +138,10 @@ impl Query {
         self.arg(Arg::I64(Some(value)))
     }
 
+    pub(crate) fn opt_i32(self, value: Option<i32>) -> Self {
+        self.arg(Arg::I32(value))
+    }
+
     pub(crate) fn bool(self, value: bool) -> Self {
         self.arg(Arg::Bool(Some(value)))
     }

@@ -85,43 +85,58 @@ pub(crate) async fn live_job<B: Backend>(
     records::job(&row)
 }
 
+/// Inserts a new job in `tx` (with its service's rows, for a service). `Conflict` if a live
+/// job has that name; `Invalid` if the spec is.
+pub(crate) async fn insert_job<B: Backend>(
+    tx: &mut B::Tx,
+    spec: &JobSpec,
+    now: DateTime<Utc>,
+) -> StoreResult<Job> {
+    spec.validate()?;
+    let job = Job {
+        id: JobId::new(),
+        spec: spec.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    let inserted = tx
+        .execute(
+            query(B::SQL.jobs.insert)
+                .uuid(job.id)
+                .text(job.spec.name.as_str())
+                .bool(job.spec.schedule.is_some())
+                .json(to_json(spec)?)
+                .time(now)
+                .time(now),
+        )
+        .await;
+    match inserted {
+        Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
+            "a job named {:?} already exists",
+            spec.name.as_str()
+        ))),
+        Err(err) => Err(err),
+        Ok(_) => {
+            if job.spec.service.is_some() {
+                crate::services::created::<B>(tx, &job, now).await?;
+            }
+            Ok(job)
+        }
+    }
+}
+
 #[async_trait]
 impl<B: Backend> JobStore for B {
     async fn job_create(&self, spec: &JobSpec, now: DateTime<Utc>) -> StoreResult<Job> {
-        spec.validate()?;
-        let job = Job {
-            id: JobId::new(),
-            spec: spec.clone(),
-            created_at: now,
-            updated_at: now,
-        };
         let mut tx = self.begin().await?;
-        crate::chains::serialize::<B>(&mut tx, spec).await?;
-        let inserted = tx
-            .execute(
-                query(B::SQL.jobs.insert)
-                    .uuid(job.id)
-                    .text(job.spec.name.as_str())
-                    .bool(job.spec.schedule.is_some())
-                    .json(to_json(spec)?)
-                    .time(now)
-                    .time(now),
-            )
-            .await;
-        match inserted {
-            Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict(format!(
-                "a job named {:?} already exists",
-                spec.name.as_str()
-            ))),
-            Err(err) => Err(err),
-            Ok(_) => {
-                if job.spec.service.is_some() {
-                    crate::services::created::<B>(&mut tx, &job, now).await?;
-                }
-                let linked = crate::chains::link::<B>(&mut tx, &job, false).await;
-                settle(tx, linked.map(|()| job)).await
-            }
+        let created = async {
+            crate::chains::serialize::<B>(&mut tx, spec).await?;
+            let job = insert_job::<B>(&mut tx, spec, now).await?;
+            crate::chains::link::<B>(&mut tx, &job, false).await?;
+            Ok(job)
         }
+        .await;
+        settle(tx, created).await
     }
 
     async fn job_get(&self, name: &str) -> StoreResult<Job> {
@@ -145,7 +160,7 @@ impl<B: Backend> JobStore for B {
     async fn job_list(&self, kind: JobKind) -> StoreResult<Vec<Job>> {
         let scheduled = match kind {
             JobKind::All => None,
-            JobKind::Scheduled => Some(true),
+            JobKind::Scheduled | JobKind::Monitor => Some(true),
             JobKind::Triggered | JobKind::Service => Some(false),
         };
         let rows = self
@@ -157,7 +172,10 @@ impl<B: Backend> JobStore for B {
         match kind {
             JobKind::Triggered => jobs.retain(|job| job.spec.service.is_none()),
             JobKind::Service => jobs.retain(|job| job.spec.service.is_some()),
-            JobKind::All | JobKind::Scheduled => {}
+            // Monitors have schedules that Panda does not run: they are listed on their own.
+            JobKind::Scheduled => jobs.retain(|job| job.spec.monitor.is_none()),
+            JobKind::Monitor => jobs.retain(|job| job.spec.monitor.is_some()),
+            JobKind::All => {}
         }
         Ok(jobs)
     }

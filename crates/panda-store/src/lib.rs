@@ -2,8 +2,8 @@
 //!
 //! Storage is the source of truth: the scheduler, the workers and the API are loops around it.
 //! It is one narrow trait per domain ([`JobStore`], [`QueueStore`], [`HistoryStore`],
-//! [`SlotStore`], [`LogStore`], [`TokenStore`], [`AlertStore`], [`RetentionStore`], [`ServiceStore`],
-//! [`Notifier`]), and [`Store`] is their union; each consumer takes the narrowest it needs.
+//! [`SlotStore`], [`LogStore`], [`TokenStore`], [`AlertStore`], [`RetentionStore`],
+//! [`ServiceStore`], [`WebhookStore`], [`MonitorStore`], [`Notifier`]), and [`Store`] is their union; each consumer takes the narrowest it needs.
 //! [`SqliteStore`] (one machine, embedded) and [`PgStore`] (many machines) implement them all.
 //! The conformance suite in `tests/conformance/` runs every case against both.
 //!
@@ -31,6 +31,7 @@ mod lifecycle;
 mod log_codec;
 mod logs;
 mod model;
+mod monitors;
 mod postgres;
 mod queue;
 mod records;
@@ -58,6 +59,10 @@ pub use model::{
     Enqueued, ExecutionBrief, ExecutionFilter, ExecutionPage, Finish, Finished, Heartbeat, JobKind,
     Lease, NewAlert, NewExecution, NewSlot, Notice, Outcome, Pruned, QueuePause, QueueStats,
     Retention, Slot, SlotDecision, SlotRecord, TokenScope,
+};
+pub use monitors::{
+    COALESCE as PING_COALESCE, MAX_PING_LOG_BYTES, MonitorSql, MonitorStore, Ping, PingKind,
+    PingUrl,
 };
 pub use panda_core::{LogChunk, LogStore, LogStream, StoreError, StoreResult};
 pub use postgres::{PgStore, redact_url};
@@ -120,6 +125,8 @@ pub struct Sql {
     pub webhooks: WebhookSql,
     /// Chains.
     pub chains: ChainSql,
+    /// Monitors.
+    pub monitors: MonitorSql,
 }
 
 /// The wake-ups: hints that work may be claimable.
@@ -152,6 +159,7 @@ pub trait Store:
     + RetentionStore
     + ServiceStore
     + WebhookStore
+    + MonitorStore
     + Notifier
     + std::fmt::Debug
     + 'static
@@ -169,6 +177,7 @@ impl<T> Store for T where
         + RetentionStore
         + ServiceStore
         + WebhookStore
+        + MonitorStore
         + Notifier
         + std::fmt::Debug
         + 'static

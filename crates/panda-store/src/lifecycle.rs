@@ -63,7 +63,7 @@ pub(crate) fn validate_new_execution(request: &NewExecution) -> Result<(), Valid
     }
     if matches!(
         request.trigger,
-        Trigger::Retry | Trigger::Schedule | Trigger::Upstream
+        Trigger::Retry | Trigger::Schedule | Trigger::Upstream | Trigger::Ping
     ) {
         return Err(ValidationError::Field {
             field: "trigger",
@@ -167,6 +167,9 @@ pub(crate) fn plan_slots(
             let decision = match (&item.decision, &job.spec.schedule) {
                 (SlotDecision::Fire, None) => SlotDecision::Skip {
                     reason: "schedule removed: the job no longer runs on a schedule".to_owned(),
+                },
+                (SlotDecision::Fire, Some(_)) if job.spec.monitor.is_some() => SlotDecision::Skip {
+                    reason: "a monitor: its runs happen elsewhere and ping it".to_owned(),
                 },
                 (SlotDecision::Fire, Some(_)) if job.spec.suspended => SlotDecision::Skip {
                     reason: panda_core::SkipReason::Suspended.to_string(),

@@ -18,12 +18,14 @@ pub enum JobKind {
     /// Every live job.
     #[default]
     All,
-    /// Jobs with a schedule (cronjobs).
+    /// Jobs with a schedule that Panda runs (cronjobs; monitors left out).
     Scheduled,
     /// Jobs without a schedule or a service part (triggered jobs).
     Triggered,
     /// Jobs with a service part (services).
     Service,
+    /// Jobs with a monitor part (monitors: crons run elsewhere that ping Panda).
+    Monitor,
 }
 
 /// A request to put an execution in the queue.

@@ -244,8 +244,19 @@ async fn dlq_resolve<B: Backend>(
     Ok(())
 }
 
-/// Refuses an enqueue of a service, whose instances Panda starts itself.
+/// Refuses an enqueue of a service, whose instances Panda starts itself, and of a monitor,
+/// whose runs happen elsewhere and are recorded from its pings.
 fn enqueueable(job: &Job) -> StoreResult<()> {
+    if job.spec.monitor.is_some() {
+        return Err(StoreError::Invalid(panda_core::ValidationError::Field {
+            field: "job",
+            message: format!(
+                "{} is a monitor: its runs happen elsewhere and are recorded when they call its \
+                 ping URL; Panda runs nothing for it",
+                job.spec.name
+            ),
+        }));
+    }
     if job.spec.service.is_some() {
         return Err(StoreError::Invalid(panda_core::ValidationError::Field {
             field: "job",

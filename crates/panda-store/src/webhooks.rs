@@ -96,6 +96,16 @@ impl<B: Backend> WebhookStore for B {
         }
         let mut tx = self.begin().await?;
         let found = live_job::<B>(&mut tx, job, JobLock::Update).await?;
+        if found.spec.monitor.is_some() {
+            let _ = tx.rollback().await;
+            return Err(StoreError::Invalid(panda_core::ValidationError::Field {
+                field: "job",
+                message: format!(
+                    "{job} is a monitor: nothing can be enqueued for it, so it has no webhook; \
+                     its runs call its ping URL (`panda monitor rotate {job}` makes a new one)"
+                ),
+            }));
+        }
         let secret = match key {
             SigningKey::Set(key) => Some(key),
             SigningKey::None => None,

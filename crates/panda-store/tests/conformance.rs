@@ -31,6 +31,7 @@ mod cases {
     pub mod limit;
     pub mod listing;
     pub mod logs;
+    pub mod monitors;
     pub mod notices;
     pub mod overlap;
     pub mod pause;
@@ -127,6 +128,12 @@ conformance! {
     enqueue::enqueue_many_of_nothing_but_refusals_queues_nothing,
     // inbound webhooks
     webhooks::a_webhook_token_opens_its_live_job_until_rotated_removed_or_deleted,
+    // monitors
+    monitors::a_monitors_url_is_made_with_it_opens_only_it_and_stops_when_rotated_or_deleted,
+    monitors::a_start_ping_opens_a_run_that_the_end_ping_finishes_with_its_duration,
+    monitors::a_failed_ping_goes_to_the_alert_inbox_and_repeats_within_a_second_are_one_run,
+    monitors::a_run_whose_end_never_came_times_out_after_the_monitors_timeout,
+    monitors::start_pings_that_race_open_one_run,
     // claim
     claim::claim_returns_running_executions_with_a_lease,
     pause::a_paused_queue_accepts_work_and_starts_none_until_resumed,

@@ -1,10 +1,12 @@
 //! `panda apply -f FILE` and `panda export`: job and service definitions as a TOML file, kept
 //! in version control and applied like `kubectl apply`. The file is a list of `[[job]]` and
-//! `[[service]]` tables in the API's shape, written for people: a duration is written as the
-//! CLI's flags take it (`timeout = "1h"`, read as the API's `timeout_ms = 3600000`, which is
-//! read too), and whatever is left out takes the default the CLI and the API give (a
-//! `[[service]]` table's `service` part included). `export` prints what `apply` reads, leaving
-//! out every field that holds its default and every empty table.
+//! `[[service]]` and `[[monitor]]` tables in the API's shape, written for people: a duration is
+//! written as the CLI's flags take it (`timeout = "1h"`, read as the API's
+//! `timeout_ms = 3600000`, which is read too), and whatever is left out takes the default the
+//! CLI and the API give (a `[[service]]` table's `service` part included; a `[[monitor]]`
+//! table's runtime is `ping` and its `grace = "30m"` is its monitor part). `export` prints what
+//! `apply` reads, leaving out every field that holds its default and every empty table, and
+//! never a monitor's ping URL, which `apply` prints once when it creates the monitor.
 
 use std::path::Path;
 
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::UserError;
 use crate::cli::Connection;
 
-/// The file: `[[job]]` tables, then `[[service]]` tables.
+/// The file: `[[job]]` tables, then `[[service]]` tables, then `[[monitor]]` tables.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct JobsFile {
@@ -25,6 +27,8 @@ pub(crate) struct JobsFile {
     jobs: Vec<toml::Table>,
     #[serde(default, rename = "service", skip_serializing_if = "Vec::is_empty")]
     services: Vec<toml::Table>,
+    #[serde(default, rename = "monitor", skip_serializing_if = "Vec::is_empty")]
+    monitors: Vec<toml::Table>,
 }
 
 /// Every duration field of a definition, by the API's name (`timeout_ms`); the file writes it
@@ -46,6 +50,7 @@ const DURATIONS: &[&str] = &[
     "healthy_after_ms",
     "healthy_deadline_ms",
     "min_healthy_ms",
+    "grace_ms",
 ];
 
 /// Rewrites `timeout = "1h"` as `timeout_ms = 3600000`, in every table of `table`.
@@ -150,9 +155,21 @@ fn table_of(spec: &JobSpec) -> anyhow::Result<toml::Table> {
     if spec.is_service() {
         required.insert("service".into(), toml::Value::Table(toml::Table::new()));
     }
+    if let Some(monitor) = table.get("monitor") {
+        required.insert("monitor".into(), monitor.clone());
+    }
     let defaults: JobSpec = toml::Value::Table(required).try_into()?;
     let defaults = toml::Table::try_from(&defaults)?;
-    without_defaults(&mut table, &defaults, &["name", "runtime", "cron"]);
+    without_defaults(
+        &mut table,
+        &defaults,
+        &["name", "runtime", "cron", "monitor"],
+    );
+    // A [[monitor]] table: the runtime is implied, the grace is written at the top.
+    if let Some(toml::Value::Table(monitor)) = table.remove("monitor") {
+        table.remove("runtime");
+        table.extend(monitor);
+    }
     durations_written(&mut table);
     Ok(table)
 }
@@ -170,6 +187,23 @@ fn spec_of(mut table: toml::Table, noun: &str, file: &Path) -> anyhow::Result<Jo
         table
             .entry("service")
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
+    if noun == "monitor" {
+        let Some(grace) = table.remove("grace_ms") else {
+            return Err(UserError::new(
+                format!("{at}a monitor needs a grace"),
+                "as in grace = \"30m\": how long after each slot its ping may come",
+            )
+            .into());
+        };
+        let mut monitor = toml::Table::new();
+        monitor.insert("grace_ms".into(), grace);
+        table.insert("monitor".into(), toml::Value::Table(monitor));
+        table.entry("runtime").or_insert_with(|| {
+            let mut runtime = toml::Table::new();
+            runtime.insert("kind".into(), toml::Value::String("ping".into()));
+            toml::Value::Table(runtime)
+        });
     }
     let spec: JobSpec = toml::Value::Table(table)
         .try_into()
@@ -190,6 +224,13 @@ fn spec_of(mut table: toml::Table, noun: &str, file: &Path) -> anyhow::Result<Jo
         return Err(UserError::new(
             format!("{at}a service has no schedule; it runs until stopped"),
             "a job on a schedule is a [[job]] table",
+        )
+        .into());
+    }
+    if noun != "monitor" && spec.is_monitor() {
+        return Err(UserError::new(
+            format!("{at}a [[{noun}]] table has no monitor part"),
+            "a cron that runs elsewhere and pings Panda is a [[monitor]] table",
         )
         .into());
     }
@@ -279,6 +320,9 @@ pub(crate) async fn apply(file: &Path, connection: &Connection) -> anyhow::Resul
     for table in parsed.services {
         specs.push(spec_of(table, "service", file)?);
     }
+    for table in parsed.monitors {
+        specs.push(spec_of(table, "monitor", file)?);
+    }
     // Every definition is checked before anything is changed.
     let mut names = std::collections::BTreeSet::new();
     for spec in &specs {
@@ -301,6 +345,7 @@ pub(crate) async fn apply(file: &Path, connection: &Connection) -> anyhow::Resul
     let specs = in_chain_order(specs, file)?;
     let client = connection.client()?;
     for spec in &specs {
+        let mut new_url = None;
         let change = match client.job(spec.name.as_str()).await {
             Ok(current) => {
                 let mut stored = current.spec;
@@ -332,7 +377,13 @@ pub(crate) async fn apply(file: &Path, connection: &Connection) -> anyhow::Resul
                         .await
                         .map_err(crate::cli::user)?;
                 } else {
-                    client.job_create(spec).await.map_err(crate::cli::user)?;
+                    let created = client
+                        .job_create_full(spec)
+                        .await
+                        .map_err(crate::cli::user)?;
+                    new_url = created.ping.map(|ping| {
+                        format!("{}{}", connection.url().trim_end_matches('/'), ping.path)
+                    });
                 }
                 Change::Created
             }
@@ -340,6 +391,8 @@ pub(crate) async fn apply(file: &Path, connection: &Connection) -> anyhow::Resul
         };
         let noun = if spec.is_service() {
             "service"
+        } else if spec.is_monitor() {
+            "monitor"
         } else if spec.schedule.is_some() {
             "cronjob"
         } else {
@@ -350,7 +403,14 @@ pub(crate) async fn apply(file: &Path, connection: &Connection) -> anyhow::Resul
             Change::Updated => "updated",
             Change::Unchanged => "unchanged",
         };
-        crate::output::emit(&format!("{noun}/{} {word}", spec.name));
+        match new_url {
+            // The one time a monitor's URL is shown.
+            Some(url) => crate::output::emit(&format!(
+                "{noun}/{} {word}: ping URL {url} (a credential, shown only now)",
+                spec.name
+            )),
+            None => crate::output::emit(&format!("{noun}/{} {word}", spec.name)),
+        }
     }
     Ok(())
 }
@@ -365,9 +425,12 @@ pub(crate) async fn export(connection: &Connection) -> anyhow::Result<()> {
         .into_iter()
         .map(|view| view.job.spec)
         .partition(JobSpec::is_service);
+    let (monitors, jobs): (Vec<JobSpec>, Vec<JobSpec>) =
+        jobs.into_iter().partition(JobSpec::is_monitor);
     let file = JobsFile {
         jobs: jobs.iter().map(table_of).collect::<Result<_, _>>()?,
         services: services.iter().map(table_of).collect::<Result<_, _>>()?,
+        monitors: monitors.iter().map(table_of).collect::<Result<_, _>>()?,
     };
     crate::output::emit(toml::to_string(&file)?.trim_end());
     Ok(())
@@ -448,6 +511,30 @@ mod tests {
         }
         let back = spec_of(table, "job", Path::new("panda.toml")).expect("reads back");
         assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn a_monitor_is_written_as_a_monitor_table_and_reads_back() {
+        let mut spec = JobSpec::monitor(
+            panda_core::JobName::new("nightly-backup").expect("a name"),
+            panda_core::Schedule::new("0 3 * * *"),
+            std::time::Duration::from_secs(1800),
+        );
+        spec.alerts.after_failures = Some(2);
+        let table = table_of(&spec).expect("a table");
+        let text = toml::to_string(&table).expect("toml");
+        assert!(text.contains("grace = \"30m\""), "{text}");
+        assert!(!text.contains("runtime"), "the runtime is implied: {text}");
+        assert!(!text.contains("ping"), "no URL, no runtime word: {text}");
+        let back = spec_of(table, "monitor", Path::new("panda.toml")).expect("reads back");
+        assert_eq!(back, spec);
+        let api_shape = toml::Table::try_from(&spec).expect("the API's shape");
+        let err = spec_of(api_shape, "job", Path::new("panda.toml")).expect_err("not a [[job]]");
+        assert!(format!("{err:#}").contains("no monitor part"), "{err:#}");
+        let mut graceless = toml::Table::new();
+        graceless.insert("name".into(), toml::Value::String("m".into()));
+        let err = spec_of(graceless, "monitor", Path::new("panda.toml")).expect_err("no grace");
+        assert!(format!("{err:#}").contains("needs a grace"), "{err:#}");
     }
 
     #[test]

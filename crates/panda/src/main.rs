@@ -46,6 +46,9 @@ enum Command {
     /// Long-running services: N instances kept running, health-checked, rolled out
     #[command(subcommand)]
     Service(cli::ServiceCommand),
+    /// Monitors: crons that run elsewhere and ping a URL, alerted on when a ping is missed
+    #[command(subcommand)]
+    Monitor(cli::MonitorCommand),
     /// One execution, by id
     #[command(subcommand)]
     Execution(cli::ExecutionCommand),
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
             Command::Cronjob(command) => cli::run(command, &cli.connection, true).await,
             Command::Job(command) => cli::run(command, &cli.connection, false).await,
             Command::Service(command) => cli::service(command, &cli.connection).await,
+            Command::Monitor(command) => cli::monitor(command, &cli.connection).await,
             Command::Execution(command) => cli::execution(command, &cli.connection).await,
             Command::Dlq(command) => cli::dlq(command, &cli.connection).await,
             Command::Queue(command) => cli::queue(command, &cli.connection).await,

@@ -128,6 +128,15 @@ pub(crate) struct AlertArgs {
     /// The address people reach this server at, for links in alerts [default: http://BIND]
     #[arg(long, env = "PANDA_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
+    /// How often cron slots, monitors' pings and long runs are checked
+    #[arg(long, env = "PANDA_ALERT_WATCH_INTERVAL", value_parser = humantime::parse_duration,
+          default_value = "10s", value_name = "DURATION")]
+    alert_watch_interval: Duration,
+    /// How long after start-up before cron slots and monitors are first checked (the
+    /// scheduler catches up first)
+    #[arg(long, env = "PANDA_ALERT_WATCH_DELAY", value_parser = humantime::parse_duration,
+          default_value = "30s", value_name = "DURATION")]
+    alert_watch_delay: Duration,
 }
 
 impl AlertArgs {
@@ -163,6 +172,8 @@ impl AlertArgs {
                     .clone()
                     .unwrap_or_else(|| format!("http://{bound}")),
             ),
+            watch_interval: self.alert_watch_interval.max(Duration::from_millis(100)),
+            watch_delay: self.alert_watch_delay,
             ..AlerterConfig::default()
         }
     }

@@ -31,6 +31,8 @@ struct JobPage {
     nav: Nav,
     name: String,
     scheduled: bool,
+    /// A monitor: its runs ping it, nothing to trigger.
+    monitor: bool,
     suspended: bool,
     definition: Vec<(&'static str, String)>,
     /// The jobs it follows, and how a run of each must end: (name, end).
@@ -126,17 +128,28 @@ pub(super) async fn job(
         .into_iter()
         .map(|f| (f.job.to_string(), f.on.to_string()))
         .collect();
+    // So is a monitor's ping URL.
+    if job.spec.monitor.is_some() {
+        let ping = match state.store.monitor_url(&name).await.map_err(Page::from)? {
+            Some(url) => format!(
+                "/ping/{SECRET_PLACEHOLDER} (made {}; add /start, /fail or /<exit code>; a new \
+                 one with `panda monitor rotate {name}`)",
+                view::absolute(url.created_at)
+            ),
+            None => format!("none yet: make one with `panda monitor rotate {name}`"),
+        };
+        definition.insert(1, ("Ping URL", ping));
+    }
+    let section = match (&job.spec.monitor, &job.spec.schedule) {
+        (Some(_), _) => "monitors",
+        (None, Some(_)) => "cronjobs",
+        (None, None) => "jobs",
+    };
     Ok(Page::render(&JobPage {
-        nav: Nav::new(
-            &session,
-            if job.spec.schedule.is_some() {
-                "cronjobs"
-            } else {
-                "jobs"
-            },
-        ),
+        nav: Nav::new(&session, section),
         name: name.clone(),
         scheduled: job.spec.schedule.is_some(),
+        monitor: job.spec.monitor.is_some(),
         suspended: job.spec.suspended,
         definition,
         after,
@@ -161,6 +174,19 @@ fn definition(job: &Job) -> Vec<(&'static str, String)> {
             }
         }
         RuntimeSpec::Process { argv } => rows.push(("Command", argv.join(" "))),
+        RuntimeSpec::Ping => rows.push((
+            "Runs",
+            "elsewhere: a monitor records each run from its pings".to_owned(),
+        )),
+    }
+    if let Some(monitor) = &spec.monitor {
+        rows.push((
+            "Grace",
+            format!(
+                "{}: a slot with no ping by then raises `missed`",
+                human::exact(monitor.grace)
+            ),
+        ));
     }
     if let Some(schedule) = &spec.schedule {
         let words = view::schedule_in_words(&schedule.cron)
@@ -168,17 +194,19 @@ fn definition(job: &Job) -> Vec<(&'static str, String)> {
             .unwrap_or_default();
         rows.push(("Schedule", format!("{}{words}", schedule.cron)));
         rows.push(("Time zone", schedule.timezone.clone()));
-        rows.push((
-            "Catch-up",
-            format!(
-                "{}, starting deadline {}",
-                serde_json::to_value(schedule.catch_up)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                human::exact(schedule.starting_deadline)
-            ),
-        ));
+        if spec.monitor.is_none() {
+            rows.push((
+                "Catch-up",
+                format!(
+                    "{}, starting deadline {}",
+                    serde_json::to_value(schedule.catch_up)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    human::exact(schedule.starting_deadline)
+                ),
+            ));
+        }
         if let Some(jitter) = schedule.jitter {
             rows.push((
                 "Jitter",
@@ -190,26 +218,36 @@ fn definition(job: &Job) -> Vec<(&'static str, String)> {
             ));
         }
     }
-    rows.push(("Timeout", human::exact(spec.timeout)));
-    rows.push((
-        "Retries",
-        format!(
-            "{} attempt{}, backoff {} up to {}",
-            spec.retry.max_attempts,
-            if spec.retry.max_attempts == 1 {
-                ""
-            } else {
-                "s"
-            },
-            human::exact(spec.retry.backoff_base),
-            human::exact(spec.retry.backoff_cap)
-        ),
-    ));
-    rows.push((
-        "Queue",
-        format!("{} (priority {})", spec.queue, spec.priority),
-    ));
-    rows.push(("Concurrency", panda_core::human::concurrency(spec)));
+    if spec.monitor.is_some() {
+        rows.push((
+            "Timeout",
+            format!(
+                "{}: a run started by /start and not ended by then is timed out",
+                human::exact(spec.timeout)
+            ),
+        ));
+    } else {
+        rows.push(("Timeout", human::exact(spec.timeout)));
+        rows.push((
+            "Retries",
+            format!(
+                "{} attempt{}, backoff {} up to {}",
+                spec.retry.max_attempts,
+                if spec.retry.max_attempts == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                human::exact(spec.retry.backoff_base),
+                human::exact(spec.retry.backoff_cap)
+            ),
+        ));
+        rows.push((
+            "Queue",
+            format!("{} (priority {})", spec.queue, spec.priority),
+        ));
+        rows.push(("Concurrency", panda_core::human::concurrency(spec)));
+    }
     if let Some(workdir) = &spec.workdir {
         rows.push(("Working dir", workdir.clone()));
     }

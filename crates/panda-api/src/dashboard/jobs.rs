@@ -1,5 +1,5 @@
-//! The cronjobs and jobs lists: each job with its schedule, its next run and a strip of its
-//! recent executions.
+//! The cronjobs, monitors and jobs lists: each job with its schedule, its next run (for a
+//! monitor, the next ping due) and a strip of its recent executions.
 
 use std::collections::HashMap;
 
@@ -41,6 +41,10 @@ struct JobRow {
 struct JobsPage {
     nav: Nav,
     scheduled: bool,
+    /// The monitors' list: their runs happen elsewhere, so nothing to trigger.
+    monitors: bool,
+    /// The list's own address.
+    base: &'static str,
     rows: Vec<JobRow>,
     /// The name filter, as typed.
     q: String,
@@ -71,6 +75,14 @@ pub(super) async fn cronjobs(
     query: Result<Query<JobsQuery>, QueryRejection>,
 ) -> Result<Page, Page> {
     job_list(&state, &session, JobKind::Scheduled, query).await
+}
+
+pub(super) async fn monitors(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    query: Result<Query<JobsQuery>, QueryRejection>,
+) -> Result<Page, Page> {
+    job_list(&state, &session, JobKind::Monitor, query).await
 }
 
 pub(super) async fn jobs(
@@ -136,8 +148,13 @@ async fn job_list(
             .or_default()
             .push(brief);
     }
-    let scheduled = kind == JobKind::Scheduled;
-    let base = if scheduled { "/" } else { "/jobs" };
+    let scheduled = matches!(kind, JobKind::Scheduled | JobKind::Monitor);
+    let monitors = kind == JobKind::Monitor;
+    let (base, section) = match kind {
+        JobKind::Monitor => ("/monitors", "monitors"),
+        JobKind::Scheduled => ("/", "cronjobs"),
+        _ => ("/jobs", "jobs"),
+    };
     let link = |page: usize| -> String {
         let mut pairs: Vec<(&str, String)> = Vec::new();
         if !q.is_empty() {
@@ -178,8 +195,10 @@ async fn job_list(
         })
         .collect();
     Ok(Page::render(&JobsPage {
-        nav: Nav::new(session, if scheduled { "cronjobs" } else { "jobs" }),
+        nav: Nav::new(session, section),
         scheduled,
+        monitors,
+        base,
         first: if rows.is_empty() { 0 } else { start + 1 },
         last: start + rows.len(),
         rows,
@@ -202,5 +221,6 @@ fn runs(job: &Job) -> String {
             None => image.clone(),
         },
         RuntimeSpec::Process { argv } => argv.join(" "),
+        RuntimeSpec::Ping => "pings from elsewhere".to_owned(),
     }
 }

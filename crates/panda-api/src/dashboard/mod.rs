@@ -40,6 +40,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
     let pages = Router::new()
         .route("/", get(jobs::cronjobs))
         .route("/jobs", get(jobs::jobs))
+        .route("/monitors", get(jobs::monitors))
         .route("/jobs/{name}", get(job::job))
         .route("/jobs/{name}/trigger", post(job::trigger))
         .route("/jobs/{name}/suspend", post(job::suspend))

@@ -199,6 +199,7 @@ fn runs(status: &ServiceStatus) -> String {
     match &status.job.spec.runtime {
         panda_core::RuntimeSpec::Image { image, .. } => image.clone(),
         panda_core::RuntimeSpec::Process { argv } => argv.join(" "),
+        panda_core::RuntimeSpec::Ping => String::new(),
     }
 }
 

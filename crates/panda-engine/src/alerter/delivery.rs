@@ -8,8 +8,8 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use panda_core::{Clock, NotifierKind};
 use panda_store::{
-    AlertStore, DeliveryOutcome, DueDelivery, HistoryStore, JobStore, LogStore, ServiceStore,
-    SlotStore, StoreResult,
+    AlertStore, DeliveryOutcome, DueDelivery, HistoryStore, JobStore, LogStore, MonitorStore,
+    ServiceStore, SlotStore, StoreResult,
 };
 use sha2::Sha256;
 
@@ -27,6 +27,7 @@ where
         + LogStore
         + ServiceStore
         + SlotStore
+        + MonitorStore
         + ?Sized
         + 'static,
 {

@@ -5,8 +5,8 @@ use panda_core::{
     AlertKind, CRASH_LOOP_RESTARTS, Execution, ExecutionId, Job, NotifierKind, Status,
 };
 use panda_store::{
-    AlertRecord, AlertStore, ExecutionFilter, HistoryStore, JobStore, LogStore, NewAlert,
-    ServiceStore, SlotStore, StoreError, StoreResult,
+    AlertRecord, AlertStore, ExecutionFilter, HistoryStore, JobStore, LogStore, MonitorStore,
+    NewAlert, ServiceStore, SlotStore, StoreError, StoreResult,
 };
 
 use super::Alerter;
@@ -26,6 +26,7 @@ where
         + LogStore
         + ServiceStore
         + SlotStore
+        + MonitorStore
         + ?Sized
         + 'static,
 {

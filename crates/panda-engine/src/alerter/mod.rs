@@ -12,6 +12,9 @@
 //!   once the instance's current run has been healthy for the service's `healthy_after`.
 //! - **Missed and late cron slots**, like a dead-man's switch: each cronjob's latest slot that
 //!   is older than its grace must have a run that started within the grace.
+//! - **Monitors' missed slots**: each monitor's latest slot older than its grace must have had
+//!   a ping (its runs happen elsewhere); a run a start ping opened and no end ping closed
+//!   within the monitor's timeout is ended as timed out, a failure like any other.
 //! - **Long runs**: running executions older than the job's limit.
 //!
 //! One alert per incident: while a job's newest alert is not a recovery, nothing else about
@@ -36,7 +39,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use panda_core::{Clock, CronSchedule, JobId, RetryPolicy};
-use panda_store::{AlertStore, HistoryStore, JobStore, LogStore, ServiceStore, SlotStore, Store};
+use panda_store::{
+    AlertStore, HistoryStore, JobStore, LogStore, MonitorStore, ServiceStore, SlotStore, Store,
+};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -90,8 +95,8 @@ impl Default for AlerterConfig {
 }
 
 /// The Alerter service. See the module docs. It writes alerts and reads what they are about
-/// (jobs, their executions, slots and logs): any store with those five traits will do (the
-/// server's is its whole [`Store`]).
+/// (jobs, their executions, slots, logs, services and monitors' open runs): any store with
+/// those traits will do (the server's is its whole [`Store`]).
 #[derive(Debug)]
 pub struct Alerter<S: ?Sized = dyn Store> {
     store: Arc<S>,
@@ -114,6 +119,7 @@ where
         + LogStore
         + ServiceStore
         + SlotStore
+        + MonitorStore
         + ?Sized
         + 'static,
 {

@@ -169,6 +169,11 @@ impl Runtimes {
                  give the job --image, or run a node with --runtime process"
                     .to_owned()
             }),
+            // The store refuses to queue a monitor's runs; one queued another way (SQL) ends
+            // here, not retried.
+            RuntimeSpec::Ping => Err("a monitor runs nothing on Panda: its runs happen \
+                                      elsewhere and are recorded when they call its ping URL"
+                .to_owned()),
         }
     }
 }

@@ -29,6 +29,7 @@ mod encode;
 mod history;
 mod jobs;
 mod logs;
+mod monitors;
 mod notify;
 mod queue;
 mod retention;
@@ -232,6 +233,7 @@ const SQL: Sql = Sql {
     logs: logs::SQL,
     tokens: tokens::SQL,
     webhooks: webhooks::SQL,
+    monitors: monitors::SQL,
     alerts: alerts::SQL,
     retention: retention::SQL,
     services: services::SQL,

@@ -14,6 +14,7 @@ mod encode;
 mod history;
 mod jobs;
 mod logs;
+mod monitors;
 mod queue;
 mod retention;
 mod services;
@@ -154,6 +155,7 @@ const SQL: Sql = Sql {
     logs: logs::SQL,
     tokens: tokens::SQL,
     webhooks: webhooks::SQL,
+    monitors: monitors::SQL,
     alerts: alerts::SQL,
     retention: retention::SQL,
     services: services::SQL,

@@ -119,18 +119,20 @@ pub(crate) async fn status(connection: &Connection) -> anyhow::Result<std::proce
     let client = connection.client()?;
     let jobs = client.jobs("all").await.map_err(user)?;
     let dead = client.dead_letters(None).await.map_err(user)?;
-    let cronjobs = jobs
-        .iter()
-        .filter(|j| j.job.spec.schedule.is_some())
-        .count();
+    // A monitor has a schedule too, but Panda runs none of its slots.
+    let is_cronjob =
+        |j: &&panda_core::api::JobView| j.job.spec.schedule.is_some() && !j.job.spec.is_monitor();
+    let cronjobs = jobs.iter().filter(is_cronjob).count();
     let suspended = jobs
         .iter()
-        .filter(|j| j.job.spec.schedule.is_some() && j.job.spec.suspended)
+        .filter(|j| is_cronjob(j) && j.job.spec.suspended)
         .count();
+    let monitors = jobs.iter().filter(|j| j.job.spec.is_monitor()).count();
     let services = jobs.iter().filter(|j| j.job.spec.is_service()).count();
-    let triggered = jobs.len() - cronjobs - services;
+    let triggered = jobs.len() - cronjobs - monitors - services;
     let next = jobs
         .iter()
+        .filter(is_cronjob)
         .filter_map(|j| j.next_run_at.map(|at| (at, j.job.spec.name.to_string())))
         .min();
     let dead_count = match dead.next {
@@ -145,6 +147,7 @@ pub(crate) async fn status(connection: &Connection) -> anyhow::Result<std::proce
                 "suspended": suspended,
                 "jobs": triggered,
                 "services": services,
+                "monitors": monitors,
                 "dead_letters": dead.executions.len(),
                 // The count stops at one page: true when there are more.
                 "dead_letters_more": dead.next.is_some(),
@@ -157,6 +160,7 @@ pub(crate) async fn status(connection: &Connection) -> anyhow::Result<std::proce
             println!("Cronjobs:      {cronjobs} ({suspended} suspended)");
             println!("Jobs:          {triggered}");
             println!("Services:      {services}");
+            println!("Monitors:      {monitors}");
             println!("Dead letters:  {dead_count}");
             if let Some((at, name)) = next {
                 println!(

@@ -329,6 +329,7 @@ fn print_jobs(jobs: &[panda_core::api::JobView], scheduled: bool) {
         let runs = match &job.spec.runtime {
             RuntimeSpec::Image { image, .. } => image.clone(),
             RuntimeSpec::Process { argv } => shell_words::join(argv),
+            RuntimeSpec::Ping => "(a monitor: pings from elsewhere)".to_owned(),
         };
         // When the last run started (or was queued, if it has not yet), and how it went.
         let (last_run, last_status) = view.last_run.as_ref().map_or_else(
@@ -382,6 +383,10 @@ fn describe(job: &Job, followers: &[Follower], recent: &[Execution]) {
             }
         }
         RuntimeSpec::Process { argv } => println!("Exec:          {}", shell_words::join(argv)),
+        RuntimeSpec::Ping => println!(
+            "Runs:          elsewhere (a monitor: see `panda monitor get {}`)",
+            spec.name
+        ),
     }
     if let Some(schedule) = &spec.schedule {
         println!("Schedule:      {} ({})", schedule.cron, schedule.timezone);
@@ -460,7 +465,7 @@ fn chain_link(link: &panda_core::Upstream) -> String {
 
 /// How a job is watched, in one line: `after 3 failures, runs over 30m, late after 5m; to 1
 /// webhook`.
-fn alert_summary(policy: &panda_core::AlertPolicy, scheduled: bool) -> String {
+pub(super) fn alert_summary(policy: &panda_core::AlertPolicy, scheduled: bool) -> String {
     let mut when = vec![match policy.threshold() {
         1 => "on failure".to_owned(),
         n => format!("after {n} failures in a row"),
@@ -485,7 +490,7 @@ fn alert_summary(policy: &panda_core::AlertPolicy, scheduled: bool) -> String {
 /// `{"local": "2027-03-14T03:00:00-04:00", "utc": "2027-03-14T07:00:00Z", "timezone":
 /// "America/New_York"}`; a table as `2027-03-14 03:00:00 EDT (2027-03-14T07:00:00Z)`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-struct FireTime {
+pub(super) struct FireTime {
     /// RFC 3339 with the zone's offset at that instant.
     #[serde(serialize_with = "with_offset")]
     local: DateTime<chrono_tz::Tz>,
@@ -521,7 +526,7 @@ fn in_utc<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Er
 }
 
 /// The next `count` fire times, each in the job's zone and in UTC.
-fn next_fire_times(job: &Job, count: usize) -> Vec<FireTime> {
+pub(super) fn next_fire_times(job: &Job, count: usize) -> Vec<FireTime> {
     let Some(schedule) = &job.spec.schedule else {
         return Vec::new();
     };

@@ -1,6 +1,5 @@
 //! The client commands: `panda cronjob …`, `panda job …`, `panda execution …`, `panda dlq …`,
-//! `panda queue …`, `panda service …`,
-//! `panda alert …`, `panda token …`.
+//! `panda queue …`, `panda service …`, `panda monitor …`, `panda alert …`, `panda token …`.
 //! Each is a thin call of the API through `panda-client`; none opens the database.
 
 mod alerts;
@@ -9,6 +8,7 @@ mod dlq;
 mod executions;
 mod jobs;
 mod logs;
+mod monitors;
 mod queues;
 mod services;
 mod spec;
@@ -19,6 +19,7 @@ pub(crate) use connection::{Connection, login, status, user};
 pub(crate) use dlq::{DlqCommand, dlq};
 pub(crate) use executions::{ExecutionCommand, execution};
 pub(crate) use jobs::{JobCommand, run};
+pub(crate) use monitors::{MonitorCommand, monitor};
 pub(crate) use queues::{QueueCommand, queue};
 pub(crate) use services::{ServiceCommand, service};
 pub(crate) use tokens::{TokenCommand, token};

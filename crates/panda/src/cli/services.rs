@@ -527,6 +527,7 @@ fn runs(spec: &JobSpec) -> String {
     match &spec.runtime {
         RuntimeSpec::Image { image, .. } => image.clone(),
         RuntimeSpec::Process { argv } => shell_words::join(argv),
+        RuntimeSpec::Ping => String::new(),
     }
 }
 
@@ -640,6 +641,7 @@ fn describe(status: &ServiceStatus, now: DateTime<Utc>) -> String {
         RuntimeSpec::Process { argv } => {
             lines.push(format!("Exec:          {}", shell_words::join(argv)));
         }
+        RuntimeSpec::Ping => {}
     }
     lines.push(format!(
         "Instances:     {} desired, {} running, {} healthy{}",

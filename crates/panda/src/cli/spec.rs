@@ -273,7 +273,12 @@ pub(crate) struct AlertFlags {
 }
 
 impl AlertFlags {
-    fn apply(&self, policy: &mut panda_core::AlertPolicy) {
+    /// Whether `--alert-late-after` was given (a monitor's lateness is its grace instead).
+    pub(super) fn late_after_given(&self) -> bool {
+        self.alert_late_after.is_some()
+    }
+
+    pub(super) fn apply(&self, policy: &mut panda_core::AlertPolicy) {
         if !self.alert_webhook.is_empty() {
             policy.webhooks.clone_from(&self.alert_webhook);
         }
@@ -446,7 +451,7 @@ pub(super) fn update_definition(
     if let Some(image) = &args.image {
         let command = match &spec.runtime {
             RuntimeSpec::Image { command, .. } => command.clone(),
-            RuntimeSpec::Process { .. } => None,
+            RuntimeSpec::Process { .. } | RuntimeSpec::Ping => None,
         };
         spec.runtime = RuntimeSpec::Image {
             image: image.clone(),
