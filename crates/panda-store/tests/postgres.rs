@@ -461,3 +461,49 @@ async fn dropping_the_store_ends_the_listener() {
     }
     panic!("the listener outlived the store");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transactional_enqueue_reads_a_per_key_limits_key_as_the_server_does() {
+    let Some(case) = case().await else { return };
+    let mut keyed = spec("sync", ConcurrencyPolicy::Allow);
+    keyed.max_running = Some(1);
+    keyed.concurrency_key = Some("payload.customer.id".into());
+    case.store.job_create(&keyed, at(0)).await.expect("create");
+    for (payload, key) in [
+        (r#"{"customer": {"id": "a"}}"#, "a"),
+        (r#"{"customer": {"id": 7}}"#, "7"),
+        (r#"{"other": 1}"#, ""),
+    ] {
+        let id: Uuid = sqlx::query_scalar("SELECT enqueue('sync', $1::jsonb)")
+            .bind(payload)
+            .fetch_one(&case.pool)
+            .await
+            .expect("enqueue through SQL");
+        let through_sql = case
+            .store
+            .execution_get(ExecutionId::from_uuid(id))
+            .await
+            .expect("get");
+        let through_api = case
+            .store
+            .execution_enqueue(
+                &NewExecution {
+                    payload: Some(serde_json::from_str(payload).expect("json")),
+                    ..NewExecution::api("sync")
+                },
+                at(1),
+            )
+            .await
+            .expect("enqueue")
+            .execution;
+        assert_eq!(
+            through_sql.concurrency_key.as_deref(),
+            Some(key),
+            "{payload}"
+        );
+        assert_eq!(
+            through_api.concurrency_key, through_sql.concurrency_key,
+            "{payload}"
+        );
+    }
+}
