@@ -37,9 +37,10 @@ pub struct ClaimSql {
     /// The slots held of these keys, locked against a release (`FOR SHARE`) where the backend
     /// locks rows: `job_id`, `key`; `(table of (job_id, key))`.
     pub key_holders: &'static str,
-    /// Parks queued executions (out of the claim's indexes): `(ids)`.
+    /// Parks queued executions (out of the claim's indexes) with the reason they wait:
+    /// `(table of (id, reason))`.
     pub park: &'static str,
-    /// Parks up to `limit` due executions of a full key: `(job_id, key, now, limit)`.
+    /// Parks up to `limit` due executions of a full key: `(job_id, key, now, limit, reason)`.
     pub park_key: &'static str,
     /// Un-parks the next `n` parked executions of a key, in claim order: `(job_id, key, n)`.
     pub unpark_key: &'static str,
@@ -309,39 +310,53 @@ async fn park_full_keys<B: Backend>(
             .entry((row.uuid("job_id")?, row.text("key")?))
             .or_default() += 1;
     }
-    let full: Vec<Uuid> = waiting
+    let full: Vec<&Execution> = waiting
         .iter()
         .filter(|e| {
             let running = held.get(&slot_key(e)).copied().unwrap_or(0);
             e.max_running.is_some_and(|limit| running >= limit)
         })
-        .map(|e| e.id.as_uuid())
+        .copied()
         .collect();
     if full.is_empty() {
         return Ok(0);
     }
     let mut parked = tx
-        .execute(query(B::SQL.claim.park).uuids(full.clone()))
+        .execute(query(B::SQL.claim.park).table(vec![
+            Column::Uuids(Column::of(&full, |e| Some(e.id.as_uuid()))),
+            Column::Texts(Column::of(&full, |e| Some(waiting_reason(e)))),
+        ]))
         .await?;
     // The rest of a full key's due work would only be read and parked by the next claims, a
     // batch at a time: park it now, in bulk.
-    let full_keys: BTreeSet<(Uuid, &str)> = waiting
+    let full_keys: BTreeMap<(Uuid, &str), &Execution> = full
         .iter()
-        .filter(|e| full.contains(&e.id.as_uuid()))
-        .filter_map(|e| Some((e.job_id.as_uuid(), e.concurrency_key.as_deref()?)))
+        .filter_map(|e| Some(((e.job_id.as_uuid(), e.concurrency_key.as_deref()?), *e)))
         .collect();
-    for (job, key) in full_keys {
+    for ((job, key), e) in full_keys {
         parked += tx
             .execute(
                 query(B::SQL.claim.park_key)
                     .uuid(job)
                     .text(key)
                     .time(now)
-                    .i64(PARK_BATCH),
+                    .i64(PARK_BATCH)
+                    .text(waiting_reason(e)),
             )
             .await?;
     }
     Ok(parked)
+}
+
+/// What a parked execution's `reason` says while it waits for a slot of its key.
+pub(crate) fn waiting_reason(e: &Execution) -> String {
+    let limit = e.max_running.unwrap_or_default();
+    match e.concurrency_key.as_deref() {
+        Some(key) => {
+            format!("waiting: key {key:?} has {limit} running, its limit; it starts when one ends")
+        }
+        None => format!("waiting: its job has {limit} running, its limit; it starts when one ends"),
+    }
 }
 
 /// The most of a full key's due executions one claim parks in bulk.

@@ -34,27 +34,28 @@ pub(super) const SQL: ClaimSql = ClaimSql {
                   JOIN UNNEST($1::uuid[], $2::text[]) AS k(job_id, key) \
                       ON l.job_id = k.job_id AND l.key = k.key \
                   ORDER BY l.job_id, l.key, l.slot FOR SHARE OF l",
-    park: "UPDATE executions SET parked = true \
-           WHERE id = ANY($1) AND (status = 'queued') IS TRUE",
+    park: "UPDATE executions e SET parked = true, reason = t.reason \
+           FROM UNNEST($1::uuid[], $2::text[]) AS t(id, reason) \
+           WHERE e.id = t.id AND (e.status = 'queued') IS TRUE",
     // SKIP LOCKED: a row locked now is another claim's candidate.
-    park_key: "UPDATE executions SET parked = true WHERE id IN ( \
+    park_key: "UPDATE executions SET parked = true, reason = $5 WHERE id IN ( \
                    SELECT id FROM executions \
                    WHERE job_id = $1 AND concurrency_key = $2 AND status = 'queued' \
                      AND NOT parked AND concurrency_key IS NOT NULL AND run_at <= $3 \
                    LIMIT $4 FOR UPDATE SKIP LOCKED)",
     // SKIP LOCKED: a parked execution locked now is being un-parked by another release, which
     // frees a slot of its own; this one takes the next.
-    unpark_key: "UPDATE executions SET parked = false WHERE id IN ( \
+    unpark_key: "UPDATE executions SET parked = false, reason = NULL WHERE id IN ( \
                      SELECT id FROM executions \
                      WHERE job_id = $1 AND concurrency_key = $2 AND status = 'queued' \
                        AND parked \
                      ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)",
-    unpark_job: "UPDATE executions SET parked = false WHERE id IN ( \
+    unpark_job: "UPDATE executions SET parked = false, reason = NULL WHERE id IN ( \
                      SELECT id FROM executions \
                      WHERE job_id = $1 AND concurrency_key IS NULL AND status = 'queued' \
                        AND parked \
                      ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)",
-    unpark_free: "UPDATE executions SET parked = false WHERE id IN ( \
+    unpark_free: "UPDATE executions SET parked = false, reason = NULL WHERE id IN ( \
                       SELECT id FROM executions p \
                       WHERE status = 'queued' AND parked AND p.max_running > ( \
                           SELECT count(*) FROM job_locks l \

@@ -27,24 +27,24 @@ pub(super) const SQL: ClaimSql = ClaimSql {
     // One writer: nothing to lock.
     key_holders: "SELECT l.job_id AS job_id, l.key AS key FROM json_each(?) k \
                   JOIN job_locks l ON l.job_id = k.value ->> 0 AND l.key = k.value ->> 1",
-    park: "UPDATE executions SET parked = 1 \
-           WHERE id IN (SELECT value FROM json_each(?)) AND +status = 'queued'",
-    park_key: "UPDATE executions SET parked = 1 WHERE id IN ( \
+    park: "UPDATE executions SET parked = 1, reason = p.value ->> 1 FROM json_each(?) AS p \
+           WHERE executions.id = p.value ->> 0 AND +executions.status = 'queued'",
+    park_key: "UPDATE executions SET parked = 1, reason = ?5 WHERE id IN ( \
                    SELECT id FROM executions INDEXED BY executions_key_queued \
                    WHERE job_id = ?1 AND concurrency_key = ?2 AND status = 'queued' \
                      AND parked = 0 AND concurrency_key IS NOT NULL AND run_at <= ?3 \
                    LIMIT ?4)",
-    unpark_key: "UPDATE executions SET parked = 0 WHERE id IN ( \
+    unpark_key: "UPDATE executions SET parked = 0, reason = NULL WHERE id IN ( \
                      SELECT id FROM executions INDEXED BY executions_parked \
                      WHERE job_id = ?1 AND concurrency_key = ?2 AND status = 'queued' \
                        AND parked = 1 \
                      ORDER BY priority DESC, run_at, id LIMIT ?3)",
-    unpark_job: "UPDATE executions SET parked = 0 WHERE id IN ( \
+    unpark_job: "UPDATE executions SET parked = 0, reason = NULL WHERE id IN ( \
                      SELECT id FROM executions INDEXED BY executions_parked \
                      WHERE job_id = ?1 AND concurrency_key IS NULL AND status = 'queued' \
                        AND parked = 1 \
                      ORDER BY priority DESC, run_at, id LIMIT ?2)",
-    unpark_free: "UPDATE executions SET parked = 0 WHERE id IN ( \
+    unpark_free: "UPDATE executions SET parked = 0, reason = NULL WHERE id IN ( \
                       SELECT id FROM executions p INDEXED BY executions_parked \
                       WHERE status = 'queued' AND parked = 1 AND p.max_running > ( \
                           SELECT count(*) FROM job_locks l \

@@ -85,9 +85,14 @@ pub async fn a_key_limit_runs_at_most_n_per_key_while_other_keys_run(store: Arc<
         "a's others wait"
     );
     for id in [a2, a3] {
+        let waiting = store.execution_get(id).await.expect("get");
         assert_eq!(
-            store.execution_get(id).await.expect("get").status,
-            Status::Queued
+            (waiting.status, waiting.reason.as_deref()),
+            (
+                Status::Queued,
+                Some("waiting: key \"a\" has 1 running, its limit; it starts when one ends")
+            ),
+            "it waits, and says why"
         );
     }
 
@@ -98,6 +103,7 @@ pub async fn a_key_limit_runs_at_most_n_per_key_while_other_keys_run(store: Arc<
         next.iter().map(|c| c.execution.id).collect::<Vec<_>>(),
         [a2]
     );
+    assert_eq!(next[0].execution.reason, None, "no longer waiting");
     // A failure with a retry left frees the slot too; its retry waits in line with a3.
     finish(&store, &next[0], Outcome::Failed, at(14)).await;
     let after = claim(&store, 10, at(15)).await;
