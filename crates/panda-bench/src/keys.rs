@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use panda_core::{ConcurrencyPolicy, JobName, JobSpec, RuntimeSpec};
-use panda_store::{ClaimRequest, Finish, NewExecution, Outcome, Store};
+use panda_store::{ClaimRequest, NewExecution, Store};
 
 use super::{Backend, Scratch, median};
 
@@ -144,30 +144,9 @@ async fn bench(
         ..worker
     };
     let started = Instant::now();
-    let mut finished = 0u32;
-    loop {
-        let claimed = store.execution_claim(&claim, Utc::now()).await?;
-        if claimed.is_empty() {
-            break;
-        }
-        let batch: Vec<Finish> = claimed
-            .iter()
-            .map(|c| Finish {
-                execution_id: c.lease.execution_id,
-                token: c.lease.token,
-                outcome: Outcome::Succeeded,
-                exit_code: Some(0),
-                reason: None,
-                image_digest: None,
-            })
-            .collect();
-        for result in store.execution_finish_many(&batch, Utc::now()).await? {
-            result?;
-            finished += 1;
-        }
-    }
+    let finished = super::store::claim_and_finish(store.as_ref(), &claim).await?;
     let elapsed = started.elapsed();
-    if finished != args.others {
+    if finished != u64::from(args.others) {
         bail!(
             "finished {finished} executions, not the {} others (the saturated key must wait)",
             args.others

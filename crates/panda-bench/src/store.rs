@@ -140,7 +140,10 @@ async fn bench_store(
 }
 
 /// One worker: claims a batch, finishes it as succeeded, until the queue is empty.
-async fn claim_and_finish(store: &dyn Store, request: &ClaimRequest) -> anyhow::Result<u64> {
+pub(super) async fn claim_and_finish(
+    store: &dyn Store,
+    request: &ClaimRequest,
+) -> anyhow::Result<u64> {
     let mut finished = 0;
     loop {
         let claimed = store.execution_claim(request, Utc::now()).await?;
