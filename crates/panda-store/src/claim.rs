@@ -508,7 +508,6 @@ async fn claim_full<B: Backend>(
     let granted = take_limited_slots::<B>(&mut tx, &candidates).await?;
 
     let verdicts = verdicts(&candidates, &requested, &locked, &foreign_holders, &granted);
-    let parked = park_full_keys::<B>(&mut tx, &candidates, &verdicts, now).await?;
     skips.extend(
         candidates
             .iter()
@@ -529,22 +528,24 @@ async fn claim_full<B: Backend>(
     }
 
     let mut claimed: Vec<Execution> = candidates
-        .into_iter()
-        .zip(verdicts)
-        .filter(|(_, v)| *v == Verdict::Claim)
-        .map(|(e, _)| e)
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, v)| **v == Verdict::Claim)
+        .map(|(e, _)| e.clone())
         .collect();
-    if claimed.is_empty() {
-        tx.commit().await?;
-        return Ok((Vec::new(), parked));
-    }
-    // Replace: the executions of the job that were already running are asked to stop.
-    let replaced = replace_within_batch(&mut claimed);
-    if !replaced.is_empty() {
-        tx.execute(query(sql.replace).uuids(replaced)).await?;
-    }
-
-    let claimed = start::<B>(&mut tx, claimed, worker_id, expires_at, now).await?;
+    let claimed = if claimed.is_empty() {
+        Vec::new()
+    } else {
+        // Replace: the executions of the job that were already running are asked to stop.
+        let replaced = replace_within_batch(&mut claimed);
+        if !replaced.is_empty() {
+            tx.execute(query(sql.replace).uuids(replaced)).await?;
+        }
+        start::<B>(&mut tx, claimed, worker_id, expires_at, now).await?
+    };
+    // After the start: a full key's bulk park takes only its executions still queued, never
+    // the one this claim just started.
+    let parked = park_full_keys::<B>(&mut tx, &candidates, &verdicts, now).await?;
     tx.commit().await?;
     Ok((claimed, parked))
 }

@@ -84,6 +84,12 @@ pub async fn a_key_limit_runs_at_most_n_per_key_while_other_keys_run(store: Arc<
         claim(&store, 10, at(11)).await.is_empty(),
         "a's others wait"
     );
+    let running = store.execution_get(a1).await.expect("get");
+    assert_eq!(
+        (running.status, running.reason),
+        (Status::Running, None),
+        "the run the claim started is not parked with the rest of its key"
+    );
     for id in [a2, a3] {
         let waiting = store.execution_get(id).await.expect("get");
         assert_eq!(
