@@ -11,6 +11,7 @@ use crate::alert::AlertPolicy;
 use crate::chain::Upstream;
 use crate::cron::CronSchedule;
 use crate::ids::JobId;
+use crate::rate::RateLimit;
 use crate::retry::RetryPolicy;
 use crate::service::ServiceSpec;
 use crate::validate::{
@@ -330,6 +331,11 @@ pub struct JobSpec {
         pattern = "^(payload(\\.[^.]+)+|env\\.[A-Za-z_][A-Za-z0-9_]*|idempotency_key)$"
     )]
     pub concurrency_key: Option<String>,
+    /// At most so many starts per window, across every node, of the job or of each key (see
+    /// [`RateLimit`]); executions over it wait, with the reason. The limit in force when an
+    /// execution starts is the one that counts, queued executions included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// Free-form labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -409,6 +415,8 @@ struct JobSpecInput {
     max_running: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     concurrency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<RateLimit>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -477,6 +485,7 @@ impl From<JobSpecInput> for JobSpec {
             priority: input.priority,
             max_running: input.max_running,
             concurrency_key: input.concurrency_key,
+            rate_limit: input.rate_limit,
             labels: input.labels,
             keep: input.keep,
             max_age: input.max_age,
@@ -511,8 +520,17 @@ impl KeyExpr {
     ///
     /// A `concurrency_key` field error that names the three forms.
     pub fn parse(expr: &str) -> Result<Self, ValidationError> {
+        Self::parse_as("concurrency_key", expr)
+    }
+
+    /// Reads a key expression given as `field` (`concurrency_key`, `rate_limit_key`).
+    ///
+    /// # Errors
+    ///
+    /// A `field` error that names the three forms.
+    pub fn parse_as(field: &'static str, expr: &str) -> Result<Self, ValidationError> {
         let bad = |why: &str| ValidationError::Field {
-            field: "concurrency_key",
+            field,
             message: format!(
                 "{expr:?} {why}; use payload.FIELD (a dotted path such as payload.customer.id), \
                  env.NAME or idempotency_key"
@@ -773,6 +791,7 @@ impl JobSpec {
             concurrency: JobKind::Triggered.default_concurrency(false),
             max_running: None,
             concurrency_key: None,
+            rate_limit: None,
             labels: BTreeMap::new(),
             keep: None,
             max_age: None,
@@ -981,6 +1000,21 @@ impl JobSpec {
                     "concurrency_key",
                     "needs max_running, the most executions of one key that run at once \
                      (--max-running 1 runs one at a time per key)",
+                ));
+            }
+        }
+        if let Some(rate) = &self.rate_limit {
+            rate.validate()?;
+            if self.service.is_some() {
+                return Err(field(
+                    "rate_limit",
+                    "limits starts of runs, and a service's instances are kept running; leave                      it out of a service",
+                ));
+            }
+            if self.monitor.is_some() {
+                return Err(field(
+                    "rate_limit",
+                    "limits starts of runs, and a monitor runs nothing itself; leave it out of                      a monitor",
                 ));
             }
         }

@@ -23,6 +23,7 @@ mod execution;
 pub mod human;
 mod ids;
 mod job;
+mod rate;
 mod retry;
 mod service;
 mod store;
@@ -48,6 +49,7 @@ pub use job::{
     MAX_AGE_LIMIT, MAX_CPUS, MAX_GRACE, MAX_KEEP, MAX_KEY_BYTES, MAX_MEMORY_BYTES,
     MAX_RUNNING_LIMIT, MAX_STARTING_DEADLINE, MAX_TIMEOUT, MonitorSpec, RuntimeSpec, Schedule,
 };
+pub use rate::{MAX_RATE_STARTS, MAX_RATE_WINDOW, MIN_RATE_WINDOW, RateLimit};
 pub use retry::RetryPolicy;
 pub use service::{
     CRASH_LOOP_RESTARTS, DEFAULT_LOG_KEEP_BYTES, HealthCheck, Instance, InstanceState,

@@ -419,8 +419,9 @@ pub(crate) async fn claim<B: Backend>(
     {
         return Ok(claimed);
     }
-    // A claim whose candidates were the waiting work of full keys parked them and may have
-    // started little: it reads again, past them, so that they hold back no other work.
+    // A claim whose candidates were the waiting work of full keys (or over their rate limit)
+    // parked them (or moved them later) and may have started little: it reads again, past
+    // them, so that they hold back no other work.
     let mut claimed = Vec::new();
     for _ in 0..PARKING_ROUNDS {
         let left = limit - i64::try_from(claimed.len()).unwrap_or(limit);
@@ -485,6 +486,18 @@ async fn claim_full<B: Backend>(
         &tx.fetch_all(B::candidates(&queues, now, limit)).await?,
         records::execution,
     )?;
+    // Rate limits first, before any other lock of the claim (see `crate::rate::admit`): the
+    // candidates over their limit wait, moved to when they may start.
+    let rules = crate::rate::rules::<B>(&mut tx, &candidates).await?;
+    let admission = crate::rate::admit::<B>(&mut tx, &candidates, &rules, now).await?;
+    let candidates: Vec<Execution> = if admission.delayed == 0 {
+        candidates
+    } else {
+        candidates
+            .into_iter()
+            .filter(|e| admission.allows(e, &rules))
+            .collect()
+    };
 
     let requested = lock_requests(&candidates);
     let locked: HashSet<Uuid> = if requested.is_empty() {
@@ -541,13 +554,15 @@ async fn claim_full<B: Backend>(
         if !replaced.is_empty() {
             tx.execute(query(sql.replace).uuids(replaced)).await?;
         }
+        crate::rate::record::<B>(&mut tx, &mut claimed, &admission).await?;
         start::<B>(&mut tx, claimed, worker_id, expires_at, now).await?
     };
     // After the start: a full key's bulk park takes only its executions still queued, never
     // the one this claim just started.
     let parked = park_full_keys::<B>(&mut tx, &candidates, &verdicts, now).await?;
     tx.commit().await?;
-    Ok((claimed, parked))
+    // Work moved later by its rate limit has left the due range, as parked work has.
+    Ok((claimed, parked + admission.delayed))
 }
 
 /// Starts the claimed executions under fresh leases for the worker, in one statement, and

@@ -120,6 +120,9 @@ pub(crate) async fn insert_job<B: Backend>(
             if job.spec.service.is_some() {
                 crate::services::created::<B>(tx, &job, now).await?;
             }
+            if job.spec.rate_limit.is_some() {
+                crate::rate::store::<B>(tx, &job).await?;
+            }
             Ok(job)
         }
     }
@@ -187,6 +190,7 @@ impl<B: Backend> JobStore for B {
         crate::chains::serialize::<B>(&mut tx, spec).await?;
         let mut job = live_job::<B>(&mut tx, spec.name.as_str(), JobLock::Update).await?;
         crate::services::updated::<B>(&mut tx, &job, spec, now).await?;
+        let rate_changed = job.spec.rate_limit != spec.rate_limit;
         job.spec = spec.clone();
         job.updated_at = now;
         tx.execute(
@@ -197,6 +201,10 @@ impl<B: Backend> JobStore for B {
                 .uuid(job.id),
         )
         .await?;
+        if rate_changed {
+            crate::rate::store::<B>(&mut tx, &job).await?;
+            crate::rate::release::<B>(&mut tx, &job, now).await?;
+        }
         let linked = crate::chains::link::<B>(&mut tx, &job, true).await;
         settle(tx, linked.map(|()| job)).await
     }
@@ -210,6 +218,7 @@ impl<B: Backend> JobStore for B {
         }
         tx.execute(query(B::SQL.jobs.delete).time(now).uuid(job.id))
             .await?;
+        crate::rate::forget::<B>(&mut tx, &job).await?;
         if job.spec.service.is_some() {
             tx.execute(query(B::SQL.services.forget).uuid(job.id))
                 .await?;

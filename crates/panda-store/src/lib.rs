@@ -34,6 +34,7 @@ mod model;
 mod monitors;
 mod postgres;
 mod queue;
+mod rate;
 mod records;
 mod retention;
 mod services;
@@ -67,6 +68,7 @@ pub use monitors::{
 pub use panda_core::{LogChunk, LogStore, LogStream, StoreError, StoreResult};
 pub use postgres::{PgStore, redact_url};
 pub use queue::{QueueSql, QueueStore};
+pub use rate::RateSql;
 pub use retention::{RetentionSql, RetentionStore};
 pub use services::{Reconciled, SPREAD_WAIT, ServiceSql, ServiceStore};
 pub use slots::{SlotSql, SlotStore};
@@ -127,6 +129,8 @@ pub struct Sql {
     pub chains: ChainSql,
     /// Monitors.
     pub monitors: MonitorSql,
+    /// Rate limits.
+    pub rate: RateSql,
 }
 
 /// The wake-ups: hints that work may be claimable.

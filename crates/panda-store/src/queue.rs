@@ -647,6 +647,8 @@ impl<B: Backend> QueueStore for B {
         // release un-parked was cancelled, or the job's limit was raised) go back in line.
         tx.execute(query(B::SQL.claim.unpark_free).i64(i64::from(limit)))
             .await?;
+        // Rate limits' starts that left their window count no more.
+        crate::rate::prune::<B>(&mut tx, now).await?;
         tx.commit().await?;
         Ok(rescued)
     }

@@ -35,6 +35,7 @@ mod cases {
     pub mod notices;
     pub mod overlap;
     pub mod pause;
+    pub mod rate;
     pub mod release;
     pub mod retention;
     pub mod services;
@@ -140,6 +141,13 @@ conformance! {
     keys::a_key_limit_runs_at_most_n_per_key_while_other_keys_run,
     keys::a_full_keys_backlog_holds_back_no_other_work_and_gets_its_turn,
     keys::concurrent_claims_never_run_more_than_a_keys_limit,
+    // rate limits
+    rate::a_rate_limit_starts_at_most_n_per_window_and_the_rest_wait_with_the_reason,
+    rate::a_rate_limit_per_key_counts_each_key_apart,
+    rate::a_rate_limited_backlog_holds_back_no_other_work,
+    rate::a_changed_rate_limit_applies_to_the_work_already_waiting,
+    rate::a_zero_or_out_of_range_rate_limit_is_refused_and_nothing_is_created,
+    rate::concurrent_claims_never_start_more_than_the_limit_per_window,
     pause::a_paused_queue_is_listed_when_empty_and_a_bad_name_pauses_nothing,
     claim::claim_takes_at_most_limit_executions,
     claim::claim_takes_only_from_the_requested_queues,

@@ -207,7 +207,8 @@ fn candidates_sql(every_queue: bool) -> String {
 }
 
 /// The claim in one statement, for the common case where nothing restricts it: every
-/// candidate allows overlap and no job lock is held anywhere (so no scheduled run waits to be
+/// candidate allows overlap, without a limit of running executions or of starts (a rate
+/// limit), and no job lock is held anywhere (so no scheduled run waits to be
 /// skipped). Otherwise it claims nothing, and the full claim, with its job locks, overlap
 /// skips and replacements, runs instead. One statement instead of five round trips is most of
 /// a claim's cost here. Its candidates are read as [`candidates`] reads them. `None` for a
@@ -242,9 +243,11 @@ fn unrestricted_sql(every_queue: bool) -> String {
         "WITH RECURSIVE {priorities}, \
          c AS ( \
              SELECT x.id AS claim_id, x.concurrency AS claim_concurrency, \
-                 x.max_running IS NOT NULL AS claim_limited \
+                 x.max_running IS NOT NULL \
+                     OR x.job_id IN (SELECT job_id FROM rate_limits) AS claim_limited \
              FROM p CROSS JOIN LATERAL ( \
-                 SELECT id, concurrency, max_running, priority, run_at FROM executions \
+                 SELECT id, job_id, concurrency, max_running, priority, run_at \
+                 FROM executions \
                  WHERE {same_queue}priority = p.priority AND status = 'queued' AND NOT parked \
                    AND instance IS NULL AND run_at <= $1 \
                  ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) x \

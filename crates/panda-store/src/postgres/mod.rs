@@ -32,6 +32,7 @@ mod logs;
 mod monitors;
 mod notify;
 mod queue;
+mod rate;
 mod retention;
 mod services;
 mod slots;
@@ -238,6 +239,7 @@ const SQL: Sql = Sql {
     retention: retention::SQL,
     services: services::SQL,
     chains: chains::SQL,
+    rate: rate::SQL,
 };
 
 #[async_trait]

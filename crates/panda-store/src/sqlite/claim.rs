@@ -177,7 +177,8 @@ fn candidates_sql(some_queues: bool) -> String {
 }
 
 /// The claim in one statement, for the common case where nothing restricts it: every
-/// candidate allows overlap and no job lock is held anywhere (so no scheduled run waits to be
+/// candidate allows overlap, without a limit of running executions or of starts (a rate
+/// limit), and no job lock is held anywhere (so no scheduled run waits to be
 /// skipped). Otherwise it claims nothing, and the full claim, with its job locks, overlap
 /// skips and replacements, runs instead. SQLite has one writer, so the statement reads and
 /// starts its candidates with no one in between; one statement instead of a transaction of
@@ -224,7 +225,8 @@ fn unrestricted_sql(some_queues: bool) -> String {
                      AS claim_n \
              FROM ( \
                  SELECT e.id AS claim_id, e.priority AS claim_priority, e.run_at AS claim_run_at, \
-                     (e.concurrency = 'allow' AND e.max_running IS NULL) AS claim_free \
+                     (e.concurrency = 'allow' AND e.max_running IS NULL \
+                         AND e.job_id NOT IN (SELECT job_id FROM rate_limits)) AS claim_free \
                  FROM p CROSS JOIN executions e WHERE e.id IN ( \
                      SELECT id FROM executions INDEXED BY {index} \
                      WHERE {same_queue}priority = p.priority AND status = 'queued' \

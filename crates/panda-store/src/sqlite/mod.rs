@@ -16,6 +16,7 @@ mod jobs;
 mod logs;
 mod monitors;
 mod queue;
+mod rate;
 mod retention;
 mod services;
 mod slots;
@@ -160,6 +161,7 @@ const SQL: Sql = Sql {
     retention: retention::SQL,
     services: services::SQL,
     chains: chains::SQL,
+    rate: rate::SQL,
 };
 
 #[async_trait]
