@@ -83,6 +83,17 @@ pub fn concurrency(spec: &crate::JobSpec) -> String {
     }
 }
 
+/// A job's rate limit in words: `100 starts per 1m`, `5 starts per 1s per payload.customer_id`;
+/// `None` without one.
+pub fn rate_limit(spec: &crate::JobSpec) -> Option<String> {
+    let limit = spec.rate_limit.as_ref()?;
+    let per = exact(limit.per);
+    Some(match &limit.key {
+        Some(key) => format!("{} starts per {per} per {key}", limit.starts),
+        None => format!("{} starts per {per}", limit.starts),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

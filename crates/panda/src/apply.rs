@@ -51,6 +51,7 @@ const DURATIONS: &[&str] = &[
     "healthy_deadline_ms",
     "min_healthy_ms",
     "grace_ms",
+    "per_ms",
 ];
 
 /// Rewrites `timeout = "1h"` as `timeout_ms = 3600000`, in every table of `table`.
@@ -174,6 +175,26 @@ fn table_of(spec: &JobSpec) -> anyhow::Result<toml::Table> {
     Ok(table)
 }
 
+/// How a file writes a rate limit.
+const RATE_FORMS: &str = "write rate_limit = \"100/1m\", or rate_limit = { starts = 100, per = \"1m\", \
+                          key = \"payload.customer_id\" } to count it per key";
+
+/// Rewrites `rate_limit = "100/1m"` as the table the API reads (`{ starts, per_ms }`).
+fn rate_limit_read(table: &mut toml::Table) -> Result<(), String> {
+    let Some(toml::Value::String(text)) = table.get("rate_limit") else {
+        return Ok(());
+    };
+    let limit: panda_core::RateLimit = text.parse()?;
+    let mut rate = toml::Table::new();
+    rate.insert("starts".into(), toml::Value::Integer(limit.starts.into()));
+    rate.insert(
+        "per_ms".into(),
+        toml::Value::Integer(i64::try_from(limit.per.as_millis()).unwrap_or(i64::MAX)),
+    );
+    table.insert("rate_limit".into(), toml::Value::Table(rate));
+    Ok(())
+}
+
 /// A `[[job]]` or `[[service]]` table (`noun`) as a definition.
 fn spec_of(mut table: toml::Table, noun: &str, file: &Path) -> anyhow::Result<JobSpec> {
     let name = table
@@ -182,6 +203,7 @@ fn spec_of(mut table: toml::Table, noun: &str, file: &Path) -> anyhow::Result<Jo
         .unwrap_or("?")
         .to_owned();
     let at = format!("{noun} {name:?} in {}: ", file.display());
+    rate_limit_read(&mut table).map_err(|err| UserError::new(format!("{at}{err}"), RATE_FORMS))?;
     durations_read(&mut table, "").map_err(|err| UserError::plain(format!("{at}{err:#}")))?;
     if noun == "service" {
         table
@@ -511,6 +533,46 @@ mod tests {
         }
         let back = spec_of(table, "job", Path::new("panda.toml")).expect("reads back");
         assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn a_rate_limit_is_written_with_its_window_as_a_duration_and_reads_back() {
+        let mut spec: JobSpec = serde_json::from_value(serde_json::json!({
+            "name": "send-mail",
+            "runtime": {"kind": "process", "argv": ["true"]},
+            "rate_limit": {"starts": 100, "per_ms": 60_000, "key": "payload.customer_id"},
+        }))
+        .expect("a definition");
+        let table = table_of(&spec).expect("a table");
+        let text = toml::to_string(&table).expect("toml");
+        assert!(text.contains("per = \"1m\""), "{text}");
+        assert!(text.contains("starts = 100"), "{text}");
+        let back = spec_of(table, "job", Path::new("panda.toml")).expect("reads back");
+        assert_eq!(back, spec);
+
+        // The short form, as the flag takes it, for a limit of the job as a whole.
+        let short: toml::Table = toml::from_str(
+            "name = \"send-mail\"\nruntime = { kind = \"process\", argv = [\"true\"] }\n\
+             rate_limit = \"100/1m\"\n",
+        )
+        .expect("toml");
+        spec.rate_limit = Some(panda_core::RateLimit::new(
+            100,
+            std::time::Duration::from_secs(60),
+        ));
+        assert_eq!(
+            spec_of(short, "job", Path::new("panda.toml")).expect("reads"),
+            spec
+        );
+        let zero: toml::Table = toml::from_str(
+            "name = \"send-mail\"\nruntime = { kind = \"process\", argv = [\"true\"] }\n\
+             rate_limit = \"0/1m\"\n",
+        )
+        .expect("toml");
+        let err = spec_of(zero, "job", Path::new("panda.toml"))
+            .expect_err("zero starts")
+            .to_string();
+        assert!(err.contains("\"0/1m\""), "{err}");
     }
 
     #[test]

@@ -1263,3 +1263,109 @@ fn a_per_key_limit_is_shown_and_a_bad_key_is_refused() {
         "{described}"
     );
 }
+
+#[test]
+fn a_rate_limited_job_starts_its_limit_the_rest_wait_with_the_reason_and_bad_rates_are_refused() {
+    let server = Server::start();
+    let log = server.data_dir().join("ran.txt");
+    // Each run writes its customer's name: what ran is read from what the runs did.
+    let command = format!("sh -c 'echo \"end $PANDA_PAYLOAD\" >> {}'", log.display());
+    succeeded(&server.panda(&[
+        "job",
+        "create",
+        "--name",
+        "mail",
+        "--exec",
+        &command,
+        "--rate-limit",
+        "2/1h",
+        "--rate-limit-key",
+        "payload.customer",
+    ]));
+    let described = succeeded(&server.panda(&["job", "get", "mail"]));
+    assert!(
+        described.contains("Rate limit:    2 starts per 1h per payload.customer"),
+        "{described}"
+    );
+    let exported = succeeded(&server.panda(&["export"]));
+    assert!(exported.contains("per = \"1h\""), "{exported}");
+    assert!(
+        exported.contains("key = \"payload.customer\""),
+        "{exported}"
+    );
+
+    let mut ids = Vec::new();
+    for customer in ["a", "a", "a", "b"] {
+        let payload = format!("{{\"customer\":\"{customer}\"}}");
+        let id = succeeded(&server.panda(&["job", "trigger", "mail", "--payload", &payload]));
+        ids.push(id.trim().to_owned());
+    }
+    wait_for_ends(&log, 3);
+    // The node polls often: a fourth start, if it were to come, comes in this time.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut ran = lines_of(&log);
+    ran.sort();
+    assert_eq!(
+        ran,
+        [
+            "end {\"customer\":\"a\"}",
+            "end {\"customer\":\"a\"}",
+            "end {\"customer\":\"b\"}"
+        ],
+        "two of a and the one of b ran; a's third waits"
+    );
+    let waiting: serde_json::Value = serde_json::from_str(&succeeded(&server.panda(&[
+        "execution",
+        "get",
+        &ids[2],
+        "-o",
+        "json",
+    ])))
+    .expect("json");
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    let reason = waiting["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("rate limited until ")
+            && reason.ends_with("key \"a\" has started 2 in the last 1h, its limit"),
+        "{waiting}"
+    );
+
+    // Without the limit, the waiting run starts at once.
+    succeeded(&server.panda(&["job", "update", "mail", "--rate-limit", "none"]));
+    wait_for_ends(&log, 4);
+    let described = succeeded(&server.panda(&["job", "get", "mail"]));
+    assert!(!described.contains("Rate limit"), "{described}");
+
+    // A zero, malformed or out-of-range rate, or a bad key: refused, nothing created.
+    for (args, says) in [
+        (vec!["--rate-limit", "0/1m"], "allows 0 starts per window"),
+        (
+            vec!["--rate-limit", "fast"],
+            "STARTS/WINDOW, such as 100/1m",
+        ),
+        (vec!["--rate-limit", "5/500ms"], "use from 1s to 31d"),
+        (
+            vec!["--rate-limit", "5/1m", "--rate-limit-key", "customer"],
+            "rate_limit_key",
+        ),
+        (
+            vec!["--rate-limit-key", "payload.customer"],
+            "--rate-limit <STARTS/WINDOW>",
+        ),
+    ] {
+        let mut all = vec!["job", "create", "--name", "bad-rate", "--exec", "true"];
+        all.extend(args);
+        let out = server.panda(&all);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+    let listed = succeeded(&server.panda(&["job", "list"]));
+    assert!(!listed.contains("bad-rate"), "{listed}");
+    let out = server.panda(&["job", "update", "mail", "--rate-limit-key", "env.X"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("this job has no rate limit"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -191,6 +191,8 @@ async fn a_user_logs_in_triggers_a_cronjob_and_watches_its_log_live() {
         "0 5 * * *",
         "--exec",
         "sh -c 'for i in 1 2 3; do echo line $i; sleep 2; done; echo done >&2'",
+        "--rate-limit",
+        "100/1m",
     ]));
     succeeded(&server.panda(&[
         "service",
@@ -307,6 +309,17 @@ async fn a_user_logs_in_triggers_a_cronjob_and_watches_its_log_live() {
         .expect("text");
     assert!(history.contains("succeeded"), "{history}");
     assert!(history.contains("manual"), "{history}");
+    let page = browser
+        .find(By::Tag("body"))
+        .await
+        .expect("the page")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        page.contains("Rate limit") && page.contains("100 starts per 1m"),
+        "the job page shows its rate limit: {page}"
+    );
     browser
         .screenshot(&shots.join("05-job.png"))
         .await

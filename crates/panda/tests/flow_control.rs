@@ -1,6 +1,7 @@
-//! Flow control through real nodes: two nodes on one PostgreSQL database share a per-key limit.
-//! The jobs write when they start and end; what they wrote shows that no key ever ran twice at
-//! once, whichever node ran it.
+//! Flow control through real nodes: two nodes on one PostgreSQL database share a per-key limit
+//! and a rate limit. The jobs write when they start and end; what they wrote shows that no key
+//! ever ran twice at once, and that no key started more than its rate allows in any window,
+//! whichever node ran it.
 
 mod support;
 
@@ -8,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use chrono::Utc;
-use panda_core::{ConcurrencyPolicy, JobName, JobSpec, RuntimeSpec, Status};
+use panda_core::{ConcurrencyPolicy, JobName, JobSpec, RateLimit, RuntimeSpec, Status};
 use panda_store::NewExecution;
 use support::Start;
 use support::backend::Backend;
@@ -123,5 +124,142 @@ async fn postgres_two_nodes_never_run_one_key_twice_at_once() {
         "different keys ran side by side (at most {most_at_once} at once)"
     );
     eprintln!("at most {most_at_once} of {KEYS} keys ran at once, on {nodes:?}");
+    backend.close().await;
+}
+
+/// The rate of [`rated_job`]: 3 starts per 4 s per customer.
+const RATE_STARTS: usize = 3;
+const RATE_WINDOW_MS: i64 = 4000;
+const RATED_PER_KEY: usize = 9;
+
+/// A job that may start 3 runs per 4 s per `CUSTOMER`, that writes `start KEY NANOS ID`.
+fn rated_job(witness: &Path) -> JobSpec {
+    let mut spec = JobSpec::new(
+        JobName::new("call-partner").expect("a name"),
+        RuntimeSpec::Process {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!(
+                    "echo start $CUSTOMER $(date +%s%N) $PANDA_EXECUTION_ID >> {}",
+                    witness.display()
+                ),
+            ],
+        },
+    );
+    spec.rate_limit = Some(RateLimit {
+        key: Some("env.CUSTOMER".into()),
+        ..RateLimit::new(
+            RATE_STARTS as u32,
+            std::time::Duration::from_millis(RATE_WINDOW_MS as u64),
+        )
+    });
+    spec
+}
+
+/// The most of `starts` (sorted) in any half-open span of `span`.
+fn most_in_any_span(starts: &[i64], span: i64) -> usize {
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, first)| {
+            starts[i..]
+                .iter()
+                .take_while(|at| **at < first + span)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_nodes_never_start_more_than_a_keys_rate() {
+    let Some(backend) = Backend::postgres("panda_rate").await else {
+        return;
+    };
+    let store = &backend.store;
+    let witness = backend.dir.path().join("witness");
+    store
+        .job_create(&rated_job(&witness), Utc::now())
+        .await
+        .expect("create");
+    let a = backend.node(Start::server(), "node-a", &["--concurrency", "4"]);
+    let b = backend.node(Start::worker(), "node-b", &["--concurrency", "4"]);
+    let requests: Vec<NewExecution> = (0..RATED_PER_KEY)
+        .flat_map(|_| {
+            (0..2).map(move |k| NewExecution {
+                env: BTreeMap::from([("CUSTOMER".to_owned(), format!("c{k}"))]),
+                ..NewExecution::api("call-partner")
+            })
+        })
+        .collect();
+    for result in store
+        .execution_enqueue_many(&requests, Utc::now())
+        .await
+        .expect("enqueue")
+    {
+        result.expect("queued");
+    }
+    let all = wait_until(store.as_ref(), "call-partner", "all succeeded", |all| {
+        all.len() == 2 * RATED_PER_KEY && all.iter().all(|e| e.status == Status::Succeeded)
+    })
+    .await;
+    a.stop();
+    b.stop();
+
+    let nodes: BTreeSet<&str> = all.iter().filter_map(|e| e.worker_id.as_deref()).collect();
+    assert_eq!(
+        nodes,
+        BTreeSet::from(["node-a", "node-b"]),
+        "both nodes started work"
+    );
+    // What the runs did: each ran once, and in any span a little shorter than the window
+    // (by the most a process may take to start after its claim here) a key started at most
+    // its rate.
+    let text = std::fs::read_to_string(&witness).expect("the witness");
+    let mut by_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [_, key, at, id] = parts[..] else {
+            panic!("a witness line: {line:?}");
+        };
+        let at: i64 = at.parse().expect("nanoseconds");
+        by_key
+            .entry(key.to_owned())
+            .or_default()
+            .push(at / 1_000_000);
+        assert!(ids.insert(id.to_owned()), "{id} ran twice: {text}");
+    }
+    assert_eq!(ids.len(), 2 * RATED_PER_KEY, "every run ran once: {text}");
+    const SLACK_MS: i64 = 1500;
+    for (key, starts) in &mut by_key {
+        starts.sort_unstable();
+        let most = most_in_any_span(starts, RATE_WINDOW_MS - SLACK_MS);
+        assert!(
+            most <= RATE_STARTS,
+            "key {key} started {most} runs within {} ms: {starts:?}",
+            RATE_WINDOW_MS - SLACK_MS
+        );
+    }
+    // What the store recorded, to the instant each claim started its run: never more than the
+    // rate in any window.
+    let mut claimed: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for e in &all {
+        claimed
+            .entry(e.env.get("CUSTOMER").cloned().unwrap_or_default())
+            .or_default()
+            .push(e.started_at.expect("started").timestamp_millis());
+    }
+    for (key, starts) in &mut claimed {
+        starts.sort_unstable();
+        let most = most_in_any_span(starts, RATE_WINDOW_MS);
+        assert!(
+            most <= RATE_STARTS,
+            "key {key} was claimed {most} times in one window: {starts:?}"
+        );
+        let span = starts.last().expect("a start") - starts.first().expect("a start");
+        eprintln!("key {key}: {} starts over {span} ms", starts.len());
+    }
     backend.close().await;
 }

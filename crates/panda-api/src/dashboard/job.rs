@@ -247,6 +247,9 @@ fn definition(job: &Job) -> Vec<(&'static str, String)> {
             format!("{} (priority {})", spec.queue, spec.priority),
         ));
         rows.push(("Concurrency", panda_core::human::concurrency(spec)));
+        if let Some(rate) = panda_core::human::rate_limit(spec) {
+            rows.push(("Rate limit", rate));
+        }
     }
     if let Some(workdir) = &spec.workdir {
         rows.push(("Working dir", workdir.clone()));

@@ -407,6 +407,9 @@ fn describe(job: &Job, followers: &[Follower], recent: &[Execution]) {
         panda_core::human::exact(spec.retry.backoff_cap)
     );
     println!("Concurrency:   {}", panda_core::human::concurrency(spec));
+    if let Some(rate) = panda_core::human::rate_limit(spec) {
+        println!("Rate limit:    {rate}");
+    }
     println!("Queue:         {} (priority {})", spec.queue, spec.priority);
     let history = [
         spec.keep.map(|keep| format!("keep {keep}")),

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use panda_core::{
-    CatchUp, ConcurrencyPolicy, CronSchedule, JobKind, JobName, JobSpec, RetryPolicy, RuntimeSpec,
-    Schedule, Upstream,
+    CatchUp, ConcurrencyPolicy, CronSchedule, JobKind, JobName, JobSpec, RateLimit, RetryPolicy,
+    RuntimeSpec, Schedule, Upstream,
 };
 
 use crate::UserError;
@@ -112,6 +112,14 @@ pub(crate) struct CreateArgs {
     /// 1 runs one customer's work at a time)
     #[arg(long, value_name = "EXPR")]
     concurrency_key: Option<String>,
+    /// At most STARTS starts in any WINDOW, across every node (100/1m, 5/1s); the rest wait,
+    /// with the reason, and never fail
+    #[arg(long, value_name = "STARTS/WINDOW")]
+    rate_limit: Option<RateLimit>,
+    /// With --rate-limit, count per key instead of per job: payload.FIELD (a dotted path),
+    /// env.NAME or idempotency_key
+    #[arg(long, value_name = "EXPR", requires = "rate_limit")]
+    rate_limit_key: Option<String>,
     /// What to do with missed slots: latest, none or all
     #[arg(long, default_value = "latest")]
     catch_up: String,
@@ -161,6 +169,20 @@ fn parse_jitter(text: &str) -> Result<Jitter, String> {
     humantime::parse_duration(text)
         .map(Jitter::Window)
         .map_err(|err| format!("{text:?} is not a duration (such as 5m) or none: {err}"))
+}
+
+/// `--rate-limit` of `update`: a limit, or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rate {
+    Limit(RateLimit),
+    None,
+}
+
+fn parse_rate_limit(text: &str) -> Result<Rate, String> {
+    if text == "none" {
+        return Ok(Rate::None);
+    }
+    text.parse().map(Rate::Limit)
 }
 
 fn parse_max_running(text: &str) -> Result<MaxRunning, String> {
@@ -237,6 +259,13 @@ pub(crate) struct UpdateArgs {
     /// "none" to limit the job as a whole again
     #[arg(long, value_name = "EXPR|none")]
     concurrency_key: Option<String>,
+    /// A new rate limit (100/1m), or "none"
+    #[arg(long, value_name = "STARTS/WINDOW|none", value_parser = parse_rate_limit)]
+    rate_limit: Option<Rate>,
+    /// Count the rate limit per key (payload.FIELD, env.NAME or idempotency_key), or "none"
+    /// to count the job as a whole again
+    #[arg(long, value_name = "EXPR|none")]
+    rate_limit_key: Option<String>,
     /// The jobs it follows, in place of the ones it did: start it when a run of JOB ends as
     /// said (succeeded by default; repeatable)
     #[arg(
@@ -384,6 +413,10 @@ pub(super) fn spec_of(args: &CreateArgs, scheduled: bool) -> anyhow::Result<JobS
     };
     spec.max_running = args.max_running;
     spec.concurrency_key.clone_from(&args.concurrency_key);
+    spec.rate_limit = args.rate_limit.clone().map(|limit| RateLimit {
+        key: args.rate_limit_key.clone(),
+        ..limit
+    });
     spec.after.clone_from(&args.after);
     match (&args.schedule, scheduled) {
         (Some(cron), true) => {
@@ -540,6 +573,28 @@ pub(super) fn update_spec(spec: &mut JobSpec, args: &UpdateArgs) -> anyhow::Resu
         Some("none") => spec.concurrency_key = None,
         Some(expr) => spec.concurrency_key = Some(expr.to_owned()),
         None => {}
+    }
+    match &args.rate_limit {
+        // A new rate keeps the key it was counted by, unless --rate-limit-key says otherwise.
+        Some(Rate::Limit(limit)) => {
+            let key = spec.rate_limit.take().and_then(|old| old.key);
+            spec.rate_limit = Some(RateLimit {
+                key,
+                ..limit.clone()
+            });
+        }
+        Some(Rate::None) => spec.rate_limit = None,
+        None => {}
+    }
+    if let Some(expr) = args.rate_limit_key.as_deref() {
+        let Some(limit) = spec.rate_limit.as_mut() else {
+            return Err(UserError::new(
+                "--rate-limit-key counts a rate limit per key, and this job has no rate limit",
+                "give the limit as well, as in --rate-limit 100/1m --rate-limit-key payload.customer_id",
+            )
+            .into());
+        };
+        limit.key = (expr != "none").then(|| expr.to_owned());
     }
     if !args.after.is_empty() {
         spec.after.clone_from(&args.after);
