@@ -144,6 +144,21 @@ async fn record(
 }
 
 /// `GET|POST /ping/{token}`: a run succeeded.
+#[utoipa::path(
+    method(get, post),
+    path = "/ping/{token}",
+    tag = "monitors",
+    summary = "Ping a monitor: a run succeeded",
+    description = "Outside `/api/v1`, with no API token: the URL's token is the credential (`panda monitor create` shows it once). A body, if any, is kept as the run's log (JSON or text).",
+    params(("token" = String, Path, description = "The ping URL's token")),
+    request_body(content = String, description = "Optional: what the run said", content_type = "text/plain"),
+    responses(
+        (status = 200, description = "The execution it recorded", body = Pinged),
+        (status = 404, description = "No monitor has this URL", body = ErrorBody),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    ),
+    security()
+)]
 pub(crate) async fn success(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -153,6 +168,24 @@ pub(crate) async fn success(
 }
 
 /// `GET|POST /ping/{token}/{start|fail|exit code}`.
+#[utoipa::path(
+    method(get, post),
+    path = "/ping/{token}/{what}",
+    tag = "monitors",
+    summary = "Ping a monitor: a run started, failed or exited with a code",
+    description = "Outside `/api/v1`, with no API token: the URL's token is the credential. `start` opens a run (its duration is measured from it), `fail` ends it failed, a number from 0 to 255 ends it with that exit code (0 succeeded).",
+    params(
+        ("token" = String, Path, description = "The ping URL's token"),
+        ("what" = String, Path, description = "`start`, `fail`, or an exit code from 0 to 255"),
+    ),
+    request_body(content = String, description = "Optional: what the run said", content_type = "text/plain"),
+    responses(
+        (status = 200, description = "The execution it recorded", body = Pinged),
+        (status = 404, description = "No monitor has this URL, or no such ping", body = ErrorBody),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    ),
+    security()
+)]
 pub(crate) async fn signal(
     State(state): State<AppState>,
     Path((token, what)): Path<(String, String)>,

@@ -19,7 +19,7 @@ use crate::{alerts, executions, jobs, monitors, queues, services, tokens, webhoo
     ),
     servers((url = "/api/v1")),
     security(("bearer" = [])),
-    modifiers(&Bearer, &JobSpecOpen),
+    modifiers(&Bearer, &JobSpecOpen, &OutsideApi),
     paths(
         jobs::list,
         jobs::create,
@@ -39,6 +39,9 @@ use crate::{alerts, executions, jobs, monitors, queues, services, tokens, webhoo
         webhooks::delete,
         monitors::rotate,
         monitors::get,
+        monitors::success,
+        monitors::signal,
+        webhooks::deliver,
         executions::get,
         executions::cancel,
         executions::logs,
@@ -92,6 +95,24 @@ impl Modify for JobSpecOpen {
             && let Some(RefOr::T(Schema::Object(spec))) = components.schemas.get_mut("JobSpec")
         {
             spec.additional_properties = None;
+        }
+    }
+}
+
+/// The URLs a job or a monitor hands out (`/hooks/{token}`, `/ping/{token}`) live at the
+/// server's root, outside `/api/v1`, and take no API token: their own token is the credential.
+/// Their path items say so with a server of their own and an empty security requirement.
+struct OutsideApi;
+
+/// The paths served outside `/api/v1`.
+pub const OUTSIDE_API: [&str; 2] = ["/hooks/", "/ping/"];
+
+impl Modify for OutsideApi {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut openapi.paths.paths {
+            if OUTSIDE_API.iter().any(|prefix| path.starts_with(prefix)) {
+                item.servers = Some(vec![utoipa::openapi::server::Server::new("/")]);
+            }
         }
     }
 }

@@ -196,6 +196,22 @@ fn payload_of(body: &[u8]) -> Result<Option<serde_json::Value>, Failure> {
 
 /// `POST /hooks/{token}`: a delivery. 202 with the execution's id; 404 for a token that opens
 /// nothing; 401 for a missing or wrong signature, and nothing is queued.
+#[utoipa::path(
+    post,
+    path = "/hooks/{token}",
+    tag = "webhooks",
+    summary = "Deliver to a job's webhook: queue one execution with the body as its payload",
+    description = "Outside `/api/v1`, with no API token: the URL's token is the credential (`panda job webhook NAME` shows it). A JSON body is the payload as it is; other text is a JSON string. An `Idempotency-Key` or `X-GitHub-Delivery` header makes a redelivery return the first execution. A webhook with a key takes only bodies signed with it (`X-Hub-Signature-256: sha256=<hex>`).",
+    params(("token" = String, Path, description = "The webhook URL's token")),
+    request_body(content = String, description = "The payload: JSON, a form, or other text", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Queued (or, for a repeated idempotency key, the first execution)", body = Delivered),
+        (status = 401, description = "A signature is missing or does not match; nothing is queued", body = ErrorBody),
+        (status = 404, description = "No webhook has this URL", body = ErrorBody),
+        (status = "default", description = "An error: `{\"error\": {code, message, hint}}`", body = ErrorBody),
+    ),
+    security()
+)]
 pub(crate) async fn deliver(
     State(state): State<AppState>,
     Path(token): Path<String>,

@@ -47,9 +47,21 @@ impl Checked {
         body: Option<Value>,
     ) -> (u16, Value) {
         let verb = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut request = self
-            .http
-            .request(verb, format!("{}/api/v1{path}", self.url));
+        // The URLs jobs and monitors hand out are served at the root, as their path items say.
+        let outside = ["/hooks/", "/ping/"]
+            .iter()
+            .any(|p| template.starts_with(p));
+        let base = if outside {
+            assert_eq!(
+                self.doc["paths"][template]["servers"],
+                json!([{"url": "/"}]),
+                "{template} says it is served at the root"
+            );
+            self.url.clone()
+        } else {
+            format!("{}/api/v1", self.url)
+        };
+        let mut request = self.http.request(verb, format!("{base}{path}"));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -312,6 +324,38 @@ async fn every_kind_of_response_matches_the_document() {
         .await;
     assert_eq!(status, 201);
     assert_ne!(rotated["path"], created["ping"]["path"]);
+    // Its pings, with no API token: a start, then a success; an old or unknown URL, or an
+    // unknown ping, is a documented 404.
+    let ping = rotated["path"].as_str().expect("a ping path");
+    let (status, started) = api
+        .call(
+            "POST",
+            "/ping/{token}/{what}",
+            &format!("{ping}/start"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((status, started["status"].as_str()), (200, Some("running")));
+    let (status, ended) = api.call("GET", "/ping/{token}", ping, None, None).await;
+    assert_eq!((status, ended["status"].as_str()), (200, Some("succeeded")));
+    let old = created["ping"]["path"].as_str().expect("the old path");
+    let (status, _) = api.call("POST", "/ping/{token}", old, None, None).await;
+    assert_eq!(status, 404, "a rotated URL opens nothing");
+    let (status, _) = api
+        .call(
+            "POST",
+            "/ping/{token}/{what}",
+            &format!("{ping}/finish"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = api
+        .call("POST", "/hooks/{token}", "/hooks/whk_nothing", None, None)
+        .await;
+    assert_eq!(status, 404);
     let (status, _) = api
         .call(
             "POST",
