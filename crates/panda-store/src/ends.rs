@@ -24,7 +24,13 @@ pub(crate) async fn insert_executions<B: Backend>(
     if executions.is_empty() {
         return Ok(Vec::new());
     }
-    let es = executions;
+    // In idempotency-key order: two transactions inserting the same keys at once (concurrent
+    // group commits, say) wait for each other's keys in one order, never in a cycle.
+    let mut sorted: Vec<&Execution> = executions.iter().collect();
+    sorted.sort_by(|a, b| {
+        (a.job_id, &a.idempotency_key, a.id).cmp(&(b.job_id, &b.idempotency_key, b.id))
+    });
+    let es = sorted.as_slice();
     let to_i32 = |v: u32| Some(i32::try_from(v).unwrap_or(i32::MAX));
     let ms = |d: Duration| Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let envs = es

@@ -127,6 +127,7 @@ conformance! {
     enqueue::concurrent_enqueues_with_one_idempotency_key_create_one_execution,
     enqueue::enqueue_many_answers_each_item_in_its_place_in_one_transaction,
     enqueue::enqueue_many_of_nothing_but_refusals_queues_nothing,
+    enqueue::concurrent_batches_with_the_same_keys_in_any_order_each_get_one_execution_per_key,
     // inbound webhooks
     webhooks::a_webhook_token_opens_its_live_job_until_rotated_removed_or_deleted,
     // monitors

@@ -1,9 +1,9 @@
 //! Enqueue: the first attempt it creates, and idempotency keys.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use panda_core::{ConcurrencyPolicy, Status, Trigger};
+use panda_core::{ConcurrencyPolicy, ExecutionId, Status, Trigger};
 use panda_store::{NewExecution, Outcome, Store};
 
 use super::support::*;
@@ -289,4 +289,55 @@ pub async fn enqueue_many_of_nothing_but_refusals_queues_nothing(store: Arc<dyn 
         .expect("an empty batch");
     assert!(empty.is_empty());
     assert!(claim(&store, 10, at(2)).await.is_empty());
+}
+
+pub async fn concurrent_batches_with_the_same_keys_in_any_order_each_get_one_execution_per_key(
+    store: Arc<dyn Store>,
+) {
+    // Group commits in flight side by side, each holding the same idempotency keys in its own
+    // order: none may fail (two batches waiting for each other's keys in a cycle would be a
+    // deadlock, and its batch refused), and each key is one execution, the same for all.
+    const KEYS: usize = 40;
+    const BATCHES: usize = 6;
+    create_job(&store, "mail").await;
+    let tasks: Vec<_> = (0..BATCHES)
+        .map(|b| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut keys: Vec<usize> = (0..KEYS).collect();
+                // A different order per batch: rotated, and every other one reversed.
+                keys.rotate_left(b * 7 % KEYS);
+                if b % 2 == 1 {
+                    keys.reverse();
+                }
+                let requests: Vec<NewExecution> = keys
+                    .iter()
+                    .map(|k| NewExecution {
+                        idempotency_key: Some(format!("key-{k}")),
+                        ..NewExecution::api("mail")
+                    })
+                    .collect();
+                let results = store
+                    .execution_enqueue_many(&requests, at(0))
+                    .await
+                    .expect("a batch is never refused as a whole");
+                keys.into_iter()
+                    .zip(results)
+                    .map(|(k, result)| (k, result.expect("each item queued").execution.id))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut by_key: BTreeMap<usize, BTreeSet<ExecutionId>> = BTreeMap::new();
+    for task in tasks {
+        for (key, id) in task.await.expect("a batch task") {
+            by_key.entry(key).or_default().insert(id);
+        }
+    }
+    assert_eq!(by_key.len(), KEYS);
+    assert!(
+        by_key.values().all(|ids| ids.len() == 1),
+        "one execution per key, whichever batch made it: {by_key:?}"
+    );
+    assert_eq!(executions_of(&store, "mail").await.len(), KEYS);
 }
