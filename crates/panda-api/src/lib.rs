@@ -230,6 +230,26 @@ pub fn api_route_list() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
+/// The URLs jobs and monitors hand out, served at the root with no API token (their own token
+/// is the credential), as `(method, path)`; the OpenAPI document describes them too.
+fn outside_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![
+        ("POST", "/hooks/{token}", post(webhooks::deliver)),
+        ("GET", "/ping/{token}", get(monitors::success)),
+        ("POST", "/ping/{token}", post(monitors::success)),
+        ("GET", "/ping/{token}/{what}", get(monitors::signal)),
+        ("POST", "/ping/{token}/{what}", post(monitors::signal)),
+    ]
+}
+
+/// The routes outside `/api/v1` that the OpenAPI document describes, as `(method, path)`.
+pub fn outside_route_list() -> Vec<(&'static str, &'static str)> {
+    outside_routes()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
 pub use openapi::document as openapi_document;
 
 /// Every route: the API under `/api/v1` and `/metrics` (bearer tokens), the dashboard at `/`
@@ -263,21 +283,14 @@ pub fn router(state: AppState) -> Router {
                 )
             }),
         );
-    Router::new()
+    let mut root = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        // A webhook's URL is its own credential: no API token.
-        .route("/hooks/{token}", post(webhooks::deliver))
-        // So is a monitor's ping URL.
-        .route(
-            "/ping/{token}",
-            get(monitors::success).post(monitors::success),
-        )
-        .route(
-            "/ping/{token}/{what}",
-            get(monitors::signal).post(monitors::signal),
-        )
-        .nest("/api/v1", api)
+        .route("/readyz", get(ready));
+    // A webhook's URL and a monitor's ping URL are their own credentials: no API token.
+    for (_, path, handler) in outside_routes() {
+        root = root.route(path, handler);
+    }
+    root.nest("/api/v1", api)
         .merge(metrics_routes(&state))
         .merge(dashboard::router(state.clone()))
         .fallback(dashboard::not_found)
