@@ -335,9 +335,6 @@ pub trait Backend: sealed::Sealed + Send + Sync + std::fmt::Debug + 'static {
     /// Every statement of this backend, by domain.
     const SQL: &'static crate::Sql;
 
-    /// See [`crate::QueueStore::enqueue_writers`].
-    const ENQUEUE_WRITERS: usize = 1;
-
     /// The placeholder of the `n`th argument (from 1).
     fn placeholder(n: usize) -> Cow<'static, str>;
 

@@ -22,14 +22,6 @@ use crate::{StoreError, StoreResult};
 /// The queue of executions and its dead letters.
 #[async_trait]
 pub trait QueueStore: Send + Sync + std::fmt::Debug {
-    /// How many enqueue transactions are worth having in flight at once: one where the backend
-    /// has a single writer (SQLite), several where transactions commit side by side
-    /// (PostgreSQL, where each commit waits for its WAL to reach the disk, and the next batch
-    /// can be written meanwhile).
-    fn enqueue_writers(&self) -> usize {
-        1
-    }
-
     /// Queues an execution of a live job. With an idempotency key that this job has seen
     /// before, returns that execution instead (`created: false`).
     async fn execution_enqueue(
@@ -323,10 +315,6 @@ async fn dlq_retry_one<B: Backend>(
 
 #[async_trait]
 impl<B: Backend> QueueStore for B {
-    fn enqueue_writers(&self) -> usize {
-        B::ENQUEUE_WRITERS
-    }
-
     async fn execution_enqueue(
         &self,
         request: &NewExecution,

@@ -250,10 +250,6 @@ impl Backend for PgStore {
 
     const SQL: &'static Sql = &SQL;
 
-    // Enough to keep a batch being written while others wait for their commit's WAL flush,
-    // few enough to leave the pool's connections to the claim and the finishes.
-    const ENQUEUE_WRITERS: usize = 4;
-
     fn placeholder(n: usize) -> Cow<'static, str> {
         format!("${n}").into()
     }
