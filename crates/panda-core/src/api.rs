@@ -400,9 +400,7 @@ pub struct QueueView {
     pub name: String,
     /// Queued executions due now.
     pub due: u64,
-    /// Queued executions that are not due: delayed runs, retries in backoff, runs over
-    /// their rate limit (moved to when they may start) and runs waiting for a free slot of their
-    /// key (parked).
+    /// Queued executions waiting for a later time (delayed runs, retries in backoff).
     pub waiting: u64,
     /// Executions running now.
     pub running: u64,

@@ -382,9 +382,7 @@ pub struct QueueStats {
     pub queue: String,
     /// Queued executions that are due now.
     pub due: u64,
-    /// Queued executions that are not due: delayed runs, retries in backoff, runs over
-    /// their rate limit (moved to when they may start) and runs waiting for a free slot of their
-    /// key (parked).
+    /// Queued executions waiting for a later time (delayed runs, retries in backoff).
     pub waiting: u64,
     /// Executions running now.
     pub running: u64,

@@ -17,11 +17,10 @@ pub(super) const SQL: HistorySql = HistorySql {
         " FROM executions WHERE id = $1"
     ),
     queue_stats: "SELECT queue, \
-             COUNT(*) FILTER (WHERE status = 'queued' AND run_at <= $1 AND NOT parked) AS due, \
-             COUNT(*) FILTER (WHERE status = 'queued' AND (run_at > $1 OR parked)) AS waiting, \
+             COUNT(*) FILTER (WHERE status = 'queued' AND run_at <= $1) AS due, \
+             COUNT(*) FILTER (WHERE status = 'queued' AND run_at > $1) AS waiting, \
              COUNT(*) FILTER (WHERE status = 'running') AS running, \
-             MIN(run_at) FILTER (WHERE status = 'queued' AND run_at <= $1 AND NOT parked) \
-                 AS oldest \
+             MIN(run_at) FILTER (WHERE status = 'queued' AND run_at <= $1) AS oldest \
          FROM executions WHERE status IN ('queued', 'running') \
          GROUP BY queue ORDER BY queue",
     latest: concat!(

@@ -16,11 +16,10 @@ pub(super) const SQL: HistorySql = HistorySql {
         " FROM executions WHERE id = ?"
     ),
     queue_stats: "SELECT queue, \
-             SUM(status = 'queued' AND run_at <= ?1 AND parked = 0) AS due, \
-             SUM(status = 'queued' AND (run_at > ?1 OR parked = 1)) AS waiting, \
+             SUM(status = 'queued' AND run_at <= ?1) AS due, \
+             SUM(status = 'queued' AND run_at > ?1) AS waiting, \
              SUM(status = 'running') AS running, \
-             MIN(CASE WHEN status = 'queued' AND run_at <= ?1 AND parked = 0 THEN run_at END) \
-                 AS oldest \
+             MIN(CASE WHEN status = 'queued' AND run_at <= ?1 THEN run_at END) AS oldest \
          FROM executions INDEXED BY executions_status \
          WHERE status IN ('queued', 'running') GROUP BY queue ORDER BY queue",
     latest: concat!(
