@@ -615,6 +615,23 @@ async fn sqlite_on_a_full_disk_answers_507_and_writes_the_result_once_there_is_s
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // A reader that holds its snapshot (a backup, a long report) keeps the WAL from starting
+    // over, so that every write needs new space, which is what a full disk refuses (a WAL that
+    // could start over would take writes in the space it already has).
+    use sqlx::Connection;
+    let db = tmpfs.0.join("data").join("panda.db");
+    let mut reader = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("a reader");
+    sqlx::query("BEGIN")
+        .execute(&mut reader)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT count(*) FROM executions")
+        .fetch_one(&mut reader)
+        .await
+        .expect("a read that holds its snapshot");
+
     // The volume fills while the run goes on; enqueues work until SQLite needs a page more.
     fill(&filler);
     let mut full = None;
@@ -688,6 +705,11 @@ async fn sqlite_on_a_full_disk_answers_507_and_writes_the_result_once_there_is_s
 
     // Space comes back: the result is written, once, and the retry its policy asks for runs.
     std::fs::remove_file(&filler).expect("free the space");
+    sqlx::query("COMMIT")
+        .execute(&mut reader)
+        .await
+        .expect("the reader lets go");
+    reader.close().await.expect("close the reader");
     let freed_at = Instant::now();
     let runs = loop {
         let runs: Vec<serde_json::Value> = api
