@@ -41,19 +41,47 @@ fn keyed_job(witness: &Path) -> JobSpec {
     spec
 }
 
+/// Creates `spec`, runs `requests` of it on two real nodes (a server and a worker, two places
+/// each: fewer than the work may run at once, so one node alone cannot take it all) until every
+/// one has succeeded, and checks that both nodes took work: every execution.
+async fn run_on_two_nodes(
+    backend: &Backend,
+    spec: &JobSpec,
+    requests: &[NewExecution],
+) -> Vec<panda_core::Execution> {
+    let store = &backend.store;
+    store.job_create(spec, Utc::now()).await.expect("create");
+    let a = backend.node(Start::server(), "node-a", &["--concurrency", "2"]);
+    let b = backend.node(Start::worker(), "node-b", &["--concurrency", "2"]);
+    for result in store
+        .execution_enqueue_many(requests, Utc::now())
+        .await
+        .expect("enqueue")
+    {
+        result.expect("queued");
+    }
+    let job = spec.name.as_str();
+    let all = wait_until(store.as_ref(), job, "all succeeded", |all| {
+        all.len() == requests.len() && all.iter().all(|e| e.status == Status::Succeeded)
+    })
+    .await;
+    a.stop();
+    b.stop();
+    let nodes: BTreeSet<&str> = all.iter().filter_map(|e| e.worker_id.as_deref()).collect();
+    assert_eq!(
+        nodes,
+        BTreeSet::from(["node-a", "node-b"]),
+        "both nodes took work"
+    );
+    all
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_nodes_never_run_one_key_twice_at_once() {
     let Some(backend) = Backend::postgres("panda_flow").await else {
         return;
     };
-    let store = &backend.store;
     let witness = backend.dir.path().join("witness");
-    store
-        .job_create(&keyed_job(&witness), Utc::now())
-        .await
-        .expect("create");
-    let a = backend.node(Start::server(), "node-a", &["--concurrency", "4"]);
-    let b = backend.node(Start::worker(), "node-b", &["--concurrency", "4"]);
     // Each customer's executions queued together, ahead of the next customer's.
     let requests: Vec<NewExecution> = (0..KEYS)
         .flat_map(|k| {
@@ -63,26 +91,8 @@ async fn postgres_two_nodes_never_run_one_key_twice_at_once() {
             })
         })
         .collect();
-    for result in store
-        .execution_enqueue_many(&requests, Utc::now())
-        .await
-        .expect("enqueue")
-    {
-        result.expect("queued");
-    }
-    let all = wait_until(store.as_ref(), "sync-customer", "all succeeded", |all| {
-        all.len() == KEYS * PER_KEY && all.iter().all(|e| e.status == Status::Succeeded)
-    })
-    .await;
-    a.stop();
-    b.stop();
-
+    let all = run_on_two_nodes(&backend, &keyed_job(&witness), &requests).await;
     let nodes: BTreeSet<&str> = all.iter().filter_map(|e| e.worker_id.as_deref()).collect();
-    assert_eq!(
-        nodes,
-        BTreeSet::from(["node-a", "node-b"]),
-        "both nodes took work"
-    );
     let text = std::fs::read_to_string(&witness).expect("the witness");
     let mut runs: BTreeMap<String, Vec<(u128, u128)>> = BTreeMap::new();
     let mut open: BTreeMap<String, Vec<u128>> = BTreeMap::new();
@@ -177,14 +187,7 @@ async fn postgres_two_nodes_never_start_more_than_a_keys_rate() {
     let Some(backend) = Backend::postgres("panda_rate").await else {
         return;
     };
-    let store = &backend.store;
     let witness = backend.dir.path().join("witness");
-    store
-        .job_create(&rated_job(&witness), Utc::now())
-        .await
-        .expect("create");
-    let a = backend.node(Start::server(), "node-a", &["--concurrency", "4"]);
-    let b = backend.node(Start::worker(), "node-b", &["--concurrency", "4"]);
     let requests: Vec<NewExecution> = (0..RATED_PER_KEY)
         .flat_map(|_| {
             (0..2).map(move |k| NewExecution {
@@ -193,26 +196,7 @@ async fn postgres_two_nodes_never_start_more_than_a_keys_rate() {
             })
         })
         .collect();
-    for result in store
-        .execution_enqueue_many(&requests, Utc::now())
-        .await
-        .expect("enqueue")
-    {
-        result.expect("queued");
-    }
-    let all = wait_until(store.as_ref(), "call-partner", "all succeeded", |all| {
-        all.len() == 2 * RATED_PER_KEY && all.iter().all(|e| e.status == Status::Succeeded)
-    })
-    .await;
-    a.stop();
-    b.stop();
-
-    let nodes: BTreeSet<&str> = all.iter().filter_map(|e| e.worker_id.as_deref()).collect();
-    assert_eq!(
-        nodes,
-        BTreeSet::from(["node-a", "node-b"]),
-        "both nodes started work"
-    );
+    let all = run_on_two_nodes(&backend, &rated_job(&witness), &requests).await;
     // What the runs did: each ran once, and in any span a little shorter than the window
     // (by the most a process may take to start after its claim here) a key started at most
     // its rate.
@@ -254,9 +238,22 @@ async fn postgres_two_nodes_never_start_more_than_a_keys_rate() {
     for (key, starts) in &mut claimed {
         starts.sort_unstable();
         let most = most_in_any_span(starts, RATE_WINDOW_MS);
+        let claims: Vec<String> = all
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {:?} {:?}",
+                    e.id,
+                    e.env.get("CUSTOMER").cloned().unwrap_or_default(),
+                    e.started_at,
+                    e.worker_id
+                )
+            })
+            .collect();
         assert!(
             most <= RATE_STARTS,
-            "key {key} was claimed {most} times in one window: {starts:?}"
+            "key {key} was claimed {most} times in one window: {starts:?}; every claim: \
+             {claims:#?}"
         );
         let span = starts.last().expect("a start") - starts.first().expect("a start");
         eprintln!("key {key}: {} starts over {span} ms", starts.len());

@@ -16,19 +16,6 @@ fn keyed(name: &str, key: &str, max_running: u32) -> JobSpec {
     spec
 }
 
-async fn enqueue_for(
-    store: &Arc<dyn Store>,
-    job: &str,
-    payload: serde_json::Value,
-    n: i64,
-) -> ExecutionId {
-    let request = NewExecution {
-        payload: Some(payload),
-        ..NewExecution::api(job)
-    };
-    enqueue_request(store, request, at(n)).await.id
-}
-
 pub async fn a_key_limit_runs_at_most_n_per_key_while_other_keys_run(store: Arc<dyn Store>) {
     create_job_from(&store, keyed("sync", "payload.customer.id", 1)).await;
     let a1 = enqueue_for(

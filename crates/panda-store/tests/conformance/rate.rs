@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use panda_core::{ExecutionId, JobSpec, RateLimit, Status};
-use panda_store::{ClaimRequest, NewExecution, Outcome, Store, StoreError};
+use panda_store::{ClaimRequest, Outcome, Store, StoreError};
 
 use super::support::*;
 
@@ -18,19 +18,6 @@ fn limited(name: &str, starts: u32, per_secs: u64, key: Option<&str>) -> JobSpec
         ..RateLimit::new(starts, Duration::from_secs(per_secs))
     });
     spec
-}
-
-async fn enqueue_for(
-    store: &Arc<dyn Store>,
-    job: &str,
-    payload: serde_json::Value,
-    n: i64,
-) -> ExecutionId {
-    let request = NewExecution {
-        payload: Some(payload),
-        ..NewExecution::api(job)
-    };
-    enqueue_request(store, request, at(n)).await.id
 }
 
 fn started(claimed: &[panda_store::Claimed]) -> Vec<ExecutionId> {

@@ -115,6 +115,20 @@ pub async fn enqueue_request(
     enqueued.execution
 }
 
+/// Enqueues an API execution of `job` with `payload`, due `seconds` after [`base`]; its id.
+pub async fn enqueue_for(
+    store: &Arc<dyn Store>,
+    job: &str,
+    payload: serde_json::Value,
+    seconds: i64,
+) -> ExecutionId {
+    let request = NewExecution {
+        payload: Some(payload),
+        ..NewExecution::api(job)
+    };
+    enqueue_request(store, request, at(seconds)).await.id
+}
+
 /// Enqueues a plain API execution of `job`, due at `now`.
 pub async fn enqueue(store: &Arc<dyn Store>, job: &str, now: DateTime<Utc>) -> Execution {
     enqueue_request(store, NewExecution::api(job), now).await
