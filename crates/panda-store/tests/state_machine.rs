@@ -467,7 +467,7 @@ async fn step(case: &Case, model: &mut Model, op: &Op) -> Result<String, String>
             // (its job filled up in this batch), the store parks its job's due work and reads
             // on past it: another round, with that job now full.
             let mut free: HashMap<usize, usize> = HashMap::new();
-            let mut places_left = |job: usize, free: &mut HashMap<usize, usize>| -> usize {
+            let places_left = |job: usize, free: &mut HashMap<usize, usize>| -> usize {
                 *free.entry(job).or_insert_with(|| {
                     (JOBS[job].limit().unwrap_or(0) as usize)
                         .saturating_sub(model.places_taken(job))
