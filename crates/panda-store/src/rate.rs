@@ -397,9 +397,16 @@ pub(crate) async fn record<B: Backend>(
     Ok(())
 }
 
-/// Deletes the starts that left their window (the rescuer's pass).
+/// How long a start stays in the log after it left its window. A claim counts the starts that
+/// have not left it by the claim's own `now`, which it read before it waited for its key's
+/// lock; a start deleted by a later `now` in between would not be counted, and the claim
+/// could start one more than its limit in a window that ends at that start.
+const PRUNE_AFTER: TimeDelta = TimeDelta::minutes(1);
+
+/// Deletes the starts that left their window a while ago (the rescuer's pass).
 pub(crate) async fn prune<B: Backend>(tx: &mut B::Tx, now: DateTime<Utc>) -> StoreResult<()> {
-    tx.execute(query(B::SQL.rate.prune).time(now)).await?;
+    tx.execute(query(B::SQL.rate.prune).time(now - PRUNE_AFTER))
+        .await?;
     Ok(())
 }
 

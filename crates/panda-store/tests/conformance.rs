@@ -149,6 +149,7 @@ conformance! {
     rate::a_changed_rate_limit_applies_to_the_work_already_waiting,
     rate::a_zero_or_out_of_range_rate_limit_is_refused_and_nothing_is_created,
     rate::concurrent_claims_never_start_more_than_the_limit_per_window,
+    rate::a_claim_whose_instant_is_behind_the_rescuers_still_counts_the_starts_it_sees_live,
     pause::a_paused_queue_is_listed_when_empty_and_a_bad_name_pauses_nothing,
     claim::claim_takes_at_most_limit_executions,
     claim::claim_takes_only_from_the_requested_queues,

@@ -259,3 +259,24 @@ pub async fn concurrent_claims_never_start_more_than_the_limit_per_window(store:
         );
     }
 }
+
+pub async fn a_claim_whose_instant_is_behind_the_rescuers_still_counts_the_starts_it_sees_live(
+    store: Arc<dyn Store>,
+) {
+    // A claim reads its `now` before it waits for its key's lock; the rescuer's pass may run in
+    // between with a later `now`, and must not have deleted a start that the claim, by its own
+    // `now`, still has in the window.
+    create_job_from(&store, limited("mail", 1, 60, None)).await;
+    let first = enqueue(&store, "mail", at(0)).await.id;
+    assert_eq!(started(&claim(&store, 10, at(10)).await), [first]);
+    store
+        .execution_rescue(at(71), 100)
+        .await
+        .expect("the rescuer's pass, a second after the start left its window");
+    let late = enqueue(&store, "mail", at(68)).await.id;
+    assert!(
+        claim(&store, 10, at(69)).await.is_empty(),
+        "at t = 69 the start of t = 10 is still in the window"
+    );
+    assert_eq!(store.execution_get(late).await.expect("get").run_at, at(70));
+}
