@@ -3,8 +3,9 @@
 //! Two decisions a newcomer must know:
 //!
 //! - **Every `/api` route needs a bearer token**, checked against the store (which keeps only
-//!   its hash). A read-only token may `GET`; anything else needs an admin token. `/metrics`
-//!   (Prometheus) takes the same tokens; `/healthz` and `/readyz` are open.
+//!   its hash), and taken for a second without asking again. A read-only token may `GET`;
+//!   anything else needs an admin token. `/metrics` (Prometheus) takes the same tokens;
+//!   `/healthz` and `/readyz` are open.
 //! - **Errors have one shape**: `{"error": {"code", "message", "hint"}}`, made in one place
 //!   ([`Failure`]) from the store's typed errors, and logged there once.
 //!
@@ -76,6 +77,8 @@ pub struct AppState {
     limits: HttpLimits,
     /// The enqueue writer (group commit), started by the first enqueue.
     enqueuer: Arc<std::sync::OnceLock<enqueue::Enqueuer>>,
+    /// Tokens verified in the last second.
+    verified: Arc<auth::Verified>,
 }
 
 impl AppState {
@@ -95,6 +98,7 @@ impl AppState {
             metrics: None,
             limits: HttpLimits::default(),
             enqueuer: Arc::default(),
+            verified: Arc::default(),
         }
     }
 

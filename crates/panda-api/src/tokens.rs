@@ -136,5 +136,6 @@ pub(crate) async fn revoke(
     Path(name): Path<String>,
 ) -> Result<StatusCode, Failure> {
     state.store.token_revoke(&name, state.clock.now()).await?;
+    state.verified.forget();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -177,6 +177,58 @@ async fn a_read_only_token_reads_and_may_not_write() {
 }
 
 #[tokio::test]
+async fn a_revoked_token_stops_at_once_on_its_server_and_within_a_second_on_another() {
+    let api = Api::start().await;
+    let (other_url, _other) = support::another_server(&api.served.test).await;
+    let other = |token: &str| {
+        api.http
+            .get(format!("{other_url}/api/v1/jobs"))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    let viewer = Some(api.viewer.as_str());
+    // Both servers verify the token, and so remember it.
+    assert_eq!(api.call("GET", "/api/v1/jobs", viewer, None).await.0, 200);
+    let seen = other(&api.viewer).await.expect("send");
+    assert_eq!(seen.status().as_u16(), 200);
+
+    let (status, _) = api
+        .call("DELETE", "/api/v1/tokens/viewer", Some(&api.admin), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_error(
+        &api.call("GET", "/api/v1/jobs", viewer, None).await,
+        401,
+        "unauthorized",
+    );
+    // The other server asks the store again once its second is up (5 s of slack for a busy
+    // machine), and is then refused for good.
+    let revoked_at = std::time::Instant::now();
+    loop {
+        let status = other(&api.viewer).await.expect("send").status().as_u16();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_secs(6),
+            "the other server still takes a token revoked 6 s ago"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        other(&api.viewer).await.expect("send").status().as_u16(),
+        401
+    );
+    // A live token is still taken by both.
+    assert_eq!(
+        other(&api.admin).await.expect("send").status().as_u16(),
+        200
+    );
+}
+
+#[tokio::test]
 async fn secret_values_are_never_returned_and_a_placeholder_keeps_them() {
     let api = Api::start().await;
     let admin = Some(api.admin.as_str());

@@ -44,7 +44,7 @@ pub(super) async fn login(
     if secret.is_empty() || secret.contains([';', ',', ' ', '\n', '\r']) {
         return refused("Paste an API token, such as the one in DATA_DIR/admin.token.");
     }
-    match state.store.token_verify(secret, state.clock.now()).await {
+    match state.verify_token(secret).await {
         Ok(Some(_)) => (
             [(header::SET_COOKIE, session::open_cookie(secret))],
             Redirect::to("/"),

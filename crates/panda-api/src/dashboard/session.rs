@@ -90,7 +90,7 @@ pub(crate) async fn require_session(
     let Some(secret) = secret_of(request.headers()).map(str::to_owned) else {
         return to_login(&request);
     };
-    let token = match state.store.token_verify(&secret, state.clock.now()).await {
+    let token = match state.verify_token(&secret).await {
         Ok(Some(token)) => token,
         Ok(None) => {
             let mut response = to_login(&request);

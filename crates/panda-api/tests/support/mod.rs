@@ -41,6 +41,19 @@ pub async fn serve_on(test: TestStore) -> Served {
         .token_create("viewer", TokenScope::ReadOnly, now)
         .await
         .expect("viewer token");
+    let (url, stop) = another_server(&test).await;
+    Served {
+        url,
+        admin,
+        viewer,
+        test,
+        _stop: stop,
+    }
+}
+
+/// A server of its own over the store of `test`, as a second node over a shared store: its
+/// URL, and the guard that stops it.
+pub async fn another_server(test: &TestStore) -> (String, DropGuard) {
     let shutdown = CancellationToken::new();
     let state = AppState::new(
         Arc::clone(&test.store),
@@ -53,11 +66,5 @@ pub async fn serve_on(test: TestStore) -> Served {
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(panda_api::serve(listener, state));
-    Served {
-        url,
-        admin,
-        viewer,
-        test,
-        _stop: shutdown.drop_guard(),
-    }
+    (url, shutdown.drop_guard())
 }
