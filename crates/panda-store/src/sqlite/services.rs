@@ -48,7 +48,7 @@ pub(super) const SQL: ServiceSql = ServiceSql {
         " FROM executions INDEXED BY executions_instance_due \
          WHERE instance IS NOT NULL AND status = 'queued' AND run_at <= ?1 \
            AND (?2 = '[]' OR queue IN (SELECT value FROM json_each(?2))) \
-         ORDER BY run_at, id LIMIT ?3"
+         ORDER BY run_at, id LIMIT +?3"
     ),
     log_sizes: "SELECT seq, length(data) AS bytes FROM log_chunks \
                 WHERE execution_id = ? ORDER BY seq DESC",
