@@ -269,14 +269,7 @@ mod tests {
                 ("candidates", candidates_sql(some_queues)),
             ] {
                 assert!(!sql.contains("LIMIT ?"), "{name}: a bare LIMIT ?");
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                    .fetch_all(&store.writer)
-                    .await
-                    .expect("explain");
-                let plan: Vec<String> = rows
-                    .iter()
-                    .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
-                    .collect();
+                let plan = super::super::tests::query_plan(&store, &sql).await;
                 for step in plan
                     .iter()
                     .filter(|step| step.contains(" executions ") || step.starts_with("SCAN e "))

@@ -444,6 +444,17 @@ mod tests {
         panic!("the WAL stayed at {} bytes", size());
     }
 
+    /// The steps of `sql`'s plan (`EXPLAIN QUERY PLAN`), its parameters unbound.
+    pub(super) async fn query_plan(store: &SqliteStore, sql: &str) -> Vec<String> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .fetch_all(&store.writer)
+            .await
+            .expect("explain");
+        rows.iter()
+            .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+            .collect()
+    }
+
     /// The batch writes that join `json_each(?)` to `executions` look each row up by its
     /// primary key. A plain test of the status let the planner walk every running (or queued)
     /// execution through `executions_status` and scan the batch for each: SQLite's
@@ -459,18 +470,7 @@ mod tests {
             ("skip", SQL.claim.skip),
             ("start", SQL.claim.start),
         ] {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                .bind(0_i64)
-                .bind("[]")
-                .bind(0_i64)
-                .bind("[]")
-                .fetch_all(&store.writer)
-                .await
-                .expect("explain");
-            let plan: Vec<String> = rows
-                .iter()
-                .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
-                .collect();
+            let plan = query_plan(&store, sql).await;
             let executions: Vec<&String> = plan
                 .iter()
                 .filter(|step| step.contains(" executions "))
