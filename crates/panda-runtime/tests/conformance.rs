@@ -1098,6 +1098,56 @@ mod docker {
         kit.test.close().await;
     }
 
+    /// A 200 MB buffer, filled, far over the cases' 32 MiB, a second after the start: the
+    /// engine watches a container for OOM kills only once it has started it, so a process
+    /// killed in its first milliseconds may be reported as a plain SIGKILL (docs: limits).
+    fn over_the_limit() -> Vec<String> {
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "sleep 1; exec dd if=/dev/zero of=/dev/null bs=200M count=1".into(),
+        ]
+    }
+
+    /// The engine's `OOMKilled` flag stays false when its OOM event comes after the exit, which
+    /// happens when many containers are killed at once (5 of 30 here, with `docker run`
+    /// alone): each is reported OOM-killed all the same, from the engine's log of events.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn containers_oom_killed_together_are_each_reported_oom_killed() {
+        let Some(runtime) = runtime().await else {
+            return;
+        };
+        let _shared = LOCK.read().await;
+        let mut kits = Vec::new();
+        for _ in 0..16 {
+            kits.push(
+                super::Kit::of(super::Kind::Docker, |_| panda_core::RuntimeSpec::Image {
+                    image: TEST_IMAGE.into(),
+                    command: Some(over_the_limit()),
+                })
+                .await,
+            );
+        }
+        let outcomes = futures::future::join_all(kits.iter().map(|kit| {
+            let runtime = &runtime;
+            async move {
+                let mut spec = kit.spec("");
+                spec.limits.memory_bytes = Some(32 * 1024 * 1024);
+                kit.run(runtime, &spec).await.outcome
+            }
+        }))
+        .await;
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| *o == panda_runtime::RunOutcome::OomKilled),
+            "{outcomes:?}"
+        );
+        for kit in kits {
+            kit.test.close().await;
+        }
+    }
+
     #[tokio::test]
     async fn a_container_over_its_memory_limit_is_oom_killed() {
         let Some(runtime) = runtime().await else {
@@ -1106,14 +1156,7 @@ mod docker {
         let _shared = LOCK.read().await;
         let kit = super::Kit::of(super::Kind::Docker, |_| panda_core::RuntimeSpec::Image {
             image: TEST_IMAGE.into(),
-            // A 200 MB buffer, filled: far over 32 MiB.
-            command: Some(vec![
-                "dd".into(),
-                "if=/dev/zero".into(),
-                "of=/dev/null".into(),
-                "bs=200M".into(),
-                "count=1".into(),
-            ]),
+            command: Some(over_the_limit()),
         })
         .await;
         let mut spec = kit.spec("");
