@@ -115,3 +115,56 @@ pub(crate) async fn require_token(
     request.extensions_mut().insert(token);
     Ok(next.run(request).await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(name: &str) -> ApiToken {
+        ApiToken {
+            id: uuid::Uuid::now_v7(),
+            name: name.to_owned(),
+            scope: TokenScope::Admin,
+            created_at: chrono::Utc::now(),
+            last_used_at: None,
+        }
+    }
+
+    fn key(n: usize) -> [u8; 32] {
+        Sha256::digest(n.to_string().as_bytes()).into()
+    }
+
+    #[test]
+    fn a_token_is_taken_for_its_second_then_asked_for_again() {
+        let verified = Verified::default();
+        let now = Instant::now();
+        verified.remember(key(1), Some(&token("ci")), now);
+        assert_eq!(
+            verified.fresh(&key(1), now).map(|t| t.name),
+            Some("ci".into())
+        );
+        assert!(verified.fresh(&key(1), now + VERIFIED_FOR).is_none());
+        assert!(
+            verified.fresh(&key(2), now).is_none(),
+            "only what was verified"
+        );
+        // The store said no: what was remembered goes.
+        verified.remember(key(1), None, now);
+        assert!(verified.fresh(&key(1), now).is_none());
+        verified.remember(key(1), Some(&token("ci")), now);
+        verified.forget();
+        assert!(verified.fresh(&key(1), now).is_none());
+    }
+
+    #[test]
+    fn it_remembers_at_most_its_bound_and_the_newest_is_kept() {
+        let verified = Verified::default();
+        let now = Instant::now();
+        for n in 0..REMEMBERED * 3 {
+            verified.remember(key(n), Some(&token("many")), now);
+            let held = verified.tokens.lock().expect("lock").len();
+            assert!(held <= REMEMBERED, "{held} remembered");
+            assert!(verified.fresh(&key(n), now).is_some(), "the newest, {n}");
+        }
+    }
+}

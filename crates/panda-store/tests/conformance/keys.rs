@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use panda_core::{ConcurrencyPolicy, ExecutionId, JobSpec, Status};
-use panda_store::{ClaimRequest, NewExecution, Outcome, Store};
+use panda_store::{NewExecution, Outcome, Store};
 
 use super::support::*;
 
@@ -195,55 +195,31 @@ pub async fn concurrent_claims_never_run_more_than_a_keys_limit(store: Arc<dyn S
     // Each claimer counts what it holds per key in a shared tally before it finishes it; a
     // key over its limit at any moment is two claimers holding more than the store allows.
     let holding: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
-    let claimers: Vec<_> = (0..TASKS)
-        .map(|worker| {
+    let claimed = race_claimers(&store, TASKS, 3, at(20), 30, {
+        let store = Arc::clone(&store);
+        move |batch| {
             let store = Arc::clone(&store);
             let holding = Arc::clone(&holding);
-            tokio::spawn(async move {
-                let request = ClaimRequest {
-                    worker_id: format!("worker-{worker}"),
-                    ..claim_request(3)
-                };
-                let mut done = Vec::new();
-                let mut idle = 0;
-                while idle < 30 {
-                    let batch = store
-                        .execution_claim(&request, at(20))
-                        .await
-                        .expect("a concurrent claim succeeds");
-                    if batch.is_empty() {
-                        idle += 1;
-                        tokio::task::yield_now().await;
-                        continue;
-                    }
-                    idle = 0;
-                    for claimed in &batch {
-                        let key = claimed.execution.concurrency_key.clone().expect("a key");
-                        let mut h = holding.lock().expect("lock");
-                        let n = h.entry(key.clone()).or_default();
-                        *n += 1;
-                        assert!(*n <= LIMIT, "{n} running of key {key} limited to {LIMIT}");
-                    }
-                    tokio::task::yield_now().await;
-                    for claimed in &batch {
-                        let key = claimed.execution.concurrency_key.clone().expect("a key");
-                        *holding.lock().expect("lock").entry(key).or_default() -= 1;
-                        finish(&store, claimed, Outcome::Succeeded, at(21)).await;
-                        done.push(claimed.execution.id);
-                    }
+            async move {
+                for claimed in &batch {
+                    let key = claimed.execution.concurrency_key.clone().expect("a key");
+                    let mut h = holding.lock().expect("lock");
+                    let n = h.entry(key.clone()).or_default();
+                    *n += 1;
+                    assert!(*n <= LIMIT, "{n} running of key {key} limited to {LIMIT}");
                 }
-                done
-            })
-        })
-        .collect();
-    let mut done = BTreeSet::new();
-    for task in claimers {
-        for id in task.await.expect("claim task") {
-            assert!(done.insert(id), "{id} ran twice");
+                tokio::task::yield_now().await;
+                for claimed in &batch {
+                    let key = claimed.execution.concurrency_key.clone().expect("a key");
+                    *holding.lock().expect("lock").entry(key).or_default() -= 1;
+                    finish(&store, claimed, Outcome::Succeeded, at(21)).await;
+                }
+            }
         }
-    }
+    })
+    .await;
     assert_eq!(
-        done.len(),
+        claimed.len(),
         PER_KEY * KEYS,
         "every run ran once, none left parked"
     );

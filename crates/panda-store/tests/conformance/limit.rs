@@ -1,11 +1,10 @@
 //! A job's limit of running executions (`max_running`, with concurrency allow): enforced by
 //! the numbered job slots the claim takes, across claims and claimers.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use panda_core::{ConcurrencyPolicy, JobSpec, Status};
-use panda_store::{ClaimRequest, NewExecution, Outcome, Store};
+use panda_store::{NewExecution, Outcome, Store};
 
 use super::support::*;
 
@@ -170,51 +169,27 @@ pub async fn concurrent_claims_never_run_more_than_a_jobs_limit(store: Arc<dyn S
 
     // Each claimer takes a batch, checks the running count, and finishes what it took, over and
     // over, racing the others; a claim that saw a free slot another claimer filled must wait.
-    let claimers: Vec<_> = (0..TASKS)
-        .map(|worker| {
+    let claimed = race_claimers(&store, TASKS, 4, at(20), 20, {
+        let store = Arc::clone(&store);
+        move |batch| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                let request = ClaimRequest {
-                    worker_id: format!("worker-{worker}"),
-                    ..claim_request(4)
-                };
-                let mut done = Vec::new();
-                let mut idle = 0;
-                while idle < 20 {
-                    let batch = store
-                        .execution_claim(&request, at(20))
-                        .await
-                        .expect("a concurrent claim succeeds");
-                    let now_running = running(&store, "crawl").await;
-                    assert!(
-                        now_running <= LIMIT,
-                        "{now_running} executions of a job limited to {LIMIT} running"
-                    );
-                    if batch.is_empty() {
-                        idle += 1;
-                        tokio::task::yield_now().await;
-                        continue;
-                    }
-                    idle = 0;
-                    for claimed in &batch {
-                        finish(&store, claimed, Outcome::Succeeded, at(21)).await;
-                        done.push(claimed.execution.id);
-                    }
+            async move {
+                let now_running = running(&store, "crawl").await;
+                assert!(
+                    now_running <= LIMIT,
+                    "{now_running} executions of a job limited to {LIMIT} running"
+                );
+                for claimed in &batch {
+                    finish(&store, claimed, Outcome::Succeeded, at(21)).await;
                 }
-                done
-            })
-        })
-        .collect();
-    let mut done = BTreeSet::new();
-    for task in claimers {
-        for id in task.await.expect("claim task") {
-            assert!(done.insert(id), "{id} ran twice");
+            }
         }
-    }
+    })
+    .await;
     let crawl = executions_of(&store, "crawl").await;
     assert!(
         crawl.iter().all(|e| e.status == Status::Succeeded),
         "every limited run ran in the end"
     );
-    assert_eq!(done.len(), 2 * TOTAL, "and every other one");
+    assert_eq!(claimed.len(), 2 * TOTAL, "and every other one");
 }

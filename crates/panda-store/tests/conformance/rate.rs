@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use panda_core::{ExecutionId, JobSpec, RateLimit, Status};
-use panda_store::{ClaimRequest, Outcome, Store, StoreError};
+use panda_store::{Outcome, Store, StoreError};
 
 use super::support::*;
 
@@ -209,46 +209,23 @@ pub async fn concurrent_claims_never_start_more_than_the_limit_per_window(store:
     for round in 0..ROUNDS {
         let now = at(10 + 60 * round);
         let got: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
-        let claimers: Vec<_> = (0..TASKS)
-            .map(|worker| {
-                let store = Arc::clone(&store);
-                let got = Arc::clone(&got);
-                tokio::spawn(async move {
-                    let request = ClaimRequest {
-                        worker_id: format!("worker-{worker}"),
-                        ..claim_request(2)
-                    };
-                    let mut mine = Vec::new();
-                    let mut idle = 0;
-                    while idle < 10 {
-                        let batch = store
-                            .execution_claim(&request, now)
-                            .await
-                            .expect("a concurrent claim succeeds");
-                        if batch.is_empty() {
-                            idle += 1;
-                            tokio::task::yield_now().await;
-                            continue;
-                        }
-                        idle = 0;
-                        for claimed in batch {
-                            let site = claimed.execution.payload.as_ref().expect("payload")["site"]
-                                .as_str()
-                                .expect("a site")
-                                .to_owned();
-                            *got.lock().expect("lock").entry(site).or_default() += 1;
-                            mine.push(claimed);
-                        }
-                    }
-                    mine
-                })
-            })
-            .collect();
-        for task in claimers {
-            for claimed in task.await.expect("claim task") {
-                assert!(ran.insert(claimed.execution.id), "started twice");
-                finish(&store, &claimed, Outcome::Succeeded, now).await;
+        let claimed = race_claimers(&store, TASKS, 2, now, 10, {
+            let got = Arc::clone(&got);
+            move |batch| {
+                for claimed in &batch {
+                    let site = claimed.execution.payload.as_ref().expect("payload")["site"]
+                        .as_str()
+                        .expect("a site")
+                        .to_owned();
+                    *got.lock().expect("lock").entry(site).or_default() += 1;
+                }
+                std::future::ready(())
             }
+        })
+        .await;
+        for claimed in claimed {
+            assert!(ran.insert(claimed.execution.id), "started twice");
+            finish(&store, &claimed, Outcome::Succeeded, now).await;
         }
         let got = got.lock().expect("lock").clone();
         let want: BTreeMap<String, usize> =

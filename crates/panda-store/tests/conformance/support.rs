@@ -144,6 +144,65 @@ pub fn claim_request(limit: u32) -> ClaimRequest {
     }
 }
 
+/// `tasks` claimers racing each other, each its own worker (`worker-N`) claiming up to
+/// `places` at `now` until `patience` claims in a row come back empty, yielding after each
+/// empty one. Each claim's batch, empty or not, goes through `on_batch` before that claimer
+/// claims again. Returns every execution claimed, each once (two claims of one execution
+/// fail the case).
+pub async fn race_claimers<F, Fut>(
+    store: &Arc<dyn Store>,
+    tasks: usize,
+    places: u32,
+    now: DateTime<Utc>,
+    patience: u32,
+    on_batch: F,
+) -> Vec<Claimed>
+where
+    F: Fn(Vec<Claimed>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let claimers: Vec<_> = (0..tasks)
+        .map(|worker| {
+            let store = Arc::clone(store);
+            let on_batch = on_batch.clone();
+            tokio::spawn(async move {
+                let request = ClaimRequest {
+                    worker_id: format!("worker-{worker}"),
+                    ..claim_request(places)
+                };
+                let mut mine = Vec::new();
+                let mut idle = 0;
+                while idle < patience {
+                    let batch = store
+                        .execution_claim(&request, now)
+                        .await
+                        .expect("a concurrent claim succeeds");
+                    let empty = batch.is_empty();
+                    on_batch(batch.clone()).await;
+                    if empty {
+                        idle += 1;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    idle = 0;
+                    mine.extend(batch);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    let mut seen = BTreeSet::new();
+    for task in claimers {
+        for one in task.await.expect("claim task") {
+            let id = one.execution.id;
+            assert!(seen.insert(id), "{id} was claimed twice");
+            claimed.push(one);
+        }
+    }
+    claimed
+}
+
 /// Claims up to `limit` executions with [`claim_request`].
 pub async fn claim(store: &Arc<dyn Store>, limit: u32, now: DateTime<Utc>) -> Vec<Claimed> {
     store
