@@ -331,25 +331,32 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_wal_starts_over_while_writes_never_pause() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("panda.db"))
+    /// A store in `dir` with one queued execution of a job `name` that runs `true`, to write
+    /// logs to.
+    async fn with_an_execution(dir: &Path, name: &str) -> (SqliteStore, ExecutionId) {
+        let store = SqliteStore::open(&dir.join("panda.db"))
             .await
             .expect("open");
         let spec = JobSpec::new(
-            JobName::new("steady").expect("name"),
+            JobName::new(name).expect("name"),
             RuntimeSpec::Process {
                 argv: vec!["true".into()],
             },
         );
         store.job_create(&spec, Utc::now()).await.expect("job");
         let execution = store
-            .execution_enqueue(&crate::NewExecution::api("steady"), Utc::now())
+            .execution_enqueue(&crate::NewExecution::api(name), Utc::now())
             .await
             .expect("enqueue")
             .execution
             .id;
+        (store, execution)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_while_writes_never_pause() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, execution) = with_an_execution(dir.path(), "steady").await;
         let wal = dir.path().join("panda.db-wal");
         let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         // Writes with no pause between them, each 256 KiB of random bytes (stored as they
@@ -388,22 +395,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_is_cut_back_after_a_burst_of_writes() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("panda.db"))
-            .await
-            .expect("open");
-        let spec = JobSpec::new(
-            JobName::new("burst").expect("name"),
-            RuntimeSpec::Process {
-                argv: vec!["true".into()],
-            },
-        );
-        store.job_create(&spec, Utc::now()).await.expect("job");
-        let execution = store
-            .execution_enqueue(&crate::NewExecution::api("burst"), Utc::now())
-            .await
-            .expect("enqueue")
-            .execution
-            .id;
+        let (store, execution) = with_an_execution(dir.path(), "burst").await;
         // 96 MiB of output in 1 MiB transactions: more WAL than the limit. Random bytes, which
         // are stored as they are (repeated ones would be compressed).
         let line: Vec<u8> = (0..64 * 1024).map(|_| rand::random::<u8>()).collect();
