@@ -634,12 +634,7 @@ fn dispatcher_config(args: &NodeArgs) -> anyhow::Result<DispatcherConfig> {
     }
     let worker_id = match &args.worker_id {
         Some(id) => id.clone(),
-        None => {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_else(|_| "panda".to_owned());
-            format!("{host}-{}", std::process::id())
-        }
+        None => format!("{}-{}", host_name(), std::process::id()),
     };
     let concurrency = usize::try_from(args.concurrency).unwrap_or(usize::MAX);
     let mut config = DispatcherConfig::new(worker_id, concurrency);
@@ -662,8 +657,28 @@ fn queue_list(queues: &[QueueLimit]) -> String {
         .join(",")
 }
 
+/// This machine's host name (`panda` when it has none).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "panda".to_owned())
+}
+
+/// The name this node's containers carry when no `--worker-id` is given: the host name and a
+/// digest of the data dir. A restart on the same data dir finds what its last run left
+/// behind, and two servers on one host (a data dir each) never take each other's running
+/// containers for leftovers, as they would with the host name alone.
+fn container_node(data_dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let digest = hex::encode(Sha256::digest(dir.as_os_str().as_encoded_bytes()));
+    format!("{}-{}", host_name(), &digest[..8])
+}
+
 /// The runtimes `choice` asks for. A Docker engine that answers is cleared of the containers
-/// this node (by `--worker-id`, or else the host name) left behind when it last stopped
+/// this node (by `--worker-id`, or else [`container_node`]) left behind when it last stopped
 /// uncleanly. Local processes run under the per-run supervisor, with a record of each in
 /// `DATA_DIR/running/`; what a dead node's runs left there is killed first.
 async fn runtimes(
@@ -681,10 +696,8 @@ async fn runtimes(
         RuntimeChoice::Process => None,
         RuntimeChoice::Auto | RuntimeChoice::Docker => match DockerRuntime::connect().await {
             Ok(docker) => {
-                let docker = match node {
-                    Some(node) => docker.with_node(node),
-                    None => docker,
-                };
+                let docker = docker
+                    .with_node(node.map_or_else(|| container_node(data_dir), ToOwned::to_owned));
                 // Its containers are removed the moment this process dies.
                 let docker = docker
                     .watched(Path::new(panda_runtime::SELF_EXE))

@@ -583,8 +583,9 @@ async fn containers_of(docker: &bollard::Docker, execution: &str) -> Vec<String>
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_nodes_container_is_removed_by_its_watcher() {
+/// The busybox image the Docker cases run, built here; `None` (the case skipped, with the
+/// reason printed) when there is no engine and not every backend is required.
+async fn busybox_image() -> Option<&'static str> {
     const IMAGE: &str = "panda-faults-busybox:latest";
     let built = match panda_runtime::DockerRuntime::connect().await {
         Ok(docker) => docker
@@ -599,20 +600,33 @@ async fn a_killed_nodes_container_is_removed_by_its_watcher() {
             "Docker is required: {err}"
         );
         eprintln!("skipped: Docker is not available: {err}");
-        return;
+        return None;
     }
-    let docker = bollard::Docker::connect_with_defaults().expect("the Docker engine");
-    let backend = Backend::sqlite().await;
-    let store = &backend.store;
+    Some(IMAGE)
+}
+
+/// A job `boxed` in `store` whose container sleeps a minute.
+async fn create_boxed_job(store: &Arc<dyn Store>, image: &str) {
     let mut spec = JobSpec::new(
         JobName::new("boxed").expect("name"),
         RuntimeSpec::Image {
-            image: IMAGE.into(),
+            image: image.into(),
             command: Some(vec!["sh".into(), "-c".into(), "sleep 60".into()]),
         },
     );
     spec.retry.max_attempts = 2;
     store.job_create(&spec, Utc::now()).await.expect("create");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_container_is_removed_by_its_watcher() {
+    let Some(image) = busybox_image().await else {
+        return;
+    };
+    let docker = bollard::Docker::connect_with_defaults().expect("the Docker engine");
+    let backend = Backend::sqlite().await;
+    let store = &backend.store;
+    create_boxed_job(store, image).await;
     let server = Start::server()
         .data_dir(backend.node_dir("node-a"))
         .args(["--runtime", "docker", "--worker-id", "node-a"])
@@ -646,4 +660,62 @@ async fn a_killed_nodes_container_is_removed_by_its_watcher() {
         killed_at.elapsed()
     );
     backend.close().await;
+}
+
+/// Two servers on one host, each on a data dir of its own and neither with `--worker-id`: the
+/// second one's start clears only what its own data dir's last run left behind, so the first
+/// one's running container is not taken for a leftover (with the host name alone as the
+/// containers' node, it was removed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_host_leaves_the_first_ones_containers_running() {
+    let Some(image) = busybox_image().await else {
+        return;
+    };
+    let docker = bollard::Docker::connect_with_defaults().expect("the Docker engine");
+    let first = Backend::sqlite().await;
+    create_boxed_job(&first.store, image).await;
+    let _first_server = Start::server()
+        .data_dir(first.node_dir("node-a"))
+        .args(["--runtime", "docker"])
+        .start();
+    let execution = first
+        .store
+        .execution_enqueue(&NewExecution::api("boxed"), Utc::now())
+        .await
+        .expect("enqueue")
+        .execution
+        .id;
+    let started = Instant::now();
+    while containers_of(&docker, &execution.to_string())
+        .await
+        .is_empty()
+    {
+        assert!(started.elapsed() < PATIENCE, "the container never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let second = Backend::sqlite().await;
+    let second_server = Start::server()
+        .data_dir(second.node_dir("node-b"))
+        .args(["--runtime", "docker"])
+        .start();
+    // The second server is ready: its start-up clearing is done.
+    drop(second_server);
+    let left = containers_of(&docker, &execution.to_string()).await;
+    assert_eq!(left.len(), 1, "the first server's container is still there");
+    let running = docker
+        .inspect_container(&left[0], None)
+        .await
+        .expect("inspect")
+        .state
+        .and_then(|state| state.running);
+    assert_eq!(running, Some(true), "and still running");
+    let seen = first
+        .store
+        .execution_get(execution)
+        .await
+        .expect("the execution");
+    assert_eq!(seen.status, Status::Running, "{seen:?}");
+    first.close().await;
+    second.close().await;
 }
