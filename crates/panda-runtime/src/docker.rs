@@ -109,7 +109,7 @@ impl DockerRuntime {
             docker,
             pull: PullPolicy::default(),
             start_deadline: Duration::from_secs(300),
-            node: default_node(),
+            node: host_name(),
             watcher: None,
         })
     }
@@ -899,8 +899,9 @@ impl PullProgress {
     }
 }
 
-/// The node name when none is given: the host name, which a restart keeps.
-fn default_node() -> String {
+/// This machine's host name (`panda` when it has none): the node name when none is given,
+/// which a restart keeps.
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .ok()

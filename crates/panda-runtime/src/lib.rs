@@ -31,7 +31,9 @@ use async_trait::async_trait;
 use panda_core::{ExecutionId, JobSpec, Limits, Probe, RuntimeSpec, StopSignal};
 use tokio_util::sync::CancellationToken;
 
-pub use docker::{DockerRuntime, EXECUTION_LABEL, INSTANCE_LABEL, NODE_LABEL, PullPolicy};
+pub use docker::{
+    DockerRuntime, EXECUTION_LABEL, INSTANCE_LABEL, NODE_LABEL, PullPolicy, host_name,
+};
 pub use logs::{DEFAULT_LOG_CAP, LogConfig, LogSink, LogSummary};
 pub use probe::probe_http;
 pub use process::{ProcessRuntime, SELF_EXE};

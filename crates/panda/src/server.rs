@@ -31,7 +31,7 @@ const _: () = assert!(DEFAULT_PRUNE_BATCH == 1000);
 /// claim latency near idle while history is pruned, where 1,000 more than doubled its p99
 /// (BENCHMARKS.md, `panda-bench prune`).
 const SQLITE_PRUNE_BATCH: u32 = 250;
-use panda_runtime::{DockerRuntime, ProcessRuntime, Records, Runtime};
+use panda_runtime::{DockerRuntime, ProcessRuntime, Records, Runtime, host_name};
 use panda_store::{Retention, Store, StoreError, TokenScope};
 use tokio_util::sync::CancellationToken;
 
@@ -655,15 +655,6 @@ fn queue_list(queues: &[QueueLimit]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// This machine's host name (`panda` when it has none).
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "panda".to_owned())
 }
 
 /// The name this node's containers carry when no `--worker-id` is given: the host name and a
