@@ -674,9 +674,10 @@ async fn a_second_server_on_the_host_leaves_the_first_ones_containers_running() 
     let docker = bollard::Docker::connect_with_defaults().expect("the Docker engine");
     let first = Backend::sqlite().await;
     create_boxed_job(&first.store, image).await;
+    // Stopped at the end of the case without waiting out its running container.
     let _first_server = Start::server()
         .data_dir(first.node_dir("node-a"))
-        .args(["--runtime", "docker"])
+        .args(["--runtime", "docker", "--shutdown-grace", "1s"])
         .start();
     let execution = first
         .store
