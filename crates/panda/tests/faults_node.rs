@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use panda_core::{
-    ConcurrencyPolicy, Execution, JobName, JobSpec, RetryPolicy, RuntimeSpec, Status,
+    ConcurrencyPolicy, Execution, ExecutionId, JobName, JobSpec, RetryPolicy, RuntimeSpec, Status,
 };
 use panda_store::{NewExecution, Store};
 use support::Start;
@@ -618,6 +618,25 @@ async fn create_boxed_job(store: &Arc<dyn Store>, image: &str) {
     store.job_create(&spec, Utc::now()).await.expect("create");
 }
 
+/// Enqueues a run of `boxed` and waits until a node has started its container.
+async fn run_boxed(store: &Arc<dyn Store>, docker: &bollard::Docker) -> ExecutionId {
+    let execution = store
+        .execution_enqueue(&NewExecution::api("boxed"), Utc::now())
+        .await
+        .expect("enqueue")
+        .execution
+        .id;
+    let started = Instant::now();
+    while containers_of(docker, &execution.to_string())
+        .await
+        .is_empty()
+    {
+        assert!(started.elapsed() < PATIENCE, "the container never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    execution
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_container_is_removed_by_its_watcher() {
     let Some(image) = busybox_image().await else {
@@ -632,18 +651,7 @@ async fn a_killed_nodes_container_is_removed_by_its_watcher() {
         .args(["--runtime", "docker", "--worker-id", "node-a"])
         .args(FAST_LEASES)
         .start();
-    let execution = store
-        .execution_enqueue(&NewExecution::api("boxed"), Utc::now())
-        .await
-        .expect("enqueue")
-        .execution
-        .id
-        .to_string();
-    let started = Instant::now();
-    while containers_of(&docker, &execution).await.is_empty() {
-        assert!(started.elapsed() < PATIENCE, "the container never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let execution = run_boxed(store, &docker).await.to_string();
     let killed_at = Instant::now();
     server.kill();
     // The watcher acts within a second or two; the bound leaves room for a machine loaded by
@@ -679,21 +687,7 @@ async fn a_second_server_on_the_host_leaves_the_first_ones_containers_running() 
         .data_dir(first.node_dir("node-a"))
         .args(["--runtime", "docker", "--shutdown-grace", "1s"])
         .start();
-    let execution = first
-        .store
-        .execution_enqueue(&NewExecution::api("boxed"), Utc::now())
-        .await
-        .expect("enqueue")
-        .execution
-        .id;
-    let started = Instant::now();
-    while containers_of(&docker, &execution.to_string())
-        .await
-        .is_empty()
-    {
-        assert!(started.elapsed() < PATIENCE, "the container never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let execution = run_boxed(&first.store, &docker).await;
 
     let second = Backend::sqlite().await;
     let second_server = Start::server()
